@@ -1,0 +1,170 @@
+//! The library's error type.
+//!
+//! One variant per thing a user can get wrong or run into, each with a
+//! message that names the segment and says what to do about it.
+
+use std::io;
+
+/// Everything that can go wrong creating, opening or viewing a shared array.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment (or file) by that name exists.
+    #[error("shared array '{name}' does not exist (was it created, or already unlinked by its owner?)")]
+    NotFound {
+        /// The name or path that was looked up.
+        name: String,
+    },
+    /// `create` found a segment of that name already there.
+    #[error("a segment named '{name}' already exists; pick another name, or open it instead")]
+    AlreadyExists {
+        /// The name that is taken.
+        name: String,
+    },
+    /// The name has characters or a form shmkit does not accept.
+    #[error("invalid segment name '{name}': {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+    /// The name is longer than the OS allows for a `/dev/shm` entry.
+    #[error("segment name is {len} bytes long, the limit is {max}: '{name}'")]
+    NameTooLong {
+        /// The rejected name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest name allowed.
+        max: usize,
+    },
+    /// The OS refused access to the segment.
+    #[error("permission denied for '{name}' (shmkit creates segments with mode 0600: only their creator's user may open them)")]
+    PermissionDenied {
+        /// The segment or file.
+        name: String,
+    },
+    /// Not enough room in `/dev/shm` (or on the file's disk) to reserve the array.
+    #[error("not enough space for '{name}': {requested} bytes requested, {available} available (enlarge /dev/shm, free segments with `shmkit gc`, or use a file-backed array)")]
+    NoSpace {
+        /// The segment or file.
+        name: String,
+        /// Bytes the array needed.
+        requested: u64,
+        /// Bytes free when it was asked for.
+        available: u64,
+    },
+    /// The segment is shorter than its header says its data needs.
+    #[error(
+        "segment '{name}' is {len} bytes, too small: its header needs {needed} (truncated, or not a shmkit array)"
+    )]
+    TooSmall {
+        /// The segment or file.
+        name: String,
+        /// Its length.
+        len: u64,
+        /// The length its header implies.
+        needed: u64,
+    },
+    /// The segment does not start with the `.npy` magic: shmkit did not create it.
+    #[error("segment '{name}' is not a shmkit or .npy array (no \\x93NUMPY magic); it was made by another program")]
+    NotAnArray {
+        /// The segment or file.
+        name: String,
+    },
+    /// The segment exists but its creator has not finished writing its header.
+    #[error("segment '{name}' is still being created (or its creator died while creating it); try again")]
+    NotReady {
+        /// The segment or file.
+        name: String,
+    },
+    /// The `.npy` header could not be parsed or is inconsistent.
+    #[error("segment '{name}' has a bad header: {reason}")]
+    BadHeader {
+        /// The segment or file.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The element type stored differs from the one asked for.
+    #[error("segment '{name}' holds dtype '{found}', but it was opened as '{expected}'")]
+    WrongDtype {
+        /// The segment or file.
+        name: String,
+        /// The numpy dtype string of the requested element type.
+        expected: &'static str,
+        /// The dtype string found in the header.
+        found: String,
+    },
+    /// The number of dimensions stored differs from the one asked for.
+    #[error("segment '{name}' holds a {found}-d array, but it was opened as {expected}-d (open it as `SharedArray<_, IxDyn>` to accept any)")]
+    WrongNdim {
+        /// The segment or file.
+        name: String,
+        /// Dimensions requested.
+        expected: usize,
+        /// Dimensions found.
+        found: usize,
+    },
+    /// The shape stored differs from the one the caller required.
+    #[error("segment '{name}' has shape {found:?}, expected {expected:?}")]
+    WrongShape {
+        /// The segment or file.
+        name: String,
+        /// Shape required.
+        expected: Vec<usize>,
+        /// Shape found.
+        found: Vec<usize>,
+    },
+    /// The array's size in bytes does not fit in memory addresses.
+    #[error("shape {shape:?} of {itemsize}-byte elements overflows the address space")]
+    SizeOverflow {
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// Bytes per element.
+        itemsize: usize,
+    },
+    /// A range along the first axis reaches past its end.
+    #[error("range {start}..{end} is out of bounds for an axis of length {len}")]
+    OutOfRange {
+        /// Start of the requested range.
+        start: usize,
+        /// End of the requested range.
+        end: usize,
+        /// Length of the axis.
+        len: usize,
+    },
+    /// An OS call failed in a way not covered above.
+    #[error("{op} '{name}' failed: {source}")]
+    Io {
+        /// What was being done (`"shm_open"`, `"mmap"`, ...).
+        op: &'static str,
+        /// The segment or file.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Short for `std::result::Result<T, shmkit::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Maps an OS error from `op` on `name` to the most specific variant.
+    pub(crate) fn from_io(op: &'static str, name: &str, source: io::Error) -> Error {
+        let name = name.to_owned();
+        match source.kind() {
+            io::ErrorKind::NotFound => Error::NotFound { name },
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists { name },
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied { name },
+            _ => Error::Io { op, name, source },
+        }
+    }
+
+    /// A [`Error::BadHeader`] for `name`.
+    pub(crate) fn bad_header(name: &str, reason: impl Into<String>) -> Error {
+        Error::BadHeader { name: name.to_owned(), reason: reason.into() }
+    }
+}

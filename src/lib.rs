@@ -1,0 +1,47 @@
+//! # shmkit
+//!
+//! Numeric compute over named shared memory.
+//!
+//! A coordinator creates named segments holding n-dimensional arrays; any
+//! process attaches by name alone, because shape and dtype live in the
+//! segment. Each segment is a valid `.npy` file, so numpy maps it too. The
+//! owner's handle unlinks the segment; an attacher's handle only unmaps.
+//!
+//! ```
+//! use shmkit::SharedArray;
+//! # let name = format!("doc-lib-{}", std::process::id());
+//! let mut data = SharedArray::<f64, ndarray::Ix1>::create(&name, 1000)?;
+//! data.as_slice_mut().iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
+//!
+//! // In another process (here the same one), by name alone:
+//! let mut helper = SharedArray::<f64, ndarray::Ix1>::open(&name)?;
+//! helper.rows_mut(0..500)?.mapv_inplace(|x| 2.0 * x);
+//! assert_eq!(data.as_slice()[499], 998.0);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! Linux only for now: segments live in `/dev/shm`.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("shmkit supports Linux only for now (segments live in /dev/shm)");
+#[cfg(not(target_endian = "little"))]
+compile_error!("shmkit writes little-endian .npy headers and needs a little-endian host");
+
+mod array;
+mod dtype;
+mod error;
+mod info;
+mod layout;
+mod name;
+#[cfg_attr(target_os = "linux", path = "os/linux.rs")]
+mod os;
+mod segment;
+
+pub use crate::array::SharedArray;
+pub use crate::dtype::{DType, Element};
+pub use crate::error::{Error, Result};
+pub use crate::info::{inspect, unlink, ArrayInfo, Creator};
+pub use ndarray;
