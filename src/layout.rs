@@ -269,10 +269,11 @@ impl Parser<'_> {
     }
 
     fn expect_raw(&mut self, c: u8) -> Result<(), String> {
-        match self.s.get(self.i) == Some(&c) {
-            true => Ok(self.i += 1),
-            false => Err(format!("unterminated string at byte {}", self.i)),
+        if self.s.get(self.i) != Some(&c) {
+            return Err(format!("unterminated string at byte {}", self.i));
         }
+        self.i += 1;
+        Ok(())
     }
 
     fn descr(&mut self) -> Result<String, String> {

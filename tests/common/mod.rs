@@ -1,0 +1,90 @@
+//! Test harness: unique names, child processes that re-run this test
+//! binary, a watchdog, and leak checks on `/dev/shm`.
+#![allow(dead_code)] // each test binary uses a different part of this
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Environment variable that tells a re-run test it is the child.
+const CHILD_VAR: &str = "SHMKIT_TEST_CHILD";
+
+/// A segment name no other test (or test run) uses.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("shmkit-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// In a child started by [`run_child`], the argument it was given.
+pub fn child_arg() -> Option<String> {
+    std::env::var(CHILD_VAR).ok()
+}
+
+/// Re-runs this test binary on exactly `test`, as a child told `arg`.
+pub fn spawn_child(test: &str, arg: &str, stdout: Stdio) -> Child {
+    Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, arg)
+        .stdout(stdout)
+        .spawn()
+        .expect("spawn child test process")
+}
+
+/// Runs a child (see [`spawn_child`]) to the end under a 60 s watchdog.
+///
+/// Returns its status, after checking that it really ran `test` (a
+/// misspelt name would otherwise run nothing and exit 0).
+pub fn run_child(test: &str, arg: &str) -> ExitStatus {
+    let mut child = spawn_child(test, arg, Stdio::piped());
+    let mut out = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let status = wait_with_watchdog(child, Duration::from_secs(60));
+    let out = reader.join().expect("stdout reader");
+    assert!(!status.success() || out.contains("1 passed"), "child ran no test named {test}:\n{out}");
+    status
+}
+
+/// Waits for `child`; a watchdog kills it if it outlives `limit`, so no
+/// test hangs and no process is left behind.
+pub fn wait_with_watchdog(mut child: Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} still running after {limit:?}: killed", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// True if `/dev/shm/NAME` exists.
+pub fn shm_exists(name: &str) -> bool {
+    Path::new("/dev/shm").join(name).exists()
+}
+
+/// Removes `/dev/shm/NAME` when dropped, for segments a test makes by
+/// hand or that an assertion failure could leave behind.
+pub struct ShmFile(pub String);
+
+impl ShmFile {
+    /// Writes `bytes` as the raw contents of segment `name`.
+    pub fn with_bytes(name: &str, bytes: &[u8]) -> ShmFile {
+        std::fs::write(Path::new("/dev/shm").join(name), bytes).expect("write /dev/shm entry");
+        ShmFile(name.to_owned())
+    }
+}
+
+impl Drop for ShmFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(Path::new("/dev/shm").join(&self.0));
+    }
+}

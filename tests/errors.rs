@@ -1,0 +1,177 @@
+//! Every bad input gives its own typed error: no panic, no crash, no leak.
+
+mod common;
+
+use common::{shm_exists, unique, ShmFile};
+use ndarray::{Ix1, Ix2, IxDyn};
+use shmkit::{Error, SharedArray};
+
+/// The bytes of a real shmkit segment named `name` holding 2x3 f64.
+fn segment_bytes(name: &str) -> Vec<u8> {
+    let _a = SharedArray::<f64, Ix2>::create(name, (2, 3)).unwrap();
+    std::fs::read(format!("/dev/shm/{name}")).unwrap()
+}
+
+/// A `.npy` header with `dict` as its text, 64-aligned, then `data` bytes.
+fn npy_with_dict(dict: &str, data: usize) -> Vec<u8> {
+    let mut text = dict.to_owned();
+    while (10 + text.len() + 1) % 64 != 0 {
+        text.push(' ');
+    }
+    text.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    b.extend_from_slice(text.as_bytes());
+    b.resize(b.len() + data, 0);
+    b
+}
+
+#[test]
+fn missing_segment_is_not_found() {
+    let err = SharedArray::<f64, Ix1>::open(&unique("missing")).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert!(matches!(shmkit::inspect(&unique("missing")), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn wrong_dtype_names_both_types() {
+    let name = unique("dtype");
+    let _a = SharedArray::<f64, Ix1>::create(&name, 4).unwrap();
+    let err = SharedArray::<f32, Ix1>::open(&name).unwrap_err();
+    assert!(matches!(&err, Error::WrongDtype { expected: "<f4", found, .. } if found == "<f8"), "{err}");
+    assert!(err.to_string().contains("'<f8'"));
+    assert!(matches!(SharedArray::<i64, Ix1>::open(&name), Err(Error::WrongDtype { .. })));
+}
+
+#[test]
+fn wrong_ndim_is_its_own_error() {
+    let name = unique("ndim");
+    let _a = SharedArray::<u8, Ix2>::create(&name, (2, 2)).unwrap();
+    let err = SharedArray::<u8, Ix1>::open(&name).unwrap_err();
+    assert!(matches!(err, Error::WrongNdim { expected: 1, found: 2, .. }), "{err}");
+}
+
+#[test]
+fn existing_name_is_already_exists() {
+    let name = unique("exists");
+    let _a = SharedArray::<u8, Ix1>::create(&name, 1).unwrap();
+    assert!(matches!(SharedArray::<u8, Ix1>::create(&name, 1), Err(Error::AlreadyExists { .. })));
+    let _raw = ShmFile::with_bytes(&unique("exists-raw"), b"x");
+    assert!(matches!(SharedArray::<u8, Ix1>::create(&_raw.0, 1), Err(Error::AlreadyExists { .. })));
+}
+
+#[test]
+fn segment_too_small_for_its_header() {
+    let raw = ShmFile::with_bytes(&unique("tiny"), b"\x93NUM");
+    assert!(matches!(SharedArray::<f64, IxDyn>::open(&raw.0), Err(Error::TooSmall { len: 4, needed: 10, .. })));
+    let empty = ShmFile::with_bytes(&unique("zero"), b"");
+    assert!(matches!(SharedArray::<f64, IxDyn>::open(&empty.0), Err(Error::TooSmall { len: 0, .. })));
+}
+
+#[test]
+fn truncated_header_and_truncated_data_are_too_small() {
+    let name = unique("trunc");
+    let bytes = segment_bytes(&name);
+    let head = ShmFile::with_bytes(&name, &bytes[..40]);
+    assert!(matches!(SharedArray::<f64, Ix2>::open(&head.0), Err(Error::TooSmall { len: 40, needed: 128, .. })));
+    let data = ShmFile::with_bytes(&unique("trunc-data"), &bytes[..128 + 20]);
+    let err = SharedArray::<f64, Ix2>::open(&data.0).unwrap_err();
+    assert!(matches!(err, Error::TooSmall { len: 148, needed: 176, .. }), "{err}");
+}
+
+#[test]
+fn garbage_header_is_bad_header() {
+    for dict in [
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3}",
+        "{'descr': '<f8', 'shape': (2,)}",
+        "not a dict at all",
+    ] {
+        let raw = ShmFile::with_bytes(&unique("garbage"), &npy_with_dict(dict, 64));
+        let err = SharedArray::<f64, IxDyn>::open(&raw.0).unwrap_err();
+        assert!(matches!(err, Error::BadHeader { .. }), "{dict}: {err}");
+    }
+    let mut bytes = segment_bytes(&unique("version"));
+    bytes[6] = 9;
+    let raw = ShmFile::with_bytes(&unique("version"), &bytes);
+    let err = SharedArray::<f64, Ix2>::open(&raw.0).unwrap_err();
+    assert!(matches!(&err, Error::BadHeader { reason, .. } if reason.contains("version 9")), "{err}");
+}
+
+#[test]
+fn corrupted_trailer_is_bad_header() {
+    let name = unique("trailer");
+    let mut bytes = segment_bytes(&name);
+    let at = bytes.len() - 64 + 40; // the data length the trailer records
+    bytes[at] ^= 0xff;
+    let raw = ShmFile::with_bytes(&name, &bytes);
+    let err = SharedArray::<f64, Ix2>::open(&raw.0).unwrap_err();
+    assert!(matches!(&err, Error::BadHeader { reason, .. } if reason.contains("trailer")), "{err}");
+}
+
+#[test]
+fn header_whose_shape_overflows_is_bad_header() {
+    let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (18446744073709551615, 4), }";
+    let raw = ShmFile::with_bytes(&unique("hugeshape"), &npy_with_dict(dict, 64));
+    let err = SharedArray::<f64, IxDyn>::open(&raw.0).unwrap_err();
+    assert!(matches!(&err, Error::BadHeader { reason, .. } if reason.contains("overflows")), "{err}");
+}
+
+#[test]
+fn unsupported_dtype_in_header_is_wrong_dtype() {
+    let dict = "{'descr': '<U8', 'fortran_order': False, 'shape': (2,), }";
+    let raw = ShmFile::with_bytes(&unique("unicode"), &npy_with_dict(dict, 64));
+    assert!(matches!(SharedArray::<u8, Ix1>::open(&raw.0), Err(Error::BadHeader { .. })));
+    let dict = "{'descr': '>f8', 'fortran_order': False, 'shape': (2,), }";
+    let raw = ShmFile::with_bytes(&unique("bigendian"), &npy_with_dict(dict, 64));
+    let err = SharedArray::<f64, Ix1>::open(&raw.0).unwrap_err();
+    assert!(matches!(&err, Error::WrongDtype { found, .. } if found == ">f8"), "{err}");
+}
+
+#[test]
+fn segment_shmkit_did_not_create_is_not_an_array() {
+    let raw = ShmFile::with_bytes(&unique("foreign"), b"some other program's bytes, not an array");
+    let err = SharedArray::<u8, Ix1>::open(&raw.0).unwrap_err();
+    assert!(matches!(err, Error::NotAnArray { .. }), "{err}");
+    let zeros = ShmFile::with_bytes(&unique("zeros"), &[0; 4096]);
+    assert!(matches!(SharedArray::<u8, Ix1>::open(&zeros.0), Err(Error::NotReady { .. })));
+}
+
+#[test]
+fn bad_names_are_rejected_before_any_syscall() {
+    let long = "n".repeat(300);
+    assert!(matches!(SharedArray::<u8, Ix1>::create(&long, 1), Err(Error::NameTooLong { len: 300, max: 255, .. })));
+    for bad in ["", "a/b", "../etc", "sp ace", ".hidden"] {
+        let err = SharedArray::<u8, Ix1>::create(bad, 1).unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn shape_whose_byte_size_overflows_is_size_overflow() {
+    let name = unique("overflow");
+    let err = SharedArray::<f64, Ix2>::create(&name, (usize::MAX / 2, 3)).unwrap_err();
+    assert!(matches!(err, Error::SizeOverflow { itemsize: 8, .. }), "{err}");
+    assert!(!shm_exists(&name));
+}
+
+#[test]
+fn out_of_range_rows_are_refused() {
+    let name = unique("range");
+    let mut a = SharedArray::<i32, Ix2>::create(&name, (10, 2)).unwrap();
+    assert!(matches!(a.rows(5..11), Err(Error::OutOfRange { start: 5, end: 11, len: 10 })));
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = 7..3;
+    assert!(matches!(a.rows_mut(reversed), Err(Error::OutOfRange { .. })));
+    assert_eq!(a.rows(10..10).unwrap().len(), 0);
+}
+
+#[test]
+fn full_dev_shm_is_no_space_at_create_and_leaves_nothing() {
+    let total = rustix::fs::statvfs("/dev/shm").map(|s| s.f_blocks * s.f_frsize).unwrap();
+    let name = unique("nospace");
+    let elems = (total / 8 * 2) as usize; // twice the whole filesystem
+    let err = SharedArray::<f64, Ix1>::create(&name, elems).unwrap_err();
+    assert!(matches!(err, Error::NoSpace { requested, .. } if requested > total), "{err}");
+    assert!(err.to_string().contains("not enough space"));
+    assert!(!shm_exists(&name), "a failed create left its segment behind");
+}
