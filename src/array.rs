@@ -306,6 +306,21 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         SharedArray { map, dim: dim.into_dyn(), fortran, offset, trailer, _elem: PhantomData }
     }
 
+    /// The inode of the segment or file: its identity, unlike its name.
+    pub(crate) fn inode(&self) -> u64 {
+        self.map.inode()
+    }
+
+    /// True once the segment's name has been removed.
+    pub(crate) fn is_unlinked(&self) -> bool {
+        self.map.is_unlinked()
+    }
+
+    /// True for a file-backed array.
+    pub(crate) fn is_file(&self) -> bool {
+        matches!(self.map.backing(), Backing::File { .. })
+    }
+
     /// Header facts and creator of this array, as read at open/create.
     pub fn info(&self) -> Result<ArrayInfo> {
         ArrayInfo::read(&self.map)

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 /// The element types a shared array can hold, named as numpy names them.
 ///
 /// Byte order is always little-endian (shmkit refuses big-endian hosts at
@@ -104,9 +107,13 @@ mod sealed {
 ///
 /// Implemented for every fixed-size integer, `f32` and `f64`; sealed, so
 /// that every array in a segment has a dtype numpy can read.
-pub trait Element: bytemuck::Pod + Send + Sync + sealed::Sealed {
+pub trait Element:
+    bytemuck::Pod + PartialOrd + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + sealed::Sealed
+{
     /// The dtype this type is stored as.
     const DTYPE: DType;
+    /// The value as f64 (rounded for 64-bit integers beyond 2^53).
+    fn to_f64(self) -> f64;
 }
 
 macro_rules! element {
@@ -114,6 +121,9 @@ macro_rules! element {
         impl sealed::Sealed for $t {}
         impl Element for $t {
             const DTYPE: DType = DType::$d;
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
         }
     )*};
 }

@@ -135,6 +135,12 @@ pub enum Error {
         /// Length of the axis.
         len: usize,
     },
+    /// The name now leads to a different segment than the one meant.
+    #[error("segment '{name}' was removed and created again since it was handed to the pool; the old one is gone")]
+    Replaced {
+        /// The segment or file.
+        name: String,
+    },
     /// An OS call failed in a way not covered above.
     #[error("{op} '{name}' failed: {source}")]
     Io {

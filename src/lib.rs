@@ -38,10 +38,15 @@ mod layout;
 mod name;
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
 mod os;
+mod pool;
 mod segment;
 
 pub use crate::array::SharedArray;
 pub use crate::dtype::{DType, Element};
 pub use crate::error::{Error, Result};
 pub use crate::info::{inspect, unlink, ArrayInfo, Creator};
+pub use crate::pool::{
+    as_completed, init, is_helper, serve, AsCompleted, Batch, Pool, PoolBuilder, PoolError, Registry, Task, TaskError,
+    TaskHandle, Unordered,
+};
 pub use ndarray;

@@ -35,6 +35,9 @@ pub(crate) enum Backing {
 pub(crate) struct Mapping {
     map: MmapRaw,
     backing: Backing,
+    /// Kept open to tell later whether the name still leads here.
+    fd: OwnedFd,
+    inode: u64,
 }
 
 impl Mapping {
@@ -108,10 +111,21 @@ impl Mapping {
         Mapping::map(fd, len, backing)
     }
 
-    fn map(fd: impl AsFd, len: usize, backing: Backing) -> Result<Mapping> {
+    fn map(fd: OwnedFd, len: usize, backing: Backing) -> Result<Mapping> {
         let map = MmapOptions::new().len(len).map_raw(&fd.as_fd());
         let map = map.map_err(|e| Error::from_io("mmap", backing.label(), e))?;
-        Ok(Mapping { map, backing })
+        let inode = os::inode_of(&fd).map_err(|e| Error::from_io("fstat", backing.label(), e))?;
+        Ok(Mapping { map, backing, fd, inode })
+    }
+
+    /// The inode behind the mapping: which segment, even after renames.
+    pub fn inode(&self) -> u64 {
+        self.inode
+    }
+
+    /// True once the segment or file has no name left (`st_nlink == 0`).
+    pub fn is_unlinked(&self) -> bool {
+        os::link_count(&self.fd).is_ok_and(|n| n == 0)
     }
 
     /// Length of the mapping in bytes.

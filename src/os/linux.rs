@@ -51,6 +51,16 @@ pub(crate) fn len_of(fd: impl AsFd) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)
 }
 
+/// The inode number of the object behind `fd`: `fstat(2)`.
+pub(crate) fn inode_of(fd: impl AsFd) -> io::Result<u64> {
+    Ok(rustix::fs::fstat(fd)?.st_ino)
+}
+
+/// How many names the object behind `fd` has left: `fstat(2)`.
+pub(crate) fn link_count(fd: impl AsFd) -> io::Result<u64> {
+    Ok(rustix::fs::fstat(fd)?.st_nlink)
+}
+
 /// Bytes free to unprivileged users on the filesystem of `fd`: `fstatvfs(3)`.
 pub(crate) fn free_bytes(fd: impl AsFd) -> u64 {
     rustix::fs::fstatvfs(fd).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize))
@@ -59,6 +69,22 @@ pub(crate) fn free_bytes(fd: impl AsFd) -> u64 {
 /// This process's id.
 pub(crate) fn current_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// Sends SIGKILL to `pid` (`kill(2)`); errors (it is already gone) are
+/// ignored, since the caller only wants it dead.
+pub(crate) fn kill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Ends this process at once with `code`, running no atexit handlers and
+/// flushing nothing: `_exit(2)`. For a helper whose coordinator is gone,
+/// while another thread may hold locks that `exit(3)` would need.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
 }
 
 /// When `pid` started, in clock ticks after boot (`/proc/PID/stat` field 22,

@@ -88,3 +88,49 @@ impl Drop for ShmFile {
         let _ = std::fs::remove_file(Path::new("/dev/shm").join(&self.0));
     }
 }
+
+/// Aborts the whole test binary if the test it guards is still running
+/// after `limit`: a hung test fails loudly instead of stalling CI.
+/// Helpers die with it (they watch their parent).
+pub struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Watchdog {
+    pub fn new(limit: Duration) -> Watchdog {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while !flag.load(Ordering::SeqCst) {
+                if start.elapsed() > limit {
+                    eprintln!("watchdog: test still running after {limit:?}; aborting");
+                    std::process::abort();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// True while process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Path of example binary `name`, building it first if this test run
+/// did not (`cargo test --test X` builds no examples).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let path = exe.parent().and_then(Path::parent).expect("target/PROFILE").join("examples").join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO")).args(["build", "--quiet", "--example", name]).status();
+        assert!(status.is_ok_and(|s| s.success()), "could not build example {name}");
+    }
+    path
+}

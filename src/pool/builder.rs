@@ -1,0 +1,179 @@
+//! `PoolBuilder`: how many helpers, which program, and how they behave.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::{PoolError, TaskError};
+use super::registry::{Registry, Task};
+use super::wire::encode;
+use super::Pool;
+
+/// Settings shared by the coordinator's driver threads.
+pub(crate) struct Config {
+    pub helpers: usize,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub max_tasks: Option<usize>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub init: Option<(u32, Vec<u8>)>,
+    pub pipeline: usize,
+    pub start_timeout: Duration,
+    pub quiet: bool,
+}
+
+type Init = Box<dyn FnOnce(&Registry) -> Result<(u32, Vec<u8>), PoolError>>;
+
+/// Configures and starts a [`Pool`]; setters take and return `self`.
+///
+/// ```no_run
+/// # fn tasks(r: &mut shmkit::Registry) {}
+/// use std::time::Duration;
+/// let pool = shmkit::Pool::builder()
+///     .tasks(tasks)
+///     .helpers(4)
+///     .timeout(Duration::from_secs(30))
+///     .retries(1)
+///     .max_tasks_per_helper(1000)
+///     .build()?;
+/// # Ok::<(), shmkit::PoolError>(())
+/// ```
+#[must_use = "a builder does nothing until .build()"]
+pub struct PoolBuilder {
+    tasks: fn(&mut Registry),
+    config: Config,
+    init: Option<Init>,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder::new()
+    }
+}
+
+impl PoolBuilder {
+    /// Defaults: one helper per core, this executable as the helper
+    /// program, no timeout, no retries, helpers never recycled.
+    pub fn new() -> PoolBuilder {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let config = Config {
+            helpers: cores,
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            args: Vec::new(),
+            env: Vec::new(),
+            max_tasks: None,
+            timeout: None,
+            retries: 0,
+            init: None,
+            pipeline: 2,
+            start_timeout: Duration::from_secs(30),
+            quiet: false,
+        };
+        PoolBuilder { tasks: |_| {}, config, init: None }
+    }
+
+    /// The function that registers the tasks; the helpers must call
+    /// [`init`](crate::init) (or [`serve`](crate::serve)) with the same one.
+    pub fn tasks(mut self, tasks: fn(&mut Registry)) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
+    /// Number of helper processes (default: the number of cores).
+    pub fn helpers(mut self, n: usize) -> Self {
+        self.config.helpers = n.max(1);
+        self
+    }
+
+    /// Run helpers from a separate helper binary instead of this executable.
+    /// Its `main` calls [`serve`](crate::serve) with the same tasks.
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.program = path.into();
+        self
+    }
+
+    /// Adds an argument for the helper program.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.config.args.push(arg.into());
+        self
+    }
+
+    /// Sets an environment variable for the helpers.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.config.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// For a pool built inside a `#[test]` function of a test binary: the
+    /// helpers re-run this test binary on exactly `test` (its full path,
+    /// e.g. `"pool::maps_in_order"` or just `"maps_in_order"` in an
+    /// integration test), whose first line calls [`init`](crate::init).
+    pub fn in_test(self, test: &str) -> Self {
+        let s = self.arg("--exact").arg(test).arg("--nocapture").arg("--test-threads=1");
+        s.quiet(true)
+    }
+
+    /// Discards the helpers' standard output (default: inherited).
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.config.quiet = quiet;
+        self
+    }
+
+    /// Replaces a helper after it has run `n` jobs (Python's `maxtasksperchild`).
+    pub fn max_tasks_per_helper(mut self, n: usize) -> Self {
+        self.config.max_tasks = Some(n.max(1));
+        self
+    }
+
+    /// Default timeout per job: past it, the helper is killed and replaced
+    /// and the job fails with [`TaskError::TimedOut`].
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.config.timeout = Some(limit);
+        self
+    }
+
+    /// How many times a job whose helper died is rerun before it fails
+    /// with [`TaskError::WorkerDied`] (default 0). Timeouts are never rerun.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.config.retries = n;
+        self
+    }
+
+    /// Jobs sent ahead to each helper, so it never idles waiting for the
+    /// next (default 2; 1 turns pipelining off).
+    pub fn pipeline(mut self, depth: usize) -> Self {
+        self.config.pipeline = depth.max(1);
+        self
+    }
+
+    /// How long a helper may take to start and initialise (default 30 s).
+    pub fn start_timeout(mut self, limit: Duration) -> Self {
+        self.config.start_timeout = limit;
+        self
+    }
+
+    /// Runs registered task `f` with `arg` once in every helper as it
+    /// starts (and in every replacement). If it fails, `build` fails.
+    pub fn initializer<M, F: Task<M>>(mut self, f: F, arg: F::Args) -> Self {
+        let _ = f;
+        let arg = encode(&arg);
+        self.init = Some(Box::new(move |registry: &Registry| {
+            let missing = TaskError::NotRegistered(std::any::type_name::<F>());
+            let id = registry.id_of::<F>().ok_or(PoolError::NotRegistered(missing))?;
+            Ok((id, arg.map_err(|f| PoolError::InitFailed(f.into()))?))
+        }));
+        self
+    }
+
+    /// Starts the helpers and waits until every one is ready.
+    pub fn build(mut self) -> Result<Pool, PoolError> {
+        let mut registry = Registry::new();
+        (self.tasks)(&mut registry);
+        if let Some(init) = self.init.take() {
+            self.config.init = Some(init(&registry)?);
+        }
+        Pool::start(registry, self.config)
+    }
+}

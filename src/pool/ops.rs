@@ -1,0 +1,383 @@
+//! The pool's operations, with per-call settings: `pool.batch()...`.
+
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ndarray::Dimension;
+use serde::de::DeserializeOwned;
+
+use super::builtin;
+use super::error::TaskError;
+use super::handle::TaskHandle;
+use super::job::{Job, Outcome, Reply, Slot};
+use super::registry::{ChunkArgs, Rows, RowsMut, Task};
+use super::wire::{decode, encode};
+use super::Pool;
+use crate::{Element, SharedArray};
+
+/// How argument sets are grouped into messages.
+#[derive(Clone, Copy)]
+enum Chunking {
+    /// Per operation: 1 for maps, auto for arrays.
+    Default,
+    /// About `len / (4 × helpers)`, as Python's `Pool.map` does.
+    Auto,
+    Fixed(usize),
+}
+
+/// Settings for the operations that follow, made by [`Pool::batch`].
+/// Each setter takes and returns `self`; each operation consumes it.
+#[must_use = "a batch does nothing until an operation is called on it"]
+pub struct Batch<'p> {
+    pool: &'p Pool,
+    chunking: Chunking,
+    timeout: Option<Option<Duration>>,
+    retries: Option<u32>,
+    progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
+}
+
+/// Results as tasks finish: `(index, result)`, from [`Batch::map_unordered`].
+pub struct Unordered<'p, R> {
+    rx: Receiver<(usize, Outcome)>,
+    total: usize,
+    done: usize,
+    progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
+    _r: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<'p> Batch<'p> {
+    pub(crate) fn new(pool: &'p Pool) -> Self {
+        Batch { pool, chunking: Chunking::Default, timeout: None, retries: None, progress: None }
+    }
+
+    /// Argument sets (or array rows) per message. Larger chunks cut
+    /// per-task overhead; a lost or timed-out chunk fails whole.
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunking = Chunking::Fixed(n.max(1));
+        self
+    }
+
+    /// Chunks of about `len / (4 × helpers)` (the default for array operations).
+    pub fn auto_chunksize(mut self) -> Self {
+        self.chunking = Chunking::Auto;
+        self
+    }
+
+    /// Timeout per message (a chunk, when chunked), instead of the pool's.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(Some(limit));
+        self
+    }
+
+    /// No timeout for these tasks, whatever the pool's default.
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = Some(None);
+        self
+    }
+
+    /// Reruns for tasks whose helper died, instead of the pool's.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
+    }
+
+    /// Called with `(done, total)` in the calling thread as results arrive.
+    pub fn progress(mut self, f: impl FnMut(usize, usize) + 'p) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` on every argument; results in argument order, each its own
+    /// `Result`, so one failed task never hides the others.
+    pub fn map<M, F: Task<M>>(
+        self,
+        f: F,
+        args: impl IntoIterator<Item = F::Args>,
+    ) -> Vec<Result<F::Output, TaskError>> {
+        let _ = f;
+        let (rx, total) = self.send::<F>(encode_all::<F>(args), 1);
+        collect(rx, total, self.progress)
+    }
+
+    /// [`map`](Self::map) for functions of two or three arguments, given as tuples.
+    pub fn starmap<M, F: Task<M>>(
+        self,
+        f: F,
+        args: impl IntoIterator<Item = F::Args>,
+    ) -> Vec<Result<F::Output, TaskError>> {
+        self.map(f, args)
+    }
+
+    /// Like [`map`](Self::map), but yields `(index, result)` as tasks finish.
+    pub fn map_unordered<M, F: Task<M>>(
+        self,
+        f: F,
+        args: impl IntoIterator<Item = F::Args>,
+    ) -> Unordered<'p, F::Output> {
+        let _ = f;
+        let (rx, total) = self.send::<F>(encode_all::<F>(args), 1);
+        Unordered { rx, total, done: 0, progress: self.progress, _r: std::marker::PhantomData }
+    }
+
+    /// Starts one task and returns its handle at once.
+    pub fn submit<M, F: Task<M>>(self, f: F, arg: F::Args) -> TaskHandle<F::Output> {
+        let _ = f;
+        let slot = Arc::new(Slot::default());
+        let (task, arg) = (self.task_id::<F>(), encode(&arg).map_err(TaskError::from));
+        match task.and_then(|task| Ok((task, arg?))) {
+            Ok((task, arg)) => self.pool.inner.push(vec![self.job(task, vec![arg], Reply::Slot(slot.clone()))]),
+            Err(e) => slot.complete(Err(e)),
+        }
+        TaskHandle::new(slot)
+    }
+
+    /// Runs `f` on every chunk of rows of `array`, in place, in the helpers.
+    /// Returns the first failure in row order, after every chunk has ended.
+    pub fn for_each_chunk_mut<T, D, R, F>(self, array: &mut SharedArray<T, D>, f: F) -> Result<(), TaskError>
+    where
+        T: Element,
+        D: Dimension,
+        F: Task<RowsMut<T, D, R>, Args = ChunkArgs>,
+    {
+        self.run_rows(array, f).into_iter().find_map(Result::err).map_or(Ok(()), Err)
+    }
+
+    /// Maps every chunk of rows of `array` to a value in the helpers, then
+    /// folds the values with `combine` here, in row order.
+    pub fn reduce<T, D, R, F>(
+        self,
+        array: &SharedArray<T, D>,
+        f: F,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R, TaskError>
+    where
+        T: Element,
+        D: Dimension,
+        F: Task<Rows<T, D, R>, Args = ChunkArgs, Output = R>,
+    {
+        fold(self.run_rows(array, f), combine)
+    }
+
+    /// Sum of all elements, in f64.
+    pub fn sum<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<f64, TaskError> {
+        fold(self.run_rows(array, builtin::sum::<T>), |a, b| a + b)
+    }
+
+    /// Mean of all elements (NaN for an empty array).
+    pub fn mean<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<f64, TaskError> {
+        Ok(self.sum(array)? / array.len() as f64)
+    }
+
+    /// Smallest element, `None` for an empty array; NaNs are skipped.
+    pub fn min<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<Option<T>, TaskError> {
+        fold(self.run_rows(array, builtin::min::<T>), |a, b| builtin::pick(a, b, |a, b| b < a))
+    }
+
+    /// Largest element, `None` for an empty array; NaNs are skipped.
+    pub fn max<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<Option<T>, TaskError> {
+        fold(self.run_rows(array, builtin::max::<T>), |a, b| builtin::pick(a, b, |a, b| b > a))
+    }
+
+    /// Runs row task `F` once per chunk of `array`; results in row order.
+    fn run_rows<T, D, M, F>(self, array: &SharedArray<T, D>, _f: F) -> Vec<Result<F::Output, TaskError>>
+    where
+        T: Element,
+        D: Dimension,
+        F: Task<M, Args = ChunkArgs>,
+    {
+        let rows = array.shape().first().copied().unwrap_or(0);
+        let per = match self.chunking {
+            Chunking::Fixed(n) => n,
+            _ => rows.div_ceil(4 * self.pool.helpers()).max(1),
+        };
+        let chunk = |start: usize| ChunkArgs {
+            location: array.name().to_owned(),
+            file: array.is_file(),
+            inode: array.inode(),
+            start,
+            end: (start + per).min(rows),
+        };
+        let starts: Vec<usize> = if rows == 0 { vec![0] } else { (0..rows).step_by(per).collect() };
+        let args = starts.into_iter().map(|s| encode(&chunk(s)).map_err(TaskError::from)).collect();
+        let (rx, total) = self.send::<F>(args, 1);
+        collect(rx, total, self.progress)
+    }
+
+    fn task_id<F: 'static>(&self) -> Result<u32, TaskError> {
+        let id = self.pool.inner.registry.id_of::<F>();
+        id.ok_or(TaskError::NotRegistered(std::any::type_name::<F>()))
+    }
+
+    fn job(&self, task: u32, args: Vec<Vec<u8>>, reply: Reply) -> Job {
+        let timeout = self.timeout.unwrap_or(self.pool.inner.config.timeout);
+        let retries = self.retries.unwrap_or(self.pool.inner.config.retries);
+        Job { task, args, timeout, retries, reply: Some(reply) }
+    }
+
+    /// Queues encoded arguments as jobs of `default` (or the set chunk
+    /// size) each; arguments that failed to encode are answered at once.
+    fn send<F: 'static>(
+        &self,
+        args: Vec<Result<Vec<u8>, TaskError>>,
+        default: usize,
+    ) -> (Receiver<(usize, Outcome)>, usize) {
+        let (tx, rx) = channel();
+        let total = args.len();
+        let per = match self.chunking {
+            Chunking::Default => default,
+            Chunking::Auto => total.div_ceil(4 * self.pool.helpers()).max(1),
+            Chunking::Fixed(n) => n,
+        };
+        let task = match self.task_id::<F>() {
+            Ok(task) => task,
+            Err(e) => {
+                (0..total).for_each(|i| drop(tx.send((i, Err(e.clone())))));
+                return (rx, total);
+            }
+        };
+        let mut jobs = Vec::with_capacity(total.div_ceil(per));
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut first = 0;
+        for (i, arg) in args.into_iter().enumerate() {
+            match arg {
+                Ok(bytes) if batch.is_empty() => (first, batch) = (i, vec![bytes]),
+                Ok(bytes) => batch.push(bytes),
+                Err(e) => drop(tx.send((i, Err(e)))),
+            }
+            if batch.len() == per || (!batch.is_empty() && first + batch.len() != i + 1) {
+                jobs.push(self.job(task, std::mem::take(&mut batch), Reply::Channel { first, tx: tx.clone() }));
+            }
+        }
+        if !batch.is_empty() {
+            jobs.push(self.job(task, batch, Reply::Channel { first, tx: tx.clone() }));
+        }
+        self.pool.inner.push(jobs);
+        (rx, total)
+    }
+}
+
+fn encode_all<F: Task<impl Sized>>(args: impl IntoIterator<Item = F::Args>) -> Vec<Result<Vec<u8>, TaskError>> {
+    args.into_iter().map(|a| encode(&a).map_err(TaskError::from)).collect()
+}
+
+fn decode_outcome<R: DeserializeOwned>(outcome: Outcome) -> Result<R, TaskError> {
+    outcome.and_then(|bytes| decode(&bytes).map_err(TaskError::from))
+}
+
+/// Gathers `total` results into argument order.
+fn collect<R: DeserializeOwned>(
+    rx: Receiver<(usize, Outcome)>,
+    total: usize,
+    mut progress: Option<Box<dyn FnMut(usize, usize) + '_>>,
+) -> Vec<Result<R, TaskError>> {
+    let mut out: Vec<Option<Result<R, TaskError>>> = (0..total).map(|_| None).collect();
+    for done in 1..=total {
+        let Ok((i, outcome)) = rx.recv() else { break }; // every job answers, even when dropped
+        out[i] = Some(decode_outcome(outcome));
+        if let Some(p) = progress.as_mut() {
+            p(done, total);
+        }
+    }
+    out.into_iter().map(|r| r.unwrap_or(Err(TaskError::Terminated))).collect()
+}
+
+fn fold<R>(results: Vec<Result<R, TaskError>>, mut combine: impl FnMut(R, R) -> R) -> Result<R, TaskError> {
+    let mut it = results.into_iter();
+    let first = it.next().expect("at least one chunk")?;
+    it.try_fold(first, |acc, r| Ok(combine(acc, r?)))
+}
+
+impl<R: DeserializeOwned> Iterator for Unordered<'_, R> {
+    type Item = (usize, Result<R, TaskError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done == self.total {
+            return None;
+        }
+        let (i, outcome) = self.rx.recv().ok()?;
+        self.done += 1;
+        if let Some(p) = self.progress.as_mut() {
+            p(self.done, self.total);
+        }
+        Some((i, decode_outcome(outcome)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.total - self.done, Some(self.total - self.done))
+    }
+}
+
+impl Pool {
+    /// [`Batch::map`] with default settings.
+    pub fn map<M, F: Task<M>>(
+        &self,
+        f: F,
+        args: impl IntoIterator<Item = F::Args>,
+    ) -> Vec<Result<F::Output, TaskError>> {
+        self.batch().map(f, args)
+    }
+
+    /// [`Batch::map`] with `n` argument sets per message.
+    pub fn map_chunked<M, F: Task<M>>(
+        &self,
+        f: F,
+        args: impl IntoIterator<Item = F::Args>,
+        n: usize,
+    ) -> Vec<Result<F::Output, TaskError>> {
+        self.batch().chunksize(n).map(f, args)
+    }
+
+    /// [`Batch::starmap`] with default settings.
+    pub fn starmap<M, F: Task<M>>(
+        &self,
+        f: F,
+        args: impl IntoIterator<Item = F::Args>,
+    ) -> Vec<Result<F::Output, TaskError>> {
+        self.batch().starmap(f, args)
+    }
+
+    /// [`Batch::map_unordered`] with default settings.
+    pub fn map_unordered<M, F: Task<M>>(
+        &self,
+        f: F,
+        args: impl IntoIterator<Item = F::Args>,
+    ) -> Unordered<'_, F::Output> {
+        self.batch().map_unordered(f, args)
+    }
+
+    /// [`Batch::submit`] with default settings.
+    pub fn submit<M, F: Task<M>>(&self, f: F, arg: F::Args) -> TaskHandle<F::Output> {
+        self.batch().submit(f, arg)
+    }
+
+    /// [`Batch::for_each_chunk_mut`] with default settings.
+    pub fn for_each_chunk_mut<T, D, R, F>(&self, array: &mut SharedArray<T, D>, f: F) -> Result<(), TaskError>
+    where
+        T: Element,
+        D: Dimension,
+        F: Task<RowsMut<T, D, R>, Args = ChunkArgs>,
+    {
+        self.batch().for_each_chunk_mut(array, f)
+    }
+
+    /// [`Batch::reduce`] with default settings.
+    pub fn reduce<T, D, R, F>(
+        &self,
+        array: &SharedArray<T, D>,
+        f: F,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R, TaskError>
+    where
+        T: Element,
+        D: Dimension,
+        F: Task<Rows<T, D, R>, Args = ChunkArgs, Output = R>,
+    {
+        self.batch().reduce(array, f, combine)
+    }
+
+    /// [`Batch::sum`] with default settings.
+    pub fn sum<T: Element, D: Dimension>(&self, array: &SharedArray<T, D>) -> Result<f64, TaskError> {
+        self.batch().sum(array)
+    }
+}

@@ -1,0 +1,236 @@
+//! Which functions helpers can run, under which numbers.
+//!
+//! Coordinator and helpers build the same registry by calling the same
+//! `fn tasks(r: &mut Registry)`, so a task's number (its registration
+//! index) means the same function on both sides. Helpers report their
+//! task names when they start, and the pool refuses helpers whose list
+//! differs, so a mismatched helper binary is an error, not a wrong call.
+
+use std::any::{type_name, TypeId};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use ndarray::{ArrayView, ArrayViewMut, Dimension};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::cache::Cache;
+use super::wire::{decode, encode, Failure};
+use crate::Element;
+
+/// Runs one call of a task in a helper: arguments in, result out.
+pub type Handler = Box<dyn Fn(&mut Cache, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync>;
+
+/// Where a chunk task finds its rows; sent instead of the data itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChunkArgs {
+    /// Segment name or file path.
+    pub(crate) location: String,
+    /// True for a file-backed array.
+    pub(crate) file: bool,
+    /// Inode of the segment the coordinator means, so a helper never
+    /// writes into a stale mapping of a name that was since recreated.
+    pub(crate) inode: u64,
+    /// Rows along the first axis.
+    pub(crate) start: usize,
+    /// End of the rows (exclusive).
+    pub(crate) end: usize,
+}
+
+/// `F`'s path without its crate: a helper binary that includes the same
+/// task module under another crate name still matches.
+fn task_name<F>() -> &'static str {
+    let full = type_name::<F>();
+    full.split_once("::").map_or(full, |(_, rest)| rest)
+}
+
+/// The set of functions a pool's helpers can run.
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// fn add(a: i32, b: i32) -> i32 { a + b }
+///
+/// fn tasks(r: &mut shmkit::Registry) {
+///     r.add(square);
+///     r.add(add);
+///     r.add(|v: ndarray::ArrayViewMut1<f64>| v.into_iter().for_each(|x| *x *= 2.0));
+/// }
+/// # let mut r = shmkit::Registry::new(); tasks(&mut r);
+/// ```
+pub struct Registry {
+    entries: Vec<(&'static str, Handler)>,
+    index: HashMap<TypeId, u32>,
+}
+
+impl Registry {
+    /// An empty registry, apart from the built-in reductions.
+    pub fn new() -> Registry {
+        let mut r = Registry { entries: Vec::new(), index: HashMap::new() };
+        super::builtin::register(&mut r);
+        r
+    }
+
+    /// Registers task `f`: a function (or non-capturing closure) taking
+    /// `serde` arguments (one, or two or three as a tuple), returning a
+    /// `serde` value or a `Result` whose error converts to `anyhow::Error`;
+    /// or taking an `ArrayView`/`ArrayViewMut` of a shared array's rows.
+    /// Registering the same function twice is harmless.
+    pub fn add<M, F: Task<M>>(&mut self, f: F) -> &mut Registry {
+        let id = TypeId::of::<F>();
+        if !self.index.contains_key(&id) {
+            self.index.insert(id, self.entries.len() as u32);
+            self.entries.push((task_name::<F>(), f.handler()));
+        }
+        self
+    }
+
+    /// The number of task `F`, if registered.
+    pub(crate) fn id_of<F: 'static>(&self) -> Option<u32> {
+        self.index.get(&TypeId::of::<F>()).copied()
+    }
+
+    /// Task names in registration order, as helpers report them.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.entries.iter().map(|(n, _)| (*n).to_owned()).collect()
+    }
+
+    /// Runs task `id` on encoded `args`.
+    pub(crate) fn run(&self, cache: &mut Cache, id: u32, args: &[u8]) -> Result<Vec<u8>, Failure> {
+        let (_, handler) = self.entries.get(id as usize).ok_or(Failure::Unknown(id))?;
+        handler(cache, args)
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+/// A function a helper can run; implemented for the shapes [`Registry::add`]
+/// accepts. `M` only tells the shapes apart.
+pub trait Task<M>: Copy + Send + Sync + 'static {
+    /// The arguments, as sent to the helper.
+    type Args: Serialize + DeserializeOwned;
+    /// What the coordinator gets back.
+    type Output: Serialize + DeserializeOwned;
+    /// The helper-side wrapper.
+    #[doc(hidden)]
+    fn handler(self) -> Handler;
+}
+
+/// Marker: `Fn(A) -> R`.
+pub struct Plain<A, R>(PhantomData<(A, R)>);
+/// Marker: `Fn(A) -> Result<R, E>` with `E: Into<anyhow::Error>`.
+pub struct Fallible<A, R, E>(PhantomData<(A, R, E)>);
+/// Marker: `Fn(A, B) -> R`.
+pub struct Plain2<A, B, R>(PhantomData<(A, B, R)>);
+/// Marker: `Fn(A, B, C) -> R`.
+pub struct Plain3<A, B, C, R>(PhantomData<(A, B, C, R)>);
+/// Marker: `Fn(ArrayViewMut<T, D>) -> R` over a shared array's rows.
+pub struct RowsMut<T, D, R>(PhantomData<(T, D, R)>);
+/// Marker: `Fn(ArrayView<T, D>) -> R` over a shared array's rows.
+pub struct Rows<T, D, R>(PhantomData<(T, D, R)>);
+
+fn plain<A: DeserializeOwned, R: Serialize>(f: impl Fn(A) -> R + Send + Sync + 'static) -> Handler {
+    Box::new(move |_, bytes| encode(&f(decode(bytes)?)))
+}
+
+impl<F, A, R> Task<Plain<A, R>> for F
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    type Args = A;
+    type Output = R;
+    fn handler(self) -> Handler {
+        plain(self)
+    }
+}
+
+impl<F, A, B, R> Task<Plain2<A, B, R>> for F
+where
+    F: Fn(A, B) -> R + Copy + Send + Sync + 'static,
+    (A, B): Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    type Args = (A, B);
+    type Output = R;
+    fn handler(self) -> Handler {
+        plain(move |(a, b)| self(a, b))
+    }
+}
+
+impl<F, A, B, C, R> Task<Plain3<A, B, C, R>> for F
+where
+    F: Fn(A, B, C) -> R + Copy + Send + Sync + 'static,
+    (A, B, C): Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    type Args = (A, B, C);
+    type Output = R;
+    fn handler(self) -> Handler {
+        plain(move |(a, b, c)| self(a, b, c))
+    }
+}
+
+impl<F, A, R, E> Task<Fallible<A, R, E>> for F
+where
+    F: Fn(A) -> Result<R, E> + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+    E: Into<anyhow::Error>,
+{
+    type Args = A;
+    type Output = R;
+    fn handler(self) -> Handler {
+        Box::new(move |_, bytes| match self(decode(bytes)?) {
+            Ok(r) => encode(&r),
+            Err(e) => Err(error_chain(e.into())),
+        })
+    }
+}
+
+/// An error and its causes, outermost first, as strings.
+pub(crate) fn error_chain(e: anyhow::Error) -> Failure {
+    Failure::Error(e.chain().map(ToString::to_string).collect())
+}
+
+impl<F, T, D, R> Task<RowsMut<T, D, R>> for F
+where
+    F: for<'a> Fn(ArrayViewMut<'a, T, D>) -> R + Copy + Send + Sync + 'static,
+    T: Element,
+    D: Dimension + 'static,
+    R: Serialize + DeserializeOwned,
+{
+    type Args = ChunkArgs;
+    type Output = R;
+    fn handler(self) -> Handler {
+        Box::new(move |cache, bytes| {
+            let args: ChunkArgs = decode(bytes)?;
+            let array = cache.array::<T, D>(&args).map_err(|e| error_chain(e.into()))?;
+            let rows = array.rows_mut(args.start..args.end).map_err(|e| error_chain(e.into()))?;
+            encode(&self(rows))
+        })
+    }
+}
+
+impl<F, T, D, R> Task<Rows<T, D, R>> for F
+where
+    F: for<'a> Fn(ArrayView<'a, T, D>) -> R + Copy + Send + Sync + 'static,
+    T: Element,
+    D: Dimension + 'static,
+    R: Serialize + DeserializeOwned,
+{
+    type Args = ChunkArgs;
+    type Output = R;
+    fn handler(self) -> Handler {
+        Box::new(move |cache, bytes| {
+            let args: ChunkArgs = decode(bytes)?;
+            let array = cache.array::<T, D>(&args).map_err(|e| error_chain(e.into()))?;
+            let rows = array.rows(args.start..args.end).map_err(|e| error_chain(e.into()))?;
+            encode(&self(rows))
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! Starting a helper process and shaking hands with it.
+//!
+//! The helper is a new process running a program (by default this one),
+//! started with `posix_spawn`/`fork`+`exec` by `std::process::Command`:
+//! nothing of the coordinator's running state is forked, so pools are safe
+//! in threaded and async programs. It connects back to a Unix socket in
+//! the abstract namespace (no file to leak), bound for this one helper;
+//! the peer's pid (`SO_PEERCRED`) must be the child's.
+
+use std::io::{self, BufReader};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::builder::Config;
+use super::error::{PoolError, TaskError};
+use super::job::HelperCell;
+use super::wire::{recv, send, FromHelper, ToHelper};
+
+/// Tells a process it is a helper, and where to connect.
+pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_SOCKET";
+/// The coordinator's pid, so a helper can tell it has been orphaned.
+pub(crate) const PARENT_VAR: &str = "SHMKIT_HELPER_PARENT";
+
+/// A running, handshaken helper.
+pub(crate) struct Helper {
+    pub child: Child,
+    pub reader: BufReader<UnixStream>,
+    pub writer: UnixStream,
+    pub cell: Arc<HelperCell>,
+}
+
+/// Kills and reaps a child unless disarmed: no half-started helper is
+/// left behind when start-up fails.
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill(); // already gone is fine
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts one helper and waits until it is ready to run `names`.
+pub(crate) fn start(cfg: &Config, names: &[String]) -> Result<Helper, PoolError> {
+    let deadline = Instant::now() + cfg.start_timeout;
+    let (listener, address) = listen()?;
+    let mut cmd = Command::new(&cfg.program);
+    cmd.args(&cfg.args).envs(cfg.env.iter().map(|(k, v)| (k, v)));
+    cmd.env(SOCKET_VAR, &address).env(PARENT_VAR, std::process::id().to_string()).stdin(Stdio::null());
+    if cfg.quiet {
+        cmd.stdout(Stdio::null());
+    }
+    let child =
+        cmd.spawn().map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
+    let mut reaper = Reaper(Some(child));
+    let stream = accept(&listener, reaper.0.as_mut().expect("child"), deadline)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    stream.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))?;
+    handshake(&mut reader, &mut &stream, names, cfg, reaper.0.as_mut().expect("child"))?;
+    stream.set_read_timeout(None)?;
+    let child = reaper.0.take().expect("child");
+    let cell = Arc::new(HelperCell { pid: child.id(), killed_for_cancel: AtomicBool::new(false) });
+    Ok(Helper { child, reader, writer: stream, cell })
+}
+
+/// Binds a fresh abstract-namespace socket: `@shmkit-PID-RANDOM`.
+fn listen() -> io::Result<(UnixListener, String)> {
+    let mut random = [0u8; 8];
+    rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())?;
+    let name = format!("shmkit-{}-{:016x}", std::process::id(), u64::from_le_bytes(random));
+    let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?)?;
+    listener.set_nonblocking(true)?;
+    Ok((listener, name))
+}
+
+/// Accepts the child's connection, watching that it is still alive.
+fn accept(listener: &UnixListener, child: &mut Child, deadline: Instant) -> Result<UnixStream, PoolError> {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) if peer_pid(&stream) == Some(child.id()) => {
+                stream.set_nonblocking(false)?;
+                return Ok(stream);
+            }
+            Ok(_) => continue, // someone else's connection: refuse it
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(PoolError::HelperExited(status.to_string()));
+        }
+        if Instant::now() >= deadline {
+            return Err(PoolError::StartTimeout(Duration::ZERO));
+        }
+        wait_readable(listener, Some(Duration::from_millis(2)));
+    }
+}
+
+fn peer_pid(stream: &UnixStream) -> Option<u32> {
+    let cred = rustix::net::sockopt::socket_peercred(stream).ok()?;
+    Some(cred.pid.as_raw_nonzero().get() as u32)
+}
+
+/// Blocks until `fd` is readable (or hung up) or `limit` passes; no limit
+/// waits forever (`poll(2)`).
+pub(crate) fn wait_readable(fd: &impl rustix::fd::AsFd, limit: Option<Duration>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let timeout = limit.map(|l| Timespec::try_from(l).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 }));
+    poll(&mut fds, timeout.as_ref()).is_ok_and(|n| n > 0)
+}
+
+/// Checks the helper's task list, then runs the initializer if any.
+fn handshake(
+    reader: &mut BufReader<UnixStream>,
+    writer: &mut &UnixStream,
+    names: &[String],
+    cfg: &Config,
+    child: &mut Child,
+) -> Result<(), PoolError> {
+    let exited = |child: &mut Child, e: io::Error| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => PoolError::StartTimeout(cfg.start_timeout),
+        _ => PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string())),
+    };
+    let FromHelper::Ready { tasks } = recv(reader).map_err(|e| exited(child, e))? else {
+        return Err(PoolError::Io(io::Error::other("helper sent something other than Ready")));
+    };
+    if let Some(index) = (0..names.len().max(tasks.len())).find(|&i| names.get(i) != tasks.get(i)) {
+        return Err(PoolError::TaskMismatch {
+            index,
+            ours: names.get(index).cloned(),
+            theirs: tasks.get(index).cloned(),
+        });
+    }
+    let Some((task, arg)) = &cfg.init else { return Ok(()) };
+    send(writer, &ToHelper::Run { job: 0, task: *task, args: std::borrow::Cow::Owned(vec![arg.clone()]) })?;
+    match recv(reader).map_err(|e| exited(child, e))? {
+        FromHelper::Done { results, .. } => match results.into_iter().next() {
+            Some(Err(f)) => Err(PoolError::InitFailed(TaskError::from(f))),
+            _ => Ok(()),
+        },
+        _ => Err(PoolError::Io(io::Error::other("helper answered the initializer out of turn"))),
+    }
+}

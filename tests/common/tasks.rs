@@ -1,0 +1,72 @@
+//! Tasks shared by the pool tests and the `pool_helper` example binary,
+//! which includes this file, so both register the same list.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ndarray::{ArrayView1, ArrayViewMut1};
+
+pub fn square(x: u64) -> u64 {
+    x * x
+}
+
+pub fn add(a: i32, b: i32) -> i32 {
+    a + b
+}
+
+pub fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(8));
+    x * x
+}
+
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+pub fn panics(x: u32) -> u32 {
+    if x == 3 {
+        panic!("boom on {x}");
+    }
+    x
+}
+
+pub fn fails(x: u32) -> anyhow::Result<u32> {
+    use anyhow::Context;
+    let inner: anyhow::Result<u32> = Err(anyhow::anyhow!("disk on fire"));
+    inner.with_context(|| format!("could not process item {x}"))
+}
+
+pub fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+pub fn abort(_: ()) {
+    std::process::abort()
+}
+
+static MARKER: OnceLock<String> = OnceLock::new();
+
+pub fn set_marker(value: String) -> anyhow::Result<()> {
+    anyhow::ensure!(value != "bad", "initializer refused {value:?}");
+    let _ = MARKER.set(value);
+    Ok(())
+}
+
+pub fn marker(_: ()) -> Option<String> {
+    MARKER.get().cloned()
+}
+
+pub fn double(mut rows: ArrayViewMut1<f64>) {
+    rows.mapv_inplace(|x| 2.0 * x);
+}
+
+pub fn count_rows(rows: ArrayView1<f64>) -> usize {
+    rows.len()
+}
+
+pub fn register(r: &mut shmkit::Registry) {
+    r.add(square).add(add).add(slow_square).add(sleep_ms).add(panics).add(fails);
+    r.add(pid).add(abort).add(set_marker).add(marker).add(double).add(count_rows);
+}
