@@ -46,6 +46,14 @@ impl Mapping {
         let fd = os::shm_create(name).map_err(|e| Error::from_io("shm_open", name, e))?;
         // From here the name exists: the guard unlinks it on any error below.
         let mapping = Mapping::sized(fd, len, reserve, Backing::Shm { name: name.to_owned(), owner: true });
+        if let (Ok(m), true) = (&mapping, reserve) {
+            // Fault every page in now, in bulk: first-touch faults one page
+            // at a time cost 1.9 s per GiB on the development VM, this
+            // 0.36 s. Attachers do not do this: for pages that exist,
+            // plain faults are cheaper. Kernels before 5.14 lack the call;
+            // then pages fault in on first use as usual.
+            let _ = m.map.advise(memmap2::Advice::PopulateWrite);
+        }
         if mapping.is_err() {
             let _ = os::shm_unlink(name);
         }

@@ -11,7 +11,7 @@ use super::builtin;
 use super::error::TaskError;
 use super::handle::TaskHandle;
 use super::job::{Job, Outcome, Reply, Slot};
-use super::registry::{ChunkArgs, Rows, RowsMut, Task};
+use super::registry::{ChunkArgs, ReadsRows, Task, WritesRows};
 use super::wire::{decode, encode};
 use super::Pool;
 use crate::{Element, SharedArray};
@@ -134,18 +134,19 @@ impl<'p> Batch<'p> {
 
     /// Runs `f` on every chunk of rows of `array`, in place, in the helpers.
     /// Returns the first failure in row order, after every chunk has ended.
-    pub fn for_each_chunk_mut<T, D, R, F>(self, array: &mut SharedArray<T, D>, f: F) -> Result<(), TaskError>
+    pub fn for_each_chunk_mut<T, D, M, F>(self, array: &mut SharedArray<T, D>, f: F) -> Result<(), TaskError>
     where
         T: Element,
         D: Dimension,
-        F: Task<RowsMut<T, D, R>, Args = ChunkArgs>,
+        M: WritesRows<T, D>,
+        F: Task<M, Args = ChunkArgs>,
     {
         self.run_rows(array, f).into_iter().find_map(Result::err).map_or(Ok(()), Err)
     }
 
     /// Maps every chunk of rows of `array` to a value in the helpers, then
     /// folds the values with `combine` here, in row order.
-    pub fn reduce<T, D, R, F>(
+    pub fn reduce<T, D, R, M, F>(
         self,
         array: &SharedArray<T, D>,
         f: F,
@@ -154,7 +155,8 @@ impl<'p> Batch<'p> {
     where
         T: Element,
         D: Dimension,
-        F: Task<Rows<T, D, R>, Args = ChunkArgs, Output = R>,
+        M: ReadsRows<T, D>,
+        F: Task<M, Args = ChunkArgs, Output = R>,
     {
         fold(self.run_rows(array, f), combine)
     }
@@ -352,17 +354,18 @@ impl Pool {
     }
 
     /// [`Batch::for_each_chunk_mut`] with default settings.
-    pub fn for_each_chunk_mut<T, D, R, F>(&self, array: &mut SharedArray<T, D>, f: F) -> Result<(), TaskError>
+    pub fn for_each_chunk_mut<T, D, M, F>(&self, array: &mut SharedArray<T, D>, f: F) -> Result<(), TaskError>
     where
         T: Element,
         D: Dimension,
-        F: Task<RowsMut<T, D, R>, Args = ChunkArgs>,
+        M: WritesRows<T, D>,
+        F: Task<M, Args = ChunkArgs>,
     {
         self.batch().for_each_chunk_mut(array, f)
     }
 
     /// [`Batch::reduce`] with default settings.
-    pub fn reduce<T, D, R, F>(
+    pub fn reduce<T, D, R, M, F>(
         &self,
         array: &SharedArray<T, D>,
         f: F,
@@ -371,7 +374,8 @@ impl Pool {
     where
         T: Element,
         D: Dimension,
-        F: Task<Rows<T, D, R>, Args = ChunkArgs, Output = R>,
+        M: ReadsRows<T, D>,
+        F: Task<M, Args = ChunkArgs, Output = R>,
     {
         self.batch().reduce(array, f, combine)
     }

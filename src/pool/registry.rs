@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
 use super::wire::{decode, encode, Failure};
-use crate::Element;
+use crate::{Element, SharedArray};
 
 /// Runs one call of a task in a helper: arguments in, result out.
 pub type Handler = Box<dyn Fn(&mut Cache, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync>;
@@ -131,6 +131,20 @@ pub struct Plain3<A, B, C, R>(PhantomData<(A, B, C, R)>);
 pub struct RowsMut<T, D, R>(PhantomData<(T, D, R)>);
 /// Marker: `Fn(ArrayView<T, D>) -> R` over a shared array's rows.
 pub struct Rows<T, D, R>(PhantomData<(T, D, R)>);
+/// Marker: `Fn(usize, ArrayViewMut<T, D>) -> R`, given the first row's index.
+pub struct RowsMutAt<T, D, R>(PhantomData<(T, D, R)>);
+/// Marker: `Fn(usize, ArrayView<T, D>) -> R`, given the first row's index.
+pub struct RowsAt<T, D, R>(PhantomData<(T, D, R)>);
+
+/// Row tasks that may write their rows: what `for_each_chunk_mut` takes.
+pub trait WritesRows<T, D> {}
+impl<T, D, R> WritesRows<T, D> for RowsMut<T, D, R> {}
+impl<T, D, R> WritesRows<T, D> for RowsMutAt<T, D, R> {}
+
+/// Row tasks that read their rows: what `reduce` takes.
+pub trait ReadsRows<T, D> {}
+impl<T, D, R> ReadsRows<T, D> for Rows<T, D, R> {}
+impl<T, D, R> ReadsRows<T, D> for RowsAt<T, D, R> {}
 
 fn plain<A: DeserializeOwned, R: Serialize>(f: impl Fn(A) -> R + Send + Sync + 'static) -> Handler {
     Box::new(move |_, bytes| encode(&f(decode(bytes)?)))
@@ -197,40 +211,40 @@ pub(crate) fn error_chain(e: anyhow::Error) -> Failure {
     Failure::Error(e.chain().map(ToString::to_string).collect())
 }
 
-impl<F, T, D, R> Task<RowsMut<T, D, R>> for F
-where
-    F: for<'a> Fn(ArrayViewMut<'a, T, D>) -> R + Copy + Send + Sync + 'static,
-    T: Element,
-    D: Dimension + 'static,
-    R: Serialize + DeserializeOwned,
-{
-    type Args = ChunkArgs;
-    type Output = R;
-    fn handler(self) -> Handler {
-        Box::new(move |cache, bytes| {
-            let args: ChunkArgs = decode(bytes)?;
-            let array = cache.array::<T, D>(&args).map_err(|e| error_chain(e.into()))?;
-            let rows = array.rows_mut(args.start..args.end).map_err(|e| error_chain(e.into()))?;
-            encode(&self(rows))
-        })
-    }
+/// Wraps a row task: decode where the rows are, attach (cached), run.
+fn rows_handler<T: Element, D: Dimension + 'static, R: Serialize>(
+    run: impl Fn(&mut SharedArray<T, D>, &ChunkArgs) -> Result<R, crate::Error> + Send + Sync + 'static,
+) -> Handler {
+    Box::new(move |cache, bytes| {
+        let args: ChunkArgs = decode(bytes)?;
+        let array = cache.array::<T, D>(&args).map_err(|e| error_chain(e.into()))?;
+        encode(&run(array, &args).map_err(|e| error_chain(e.into()))?)
+    })
 }
 
-impl<F, T, D, R> Task<Rows<T, D, R>> for F
-where
-    F: for<'a> Fn(ArrayView<'a, T, D>) -> R + Copy + Send + Sync + 'static,
-    T: Element,
-    D: Dimension + 'static,
-    R: Serialize + DeserializeOwned,
-{
-    type Args = ChunkArgs;
-    type Output = R;
-    fn handler(self) -> Handler {
-        Box::new(move |cache, bytes| {
-            let args: ChunkArgs = decode(bytes)?;
-            let array = cache.array::<T, D>(&args).map_err(|e| error_chain(e.into()))?;
-            let rows = array.rows(args.start..args.end).map_err(|e| error_chain(e.into()))?;
-            encode(&self(rows))
-        })
-    }
+macro_rules! row_task {
+    ($marker:ident, ($($at:ty)?), $view:ident, $rows:ident, |$f:ident, $a:ident, $args:ident| $call:expr) => {
+        impl<F, T, D, R> Task<$marker<T, D, R>> for F
+        where
+            F: for<'a> Fn($($at,)? $view<'a, T, D>) -> R + Copy + Send + Sync + 'static,
+            T: Element,
+            D: Dimension + 'static,
+            R: Serialize + DeserializeOwned,
+        {
+            type Args = ChunkArgs;
+            type Output = R;
+            fn handler(self) -> Handler {
+                let $f = self;
+                rows_handler(move |$a: &mut SharedArray<T, D>, $args: &ChunkArgs| {
+                    let $rows = $a.$rows($args.start..$args.end)?;
+                    Ok($call)
+                })
+            }
+        }
+    };
 }
+
+row_task!(RowsMut, (), ArrayViewMut, rows_mut, |f, a, args| f(rows_mut));
+row_task!(Rows, (), ArrayView, rows, |f, a, args| f(rows));
+row_task!(RowsMutAt, (usize), ArrayViewMut, rows_mut, |f, a, args| f(args.start, rows_mut));
+row_task!(RowsAt, (usize), ArrayView, rows, |f, a, args| f(args.start, rows));

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ndarray::{ArrayView1, ArrayViewMut1};
+use ndarray::{ArrayView1, ArrayViewMut1, ArrayViewMut2};
 
 pub fn square(x: u64) -> u64 {
     x * x
@@ -66,7 +66,25 @@ pub fn count_rows(rows: ArrayView1<f64>) -> usize {
     rows.len()
 }
 
+pub fn fill_index(start: usize, mut rows: ArrayViewMut1<f64>) {
+    rows.iter_mut().enumerate().for_each(|(i, x)| *x = (start + i) as f64);
+}
+
+pub fn triple_rows(mut rows: ArrayViewMut2<f32>) {
+    rows.mapv_inplace(|x| 3.0 * x);
+}
+
+pub fn sum_of_squares(rows: ArrayView1<f64>) -> f64 {
+    rows.iter().map(|x| x * x).sum()
+}
+
+pub fn panic_in_first_chunk(start: usize, rows: ArrayViewMut1<f64>) -> usize {
+    assert!(start != 0, "first chunk refuses");
+    rows.len()
+}
+
 pub fn register(r: &mut shmkit::Registry) {
     r.add(square).add(add).add(slow_square).add(sleep_ms).add(panics).add(fails);
     r.add(pid).add(abort).add(set_marker).add(marker).add(double).add(count_rows);
+    r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
 }

@@ -1,0 +1,98 @@
+//! Pool operations over shared arrays: in place, by rows, in helpers.
+
+mod common;
+#[path = "common/tasks.rs"]
+mod tasks;
+
+use std::time::Duration;
+
+use common::{unique, Watchdog};
+use ndarray::{Array2, Ix1, Ix2};
+use shmkit::{Pool, PoolBuilder, SharedArray, TaskError};
+use tasks::*;
+
+fn pool(test: &str) -> PoolBuilder {
+    Pool::builder().tasks(register).helpers(2).in_test(test)
+}
+
+#[test]
+fn chunk_ops_mutate_in_place_and_reductions_agree() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("chunk_ops_mutate_in_place_and_reductions_agree").build().unwrap();
+    let n = 100_003;
+    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-1d"), n).unwrap();
+    let mut chunks = 0;
+    pool.batch().progress(|_, total| chunks = total).for_each_chunk_mut(&mut a, fill_index).unwrap();
+    assert_eq!(chunks, 8, "auto chunking: about len / (4 x helpers)");
+    assert!(a.as_slice().iter().enumerate().all(|(i, &x)| x == i as f64));
+    pool.for_each_chunk_mut(&mut a, double).unwrap();
+    assert!(a.as_slice().iter().enumerate().all(|(i, &x)| x == 2.0 * i as f64));
+    let expect_sum = (n * (n - 1)) as f64;
+    assert_eq!(pool.sum(&a), Ok(expect_sum));
+    assert_eq!(pool.batch().mean(&a), Ok(expect_sum / n as f64));
+    assert_eq!(pool.batch().min(&a), Ok(Some(0.0)));
+    assert_eq!(pool.batch().max(&a), Ok(Some(2.0 * (n - 1) as f64)));
+    assert_eq!(pool.reduce(&a, count_rows, |x, y| x + y), Ok(n));
+    let sq: f64 = a.as_slice().iter().map(|x| x * x).sum();
+    let got = pool.batch().chunksize(1000).reduce(&a, sum_of_squares, |x, y| x + y).unwrap();
+    assert!((got - sq).abs() / sq < 1e-12);
+}
+
+#[test]
+fn two_d_arrays_are_split_by_rows() {
+    shmkit::init(register);
+    let pool = pool("two_d_arrays_are_split_by_rows").build().unwrap();
+    let data = Array2::from_shape_fn((100, 7), |(i, j)| (i * 7 + j) as f32);
+    let mut a = SharedArray::create_from(&unique("pool-2d"), &data).unwrap();
+    pool.batch().chunksize(9).for_each_chunk_mut(&mut a, triple_rows).unwrap();
+    assert_eq!(a.view(), data.mapv(|x| 3.0 * x));
+    assert_eq!(pool.batch().min(&a), Ok(Some(0.0)));
+    assert_eq!(pool.sum(&SharedArray::<u8, Ix2>::create(&unique("pool-u8"), (3, 3)).unwrap()), Ok(0.0));
+}
+
+#[test]
+fn a_failing_chunk_is_reported_after_the_others_finish() {
+    shmkit::init(register);
+    let pool = pool("a_failing_chunk_is_reported_after_the_others_finish").build().unwrap();
+    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-fail"), 1000).unwrap();
+    let err = pool.batch().chunksize(100).for_each_chunk_mut(&mut a, panic_in_first_chunk).unwrap_err();
+    assert!(matches!(&err, TaskError::Panicked(m) if m.contains("first chunk refuses")), "{err}");
+    assert_eq!(pool.reduce(&a, count_rows, |x, y| x + y), Ok(1000), "the pool still works");
+}
+
+#[test]
+fn a_recreated_name_is_a_new_array_to_the_helpers() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_recreated_name_is_a_new_array_to_the_helpers").build().unwrap();
+    let name = unique("pool-recreate");
+    let mut a = SharedArray::<f64, Ix1>::create(&name, 1000).unwrap();
+    a.as_slice_mut().fill(1.0);
+    assert_eq!(pool.sum(&a), Ok(1000.0));
+    drop(a);
+    let mut b = SharedArray::<f64, Ix1>::create(&name, 1000).unwrap();
+    b.as_slice_mut().fill(5.0);
+    assert_eq!(pool.sum(&b), Ok(5000.0), "a helper read a stale mapping");
+    pool.for_each_chunk_mut(&mut b, double).unwrap();
+    assert!(b.as_slice().iter().all(|&x| x == 10.0));
+    for pid in pool.helper_pids() {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        assert!(!maps.contains(&format!("{name} (deleted)")), "helper {pid} keeps the unlinked segment mapped");
+    }
+}
+
+#[test]
+fn file_backed_and_empty_arrays_work_too() {
+    shmkit::init(register);
+    let pool = pool("file_backed_and_empty_arrays_work_too").build().unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.npy", unique("pool-file")));
+    let mut f = SharedArray::<f64, Ix1>::create_file(&path, 5000).unwrap();
+    pool.for_each_chunk_mut(&mut f, fill_index).unwrap();
+    assert_eq!(pool.sum(&f), Ok((5000 * 4999 / 2) as f64));
+    std::fs::remove_file(&path).unwrap();
+    let empty = SharedArray::<i32, Ix1>::create(&unique("pool-empty"), 0).unwrap();
+    assert_eq!(pool.sum(&empty), Ok(0.0));
+    assert_eq!(pool.batch().max(&empty), Ok(None));
+    assert!(pool.batch().mean(&empty).unwrap().is_nan());
+}
