@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use super::error::{PoolError, TaskError};
 use super::job::Job;
 use super::spawn::{self, wait_readable, Helper};
-use super::wire::{recv, send, Failure, FromHelper, ToHelper};
+use super::spin::{spin, WINDOW};
+use super::wire::{frame, send, Failure, Fill, FromHelper, ToHelper};
 use super::{Inner, Work};
 
 /// Consecutive failed starts after which a driver gives up.
@@ -106,11 +107,13 @@ impl Session<'_> {
         }
     }
 
-    /// Sends queued jobs until the pipeline is full. False if the helper
-    /// turned out to have died while idle.
+    /// Sends queued jobs until the pipeline is full, in one write. False
+    /// if the helper turned out to have died while idle.
     fn fill(&mut self) -> bool {
         let max = self.inner.config.max_tasks.unwrap_or(usize::MAX);
-        while self.inflight.len() < self.inner.config.pipeline && self.sent < max {
+        let depth = self.inner.pipeline_depth();
+        let mut out = Vec::new();
+        while self.inflight.len() < depth && self.sent < max {
             let next = if self.inflight.is_empty() { self.inner.try_pop() } else { self.inner.try_pop_ahead() };
             let Some(job) = next else { break };
             if job.is_cancelled() {
@@ -123,11 +126,12 @@ impl Session<'_> {
             }
             let (id, task) = (self.next_id, job.task);
             self.next_id += 1;
-            // A dead helper shows up as end-of-stream when reading.
-            let _ = send(&mut &self.h.writer, &ToHelper::Run { job: id, task, args: Cow::Borrowed(&job.args) });
+            out.extend(frame(&ToHelper::Run { job: id, task, args: Cow::Borrowed(&job.args) }));
             self.sent += 1;
             self.inflight.push_back(InFlight { job, id, started: None });
         }
+        // A dead helper shows up as end-of-stream when reading.
+        let _ = std::io::Write::write_all(&mut &self.h.stream, &out);
         true
     }
 
@@ -141,22 +145,37 @@ impl Session<'_> {
         }
         let (id, timeout) = (front.id, front.job.timeout);
         loop {
-            if self.h.reader.buffer().is_empty() {
-                let left = timeout.map(|t| (started + t).saturating_duration_since(Instant::now()));
-                if left == Some(Duration::ZERO) {
-                    return Err(Death::TimedOut(timeout.expect("deadline implies timeout")));
+            match self.h.reader.next::<FromHelper>() {
+                Some(Ok(FromHelper::Done { job, results })) if job == id => {
+                    return if self.complete_front(results) { Ok(()) } else { Err(Death::Lost) };
                 }
-                if !wait_readable(self.h.reader.get_ref(), left) {
-                    continue;
-                }
+                Some(_) => return Err(Death::Lost), // a garbled or out-of-turn message
+                None => {}
             }
-            return match recv(&mut self.h.reader) {
-                Ok(FromHelper::Done { job, results }) if job == id => match self.complete_front(results) {
-                    true => Ok(()),
-                    false => Err(Death::Lost),
-                },
-                _ => Err(Death::Lost), // end of stream, or a garbled message
-            };
+            let left = timeout.map(|t| (started + t).saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Err(Death::TimedOut(timeout.expect("deadline implies timeout")));
+            }
+            match self.read_some(left) {
+                Ok(Fill::Data | Fill::WouldBlock) => continue,
+                _ => return Err(Death::Lost),
+            }
+        }
+    }
+
+    /// Reads whatever results arrive: polls a short window (short tasks
+    /// answer within microseconds), then sleeps until data or `left` passes.
+    fn read_some(&mut self, left: Option<Duration>) -> std::io::Result<Fill> {
+        let (reader, stream) = (&mut self.h.reader, &self.h.stream);
+        let window = left.map_or(WINDOW, |l| l.min(WINDOW));
+        let quick = spin(window, || match reader.fill(stream, false) {
+            Ok(Fill::WouldBlock) => None,
+            other => Some(other),
+        });
+        match quick {
+            Some(fill) => fill,
+            None if wait_readable(stream, left) => reader.fill(stream, false),
+            None => Ok(Fill::WouldBlock),
         }
     }
 
@@ -177,7 +196,7 @@ impl Session<'_> {
         self.inflight.iter().for_each(|f| f.job.stop_running());
         self.inner.set_helper(self.index, None); // before reaping frees the pid
         let _ = self.h.child.kill();
-        while let Ok(FromHelper::Done { job, results }) = recv(&mut self.h.reader) {
+        while let Ok(FromHelper::Done { job, results }) = self.h.reader.recv(&self.h.stream) {
             if self.inflight.front().is_none_or(|f| f.id != job) || !self.complete_front(results) {
                 break;
             }
@@ -215,7 +234,7 @@ impl Session<'_> {
     /// Asks an idle helper to exit, killing it if it has not within 2 s.
     fn retire(mut self, end: End) -> End {
         self.inner.set_helper(self.index, None);
-        let _ = send(&mut &self.h.writer, &ToHelper::Exit);
+        let _ = send(&mut &self.h.stream, &ToHelper::Exit);
         let deadline = Instant::now() + Duration::from_secs(2);
         while !exited(&mut self.h.child) {
             if Instant::now() > deadline {

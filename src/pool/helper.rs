@@ -6,7 +6,6 @@
 //! coordinator it returns at once.
 
 use std::cell::RefCell;
-use std::io::BufReader;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 use std::panic::{self, AssertUnwindSafe};
@@ -15,7 +14,8 @@ use std::time::Duration;
 use super::cache::Cache;
 use super::registry::Registry;
 use super::spawn::{PARENT_VAR, SOCKET_VAR};
-use super::wire::{recv, send, Failure, FromHelper, ToHelper};
+use super::spin::{spin, WINDOW};
+use super::wire::{send, Failure, Fill, FrameReader, FromHelper, ToHelper};
 
 /// Makes this process serve as a pool helper if a pool started it;
 /// otherwise returns at once. Call it first thing in `main` (or in a test
@@ -58,17 +58,36 @@ fn serve_at(address: &str, tasks: fn(&mut Registry)) -> ! {
     let mut registry = Registry::new();
     tasks(&mut registry);
     panic::set_hook(Box::new(record_panic));
-    let (mut reader, mut writer) = (BufReader::new(&stream), &stream);
+    let (mut reader, mut writer) = (FrameReader::new(), &stream);
     send(&mut writer, &FromHelper::Ready { tasks: registry.names() }).unwrap_or_else(|e| die(e));
     let mut cache = Cache::default();
     // Ends when the coordinator says Exit or goes away (EOF).
-    while let Ok(ToHelper::Run { job, task, args }) = recv(&mut reader) {
+    loop {
+        let Some(msg) = reader.next::<ToHelper>() else {
+            match wait_for_input(&mut reader, &stream) {
+                true => continue,
+                false => break,
+            }
+        };
+        let Ok(ToHelper::Run { job, task, args }) = msg else { break };
+        // Each result is written as soon as it exists: if this helper
+        // dies in the next task, the coordinator knows this one finished.
         let results = args.iter().map(|a| run_one(&registry, &mut cache, task, a)).collect();
         if send(&mut writer, &FromHelper::Done { job, results }).is_err() {
             break;
         }
     }
     std::process::exit(0)
+}
+
+/// Waits for more input: polls briefly (the next task often follows at
+/// once), then blocks. False at end of stream.
+fn wait_for_input(reader: &mut FrameReader, stream: &UnixStream) -> bool {
+    let quick = spin(WINDOW, || match reader.fill(stream, false) {
+        Ok(Fill::WouldBlock) => None,
+        other => Some(other),
+    });
+    matches!(quick.unwrap_or_else(|| reader.fill(stream, true)), Ok(Fill::Data))
 }
 
 fn die(e: impl std::fmt::Display) -> ! {

@@ -1,6 +1,8 @@
 //! A unit of work on its way to a helper, and where its result goes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::spin::{spin, WINDOW};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
@@ -95,6 +97,8 @@ pub(crate) struct HelperCell {
 pub(crate) struct Slot {
     state: Mutex<SlotState>,
     done: Condvar,
+    /// Set with the result, for waiters that poll before they sleep.
+    ready: AtomicBool,
 }
 
 #[derive(Default)]
@@ -128,11 +132,14 @@ impl Slot {
         if let Some((i, tx)) = s.notify.take() {
             let _ = tx.send(i);
         }
+        self.ready.store(true, Ordering::Release);
         self.done.notify_all();
     }
 
     /// Waits up to `limit` (forever if `None`) for the result.
     pub fn wait(&self, limit: Option<Duration>) -> MutexGuard<'_, SlotState> {
+        let window = limit.map_or(WINDOW, |l| l.min(WINDOW));
+        spin(window, || self.ready.load(Ordering::Acquire).then_some(()));
         let ready = |s: &mut SlotState| s.result.is_none() && !s.taken;
         let guard = self.lock();
         match limit {

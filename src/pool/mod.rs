@@ -12,9 +12,11 @@ mod job;
 mod ops;
 mod registry;
 mod spawn;
+mod spin;
 mod wire;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -59,6 +61,8 @@ pub(crate) struct Inner {
     config: Config,
     queue: Mutex<Queue>,
     work: Condvar,
+    /// Jobs in `queue`, readable without the lock, for spinning waiters.
+    queued: AtomicUsize,
     helpers: Mutex<Vec<Option<Arc<HelperCell>>>>,
 }
 
@@ -98,8 +102,15 @@ impl Pool {
         let queue = Queue { jobs: VecDeque::new(), closed: false, terminated: false, drivers: n, why_no_helper: None };
         let names = registry.names();
         let helpers = Mutex::new(vec![None; n]);
-        let inner =
-            Arc::new(Inner { registry, names, config, queue: Mutex::new(queue), work: Condvar::new(), helpers });
+        let inner = Arc::new(Inner {
+            registry,
+            names,
+            config,
+            queue: Mutex::new(queue),
+            work: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            helpers,
+        });
         let (tx, rx) = channel();
         let mut pool = Pool { inner: inner.clone(), drivers: Vec::with_capacity(n) };
         for i in 0..n {
@@ -164,11 +175,28 @@ impl Inner {
             return;
         }
         q.jobs.extend(jobs);
+        self.queued.store(q.jobs.len(), Ordering::Release);
         self.work.notify_all();
     }
 
     pub(crate) fn try_pop(&self) -> Option<Job> {
-        lock(&self.queue).jobs.pop_front()
+        let mut q = lock(&self.queue);
+        let job = q.jobs.pop_front();
+        self.queued.store(q.jobs.len(), Ordering::Release);
+        job
+    }
+
+    /// Jobs to keep in flight per helper: a deep pipeline (sent in one
+    /// write, answered in few reads) while many jobs wait, else the
+    /// configured depth, so a short job never sits behind a long one.
+    pub(crate) fn pipeline_depth(&self) -> usize {
+        let depth = self.config.pipeline;
+        let deep = depth > 1 && self.queued.load(Ordering::Acquire) > 8 * self.config.helpers;
+        if deep {
+            depth.max(32)
+        } else {
+            depth
+        }
     }
 
     /// A job to send ahead to a busy helper, only while more jobs wait than
@@ -176,7 +204,9 @@ impl Inner {
     /// while another helper idles.
     pub(crate) fn try_pop_ahead(&self) -> Option<Job> {
         let mut q = lock(&self.queue);
-        (q.jobs.len() > self.config.helpers).then(|| q.jobs.pop_front()).flatten()
+        let job = (q.jobs.len() > self.config.helpers).then(|| q.jobs.pop_front()).flatten();
+        self.queued.store(q.jobs.len(), Ordering::Release);
+        job
     }
 
     /// Puts jobs back at the head of the queue, in their order.
@@ -186,10 +216,13 @@ impl Inner {
         }
         let mut q = lock(&self.queue);
         jobs.into_iter().rev().for_each(|j| q.jobs.push_front(j));
+        self.queued.store(q.jobs.len(), Ordering::Release);
         self.work.notify_all();
     }
 
     pub(crate) fn wait_for_work(&self) -> Work {
+        // Work often comes right after the last: poll briefly before sleeping.
+        spin::spin(spin::WINDOW, || (self.queued.load(Ordering::Acquire) > 0).then_some(()));
         let mut q = lock(&self.queue);
         loop {
             match () {
@@ -221,6 +254,7 @@ impl Inner {
         q.why_no_helper.get_or_insert(why.clone());
         if q.drivers == 0 {
             let jobs: Vec<Job> = q.jobs.drain(..).collect();
+            self.queued.store(0, Ordering::Release);
             drop(q);
             jobs.into_iter().for_each(|j| j.fail(TaskError::NoHelper(why.clone())));
         }
@@ -230,6 +264,7 @@ impl Inner {
         let jobs: Vec<Job> = {
             let mut q = lock(&self.queue);
             q.terminated = true;
+            self.queued.store(0, Ordering::Release);
             q.jobs.drain(..).collect()
         };
         self.work.notify_all();

@@ -12,6 +12,7 @@ use super::error::TaskError;
 use super::handle::TaskHandle;
 use super::job::{Job, Outcome, Reply, Slot};
 use super::registry::{ChunkArgs, ReadsRows, Task, WritesRows};
+use super::spin::{spin, WINDOW};
 use super::wire::{decode, encode};
 use super::Pool;
 use crate::{Element, SharedArray};
@@ -275,13 +276,18 @@ fn collect<R: DeserializeOwned>(
 ) -> Vec<Result<R, TaskError>> {
     let mut out: Vec<Option<Result<R, TaskError>>> = (0..total).map(|_| None).collect();
     for done in 1..=total {
-        let Ok((i, outcome)) = rx.recv() else { break }; // every job answers, even when dropped
+        let Some((i, outcome)) = next(&rx) else { break }; // every job answers, even when dropped
         out[i] = Some(decode_outcome(outcome));
         if let Some(p) = progress.as_mut() {
             p(done, total);
         }
     }
     out.into_iter().map(|r| r.unwrap_or(Err(TaskError::Terminated))).collect()
+}
+
+/// The next result: polled for a moment, then waited for.
+fn next(rx: &Receiver<(usize, Outcome)>) -> Option<(usize, Outcome)> {
+    spin(WINDOW, || rx.try_recv().ok()).or_else(|| rx.recv().ok())
 }
 
 fn fold<R>(results: Vec<Result<R, TaskError>>, mut combine: impl FnMut(R, R) -> R) -> Result<R, TaskError> {
@@ -297,7 +303,7 @@ impl<R: DeserializeOwned> Iterator for Unordered<'_, R> {
         if self.done == self.total {
             return None;
         }
-        let (i, outcome) = self.rx.recv().ok()?;
+        let (i, outcome) = next(&self.rx)?;
         self.done += 1;
         if let Some(p) = self.progress.as_mut() {
             p(self.done, self.total);

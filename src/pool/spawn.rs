@@ -7,7 +7,7 @@
 //! the abstract namespace (no file to leak), bound for this one helper;
 //! the peer's pid (`SO_PEERCRED`) must be the child's.
 
-use std::io::{self, BufReader};
+use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::builder::Config;
 use super::error::{PoolError, TaskError};
 use super::job::HelperCell;
-use super::wire::{recv, send, FromHelper, ToHelper};
+use super::wire::{send, Fill, FrameReader, FromHelper, ToHelper};
 
 /// Tells a process it is a helper, and where to connect.
 pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_SOCKET";
@@ -28,8 +28,8 @@ pub(crate) const PARENT_VAR: &str = "SHMKIT_HELPER_PARENT";
 /// A running, handshaken helper.
 pub(crate) struct Helper {
     pub child: Child,
-    pub reader: BufReader<UnixStream>,
-    pub writer: UnixStream,
+    pub reader: FrameReader,
+    pub stream: UnixStream,
     pub cell: Arc<HelperCell>,
 }
 
@@ -60,13 +60,11 @@ pub(crate) fn start(cfg: &Config, names: &[String]) -> Result<Helper, PoolError>
         cmd.spawn().map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
     let mut reaper = Reaper(Some(child));
     let stream = accept(&listener, reaper.0.as_mut().expect("child"), deadline)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    stream.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))?;
-    handshake(&mut reader, &mut &stream, names, cfg, reaper.0.as_mut().expect("child"))?;
-    stream.set_read_timeout(None)?;
+    let mut reader = FrameReader::new();
+    handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline)?;
     let child = reaper.0.take().expect("child");
     let cell = Arc::new(HelperCell { pid: child.id(), killed_for_cancel: AtomicBool::new(false) });
-    Ok(Helper { child, reader, writer: stream, cell })
+    Ok(Helper { child, reader, stream, cell })
 }
 
 /// Binds a fresh abstract-namespace socket: `@shmkit-PID-RANDOM`.
@@ -117,17 +115,18 @@ pub(crate) fn wait_readable(fd: &impl rustix::fd::AsFd, limit: Option<Duration>)
 
 /// Checks the helper's task list, then runs the initializer if any.
 fn handshake(
-    reader: &mut BufReader<UnixStream>,
-    writer: &mut &UnixStream,
+    reader: &mut FrameReader,
+    stream: &UnixStream,
     names: &[String],
     cfg: &Config,
     child: &mut Child,
+    deadline: Instant,
 ) -> Result<(), PoolError> {
     let exited = |child: &mut Child, e: io::Error| match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => PoolError::StartTimeout(cfg.start_timeout),
+        io::ErrorKind::TimedOut => PoolError::StartTimeout(cfg.start_timeout),
         _ => PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string())),
     };
-    let FromHelper::Ready { tasks } = recv(reader).map_err(|e| exited(child, e))? else {
+    let FromHelper::Ready { tasks } = recv_by(reader, stream, deadline).map_err(|e| exited(child, e))? else {
         return Err(PoolError::Io(io::Error::other("helper sent something other than Ready")));
     };
     if let Some(index) = (0..names.len().max(tasks.len())).find(|&i| names.get(i) != tasks.get(i)) {
@@ -138,12 +137,28 @@ fn handshake(
         });
     }
     let Some((task, arg)) = &cfg.init else { return Ok(()) };
-    send(writer, &ToHelper::Run { job: 0, task: *task, args: std::borrow::Cow::Owned(vec![arg.clone()]) })?;
-    match recv(reader).map_err(|e| exited(child, e))? {
+    send(&mut &*stream, &ToHelper::Run { job: 0, task: *task, args: std::borrow::Cow::Owned(vec![arg.clone()]) })?;
+    match recv_by(reader, stream, deadline).map_err(|e| exited(child, e))? {
         FromHelper::Done { results, .. } => match results.into_iter().next() {
             Some(Err(f)) => Err(PoolError::InitFailed(TaskError::from(f))),
             _ => Ok(()),
         },
         _ => Err(PoolError::Io(io::Error::other("helper answered the initializer out of turn"))),
+    }
+}
+
+/// The next frame, waiting no later than `deadline`.
+fn recv_by(reader: &mut FrameReader, stream: &UnixStream, deadline: Instant) -> io::Result<FromHelper> {
+    loop {
+        if let Some(msg) = reader.next() {
+            return msg;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        if wait_readable(stream, Some(left)) && reader.fill(stream, false)? == Fill::Eof {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
     }
 }

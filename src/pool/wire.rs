@@ -5,7 +5,7 @@
 //! data never travels here: arrays are passed by segment name.
 
 use std::borrow::Cow;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,17 +57,78 @@ pub(crate) fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> 
     w.write_all(&frame(msg))
 }
 
-/// Reads one frame; `UnexpectedEof` when the peer has gone.
-pub(crate) fn recv<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result<T> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+/// Reads length-prefixed frames from a socket, several per `recv` when
+/// they are there, and without blocking when asked: what lets a waiter
+/// poll a short window before it sleeps (see `spin`).
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// What a [`FrameReader::fill`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Fill {
+    Data,
+    WouldBlock,
+    Eof,
+}
+
+impl FrameReader {
+    pub fn new() -> FrameReader {
+        FrameReader { buf: vec![0; 64 << 10], start: 0, end: 0 }
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
-    postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+
+    /// The next whole buffered frame, decoded; `None` until one is there.
+    pub fn next<T: for<'de> Deserialize<'de>>(&mut self) -> Option<io::Result<T>> {
+        let avail = &self.buf[self.start..self.end];
+        let len = u32::from_le_bytes(avail.get(..4)?.try_into().expect("4 bytes")) as usize;
+        if len > MAX_FRAME {
+            return Some(Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes"))));
+        }
+        let frame = avail.get(4..4 + len)?;
+        let msg = postcard::from_bytes(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+        self.start += 4 + len;
+        Some(msg)
+    }
+
+    /// Reads what the socket has (waiting for data if `block`).
+    pub fn fill(&mut self, fd: impl rustix::fd::AsFd, block: bool) -> io::Result<Fill> {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.buf.len() - self.end < 4096 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0); // a frame larger than the buffer
+        }
+        let flags = if block { rustix::net::RecvFlags::empty() } else { rustix::net::RecvFlags::DONTWAIT };
+        loop {
+            return match rustix::net::recv(&fd, &mut self.buf[self.end..], flags) {
+                Ok((0, _)) => Ok(Fill::Eof),
+                Ok((n, _)) => {
+                    self.end += n;
+                    Ok(Fill::Data)
+                }
+                Err(rustix::io::Errno::AGAIN) => Ok(Fill::WouldBlock),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+
+    /// The next frame, waiting as long as it takes; `UnexpectedEof` at end of stream.
+    pub fn recv<T: for<'de> Deserialize<'de>>(&mut self, fd: impl rustix::fd::AsFd) -> io::Result<T> {
+        loop {
+            if let Some(msg) = self.next() {
+                return msg;
+            }
+            if self.fill(&fd, true)? == Fill::Eof {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
 }
 
 /// Serialises a task argument or result.
@@ -89,15 +150,40 @@ mod tests {
         let mut buf = Vec::new();
         send(&mut buf, &ToHelper::Run { job: 7, task: 2, args: Cow::Owned(vec![vec![1, 2, 3]]) }).unwrap();
         send(&mut buf, &ToHelper::Exit).unwrap();
-        let mut r = buf.as_slice();
-        assert!(matches!(recv(&mut r).unwrap(), ToHelper::Run { job: 7, task: 2, .. }));
-        assert!(matches!(recv(&mut r).unwrap(), ToHelper::Exit));
-        assert_eq!(recv::<ToHelper>(&mut r).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.write_all(&buf).unwrap();
+        drop(a);
+        let mut r = FrameReader::new();
+        assert!(matches!(r.recv(&b).unwrap(), ToHelper::Run { job: 7, task: 2, .. }));
+        assert!(matches!(r.recv(&b).unwrap(), ToHelper::Exit));
+        assert_eq!(r.recv::<ToHelper>(&b).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn frame_reader_splits_coalesced_frames_and_waits_for_partial_ones() {
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut two = frame(&FromHelper::Ready { tasks: vec!["x".into()] });
+        two.extend(frame(&ToHelper::Exit));
+        let third = frame(&ToHelper::Exit);
+        two.extend_from_slice(&third[..2]);
+        a.write_all(&two).unwrap();
+        let mut r = FrameReader::new();
+        assert_eq!(r.fill(&b, false).unwrap(), Fill::Data);
+        assert!(matches!(r.next::<FromHelper>(), Some(Ok(FromHelper::Ready { .. }))));
+        assert!(matches!(r.next::<ToHelper>(), Some(Ok(ToHelper::Exit))));
+        assert!(r.next::<ToHelper>().is_none(), "half a frame is not a frame");
+        assert_eq!(r.fill(&b, false).unwrap(), Fill::WouldBlock);
+        a.write_all(&third[2..]).unwrap();
+        drop(a);
+        assert!(matches!(r.recv::<ToHelper>(&b), Ok(ToHelper::Exit)));
+        assert_eq!(r.recv::<ToHelper>(&b).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
     fn oversized_length_prefix_is_invalid_data() {
-        let mut r: &[u8] = &[0xff, 0xff, 0xff, 0x7f, 0];
-        assert_eq!(recv::<ToHelper>(&mut r).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.write_all(&[0xff, 0xff, 0xff, 0x7f, 0]).unwrap();
+        let mut r = FrameReader::new();
+        assert_eq!(r.recv::<ToHelper>(&b).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -1,0 +1,57 @@
+//! Criterion micro-benchmarks: segment create and open (1 GiB), a
+//! submit→result round trip on a warm pool, and pool start-up.
+//!
+//! ```text
+//! cargo bench --bench micro
+//! ```
+
+use std::time::Duration;
+
+use criterion::Criterion;
+use ndarray::Ix1;
+use shmkit::{Pool, SharedArray};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn tasks(r: &mut shmkit::Registry) {
+    r.add(square);
+}
+
+const GIB_F64: usize = 1 << 27;
+
+fn segments(c: &mut Criterion) {
+    let mut g = c.benchmark_group("segment");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    // Create reserves (fallocate) and maps (populate) every page; drop unlinks.
+    g.bench_function("create 1 GiB (reserve + populate), then unlink", |b| {
+        b.iter(|| SharedArray::<f64, Ix1>::create_unique(GIB_F64).expect("create"))
+    });
+    let owner = SharedArray::<f64, Ix1>::create_unique(GIB_F64).expect("create");
+    g.sample_size(100).measurement_time(Duration::from_secs(3));
+    g.bench_function("open 1 GiB by name (no page touched)", |b| {
+        b.iter(|| SharedArray::<f64, Ix1>::open(owner.name()).expect("open"))
+    });
+    g.finish();
+}
+
+fn pool(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pool");
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    let pool = Pool::builder().tasks(tasks).build().expect("pool");
+    g.bench_function("submit -> result round trip", |b| b.iter(|| pool.submit(square, 3).wait().expect("task")));
+    g.sample_size(30);
+    g.bench_function("start a pool of N helpers until all are ready", |b| {
+        b.iter_with_large_drop(|| Pool::builder().tasks(tasks).build().expect("pool"))
+    });
+    g.finish();
+}
+
+fn main() {
+    shmkit::init(tasks); // benchmark helpers are this binary again
+    let mut c = Criterion::default().configure_from_args();
+    segments(&mut c);
+    pool(&mut c);
+    c.final_summary();
+}
