@@ -14,7 +14,10 @@ use shmkit::{Pool, SharedArray};
 use crate::{Samples, Sizes};
 
 fn double(mut rows: ArrayViewMut1<f64>) {
-    rows.iter_mut().for_each(|x| *x *= 2.0);
+    match rows.as_slice_mut() {
+        Some(s) => s.iter_mut().for_each(|x| *x *= 2.0),
+        None => rows.iter_mut().for_each(|x| *x *= 2.0),
+    }
 }
 
 fn square(x: u64) -> u64 {

@@ -5,6 +5,11 @@
 //! not name: a name unlinked and created again is a different array. An
 //! entry whose segment has been unlinked is dropped at the next lookup,
 //! so helpers do not keep freed memory alive.
+//!
+//! A newly cached array is populated (every page mapped in one call): it
+//! costs about 0.2 s per GiB once, and later passes ran ~10% faster on the
+//! development VM than over a mapping filled by page faults, which took
+//! the doubling from 0.87x to parity with in-process threads.
 
 use std::any::{Any, TypeId};
 
@@ -76,5 +81,6 @@ fn open<T: Element, D: Dimension>(args: &ChunkArgs) -> Result<SharedArray<T, D>,
     if array.inode() != args.inode {
         return Err(Error::Replaced { name: args.location.clone() });
     }
+    array.populate();
     Ok(array)
 }

@@ -28,8 +28,9 @@ pub(crate) struct Job {
 pub(crate) enum Reply {
     /// One result, to a [`TaskHandle`](super::TaskHandle).
     Slot(Arc<Slot>),
-    /// One result per argument, tagged `first + i`, to a batch call.
-    Channel { first: usize, tx: Sender<(usize, Outcome)> },
+    /// One result per argument, for arguments `first..`, to a batch call:
+    /// one message per job, however many arguments it carries.
+    Channel { first: usize, tx: Sender<(usize, Vec<Outcome>)> },
 }
 
 impl Job {
@@ -38,9 +39,7 @@ impl Job {
         match self.reply.take().expect("a job is delivered once") {
             Reply::Slot(slot) => slot.complete(results.into_iter().next().unwrap_or(Err(TaskError::Terminated))),
             Reply::Channel { first, tx } => {
-                for (i, r) in results.into_iter().enumerate() {
-                    let _ = tx.send((first + i, r)); // the caller may have stopped listening
-                }
+                let _ = tx.send((first, results)); // the caller may have stopped listening
             }
         }
     }

@@ -40,7 +40,8 @@ pub struct Batch<'p> {
 
 /// Results as tasks finish: `(index, result)`, from [`Batch::map_unordered`].
 pub struct Unordered<'p, R> {
-    rx: Receiver<(usize, Outcome)>,
+    rx: Receiver<(usize, Vec<Outcome>)>,
+    ready: std::vec::IntoIter<(usize, Outcome)>,
     total: usize,
     done: usize,
     progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
@@ -118,7 +119,14 @@ impl<'p> Batch<'p> {
     ) -> Unordered<'p, F::Output> {
         let _ = f;
         let (rx, total) = self.send::<F>(encode_all::<F>(args), 1);
-        Unordered { rx, total, done: 0, progress: self.progress, _r: std::marker::PhantomData }
+        Unordered {
+            rx,
+            ready: Vec::new().into_iter(),
+            total,
+            done: 0,
+            progress: self.progress,
+            _r: std::marker::PhantomData,
+        }
     }
 
     /// Starts one task and returns its handle at once.
@@ -224,7 +232,7 @@ impl<'p> Batch<'p> {
         &self,
         args: Vec<Result<Vec<u8>, TaskError>>,
         default: usize,
-    ) -> (Receiver<(usize, Outcome)>, usize) {
+    ) -> (Receiver<(usize, Vec<Outcome>)>, usize) {
         let (tx, rx) = channel();
         let total = args.len();
         let per = match self.chunking {
@@ -235,7 +243,7 @@ impl<'p> Batch<'p> {
         let task = match self.task_id::<F>() {
             Ok(task) => task,
             Err(e) => {
-                (0..total).for_each(|i| drop(tx.send((i, Err(e.clone())))));
+                let _ = tx.send((0, vec![Err(e); total]));
                 return (rx, total);
             }
         };
@@ -246,7 +254,7 @@ impl<'p> Batch<'p> {
             match arg {
                 Ok(bytes) if batch.is_empty() => (first, batch) = (i, vec![bytes]),
                 Ok(bytes) => batch.push(bytes),
-                Err(e) => drop(tx.send((i, Err(e)))),
+                Err(e) => drop(tx.send((i, vec![Err(e)]))),
             }
             if batch.len() == per || (!batch.is_empty() && first + batch.len() != i + 1) {
                 jobs.push(self.job(task, std::mem::take(&mut batch), Reply::Channel { first, tx: tx.clone() }));
@@ -270,23 +278,27 @@ fn decode_outcome<R: DeserializeOwned>(outcome: Outcome) -> Result<R, TaskError>
 
 /// Gathers `total` results into argument order.
 fn collect<R: DeserializeOwned>(
-    rx: Receiver<(usize, Outcome)>,
+    rx: Receiver<(usize, Vec<Outcome>)>,
     total: usize,
     mut progress: Option<Box<dyn FnMut(usize, usize) + '_>>,
 ) -> Vec<Result<R, TaskError>> {
     let mut out: Vec<Option<Result<R, TaskError>>> = (0..total).map(|_| None).collect();
-    for done in 1..=total {
-        let Some((i, outcome)) = next(&rx) else { break }; // every job answers, even when dropped
-        out[i] = Some(decode_outcome(outcome));
-        if let Some(p) = progress.as_mut() {
-            p(done, total);
+    let mut done = 0;
+    while done < total {
+        let Some((first, outcomes)) = next(&rx) else { break }; // every job answers, even when dropped
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            out[first + i] = Some(decode_outcome(outcome));
+            done += 1;
+            if let Some(p) = progress.as_mut() {
+                p(done, total);
+            }
         }
     }
     out.into_iter().map(|r| r.unwrap_or(Err(TaskError::Terminated))).collect()
 }
 
-/// The next result: polled for a moment, then waited for.
-fn next(rx: &Receiver<(usize, Outcome)>) -> Option<(usize, Outcome)> {
+/// The next job's results: polled for a moment, then waited for.
+fn next(rx: &Receiver<(usize, Vec<Outcome>)>) -> Option<(usize, Vec<Outcome>)> {
     spin(WINDOW, || rx.try_recv().ok()).or_else(|| rx.recv().ok())
 }
 
@@ -303,7 +315,15 @@ impl<R: DeserializeOwned> Iterator for Unordered<'_, R> {
         if self.done == self.total {
             return None;
         }
-        let (i, outcome) = next(&self.rx)?;
+        let (i, outcome) = match self.ready.next() {
+            Some(ready) => ready,
+            None => {
+                let (first, outcomes) = next(&self.rx)?;
+                let tagged: Vec<_> = outcomes.into_iter().enumerate().map(|(k, o)| (first + k, o)).collect();
+                self.ready = tagged.into_iter();
+                self.ready.next()?
+            }
+        };
         self.done += 1;
         if let Some(p) = self.progress.as_mut() {
             p(self.done, self.total);
