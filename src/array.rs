@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use ndarray::{ArrayBase, ArrayView, ArrayViewMut, Axis, Data, Dimension, IntoDimension, IxDyn, ShapeBuilder, Slice};
 
 use crate::dtype::Element;
-use crate::info::ArrayInfo;
+use crate::info::{ArrayInfo, SegmentKind};
 use crate::layout::{self, Header, Trailer, FLAG_PERSISTENT, MAGIC, TRAILER_FLAGS, TRAILER_LEN};
 use crate::segment::{Backing, Mapping};
 use crate::{name, os, Error, Result};
@@ -60,6 +60,17 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// here rather than SIGBUS later. Fails with [`Error::AlreadyExists`]
     /// if the name is taken.
     pub fn create<Sh: IntoDimension<Dim = D>>(name: &str, shape: Sh) -> Result<Self> {
+        Self::create_kind(name, shape, SegmentKind::Array, |_| {})
+    }
+
+    /// Creates a segment of `kind`, running `init` on it before any other
+    /// process can see it (the ready flag is set after `init` returns).
+    pub(crate) fn create_kind<Sh: IntoDimension<Dim = D>>(
+        name: &str,
+        shape: Sh,
+        kind: SegmentKind,
+        init: impl FnOnce(&mut Self),
+    ) -> Result<Self> {
         let name = name::validate(name)?;
         let dim = shape.into_dimension();
         let (header, data_len) = Self::header_for(&dim)?;
@@ -68,13 +79,13 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         let trailer = Trailer {
             flags: 0,
             pid: os::current_pid(),
-            kind: 0,
+            kind: kind.code(),
             start_time: os::process_start_time(os::current_pid()).unwrap_or(0),
             data_offset: header.len() as u64,
             data_len: data_len as u64,
         };
         map.write(total - TRAILER_LEN, &trailer.encode());
-        Ok(Self::publish(map, dim, &header, Some(trailer)))
+        Ok(Self::publish(map, dim, &header, Some(trailer), init))
     }
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
@@ -104,6 +115,37 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         Self::from_mapping(Mapping::open_shm(name)?)
     }
 
+    /// Opens segment `name`, which must be of `kind`.
+    pub(crate) fn open_kind(name: &str, kind: SegmentKind) -> Result<Self> {
+        let array = Self::open(name)?;
+        let found = array.trailer.map_or(SegmentKind::Array, |t| SegmentKind::from_code(t.kind));
+        if found != kind {
+            return Err(Error::WrongKind { name: name.to_owned(), expected: kind, found });
+        }
+        Ok(array)
+    }
+
+    /// The atomic u32 at byte `offset` of the data, shared with other processes.
+    pub(crate) fn atomic_u32_at(&self, offset: usize) -> &std::sync::atomic::AtomicU32 {
+        assert!(offset + 4 <= self.len() * size_of::<T>(), "atomic u32 at {offset} past the data");
+        self.map.atomic_u32(self.offset + offset)
+    }
+
+    /// The atomic u64 at byte `offset` of the data, shared with other processes.
+    pub(crate) fn atomic_u64_at(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(offset + 8 <= self.len() * size_of::<T>(), "atomic u64 at {offset} past the data");
+        self.map.atomic_u64(self.offset + offset)
+    }
+
+    /// A pointer to `len` bytes at byte `offset` of the data.
+    pub(crate) fn bytes_at(&self, offset: usize, len: usize) -> *mut u8 {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len() * size_of::<T>());
+        assert!(end.is_some(), "{len} bytes at {offset} past the data");
+        // SAFETY: offset + len lies inside the data (checked above), which
+        // lies inside the mapping (checked when the header was read).
+        unsafe { self.map.ptr().add(self.offset + offset) }
+    }
+
     /// Like [`open`](Self::open), and also requires this exact shape.
     pub fn open_with_shape<Sh: IntoDimension<Dim = D>>(name: &str, shape: Sh) -> Result<Self> {
         let array = Self::open(name)?;
@@ -123,7 +165,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         let (header, data_len) = Self::header_for(&dim)?;
         let total = header.len().checked_add(data_len).ok_or_else(|| Self::overflow(&dim))?;
         let map = Mapping::create_file(path.as_ref(), total)?;
-        Ok(Self::publish(map, dim, &header, None))
+        Ok(Self::publish(map, dim, &header, None, |_| {}))
     }
 
     /// Opens the `.npy` file `path` read-write, checking dtype and dimensionality.
@@ -131,14 +173,17 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         Self::from_mapping(Mapping::open_file(path.as_ref())?)
     }
 
-    /// Writes the header into a fresh mapping and sets the ready flag last.
-    fn publish(map: Mapping, dim: D, header: &[u8], trailer: Option<Trailer>) -> Self {
+    /// Writes the header into a fresh mapping, runs `init`, and sets the
+    /// ready flag last.
+    fn publish(map: Mapping, dim: D, header: &[u8], trailer: Option<Trailer>, init: impl FnOnce(&mut Self)) -> Self {
         map.write(1, &header[1..]);
-        // Release: an attacher that sees the magic's first byte (acquire)
-        // also sees the rest of the header and the trailer.
-        map.atomic_u8(0).store(MAGIC[0], Ordering::Release);
         let offset = header.len();
-        SharedArray { map, dim, fortran: false, offset, trailer, _elem: PhantomData }
+        let mut array = SharedArray { map, dim, fortran: false, offset, trailer, _elem: PhantomData };
+        init(&mut array);
+        // Release: an attacher that sees the magic's first byte (acquire)
+        // also sees the rest of the header, the trailer and what init wrote.
+        array.map.atomic_u8(0).store(MAGIC[0], Ordering::Release);
+        array
     }
 
     fn header_for(dim: &D) -> Result<(Vec<u8>, usize)> {

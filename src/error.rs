@@ -135,12 +135,25 @@ pub enum Error {
         /// Length of the axis.
         len: usize,
     },
+    /// The segment holds another kind of object than the one asked for.
+    #[error("segment '{name}' holds a {found}, but it was opened as a {expected}")]
+    WrongKind {
+        /// The segment.
+        name: String,
+        /// The kind asked for.
+        expected: crate::SegmentKind,
+        /// The kind found.
+        found: crate::SegmentKind,
+    },
     /// The name now leads to a different segment than the one meant.
     #[error("segment '{name}' was removed and created again since it was handed to the pool; the old one is gone")]
     Replaced {
         /// The segment or file.
         name: String,
     },
+    /// An argument is outside what the call accepts.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// An OS call failed in a way not covered above.
     #[error("{op} '{name}' failed: {source}")]
     Io {

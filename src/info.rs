@@ -30,7 +30,63 @@ pub struct ArrayInfo {
     pub creator: Option<Creator>,
     /// Kept on purpose past its owner ([`SharedArray::persist`](crate::SharedArray::persist)).
     pub persistent: bool,
+    /// What the segment holds: an array, or a lock, queue, ... of `shmkit::sync`.
+    pub kind: SegmentKind,
     pub(crate) trailer: Option<Trailer>,
+}
+
+/// What a shmkit segment holds, as its trailer records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SegmentKind {
+    /// An n-dimensional array (also any plain `.npy`).
+    Array,
+    /// A [`ShmMutex`](crate::sync::ShmMutex).
+    Mutex,
+    /// A [`ShmRwLock`](crate::sync::ShmRwLock).
+    RwLock,
+    /// A [`ShmEvent`](crate::sync::ShmEvent).
+    Event,
+    /// A [`ShmBarrier`](crate::sync::ShmBarrier).
+    Barrier,
+    /// A [`ShmCounter`](crate::sync::ShmCounter).
+    Counter,
+    /// A [`ShmQueue`](crate::sync::ShmQueue).
+    Queue,
+    /// A kind this version does not know.
+    Unknown(u32),
+}
+
+impl SegmentKind {
+    /// The number stored in the trailer.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            SegmentKind::Array => 0,
+            SegmentKind::Mutex => 1,
+            SegmentKind::RwLock => 2,
+            SegmentKind::Event => 3,
+            SegmentKind::Barrier => 4,
+            SegmentKind::Counter => 5,
+            SegmentKind::Queue => 6,
+            SegmentKind::Unknown(n) => n,
+        }
+    }
+
+    pub(crate) fn from_code(code: u32) -> SegmentKind {
+        [Self::Array, Self::Mutex, Self::RwLock, Self::Event, Self::Barrier, Self::Counter, Self::Queue]
+            .into_iter()
+            .find(|k| k.code() == code)
+            .unwrap_or(SegmentKind::Unknown(code))
+    }
+}
+
+impl std::fmt::Display for SegmentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SegmentKind::Unknown(n) => write!(f, "kind-{n}"),
+            other => write!(f, "{}", format!("{other:?}").to_lowercase()),
+        }
+    }
 }
 
 /// The process that created a segment: its pid and start time, which
@@ -93,6 +149,7 @@ impl ArrayInfo {
             name: label.to_owned(),
             creator: trailer.map(|t| Creator { pid: t.pid, start_time: t.start_time }),
             persistent: trailer.is_some() && persistent_flag(map) & FLAG_PERSISTENT != 0,
+            kind: trailer.map_or(SegmentKind::Array, |t| SegmentKind::from_code(t.kind)),
             dtype: header.descr,
             shape: header.shape,
             fortran: header.fortran,

@@ -40,11 +40,12 @@ mod name;
 mod os;
 mod pool;
 mod segment;
+pub mod sync;
 
 pub use crate::array::SharedArray;
 pub use crate::dtype::{DType, Element};
 pub use crate::error::{Error, Result};
-pub use crate::info::{inspect, unlink, ArrayInfo, Creator};
+pub use crate::info::{inspect, unlink, ArrayInfo, Creator, SegmentKind};
 pub use crate::pool::{
     as_completed, init, is_helper, serve, AsCompleted, Batch, Pool, PoolBuilder, PoolError, Registry, Task, TaskError,
     TaskHandle, Unordered,

@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU8};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fd::{AsFd, OwnedFd};
@@ -191,6 +191,14 @@ impl Mapping {
         // SAFETY: the check above keeps the 4 bytes inside the mapping and at an
         // offset divisible by 4 from its page-aligned start, hence aligned.
         unsafe { AtomicU32::from_ptr(self.ptr().add(offset).cast()) }
+    }
+
+    /// The 8 bytes at `offset`, viewed as an atomic shared with other processes.
+    pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= self.len(), "atomic u64 at {offset} misplaced");
+        // SAFETY: the check above keeps the 8 bytes inside the mapping and at an
+        // offset divisible by 8 from its page-aligned start, hence aligned.
+        unsafe { AtomicU64::from_ptr(self.ptr().add(offset).cast()) }
     }
 
     /// Writes dirty pages of a file-backed mapping to disk: `msync(2)`.

@@ -1,0 +1,103 @@
+//! `ShmBarrier`: N processes meet before any goes on.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::raw::{futex_wait, futex_wake_all, left};
+use super::{Segment, Timeout};
+use crate::{Error, Result, SegmentKind};
+
+/// One word: generation in the high 16 bits, arrivals in the low 16, so a
+/// waiter that times out can take its arrival back atomically.
+const WORD: usize = 0;
+const PARTIES: usize = 4;
+const LEN: usize = 8;
+
+/// A barrier for a fixed number of processes, in a named segment: for
+/// iterative algorithms, every helper finishes step k before any starts
+/// step k + 1. Holds no lock; a participant that dies makes the others'
+/// `wait_timeout` fail rather than hang (use it when that can happen).
+pub struct ShmBarrier {
+    seg: Segment,
+}
+
+/// What [`ShmBarrier::wait`] tells a participant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarrierWaitResult {
+    /// True for exactly one participant per generation: the last to arrive.
+    pub is_leader: bool,
+}
+
+impl ShmBarrier {
+    /// Creates barrier segment `name` for `parties` participants (1 to 65535).
+    pub fn create(name: &str, parties: u32) -> Result<Self> {
+        if parties == 0 || parties > 0xffff {
+            return Err(Error::InvalidArgument(format!("a barrier needs 1 to 65535 parties, not {parties}")));
+        }
+        let seg = super::create(name, SegmentKind::Barrier, LEN, |seg| {
+            seg.atomic_u32_at(PARTIES).store(parties, Ordering::Relaxed);
+        })?;
+        Ok(ShmBarrier { seg })
+    }
+
+    /// Opens barrier segment `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        let seg = super::open(name, SegmentKind::Barrier, |len| len == LEN)?;
+        let parties = seg.atomic_u32_at(PARTIES).load(Ordering::Relaxed);
+        if parties == 0 || parties > 0xffff {
+            return Err(Error::bad_header(name, format!("barrier with {parties} parties")));
+        }
+        Ok(ShmBarrier { seg })
+    }
+
+    /// Number of participants.
+    pub fn parties(&self) -> u32 {
+        self.seg.atomic_u32_at(PARTIES).load(Ordering::Relaxed)
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        self.seg.atomic_u32_at(WORD)
+    }
+
+    /// Waits until all participants have arrived.
+    pub fn wait(&self) -> BarrierWaitResult {
+        self.wait_until(None).expect("no deadline, no timeout")
+    }
+
+    /// Waits at most `limit`; on timeout this arrival is taken back, so
+    /// the barrier stays usable.
+    pub fn wait_timeout(&self, limit: Duration) -> Result<BarrierWaitResult, Timeout> {
+        self.wait_until(Some(Instant::now() + limit))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, Timeout> {
+        let word = self.word();
+        let before = word.fetch_add(1, Ordering::AcqRel);
+        let generation = before >> 16;
+        if (before & 0xffff) + 1 == self.parties() {
+            word.store(((generation + 1) & 0xffff) << 16, Ordering::Release);
+            futex_wake_all(word);
+            return Ok(BarrierWaitResult { is_leader: true });
+        }
+        loop {
+            let now = word.load(Ordering::Acquire);
+            if now >> 16 != generation {
+                return Ok(BarrierWaitResult { is_leader: false });
+            }
+            let left = left(deadline);
+            if left == Some(Duration::ZERO) {
+                // Take the arrival back, unless the barrier opened meanwhile.
+                match word.compare_exchange(now, now - 1, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => return Err(Timeout),
+                    Err(_) => continue,
+                }
+            }
+            futex_wait(word, now, left);
+        }
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+}

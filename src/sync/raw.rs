@@ -1,0 +1,171 @@
+//! Process-shared robust mutexes and futex waits: the one place shmkit
+//! places locks in shared memory.
+//!
+//! Why not `raw_sync`, the design card's crate: its mutexes are not robust
+//! (a holder that dies deadlocks everyone), its timed waits fail at once
+//! with `EINVAL` for many sub-second timeouts, and it reads uninitialised
+//! memory. glibc's process-shared robust mutexes do what is needed: the
+//! kernel walks a dying thread's robust list and marks each mutex it held,
+//! and the next locker gets `EOWNERDEAD` (see `pthread_mutexattr_setrobust(3)`).
+//! Waiting without a lock (events, barriers, queue sides) uses `futex(2)`
+//! through `rustix`, whose `FUTEX_WAIT` takes a relative timeout and so has
+//! no trouble with sub-second ones.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Bytes a mutex takes; callers reserve 64 for it.
+pub(crate) const MUTEX_SIZE: usize = size_of::<libc::pthread_mutex_t>();
+const _: () = assert!(MUTEX_SIZE <= 64 && align_of::<libc::pthread_mutex_t>() <= 64);
+
+/// A robust, process-shared, error-checking pthread mutex in a mapping.
+pub(crate) struct RawMutex {
+    ptr: *mut libc::pthread_mutex_t,
+}
+
+// SAFETY: the mutex lives in shared memory and is made to be used from any
+// thread of any process; the pointer is only handed to pthread calls.
+unsafe impl Send for RawMutex {}
+// SAFETY: as above: pthread mutexes are safe to call from several threads.
+unsafe impl Sync for RawMutex {}
+
+/// How a lock was taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// Normally.
+    Clean,
+    /// The previous holder died holding it; the data may be half-updated.
+    OwnerDied,
+}
+
+/// Why a lock was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Failed {
+    WouldBlock,
+    Timeout,
+    /// A holder died and its successor released it without marking it
+    /// consistent: POSIX leaves such a mutex unusable for good.
+    Unrecoverable,
+    /// This thread already holds it.
+    Deadlock,
+}
+
+fn check(code: i32) -> io::Result<()> {
+    match code {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+impl RawMutex {
+    /// Initialises a mutex at `ptr`.
+    ///
+    /// # Safety
+    /// - `ptr` is valid for writes of [`MUTEX_SIZE`] bytes, aligned for
+    ///   `pthread_mutex_t`, and stays mapped while the result is used;
+    /// - no process uses that memory as a mutex yet (its segment is not
+    ///   published).
+    pub unsafe fn init(ptr: *mut u8) -> io::Result<RawMutex> {
+        debug_assert!(ptr as usize % align_of::<libc::pthread_mutex_t>() == 0, "misaligned mutex");
+        let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        let a = attr.as_mut_ptr();
+        // SAFETY: `a` points to a local that pthread_mutexattr_init initialises
+        // before the setters read it; `ptr` is valid and unshared (caller's contract).
+        unsafe {
+            check(libc::pthread_mutexattr_init(a))?;
+            let set = check(libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED))
+                .and_then(|_| check(libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST)))
+                .and_then(|_| check(libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_ERRORCHECK)))
+                .and_then(|_| check(libc::pthread_mutex_init(ptr.cast(), a)));
+            libc::pthread_mutexattr_destroy(a);
+            set?;
+        }
+        Ok(RawMutex { ptr: ptr.cast() })
+    }
+
+    /// A handle on a mutex that [`init`](Self::init) set up, in this or
+    /// another process.
+    ///
+    /// # Safety
+    /// `ptr` points at such a mutex, aligned, in a mapping that stays
+    /// mapped while the result is used.
+    pub unsafe fn attach(ptr: *mut u8) -> RawMutex {
+        debug_assert!(ptr as usize % align_of::<libc::pthread_mutex_t>() == 0, "misaligned mutex");
+        RawMutex { ptr: ptr.cast() }
+    }
+
+    /// Locks, waiting until `deadline` (forever if `None`):
+    /// `pthread_mutex_lock(3)` / `pthread_mutex_timedlock(3)`.
+    pub fn lock(&self, deadline: Option<Instant>) -> Result<Acquired, Failed> {
+        let code = match deadline {
+            // SAFETY: self.ptr points at an initialised mutex in a live mapping
+            // (the constructors' contract).
+            None => unsafe { libc::pthread_mutex_lock(self.ptr) },
+            Some(d) => {
+                let abs = realtime_after(d.saturating_duration_since(Instant::now()));
+                // SAFETY: as above; `abs` is a valid timespec on the stack.
+                unsafe { libc::pthread_mutex_timedlock(self.ptr, &abs) }
+            }
+        };
+        outcome(code)
+    }
+
+    /// Locks if free: `pthread_mutex_trylock(3)`.
+    pub fn try_lock(&self) -> Result<Acquired, Failed> {
+        // SAFETY: self.ptr points at an initialised mutex in a live mapping.
+        outcome(unsafe { libc::pthread_mutex_trylock(self.ptr) })
+    }
+
+    /// After [`Acquired::OwnerDied`]: declares the data repaired, so the
+    /// mutex stays usable (`pthread_mutex_consistent(3)`).
+    pub fn mark_consistent(&self) {
+        // SAFETY: self.ptr points at an initialised mutex this thread holds.
+        let _ = unsafe { libc::pthread_mutex_consistent(self.ptr) };
+    }
+
+    /// Unlocks (`pthread_mutex_unlock(3)`); only the holding thread calls it.
+    pub fn unlock(&self) {
+        // SAFETY: self.ptr points at an initialised mutex; callers hold it.
+        let _ = unsafe { libc::pthread_mutex_unlock(self.ptr) };
+    }
+}
+
+fn outcome(code: i32) -> Result<Acquired, Failed> {
+    match code {
+        0 => Ok(Acquired::Clean),
+        libc::EOWNERDEAD => Ok(Acquired::OwnerDied),
+        libc::EBUSY => Err(Failed::WouldBlock),
+        libc::ETIMEDOUT => Err(Failed::Timeout),
+        libc::EDEADLK => Err(Failed::Deadlock),
+        // ENOTRECOVERABLE, or EINVAL from a mutex another process corrupted.
+        _ => Err(Failed::Unrecoverable),
+    }
+}
+
+/// CLOCK_REALTIME `after` from now, as `pthread_mutex_timedlock` wants it.
+fn realtime_after(after: Duration) -> libc::timespec {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + after;
+    libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as _ }
+}
+
+/// Sleeps while `word` holds `expected`, at most `limit` (`FUTEX_WAIT`,
+/// shared between processes). Returns early on a wake, a change, or a signal.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, limit: Option<Duration>) {
+    use rustix::thread::futex;
+    let timeout = limit.map(|l| {
+        rustix::event::Timespec::try_from(l).unwrap_or(rustix::event::Timespec { tv_sec: i64::MAX, tv_nsec: 0 })
+    });
+    let _ = futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref());
+}
+
+/// Wakes every process sleeping on `word` (`FUTEX_WAKE`).
+pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
+}
+
+/// Time left until `deadline`: `Some(ZERO)` once passed, `None` for no deadline.
+pub(crate) fn left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}

@@ -1,0 +1,273 @@
+//! Cross-process primitives in real processes: robustness when holders
+//! die, timeouts, a million queue records exactly once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{child_arg, spawn_child, unique, wait_with_watchdog, Watchdog};
+use ndarray::Ix1;
+use shmkit::sync::{
+    EventMode, LockError, PopError, PushError, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock,
+};
+use shmkit::SharedArray;
+
+fn kill9(child: &mut std::process::Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    child.wait().unwrap();
+}
+
+/// Runs `test` as a child with `arg`, in the background.
+fn child(test: &str, arg: &str) -> std::process::Child {
+    spawn_child(test, arg, std::process::Stdio::null())
+}
+
+#[test]
+fn a_dead_holder_hands_the_mutex_on_with_owner_died_within_100ms() {
+    let test = "a_dead_holder_hands_the_mutex_on_with_owner_died_within_100ms";
+    if let Some(base) = child_arg() {
+        let (a, b) = (
+            ShmMutex::<u64>::open(&format!("{base}-a")).unwrap(),
+            ShmMutex::<u64>::open(&format!("{base}-b")).unwrap(),
+        );
+        let (mut ga, mut gb) = (a.lock().unwrap(), b.lock().unwrap());
+        (*ga, *gb) = (42, 43);
+        ShmEvent::open(&format!("{base}-held")).unwrap().set();
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let base = unique("mutex");
+    let a = ShmMutex::create(&format!("{base}-a"), 0u64).unwrap();
+    let b = ShmMutex::create(&format!("{base}-b"), 0u64).unwrap();
+    let held = ShmEvent::create(&format!("{base}-held"), EventMode::Manual).unwrap();
+    let mut holder = child(test, &base);
+    held.wait_timeout(Duration::from_secs(30)).expect("the child took the locks");
+    assert!(matches!(a.try_lock(), Err(LockError::WouldBlock)));
+    kill9(&mut holder);
+    let start = Instant::now();
+    let Err(LockError::OwnerDied(mut died)) = a.lock_timeout(Duration::from_secs(5)) else { panic!("no owner-died") };
+    assert!(start.elapsed() < Duration::from_millis(100), "took {:?}", start.elapsed());
+    assert_eq!(**died.guard(), 42, "the dead holder's write is visible");
+    let mut guard = died.acknowledge();
+    *guard = 7;
+    drop(guard);
+    assert_eq!(*a.lock().expect("clean after acknowledging"), 7);
+    let Err(LockError::OwnerDied(unacknowledged)) = b.lock() else { panic!("no owner-died") };
+    drop(unacknowledged);
+    assert!(matches!(b.lock(), Err(LockError::Unrecoverable)), "POSIX: unusable once released unacknowledged");
+}
+
+#[test]
+fn every_timeout_returns_on_time() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let base = unique("timeouts");
+    let m = ShmMutex::create(&format!("{base}-m"), 0u32).unwrap();
+    let rw = ShmRwLock::create(&format!("{base}-rw"), 0u32).unwrap();
+    let ev = ShmEvent::create(&format!("{base}-ev"), EventMode::Auto).unwrap();
+    let q = ShmQueue::<u32>::create(&format!("{base}-q"), 1).unwrap();
+    let bar = ShmBarrier::create(&format!("{base}-bar"), 2).unwrap();
+    q.push(1).unwrap();
+    let mname = m.name().to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let m = ShmMutex::<u32>::open(&mname).unwrap();
+        let _g = m.lock().unwrap();
+        tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    rx.recv().unwrap();
+    let reader = rw.read().unwrap();
+    for limit in [Duration::from_millis(10), Duration::from_millis(500), Duration::from_millis(1500)] {
+        let on_time = |took: Duration, what: &str| {
+            assert!(took >= limit && took < limit + Duration::from_millis(250), "{what} {limit:?} took {took:?}");
+        };
+        let t = Instant::now();
+        assert!(matches!(m.lock_timeout(limit), Err(LockError::Timeout)));
+        on_time(t.elapsed(), "mutex");
+        let t = Instant::now();
+        assert!(matches!(rw.write_timeout(limit), Err(LockError::Timeout)));
+        on_time(t.elapsed(), "rwlock write");
+        let t = Instant::now();
+        assert!(ev.wait_timeout(limit).is_err());
+        on_time(t.elapsed(), "event");
+        let t = Instant::now();
+        assert_eq!(q.push_timeout(2, limit), Err(PushError::Timeout(2)));
+        on_time(t.elapsed(), "queue push");
+        let t = Instant::now();
+        assert!(bar.wait_timeout(limit).is_err());
+        on_time(t.elapsed(), "barrier");
+    }
+    drop(reader);
+    assert_eq!(q.pop_timeout(Duration::from_millis(10)), Ok(1));
+    let t = Instant::now();
+    assert_eq!(q.pop_timeout(Duration::from_millis(500)), Err(PopError::Timeout));
+    assert!(t.elapsed() >= Duration::from_millis(500) && t.elapsed() < Duration::from_millis(750));
+    holder.join().unwrap();
+}
+
+#[test]
+fn a_million_records_from_two_producers_reach_two_consumers_exactly_once() {
+    const PER_PRODUCER: u64 = 500_000;
+    let test = "a_million_records_from_two_producers_reach_two_consumers_exactly_once";
+    if let Some(arg) = child_arg() {
+        let (role, base) = arg.split_once(':').unwrap();
+        let q = ShmQueue::<u64>::open(&format!("{base}-q")).unwrap();
+        if let Some(p) = role.strip_prefix("producer") {
+            let p: u64 = p.parse().unwrap();
+            (0..PER_PRODUCER).for_each(|i| q.push(p * PER_PRODUCER + i).unwrap());
+        } else {
+            let mut seen = SharedArray::<u8, Ix1>::open(&format!("{base}-seen")).unwrap();
+            let seen = seen.as_slice_mut();
+            while let Ok(x) = q.pop() {
+                seen[x as usize] += 1;
+            }
+        }
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(300));
+    let base = unique("million");
+    let q = ShmQueue::<u64>::create(&format!("{base}-q"), 4096).unwrap();
+    let seen = SharedArray::<u8, Ix1>::create(&format!("{base}-seen"), 2 * PER_PRODUCER as usize).unwrap();
+    let consumers: Vec<_> = (0..2).map(|_| child(test, &format!("consumer:{base}"))).collect();
+    let producers: Vec<_> = (0..2).map(|p| child(test, &format!("producer{p}:{base}"))).collect();
+    for p in producers {
+        assert!(wait_with_watchdog(p, Duration::from_secs(240)).success());
+    }
+    q.close();
+    for c in consumers {
+        assert!(wait_with_watchdog(c, Duration::from_secs(60)).success(), "close() did not end a consumer");
+    }
+    let counts = seen.as_slice();
+    let wrong: Vec<usize> = (0..counts.len()).filter(|&i| counts[i] != 1).take(5).collect();
+    assert!(wrong.is_empty(), "records not delivered exactly once, e.g. at {wrong:?}");
+}
+
+#[test]
+fn close_ends_every_waiting_consumer_after_the_queue_drains() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let q = ShmQueue::<u32>::create(&unique("close"), 8).unwrap();
+    q.push(5).unwrap();
+    let name = q.name().to_owned();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let q = ShmQueue::<u32>::open(&name).unwrap();
+                std::iter::from_fn(|| q.pop().ok()).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    q.close();
+    let got: Vec<u32> = waiters.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert_eq!(got, [5], "the record before close is delivered once, then every consumer ends");
+    assert_eq!(q.push(6), Err(PushError::Closed(6)));
+}
+
+#[test]
+fn a_killed_producer_never_blocks_the_others() {
+    let test = "a_killed_producer_never_blocks_the_others";
+    if let Some(name) = child_arg() {
+        let q = ShmQueue::<u64>::open(&name).unwrap();
+        for i in 0.. {
+            q.push(i).unwrap();
+        }
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let q = ShmQueue::<u64>::create(&unique("killed"), 64).unwrap();
+    let mut producer = child(test, q.name());
+    for _ in 0..2000 {
+        q.pop_timeout(Duration::from_secs(10)).expect("records flow");
+    }
+    kill9(&mut producer); // likely inside push, perhaps holding the queue lock
+    while q.try_pop().is_ok() {}
+    q.push_timeout(1, Duration::from_secs(1)).expect("the queue still takes records");
+    assert_eq!(q.pop_timeout(Duration::from_secs(1)), Ok(1));
+}
+
+#[test]
+fn a_dead_reader_is_reclaimed_and_a_dead_writer_reported() {
+    let test = "a_dead_reader_is_reclaimed_and_a_dead_writer_reported";
+    if let Some(arg) = child_arg() {
+        let (role, base) = arg.split_once(':').unwrap();
+        let rw = ShmRwLock::<u64>::open(&format!("{base}-rw")).unwrap();
+        let _held = if role == "reader" { Ok(rw.read().unwrap()) } else { Err(rw.write().unwrap()) };
+        ShmEvent::open(&format!("{base}-held")).unwrap().set();
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let base = unique("rw");
+    let rw = ShmRwLock::create(&format!("{base}-rw"), 1u64).unwrap();
+    let held = ShmEvent::create(&format!("{base}-held"), EventMode::Auto).unwrap();
+    let mut reader = child(test, &format!("reader:{base}"));
+    held.wait_timeout(Duration::from_secs(30)).unwrap();
+    assert!(matches!(rw.write_timeout(Duration::from_millis(50)), Err(LockError::Timeout)));
+    let other = rw.read().unwrap(); // readers share
+    assert_eq!(*other, 1);
+    drop(other);
+    kill9(&mut reader);
+    *rw.write_timeout(Duration::from_secs(2)).expect("the dead reader's slot is reclaimed") = 2;
+    let mut writer = child(test, &format!("writer:{base}"));
+    held.wait_timeout(Duration::from_secs(30)).unwrap();
+    kill9(&mut writer);
+    let Err(LockError::OwnerDied(died)) = rw.read_timeout(Duration::from_secs(2)) else { panic!("no owner-died") };
+    assert_eq!(*died.acknowledge(), 2);
+    assert_eq!(*rw.write().expect("usable after a dead writer"), 2);
+}
+
+#[test]
+fn processes_step_in_lockstep_through_a_barrier() {
+    const STEPS: u64 = 50;
+    let test = "processes_step_in_lockstep_through_a_barrier";
+    if let Some(base) = child_arg() {
+        let bar = ShmBarrier::open(&format!("{base}-bar")).unwrap();
+        let count = ShmCounter::open(&format!("{base}-count")).unwrap();
+        for step in 0..STEPS {
+            count.add(1);
+            bar.wait_timeout(Duration::from_secs(20)).unwrap();
+            assert!(count.get() >= 3 * (step + 1), "a process ran ahead of step {step}");
+            bar.wait_timeout(Duration::from_secs(20)).unwrap();
+        }
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let base = unique("barrier");
+    let _bar = ShmBarrier::create(&format!("{base}-bar"), 3).unwrap();
+    let count = ShmCounter::create(&format!("{base}-count"), 0).unwrap();
+    let kids: Vec<_> = (0..3).map(|_| child(test, &base)).collect();
+    for k in kids {
+        assert!(wait_with_watchdog(k, Duration::from_secs(50)).success());
+    }
+    assert_eq!(count.get(), 3 * STEPS);
+}
+
+#[test]
+fn auto_events_pass_one_waiter_per_set_manual_events_pass_all() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let auto = ShmEvent::create(&unique("auto"), EventMode::Auto).unwrap();
+    auto.set();
+    assert!(auto.try_wait());
+    assert!(!auto.try_wait(), "an auto event resets as it lets one waiter pass");
+    let manual = ShmEvent::create(&unique("manual"), EventMode::Manual).unwrap();
+    let name = manual.name().to_owned();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let name = name.clone();
+            std::thread::spawn(move || ShmEvent::open(&name).unwrap().wait_timeout(Duration::from_secs(10)))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    manual.set();
+    assert!(waiters.into_iter().all(|w| w.join().unwrap().is_ok()));
+    assert!(manual.is_set());
+    manual.reset();
+    assert!(!manual.try_wait());
+    assert!(matches!(
+        ShmEvent::open(ShmCounter::create(&unique("kind"), 0).unwrap().name()),
+        Err(shmkit::Error::WrongKind { .. })
+    ));
+}
