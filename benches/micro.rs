@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks: segment create and open (1 GiB), a
-//! submit→result round trip on a warm pool, and pool start-up.
+//! submit→result round trip on a warm pool, pool start-up, and the shared
+//! queue's throughput (items/s).
 //!
 //! ```text
 //! cargo bench --bench micro
@@ -7,7 +8,7 @@
 
 use std::time::Duration;
 
-use criterion::Criterion;
+use criterion::{Criterion, Throughput};
 use ndarray::Ix1;
 use shmkit::{Pool, SharedArray};
 
@@ -48,10 +49,38 @@ fn pool(c: &mut Criterion) {
     g.finish();
 }
 
+fn queue(c: &mut Criterion) {
+    const N: u64 = 100_000;
+    let mut g = c.benchmark_group("queue");
+    g.throughput(Throughput::Elements(N)).sample_size(20).measurement_time(Duration::from_secs(5));
+    let q = shmkit::sync::ShmQueue::<u64>::create_unique(4096).expect("queue");
+    g.bench_function("push then pop, one thread", |b| {
+        b.iter(|| {
+            for i in 0..N {
+                q.push(i).expect("push");
+                q.pop().expect("pop");
+            }
+        })
+    });
+    g.bench_function("one producer thread -> one consumer thread", |b| {
+        b.iter(|| {
+            let name = q.name().to_owned();
+            let producer = std::thread::spawn(move || {
+                let q = shmkit::sync::ShmQueue::<u64>::open(&name).expect("open");
+                (0..N).for_each(|i| q.push(i).expect("push"));
+            });
+            (0..N).for_each(|_| drop(q.pop().expect("pop")));
+            producer.join().expect("producer");
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     shmkit::init(tasks); // benchmark helpers are this binary again
     let mut c = Criterion::default().configure_from_args();
     segments(&mut c);
     pool(&mut c);
+    queue(&mut c);
     c.final_summary();
 }

@@ -33,6 +33,7 @@ compile_error!("shmkit writes little-endian .npy headers and needs a little-endi
 mod array;
 mod dtype;
 mod error;
+mod gc;
 mod info;
 mod layout;
 mod name;
@@ -45,6 +46,7 @@ pub mod sync;
 pub use crate::array::SharedArray;
 pub use crate::dtype::{DType, Element};
 pub use crate::error::{Error, Result};
+pub use crate::gc::{collect_garbage, list_segments, Listing};
 pub use crate::info::{inspect, unlink, ArrayInfo, Creator, SegmentKind};
 pub use crate::pool::{
     as_completed, init, is_helper, serve, AsCompleted, Batch, Pool, PoolBuilder, PoolError, Registry, Task, TaskError,

@@ -71,7 +71,7 @@ impl Registry {
     }
 
     /// Registers task `f`: a function (or non-capturing closure) taking
-    /// `serde` arguments (one, or two or three as a tuple), returning a
+    /// `serde` arguments (one, or two to four passed as a tuple), returning a
     /// `serde` value or a `Result` whose error converts to `anyhow::Error`;
     /// or taking an `ArrayView`/`ArrayViewMut` of a shared array's rows.
     /// Registering the same function twice is harmless.
@@ -123,10 +123,6 @@ pub trait Task<M>: Copy + Send + Sync + 'static {
 pub struct Plain<A, R>(PhantomData<(A, R)>);
 /// Marker: `Fn(A) -> Result<R, E>` with `E: Into<anyhow::Error>`.
 pub struct Fallible<A, R, E>(PhantomData<(A, R, E)>);
-/// Marker: `Fn(A, B) -> R`.
-pub struct Plain2<A, B, R>(PhantomData<(A, B, R)>);
-/// Marker: `Fn(A, B, C) -> R`.
-pub struct Plain3<A, B, C, R>(PhantomData<(A, B, C, R)>);
 /// Marker: `Fn(ArrayViewMut<T, D>) -> R` over a shared array's rows.
 pub struct RowsMut<T, D, R>(PhantomData<(T, D, R)>);
 /// Marker: `Fn(ArrayView<T, D>) -> R` over a shared array's rows.
@@ -163,32 +159,6 @@ where
     }
 }
 
-impl<F, A, B, R> Task<Plain2<A, B, R>> for F
-where
-    F: Fn(A, B) -> R + Copy + Send + Sync + 'static,
-    (A, B): Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
-{
-    type Args = (A, B);
-    type Output = R;
-    fn handler(self) -> Handler {
-        plain(move |(a, b)| self(a, b))
-    }
-}
-
-impl<F, A, B, C, R> Task<Plain3<A, B, C, R>> for F
-where
-    F: Fn(A, B, C) -> R + Copy + Send + Sync + 'static,
-    (A, B, C): Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
-{
-    type Args = (A, B, C);
-    type Output = R;
-    fn handler(self) -> Handler {
-        plain(move |(a, b, c)| self(a, b, c))
-    }
-}
-
 impl<F, A, R, E> Task<Fallible<A, R, E>> for F
 where
     F: Fn(A) -> Result<R, E> + Copy + Send + Sync + 'static,
@@ -205,6 +175,51 @@ where
         })
     }
 }
+
+macro_rules! multi_arg {
+    ($plain:ident, $fallible:ident, $n:literal: $($a:ident),+) => {
+        #[doc = concat!("Marker: `Fn` of ", $n, " arguments, given as a tuple, `-> R`.")]
+        pub struct $plain<$($a,)+ R>(PhantomData<($($a,)+ R)>);
+        #[doc = concat!("Marker: `Fn` of ", $n, " arguments, given as a tuple, `-> Result<R, E>`.")]
+        pub struct $fallible<$($a,)+ R, E>(PhantomData<($($a,)+ R, E)>);
+
+        #[allow(non_snake_case)] // the type parameters double as argument names
+        impl<F, $($a,)+ R> Task<$plain<$($a,)+ R>> for F
+        where
+            F: Fn($($a),+) -> R + Copy + Send + Sync + 'static,
+            ($($a,)+): Serialize + DeserializeOwned,
+            R: Serialize + DeserializeOwned,
+        {
+            type Args = ($($a,)+);
+            type Output = R;
+            fn handler(self) -> Handler {
+                plain(move |($($a,)+)| self($($a),+))
+            }
+        }
+
+        #[allow(non_snake_case)]
+        impl<F, $($a,)+ R, E> Task<$fallible<$($a,)+ R, E>> for F
+        where
+            F: Fn($($a),+) -> Result<R, E> + Copy + Send + Sync + 'static,
+            ($($a,)+): Serialize + DeserializeOwned,
+            R: Serialize + DeserializeOwned,
+            E: Into<anyhow::Error>,
+        {
+            type Args = ($($a,)+);
+            type Output = R;
+            fn handler(self) -> Handler {
+                Box::new(move |_, bytes| match decode(bytes).map(|($($a,)+)| self($($a),+))? {
+                    Ok(r) => encode(&r),
+                    Err(e) => Err(error_chain(e.into())),
+                })
+            }
+        }
+    };
+}
+
+multi_arg!(Plain2, Fallible2, "two": A, B);
+multi_arg!(Plain3, Fallible3, "three": A, B, C);
+multi_arg!(Plain4, Fallible4, "four": A, B, C, D);
 
 /// An error and its causes, outermost first, as strings.
 pub(crate) fn error_chain(e: anyhow::Error) -> Failure {

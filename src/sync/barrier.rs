@@ -40,6 +40,11 @@ impl ShmBarrier {
         Ok(ShmBarrier { seg })
     }
 
+    /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
+    pub fn create_unique(parties: u32) -> Result<Self> {
+        super::with_unique_name(|n| Self::create(n, parties))
+    }
+
     /// Opens barrier segment `name`.
     pub fn open(name: &str) -> Result<Self> {
         let seg = super::open(name, SegmentKind::Barrier, |len| len == LEN)?;

@@ -25,6 +25,11 @@ impl ShmCounter {
         Ok(ShmCounter { seg })
     }
 
+    /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
+    pub fn create_unique(value: u64) -> Result<Self> {
+        super::with_unique_name(|n| Self::create(n, value))
+    }
+
     /// Opens counter segment `name`.
     pub fn open(name: &str) -> Result<Self> {
         Ok(ShmCounter { seg: super::open(name, SegmentKind::Counter, |len| len == 8)? })

@@ -45,6 +45,11 @@ impl ShmEvent {
         Ok(ShmEvent { seg })
     }
 
+    /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
+    pub fn create_unique(mode: EventMode) -> Result<Self> {
+        super::with_unique_name(|n| Self::create(n, mode))
+    }
+
     /// Opens event segment `name`.
     pub fn open(name: &str) -> Result<Self> {
         Ok(ShmEvent { seg: super::open(name, SegmentKind::Event, |len| len == LEN)? })

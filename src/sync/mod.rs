@@ -38,6 +38,16 @@ fn create(name: &str, kind: SegmentKind, len: usize, init: impl FnOnce(&mut Segm
     SharedArray::create_kind(name, len, kind, init)
 }
 
+/// Runs `make` with fresh unique names until one is free.
+fn with_unique_name<T>(mut make: impl FnMut(&str) -> Result<T>) -> Result<T> {
+    loop {
+        match make(&crate::name::unique()) {
+            Err(Error::AlreadyExists { .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Opens a primitive's segment, checking its kind and its length.
 fn open(name: &str, kind: SegmentKind, len_ok: impl FnOnce(usize) -> bool) -> Result<Segment> {
     let seg = SharedArray::open_kind(name, kind)?;

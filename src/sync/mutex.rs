@@ -55,6 +55,11 @@ impl<T: Pod + Send> ShmMutex<T> {
         Ok(Self::wrap(seg))
     }
 
+    /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
+    pub fn create_unique(value: T) -> Result<Self> {
+        super::with_unique_name(|n| Self::create(n, value))
+    }
+
     /// Opens mutex segment `name`; its size must fit `T`.
     pub fn open(name: &str) -> Result<Self> {
         let () = Self::ALIGNED;

@@ -105,6 +105,11 @@ impl<T: Pod + Send> ShmQueue<T> {
         Ok(Self::wrap(seg, capacity))
     }
 
+    /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
+    pub fn create_unique(capacity: u64) -> Result<Self> {
+        super::with_unique_name(|n| Self::create(n, capacity))
+    }
+
     /// Opens queue segment `name`; its record size must be `T`'s.
     pub fn open(name: &str) -> Result<Self> {
         let () = Self::ALIGNED;
