@@ -69,7 +69,9 @@ fn queue(c: &mut Criterion) {
                 let q = shmkit::sync::ShmQueue::<u64>::open(&name).expect("open");
                 (0..N).for_each(|i| q.push(i).expect("push"));
             });
-            (0..N).for_each(|_| drop(q.pop().expect("pop")));
+            (0..N).for_each(|_| {
+                std::hint::black_box(q.pop().expect("pop"));
+            });
             producer.join().expect("producer");
         })
     });
