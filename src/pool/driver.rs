@@ -112,6 +112,9 @@ impl Session<'_> {
     fn fill(&mut self) -> bool {
         let max = self.inner.config.max_tasks.unwrap_or(usize::MAX);
         let depth = self.inner.pipeline_depth();
+        if depth > self.inner.config.pipeline && self.inflight.len() > depth / 2 {
+            return true; // deep pipeline: refill in batches, one write per half
+        }
         let mut out = Vec::new();
         while self.inflight.len() < depth && self.sent < max {
             let next = if self.inflight.is_empty() { self.inner.try_pop() } else { self.inner.try_pop_ahead() };
