@@ -28,6 +28,7 @@ pub use queue::{PopError, PushError, ShmQueue};
 pub use rwlock::{ReadGuard, ShmRwLock, WriteGuard};
 
 use crate::{Error, Result, SegmentKind, SharedArray};
+use raw::{RawMutex, MUTEX_SIZE};
 
 /// The bytes of one primitive's segment.
 type Segment = SharedArray<u8, Ix1>;
@@ -36,6 +37,35 @@ type Segment = SharedArray<u8, Ix1>;
 /// `init` before other processes can see it.
 fn create(name: &str, kind: SegmentKind, len: usize, init: impl FnOnce(&mut Segment)) -> Result<Segment> {
     SharedArray::create_kind(name, len, kind, init)
+}
+
+/// Creates a segment whose first 64 bytes hold a robust mutex, running
+/// `init` on the rest before other processes can see it.
+fn create_locked(
+    name: &str,
+    kind: SegmentKind,
+    len: usize,
+    init: impl FnOnce(&mut Segment),
+) -> Result<(Segment, RawMutex)> {
+    let mut made = Ok(());
+    let seg = create(name, kind, len, |seg| {
+        // SAFETY: bytes_at checked that the first 64 bytes lie in the fresh data,
+        // which is 64-aligned and not yet published, so no one else uses it.
+        made = unsafe { RawMutex::init(seg.bytes_at(0, MUTEX_SIZE)) }.map(drop);
+        init(seg);
+    })?;
+    made.map_err(|e| Error::from_io("pthread_mutex_init", name, e))?;
+    Ok(attach_lock(seg))
+}
+
+/// The mutex at the start of a segment made by [`create_locked`].
+fn attach_lock(seg: Segment) -> (Segment, RawMutex) {
+    // SAFETY: only called on segments of a kind whose creator ran
+    // create_locked (the kind is checked at open), so an initialised mutex
+    // sits at offset 0, 64-aligned; callers keep `seg` beside the lock, so
+    // the mapping outlives it.
+    let lock = unsafe { RawMutex::attach(seg.bytes_at(0, MUTEX_SIZE)) };
+    (seg, lock)
 }
 
 /// Runs `make` with fresh unique names until one is free.

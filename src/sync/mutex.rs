@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::raw::{Acquired, RawMutex, MUTEX_SIZE};
+use super::raw::{Acquired, RawMutex};
 use super::{LockError, OwnerDied, Segment};
-use crate::{Error, Result, SegmentKind};
+use crate::{Result, SegmentKind};
 
 /// Where the value starts, after the mutex.
 const DATA: usize = 64;
@@ -44,15 +44,8 @@ impl<T: Pod + Send> ShmMutex<T> {
     /// Creates mutex segment `name` holding `value`.
     pub fn create(name: &str, value: T) -> Result<Self> {
         let () = Self::ALIGNED;
-        let mut made = Ok(());
-        let seg = super::create(name, SegmentKind::Mutex, Self::LEN, |seg| {
-            // SAFETY: bytes_at checked the 64 bytes lie in the fresh data, which
-            // is 64-aligned and unpublished, so no other process sees it yet.
-            made = unsafe { RawMutex::init(seg.bytes_at(0, MUTEX_SIZE)) }.map(drop);
-            seg.as_slice_mut()[DATA..].copy_from_slice(bytemuck::bytes_of(&value));
-        })?;
-        made.map_err(|e| Error::from_io("pthread_mutex_init", name, e))?;
-        Ok(Self::wrap(seg))
+        let init = |seg: &mut Segment| seg.as_slice_mut()[DATA..].copy_from_slice(bytemuck::bytes_of(&value));
+        Ok(Self::wrap(super::create_locked(name, SegmentKind::Mutex, Self::LEN, init)?))
     }
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
@@ -63,14 +56,11 @@ impl<T: Pod + Send> ShmMutex<T> {
     /// Opens mutex segment `name`; its size must fit `T`.
     pub fn open(name: &str) -> Result<Self> {
         let () = Self::ALIGNED;
-        Ok(Self::wrap(super::open(name, SegmentKind::Mutex, |len| len == Self::LEN)?))
+        let seg = super::open(name, SegmentKind::Mutex, |len| len == Self::LEN)?;
+        Ok(Self::wrap(super::attach_lock(seg)))
     }
 
-    fn wrap(seg: Segment) -> Self {
-        // SAFETY: the segment is a published Mutex segment of LEN bytes, whose
-        // creator initialised a mutex at offset 0 (64-aligned); `seg` keeps
-        // the mapping alive as long as `raw`, both owned by the result.
-        let raw = unsafe { RawMutex::attach(seg.bytes_at(0, MUTEX_SIZE)) };
+    fn wrap((seg, raw): (Segment, RawMutex)) -> Self {
         ShmMutex { seg, raw, _value: PhantomData }
     }
 
@@ -97,21 +87,13 @@ impl<T: Pod + Send> ShmMutex<T> {
         match got {
             Ok(Acquired::Clean) => Ok(guard),
             Ok(Acquired::OwnerDied) => {
-                let ptr = self.raw_ptr();
-                // SAFETY: `ptr` is this mutex, which the guard holds until the
-                // mark runs (acknowledge runs it before handing the guard back).
-                let mark = Box::new(move || unsafe { RawMutex::attach(ptr as *mut u8) }.mark_consistent());
-                Err(LockError::OwnerDied(OwnerDied { guard, mark }))
+                Err(LockError::OwnerDied(OwnerDied { guard, mark: self.raw.consistency_mark() }))
             }
             Err(f) => {
                 std::mem::forget(guard); // nothing to unlock
                 Err(LockError::from_raw(f))
             }
         }
-    }
-
-    fn raw_ptr(&self) -> usize {
-        self.seg.bytes_at(0, MUTEX_SIZE) as usize
     }
 
     /// The segment's name.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex, MUTEX_SIZE};
+use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex};
 use super::Segment;
 use crate::{Error, Result, SegmentKind};
 
@@ -93,16 +93,11 @@ impl<T: Pod + Send> ShmQueue<T> {
         let () = Self::ALIGNED;
         let len = Self::len_for(capacity).filter(|_| capacity > 0);
         let len = len.ok_or_else(|| Error::InvalidArgument(format!("queue capacity {capacity}")))?;
-        let mut made = Ok(());
-        let seg = super::create(name, SegmentKind::Queue, len, |seg| {
-            // SAFETY: the first 64 bytes of the fresh, unpublished, 64-aligned
-            // data are in bounds (bytes_at checks) and seen by no one else yet.
-            made = unsafe { RawMutex::init(seg.bytes_at(0, MUTEX_SIZE)) }.map(drop);
+        let locked = super::create_locked(name, SegmentKind::Queue, len, |seg| {
             seg.atomic_u64_at(CAPACITY).store(capacity, Ordering::Relaxed);
             seg.atomic_u64_at(ITEM_SIZE).store(size_of::<T>() as u64, Ordering::Relaxed);
         })?;
-        made.map_err(|e| Error::from_io("pthread_mutex_init", name, e))?;
-        Ok(Self::wrap(seg, capacity))
+        Ok(Self::wrap(locked, capacity))
     }
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
@@ -123,13 +118,10 @@ impl<T: Pod + Send> ShmQueue<T> {
                 format!("queue of {found}: not one of {}-byte records", size_of::<T>()),
             ));
         }
-        Ok(Self::wrap(seg, capacity))
+        Ok(Self::wrap(super::attach_lock(seg), capacity))
     }
 
-    fn wrap(seg: Segment, capacity: u64) -> Self {
-        // SAFETY: a published Queue segment whose creator initialised the mutex
-        // at offset 0; `seg` lives as long as `lock` (same owner).
-        let lock = unsafe { RawMutex::attach(seg.bytes_at(0, MUTEX_SIZE)) };
+    fn wrap((seg, lock): (Segment, RawMutex), capacity: u64) -> Self {
         ShmQueue { seg, lock, capacity, _item: PhantomData }
     }
 

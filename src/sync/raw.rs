@@ -125,6 +125,20 @@ impl RawMutex {
         let _ = unsafe { libc::pthread_mutex_consistent(self.ptr) };
     }
 
+    /// [`mark_consistent`](Self::mark_consistent), to run later: what an
+    /// owner-died guard's `acknowledge` calls, while that guard (and so the
+    /// lock and its mapping) is still alive.
+    pub fn consistency_mark(&self) -> Box<dyn FnOnce() + Send + Sync> {
+        // A raw pointer is not Send; the address is. The mark runs from
+        // `acknowledge`, while the guard that holds this mutex keeps its
+        // mapping alive, so the address still points at the mutex.
+        let ptr = self.ptr as usize;
+        Box::new(move || {
+            // SAFETY: see above: the holding guard keeps the mutex mapped.
+            let _ = unsafe { libc::pthread_mutex_consistent(ptr as *mut libc::pthread_mutex_t) };
+        })
+    }
+
     /// Unlocks (`pthread_mutex_unlock(3)`); only the holding thread calls it.
     pub fn unlock(&self) {
         // SAFETY: self.ptr points at an initialised mutex; callers hold it.

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex, MUTEX_SIZE};
+use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex};
 use super::{LockError, OwnerDied, Segment};
-use crate::{Error, Result, SegmentKind};
+use crate::{Result, SegmentKind};
 
 const CHANGED: usize = 64;
 const SLOTS: usize = 128;
@@ -51,15 +51,8 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
     /// Creates lock segment `name` holding `value`.
     pub fn create(name: &str, value: T) -> Result<Self> {
         let () = Self::ALIGNED;
-        let mut made = Ok(());
-        let seg = super::create(name, SegmentKind::RwLock, Self::LEN, |seg| {
-            // SAFETY: the first 64 bytes of the fresh, unpublished, 64-aligned
-            // data are in bounds (bytes_at checks) and seen by no one else yet.
-            made = unsafe { RawMutex::init(seg.bytes_at(0, MUTEX_SIZE)) }.map(drop);
-            seg.as_slice_mut()[DATA..].copy_from_slice(bytemuck::bytes_of(&value));
-        })?;
-        made.map_err(|e| Error::from_io("pthread_mutex_init", name, e))?;
-        Ok(Self::wrap(seg))
+        let init = |seg: &mut Segment| seg.as_slice_mut()[DATA..].copy_from_slice(bytemuck::bytes_of(&value));
+        Ok(Self::wrap(super::create_locked(name, SegmentKind::RwLock, Self::LEN, init)?))
     }
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
@@ -70,13 +63,11 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
     /// Opens lock segment `name`; its size must fit `T`.
     pub fn open(name: &str) -> Result<Self> {
         let () = Self::ALIGNED;
-        Ok(Self::wrap(super::open(name, SegmentKind::RwLock, |len| len == Self::LEN)?))
+        let seg = super::open(name, SegmentKind::RwLock, |len| len == Self::LEN)?;
+        Ok(Self::wrap(super::attach_lock(seg)))
     }
 
-    fn wrap(seg: Segment) -> Self {
-        // SAFETY: a published RwLock segment of LEN bytes whose creator
-        // initialised the mutex at offset 0; `seg` outlives `gate` (same owner).
-        let gate = unsafe { RawMutex::attach(seg.bytes_at(0, MUTEX_SIZE)) };
+    fn wrap((seg, gate): (Segment, RawMutex)) -> Self {
         ShmRwLock { seg, gate, _value: PhantomData }
     }
 
@@ -158,12 +149,7 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
         }
         match died {
             false => Ok(guard),
-            true => {
-                let ptr = self.seg.bytes_at(0, MUTEX_SIZE) as usize;
-                // SAFETY: `ptr` is this lock's gate, held by the guard until after the mark.
-                let mark = Box::new(move || unsafe { RawMutex::attach(ptr as *mut u8) }.mark_consistent());
-                Err(LockError::OwnerDied(OwnerDied { guard, mark }))
-            }
+            true => Err(LockError::OwnerDied(OwnerDied { guard, mark: self.gate.consistency_mark() })),
         }
     }
 
