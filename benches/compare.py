@@ -55,16 +55,20 @@ def rss_anon(pid):
 
 
 class MemorySampler:
-    """Largest sum of RssAnon over this process and the pool's workers."""
+    """Peak memory beyond the shared array: the workers' whole RssAnon plus
+    what this (parent) process gains over its level at start; the Rust
+    runner applies the same rule."""
 
     def __init__(self, pool):
-        self.pids = [os.getpid()] + [p.pid for p in pool._pool]
+        self.workers = [p.pid for p in pool._pool]
+        self.base = rss_anon(os.getpid())
         self.peak, self.stop = 0, False
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
         while not self.stop:
-            self.peak = max(self.peak, sum(rss_anon(p) for p in self.pids))
+            grown = max(0, rss_anon(os.getpid()) - self.base)
+            self.peak = max(self.peak, grown + sum(rss_anon(p) for p in self.workers))
             time.sleep(0.002)
 
     def __enter__(self):

@@ -3,16 +3,20 @@
 //! `multiprocessing` + `shared_memory` + numpy (`benches/compare.py`).
 //!
 //! ```text
-//! cargo bench --bench compare            # about 3 minutes on 2 cores
+//! cargo bench --bench compare            # about 4 minutes on 2 cores
 //! cargo bench --bench compare -- --quick # smaller sizes, for development
 //! ```
 //!
-//! Prints a table with ratios; writes `target/bench/compare.{json,md,svg}`.
+//! After one warm-up round, each repetition runs every workload on the
+//! two Rust sides (in alternating order) and then one Python round, so
+//! the three columns are measured side by side in time, not minutes
+//! apart. Prints a table with ratios; writes `target/bench/compare.{json,md,svg}`.
 
 mod measure;
 mod python;
 mod report;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -38,15 +42,25 @@ fn main() -> Result<()> {
         false => Sizes { elements: 1 << 27, tiny: 200_000, latency: 5000, reps: 5, helpers },
     };
     let mib = (sizes.elements * 8) >> 20;
-    eprintln!("compare: {mib} MiB array, {} helpers / threads, {} repetitions after a warm-up", helpers, sizes.reps);
-    eprintln!("compare: shmkit ...");
-    let shmkit = measure::shmkit(&sizes)?;
-    eprintln!("compare: threads (rayon) ...");
-    let threads = measure::threads(&sizes)?;
-    eprintln!("compare: python multiprocessing + numpy ...");
-    let python = python::run(&sizes, Duration::from_secs(600));
+    eprintln!("compare: {mib} MiB array, {helpers} helpers / threads / workers, {} rounds after a warm-up", sizes.reps);
+    let mut rig = measure::Rig::new(&sizes)?;
+    let (mut shm, mut thr) = (HashMap::new(), HashMap::new());
+    rig.round(true, &mut HashMap::new(), &mut HashMap::new())?; // warm-up, discarded
+    let mut python = python::Python::find();
+    let mut py: HashMap<String, Samples> = HashMap::new();
+    for rep in 0..sizes.reps {
+        eprintln!("compare: round {}/{}: shmkit and threads ...", rep + 1, sizes.reps);
+        rig.round(rep % 2 == 0, &mut shm, &mut thr)?;
+        let Ok(p) = &python else { continue };
+        eprintln!("compare: round {}/{}: python ...", rep + 1, sizes.reps);
+        match p.round(&sizes, Duration::from_secs(300)) {
+            Ok(got) => got.into_iter().for_each(|(k, v)| py.entry(k).or_default().extend(v)),
+            Err(e) => python = Err(e),
+        }
+    }
     if let Err(why) = &python {
         eprintln!("compare: no Python column: {why}");
     }
-    report::write(&sizes, &shmkit, &threads, python.as_ref().ok())
+    let py = python.ok().map(|p| (py, p.version));
+    report::write(&sizes, &shm, &thr, py.as_ref())
 }

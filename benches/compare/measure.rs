@@ -1,4 +1,7 @@
-//! Timing shmkit and rayon over the same array.
+//! Timing shmkit and rayon over the same array, interleaved: each round
+//! runs every workload on both sides, in alternating order, so that drift
+//! in the machine (a shared VM's memory bandwidth moves from minute to
+//! minute) hits both columns alike.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -12,6 +15,9 @@ use rayon::prelude::*;
 use shmkit::{Pool, SharedArray};
 
 use crate::{Samples, Sizes};
+
+/// Samples per workload key, for one side.
+pub type Figures = HashMap<&'static str, Samples>;
 
 fn double(mut rows: ArrayViewMut1<f64>) {
     match rows.as_slice_mut() {
@@ -28,41 +34,24 @@ pub fn tasks(r: &mut shmkit::Registry) {
     r.add(double).add(square);
 }
 
-/// Runs `f` once to warm up, then `reps` times; seconds per run.
-fn timed<T, E: Into<anyhow::Error>>(reps: usize, mut f: impl FnMut() -> Result<T, E>) -> Result<Samples> {
-    black_box(f().map_err(Into::into)?);
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            black_box(f().map_err(Into::into)?);
-            Ok(t.elapsed().as_secs_f64())
-        })
-        .collect()
+/// Seconds `f` takes, and what it returned (dropped by the caller, untimed).
+fn time<T, E: Into<anyhow::Error>>(f: impl FnOnce() -> Result<T, E>) -> Result<(f64, T)> {
+    let t = Instant::now();
+    let v = black_box(f().map_err(Into::into)?);
+    Ok((t.elapsed().as_secs_f64(), v))
 }
 
-/// Per-repetition median and 99th percentile of `calls` round trips.
-fn latency<T, E: Into<anyhow::Error>>(
-    reps: usize,
-    calls: usize,
-    mut once: impl FnMut() -> Result<T, E>,
-) -> Result<(Samples, Samples)> {
-    let (mut medians, mut p99s) = (Vec::new(), Vec::new());
-    for _ in 0..=reps {
-        let mut t: Vec<f64> = Vec::with_capacity(calls);
-        for _ in 0..calls {
-            let start = Instant::now();
-            black_box(once().map_err(Into::into)?);
-            t.push(start.elapsed().as_secs_f64());
-        }
-        t.sort_by(f64::total_cmp);
-        medians.push(t[calls / 2]);
-        p99s.push(t[calls * 99 / 100]);
-    }
-    Ok((medians[1..].to_vec(), p99s[1..].to_vec())) // the first round warms up
+/// Median and 99th percentile of `calls` round trips.
+fn latency<T, E: Into<anyhow::Error>>(calls: usize, mut once: impl FnMut() -> Result<T, E>) -> Result<(f64, f64)> {
+    let mut t: Vec<f64> = (0..calls).map(|_| time(&mut once).map(|(s, _)| s)).collect::<Result<_>>()?;
+    t.sort_by(f64::total_cmp);
+    Ok((t[calls / 2], t[calls * 99 / 100]))
 }
 
-/// Peak of the summed `RssAnon` of `pids` while a closure runs: memory
-/// beyond the shared array, which is shmem, not anonymous.
+/// Peak memory beyond the shared array while it runs: the whole
+/// anonymous memory (`RssAnon`; the array is shmem, not counted) of the
+/// helper processes, plus what this process gains over its level at
+/// start. The same rule is applied to Python's parent and workers.
 struct MemorySampler {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
@@ -70,12 +59,15 @@ struct MemorySampler {
 }
 
 impl MemorySampler {
-    fn start(pids: Vec<u32>) -> MemorySampler {
+    fn start(helpers: Vec<u32>) -> MemorySampler {
         let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let (s, p) = (stop.clone(), peak.clone());
+        let me = std::process::id();
+        let base = rss_anon(me);
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                p.fetch_max(pids.iter().map(|&pid| rss_anon(pid)).sum(), Ordering::Relaxed);
+                let total = rss_anon(me).saturating_sub(base) + helpers.iter().map(|&pid| rss_anon(pid)).sum::<u64>();
+                p.fetch_max(total, Ordering::Relaxed);
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
         });
@@ -95,12 +87,6 @@ fn rss_anon(pid: u32) -> u64 {
     line.and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0) * 1024
 }
 
-fn filled(n: usize) -> Result<SharedArray<f64, Ix1>> {
-    let mut a = SharedArray::<f64, Ix1>::create_unique(n)?;
-    a.as_slice_mut().par_iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
-    Ok(a)
-}
-
 /// Sum with eight independent accumulators, as shmkit's built-in does.
 fn sum8(v: &[f64]) -> f64 {
     let mut lanes = [0.0; 8];
@@ -110,73 +96,95 @@ fn sum8(v: &[f64]) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
-pub fn shmkit(s: &Sizes) -> Result<HashMap<&'static str, Samples>> {
-    let mut out = HashMap::new();
-    let pool = Pool::builder().tasks(tasks).helpers(s.helpers).build()?;
-    let mut a = filled(s.elements)?;
-    let mut pids = pool.helper_pids();
-    pids.push(std::process::id());
-    let mem = MemorySampler::start(pids);
-    out.insert("double_s", timed(s.reps, || pool.for_each_chunk_mut(&mut a, double))?);
-    out.insert("double_extra_bytes", vec![mem.finish()]);
-    out.insert("sum_s", timed(s.reps, || pool.sum(&a))?);
-    for (key, cs) in [("tiny_1_s", 1), ("tiny_1000_s", 1000)] {
-        out.insert(key, timed(s.reps, || check(pool.map_chunked(square, 0..s.tiny as u64, cs)))?);
-    }
-    let (median, p99) = latency(s.reps, s.latency, || pool.submit(square, 3).wait())?;
-    out.insert("latency_median_s", median);
-    out.insert("latency_p99_s", p99);
-    let mut pools = Vec::new(); // dropped after timing: shutting down is not starting
-    let start = || -> Result<()> {
-        pools.push(Pool::builder().tasks(tasks).helpers(s.helpers).build()?);
-        Ok(())
-    };
-    out.insert("pool_ready_s", timed(s.reps, start)?);
-    drop(pools);
-    out.insert("attach_s", timed(s.reps, || SharedArray::<f64, Ix1>::open(a.name()))?);
-    Ok(out)
-}
-
 fn check(results: Vec<Result<u64, shmkit::TaskError>>) -> Result<()> {
     ensure!(results.iter().all(Result::is_ok), "a tiny task failed");
     Ok(())
 }
 
-pub fn threads(s: &Sizes) -> Result<HashMap<&'static str, Samples>> {
-    let mut out = HashMap::new();
-    let tp = rayon::ThreadPoolBuilder::new().num_threads(s.helpers).build()?;
-    let mut a = filled(s.elements)?;
-    let mem = MemorySampler::start(vec![std::process::id()]);
-    let double = || -> Result<()> {
-        tp.install(|| a.as_slice_mut().par_iter_mut().for_each(|x| *x *= 2.0));
-        Ok(())
-    };
-    out.insert("double_s", timed(s.reps, double)?);
-    out.insert("double_extra_bytes", vec![mem.finish()]);
-    let sum = || tp.install(|| a.as_slice().par_chunks(1 << 16).map(sum8).sum::<f64>());
-    out.insert("sum_s", timed(s.reps, || anyhow::Ok(sum()))?);
-    for (key, cs) in [("tiny_1_s", 1), ("tiny_1000_s", 1000)] {
-        let run = || {
-            tp.install(|| (0..s.tiny).into_par_iter().with_min_len(cs).map(|x| square(x as u64)).collect::<Vec<_>>())
-        };
-        out.insert(key, timed(s.reps, || anyhow::Ok(run()))?);
+fn push(out: &mut Figures, key: &'static str, value: f64) {
+    out.entry(key).or_default().push(value);
+}
+
+/// Both sides' machinery, over one shared array.
+pub struct Rig<'s> {
+    s: &'s Sizes,
+    pool: Pool,
+    threads: rayon::ThreadPool,
+    a: SharedArray<f64, Ix1>,
+}
+
+impl<'s> Rig<'s> {
+    pub fn new(s: &'s Sizes) -> Result<Self> {
+        let pool = Pool::builder().tasks(tasks).helpers(s.helpers).build()?;
+        let threads = rayon::ThreadPoolBuilder::new().num_threads(s.helpers).build()?;
+        let mut a = SharedArray::<f64, Ix1>::create_unique(s.elements)?;
+        threads.install(|| a.as_slice_mut().par_iter_mut().enumerate().for_each(|(i, x)| *x = i as f64));
+        Ok(Rig { s, pool, threads, a })
     }
-    let (median, p99) = latency(s.reps, s.latency, || {
-        let (tx, rx) = std::sync::mpsc::channel();
-        tp.spawn(move || {
-            let _ = tx.send(square(3));
-        });
-        rx.recv()
-    })?;
-    out.insert("latency_median_s", median);
-    out.insert("latency_p99_s", p99);
-    let mut pools = Vec::new();
-    let ready = || -> Result<()> {
-        let tp = rayon::ThreadPoolBuilder::new().num_threads(s.helpers).build()?;
-        tp.broadcast(|_| ()); // every thread has run
-        pools.push(tp);
+
+    /// One run of every workload on both sides, in `first`-side order.
+    pub fn round(&mut self, shmkit_first: bool, shm: &mut Figures, thr: &mut Figures) -> Result<()> {
+        match shmkit_first {
+            true => self.shmkit(shm).and_then(|_| self.rayon(thr)),
+            false => self.rayon(thr).and_then(|_| self.shmkit(shm)),
+        }
+    }
+
+    fn shmkit(&mut self, out: &mut Figures) -> Result<()> {
+        let (s, pool) = (self.s, &self.pool);
+        let mem = MemorySampler::start(pool.helper_pids());
+        push(out, "double_s", time(|| pool.for_each_chunk_mut(&mut self.a, double))?.0);
+        push(out, "double_extra_bytes", mem.finish());
+        push(out, "sum_s", time(|| pool.sum(&self.a))?.0);
+        push(out, "tiny_1_s", time(|| check(pool.map_chunked(square, 0..s.tiny as u64, 1)))?.0);
+        push(out, "tiny_1000_s", time(|| check(pool.map_chunked(square, 0..s.tiny as u64, 1000)))?.0);
+        let (median, p99) = latency(s.latency, || pool.submit(square, 3).wait())?;
+        push(out, "latency_median_s", median);
+        push(out, "latency_p99_s", p99);
+        push(out, "pool_ready_s", time(|| Pool::builder().tasks(tasks).helpers(s.helpers).build())?.0); // drop untimed
+        push(out, "attach_s", time(|| SharedArray::<f64, Ix1>::open(self.a.name()))?.0);
         Ok(())
-    };
-    out.insert("pool_ready_s", timed(s.reps, ready)?);
-    Ok(out)
+    }
+
+    fn rayon(&mut self, out: &mut Figures) -> Result<()> {
+        let (s, tp) = (self.s, &self.threads);
+        let mem = MemorySampler::start(Vec::new()); // no helpers: only this process's growth
+        let a = &mut self.a;
+        let double = || -> Result<()> {
+            tp.install(|| a.as_slice_mut().par_iter_mut().for_each(|x| *x *= 2.0));
+            Ok(())
+        };
+        push(out, "double_s", time(double)?.0);
+        push(out, "double_extra_bytes", mem.finish());
+        let a = &self.a;
+        push(
+            out,
+            "sum_s",
+            time(|| anyhow::Ok(tp.install(|| a.as_slice().par_chunks(1 << 16).map(sum8).sum::<f64>())))?.0,
+        );
+        for (key, cs) in [("tiny_1_s", 1), ("tiny_1000_s", 1000)] {
+            let run = || {
+                tp.install(|| {
+                    (0..s.tiny).into_par_iter().with_min_len(cs).map(|x| square(x as u64)).collect::<Vec<_>>()
+                })
+            };
+            push(out, key, time(|| anyhow::Ok(run()))?.0);
+        }
+        let (median, p99) = latency(s.latency, || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            tp.spawn(move || {
+                let _ = tx.send(square(3));
+            });
+            rx.recv()
+        })?;
+        push(out, "latency_median_s", median);
+        push(out, "latency_p99_s", p99);
+        let ready = || -> Result<rayon::ThreadPool> {
+            let tp = rayon::ThreadPoolBuilder::new().num_threads(s.helpers).build()?;
+            tp.broadcast(|_| ()); // every thread has run
+            Ok(tp)
+        };
+        push(out, "pool_ready_s", time(ready)?.0);
+        Ok(())
+    }
 }

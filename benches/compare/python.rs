@@ -33,22 +33,38 @@ fn python() -> Result<PathBuf> {
     Ok(py)
 }
 
-/// Runs the Python side; per-workload samples, plus its versions.
-pub fn run(s: &Sizes, limit: Duration) -> Result<(HashMap<String, Samples>, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.py");
-    let mut cmd = Command::new(python()?);
-    cmd.arg(script).args(["--helpers", &s.helpers.to_string(), "--elements", &s.elements.to_string()]);
-    cmd.args(["--tiny", &s.tiny.to_string(), "--latency", &s.latency.to_string(), "--reps", &s.reps.to_string()]);
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let out = wait(child, limit)?;
-    ensure!(out.status.success(), "compare.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("compare.py output")?;
-    let version =
-        format!("Python {}, numpy {}", json["python"].as_str().unwrap_or("?"), json["numpy"].as_str().unwrap_or("?"));
-    let samples = json.as_object().context("a JSON object")?.iter();
-    let samples =
-        samples.filter_map(|(k, v)| Some((k.clone(), v.as_array()?.iter().filter_map(|x| x.as_f64()).collect())));
-    Ok((samples.collect(), version))
+/// The Python side: an interpreter with numpy, and its versions.
+pub struct Python {
+    exe: PathBuf,
+    pub version: String,
+}
+
+impl Python {
+    /// Finds (or sets up) python3 with numpy; an error says why there is none.
+    pub fn find() -> Result<Python> {
+        let exe = python()?;
+        let code = "import sys, numpy; print(f'Python {sys.version.split()[0]}, numpy {numpy.__version__}')";
+        let out = Command::new(&exe).args(["-c", code]).output()?;
+        ensure!(out.status.success(), "python3 with numpy does not run");
+        Ok(Python { exe, version: String::from_utf8_lossy(&out.stdout).trim().to_owned() })
+    }
+
+    /// One round of `benches/compare.py` (its own warm-up, then one run of
+    /// each workload): per-workload samples.
+    pub fn round(&self, s: &Sizes, limit: Duration) -> Result<HashMap<String, Samples>> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.py");
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg(script).args(["--helpers", &s.helpers.to_string(), "--elements", &s.elements.to_string()]);
+        cmd.args(["--tiny", &s.tiny.to_string(), "--latency", &s.latency.to_string(), "--reps", "1"]);
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let out = wait(child, limit)?;
+        ensure!(out.status.success(), "compare.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("compare.py output")?;
+        let samples = json.as_object().context("a JSON object")?.iter();
+        let samples =
+            samples.filter_map(|(k, v)| Some((k.clone(), v.as_array()?.iter().filter_map(|x| x.as_f64()).collect())));
+        Ok(samples.collect())
+    }
 }
 
 /// Waits for `child`, killing it after `limit`.

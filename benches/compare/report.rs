@@ -178,7 +178,7 @@ pub fn write(
 ) -> Result<()> {
     let header = format!("{}, {}; {}", today(), machine(), python.map_or("Python: not run", |p| p.1.as_str()));
     let mut md = format!(
-        "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} runs after a warm-up.\n\n",
+        "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} interleaved rounds after a warm-up.\n\n",
         s.helpers, s.reps
     );
     md.push_str("| work | unit | shmkit | threads (rayon) | Python mp + numpy | shmkit vs threads | shmkit vs Python | target | met |\n|---|---|---|---|---|---|---|---|---|\n");

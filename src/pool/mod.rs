@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     work: Condvar,
     /// Jobs in `queue`, readable without the lock, for spinning waiters.
     queued: AtomicUsize,
+    /// Drivers polling `queued` right now: new jobs wake only the others.
+    spinning: AtomicUsize,
     helpers: Mutex<Vec<Option<Arc<HelperCell>>>>,
 }
 
@@ -109,6 +111,7 @@ impl Pool {
             queue: Mutex::new(queue),
             work: Condvar::new(),
             queued: AtomicUsize::new(0),
+            spinning: AtomicUsize::new(0),
             helpers,
         });
         let (tx, rx) = channel();
@@ -174,9 +177,22 @@ impl Inner {
             jobs.into_iter().for_each(|j| j.fail(error.clone()));
             return;
         }
+        let n = jobs.len();
         q.jobs.extend(jobs);
-        self.queued.store(q.jobs.len(), Ordering::Release);
-        self.work.notify_all();
+        self.queued.store(q.jobs.len(), Ordering::SeqCst);
+        drop(q);
+        self.wake(n);
+    }
+
+    /// Wakes sleeping drivers for `n` new jobs, beyond those drivers
+    /// already polling for work: waking every driver for one job made the
+    /// losers spin on a small machine while the winner's helper worked.
+    fn wake(&self, n: usize) {
+        let sleepers = n.saturating_sub(self.spinning.load(Ordering::SeqCst));
+        match sleepers >= self.config.helpers {
+            true => self.work.notify_all(),
+            false => (0..sleepers).for_each(|_| self.work.notify_one()),
+        }
     }
 
     pub(crate) fn try_pop(&self) -> Option<Job> {
@@ -214,15 +230,19 @@ impl Inner {
         if jobs.is_empty() {
             return;
         }
+        let n = jobs.len();
         let mut q = lock(&self.queue);
         jobs.into_iter().rev().for_each(|j| q.jobs.push_front(j));
-        self.queued.store(q.jobs.len(), Ordering::Release);
-        self.work.notify_all();
+        self.queued.store(q.jobs.len(), Ordering::SeqCst);
+        drop(q);
+        self.wake(n);
     }
 
     pub(crate) fn wait_for_work(&self) -> Work {
         // Work often comes right after the last: poll briefly before sleeping.
-        spin::spin(spin::WINDOW, || (self.queued.load(Ordering::Acquire) > 0).then_some(()));
+        self.spinning.fetch_add(1, Ordering::SeqCst);
+        spin::spin(spin::WINDOW, || (self.queued.load(Ordering::SeqCst) > 0).then_some(()));
+        self.spinning.fetch_sub(1, Ordering::SeqCst);
         let mut q = lock(&self.queue);
         loop {
             match () {
