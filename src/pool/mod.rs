@@ -247,7 +247,14 @@ impl Inner {
         loop {
             match () {
                 _ if q.terminated => return Work::Terminated,
-                _ if !q.jobs.is_empty() => return Work::Ready,
+                _ if !q.jobs.is_empty() => {
+                    // A wake-up may have gone to a driver already woken for an
+                    // earlier job: pass one on while more jobs than this wait.
+                    if q.jobs.len() > 1 {
+                        self.work.notify_one();
+                    }
+                    return Work::Ready;
+                }
                 _ if q.closed => return Work::Closed,
                 _ => q = self.work.wait(q).unwrap_or_else(|e| e.into_inner()),
             }
