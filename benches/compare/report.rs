@@ -124,7 +124,7 @@ fn stat(samples: Option<&Samples>, w: &Workload, s: &Sizes) -> Option<Stat> {
 fn ratio(ours: Option<Stat>, theirs: Option<Stat>, higher_better: bool) -> Option<f64> {
     let (a, b) = (ours?.median, theirs?.median);
     let r = if higher_better { a / b } else { b / a };
-    r.is_finite().then_some(r)
+    (r.is_finite() && r > 0.0).then_some(r) // against a zero (no extra memory), a ratio says nothing
 }
 
 fn cell(s: Option<Stat>) -> String {
