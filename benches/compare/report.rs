@@ -40,7 +40,7 @@ fn workloads() -> Vec<Workload> {
     vec![
         Workload {
             key: "double_s",
-            label: "double 1 GiB in place",
+            label: "double the array in place",
             unit: "GB/s",
             higher_better: true,
             target: Target::VsThreads(0.95),
@@ -48,7 +48,7 @@ fn workloads() -> Vec<Workload> {
         },
         Workload {
             key: "sum_s",
-            label: "sum 1 GiB",
+            label: "sum the array",
             unit: "GB/s",
             higher_better: true,
             target: Target::VsThreads(0.95),
@@ -96,7 +96,7 @@ fn workloads() -> Vec<Workload> {
         },
         Workload {
             key: "attach_s",
-            label: "attach 1 GiB by name",
+            label: "attach the array by name",
             unit: "ms",
             higher_better: false,
             target: Target::AtMost(0.5),
@@ -176,7 +176,10 @@ pub fn write(
     threads: &HashMap<&'static str, Samples>,
     python: Option<&(HashMap<String, Samples>, String)>,
 ) -> Result<()> {
-    let header = format!("{}, {}; {}", today(), machine(), python.map_or("Python: not run", |p| p.1.as_str()));
+    let py_samples = python.map(|p| &p.0);
+    let mib = (s.elements * 8) >> 20;
+    let python = python.map_or("Python: not run", |p| p.1.as_str());
+    let header = format!("{}, {}; {python}; a {mib} MiB f64 array", today(), machine());
     let mut md = format!(
         "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} interleaved rounds after a warm-up.\n\n",
         s.helpers, s.reps
@@ -186,7 +189,7 @@ pub fn write(
     for w in workloads() {
         let ours = stat(shmkit.get(w.key), &w, s);
         let thr = stat(threads.get(w.key), &w, s);
-        let py = stat(python.and_then(|p| p.0.get(w.key)), &w, s);
+        let py = stat(py_samples.and_then(|p| p.get(w.key)), &w, s);
         let (vt, vp) = (ratio(ours, thr, w.higher_better), ratio(ours, py, w.higher_better));
         let (target, ok) = met(w.target, ours, vt, vp);
         let r = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2}×"));

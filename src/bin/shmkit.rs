@@ -209,8 +209,8 @@ fn gc(dry_run: bool, json: bool) -> Result<()> {
         println!("{}", json!({ "dry_run": dry_run, "removed": names }));
         return Ok(());
     }
-    let verb = if dry_run { "would remove" } else { "removed" };
+    let (verb, total) = if dry_run { ("would remove", "would be removed") } else { ("removed", "removed") };
     names.iter().for_each(|n| println!("{verb} {n}"));
-    println!("{} segment(s) {verb}", names.len());
+    println!("{} segment(s) {total}", names.len());
     Ok(())
 }
