@@ -20,6 +20,19 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
+//! The rest of the crate builds on that:
+//!
+//! - [`Pool`]: helper processes (this executable again, or a helper
+//!   binary; never a fork) that run registered tasks over arrays' rows in
+//!   place, map arguments, or run submitted tasks as [`TaskHandle`]s (also
+//!   `Future`s). A helper that crashes or times out fails only its task
+//!   ([`TaskError::WorkerDied`], [`TaskError::TimedOut`]) and is replaced.
+//! - [`sync`]: a robust mutex, reader-writer lock, event, barrier, counter
+//!   and bounded queue, each in a named segment, each surviving the death
+//!   of a process that held it.
+//! - [`collect_garbage`] and the `shmkit` command: find and remove
+//!   segments whose creator has exited.
+//!
 //! Linux only for now: segments live in `/dev/shm`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
