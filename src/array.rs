@@ -91,12 +91,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
     pub fn create_unique<Sh: IntoDimension<Dim = D>>(shape: Sh) -> Result<Self> {
         let dim = shape.into_dimension();
-        loop {
-            match Self::create(&name::unique(), dim.clone()) {
-                Err(Error::AlreadyExists { .. }) => continue,
-                other => return other,
-            }
-        }
+        name::retry_unique(|n| Self::create(n, dim.clone()))
     }
 
     /// Creates segment `name` holding a copy of `array`.
@@ -199,7 +194,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     fn from_mapping(map: Mapping) -> Result<Self> {
         let info = ArrayInfo::read(&map)?;
         let name = map.backing().label();
-        if info.dtype != T::DTYPE.descr() && crate::DType::from_descr(&info.dtype) != Some(T::DTYPE) {
+        if crate::DType::from_descr(&info.dtype) != Some(T::DTYPE) {
             return Err(Error::WrongDtype { name: name.to_owned(), expected: T::DTYPE.descr(), found: info.dtype });
         }
         let dim = D::from_dimension(&IxDyn(&info.shape));

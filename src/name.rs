@@ -41,6 +41,17 @@ pub(crate) fn unique() -> String {
     format!("shmkit-{}-{nanos:08x}-{n}", os::current_pid())
 }
 
+/// Runs `make` with fresh unique names until one is free (`O_EXCL`
+/// reports a clash as [`Error::AlreadyExists`]).
+pub(crate) fn retry_unique<T>(mut make: impl FnMut(&str) -> Result<T>) -> Result<T> {
+    loop {
+        match make(&unique()) {
+            Err(Error::AlreadyExists { .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

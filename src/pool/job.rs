@@ -36,12 +36,7 @@ pub(crate) enum Reply {
 impl Job {
     /// Hands each result to whoever waits for it.
     pub fn deliver(mut self, results: Vec<Outcome>) {
-        match self.reply.take().expect("a job is delivered once") {
-            Reply::Slot(slot) => slot.complete(results.into_iter().next().unwrap_or(Err(TaskError::Terminated))),
-            Reply::Channel { first, tx } => {
-                let _ = tx.send((first, results)); // the caller may have stopped listening
-            }
-        }
+        send(self.reply.take().expect("a job is delivered once"), results);
     }
 
     /// Fails every argument set of the job with `error`.
@@ -75,10 +70,18 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         // Every waiter gets an answer, even if the pool goes away under it.
-        if self.reply.is_some() {
-            let n = self.args.len();
-            let job = Job { task: self.task, args: Vec::new(), timeout: None, retries: 0, reply: self.reply.take() };
-            job.deliver(vec![Err(TaskError::Terminated); n]);
+        if let Some(reply) = self.reply.take() {
+            send(reply, vec![Err(TaskError::Terminated); self.args.len()]);
+        }
+    }
+}
+
+/// Hands `results` to whoever waits on `reply`.
+fn send(reply: Reply, results: Vec<Outcome>) {
+    match reply {
+        Reply::Slot(slot) => slot.complete(results.into_iter().next().unwrap_or(Err(TaskError::Terminated))),
+        Reply::Channel { first, tx } => {
+            let _ = tx.send((first, results)); // the caller may have stopped listening
         }
     }
 }

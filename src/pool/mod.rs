@@ -172,8 +172,8 @@ impl Inner {
         let mut q = lock(&self.queue);
         if q.terminated || q.drivers == 0 {
             let why = q.why_no_helper.clone().unwrap_or_else(|| "the pool has no helpers left".into());
+            let error = if q.terminated { TaskError::Terminated } else { TaskError::NoHelper(why) };
             drop(q);
-            let error = if self.is_terminated() { TaskError::Terminated } else { TaskError::NoHelper(why) };
             jobs.into_iter().for_each(|j| j.fail(error.clone()));
             return;
         }

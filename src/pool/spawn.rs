@@ -59,7 +59,7 @@ pub(crate) fn start(cfg: &Config, names: &[String]) -> Result<Helper, PoolError>
     let child =
         cmd.spawn().map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
     let mut reaper = Reaper(Some(child));
-    let stream = accept(&listener, reaper.0.as_mut().expect("child"), deadline)?;
+    let stream = accept(&listener, reaper.0.as_mut().expect("child"), deadline, cfg.start_timeout)?;
     let mut reader = FrameReader::new();
     handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline)?;
     let child = reaper.0.take().expect("child");
@@ -78,7 +78,12 @@ fn listen() -> io::Result<(UnixListener, String)> {
 }
 
 /// Accepts the child's connection, watching that it is still alive.
-fn accept(listener: &UnixListener, child: &mut Child, deadline: Instant) -> Result<UnixStream, PoolError> {
+fn accept(
+    listener: &UnixListener,
+    child: &mut Child,
+    deadline: Instant,
+    limit: Duration,
+) -> Result<UnixStream, PoolError> {
     loop {
         match listener.accept() {
             Ok((stream, _)) if peer_pid(&stream) == Some(child.id()) => {
@@ -93,7 +98,7 @@ fn accept(listener: &UnixListener, child: &mut Child, deadline: Instant) -> Resu
             return Err(PoolError::HelperExited(status.to_string()));
         }
         if Instant::now() >= deadline {
-            return Err(PoolError::StartTimeout(Duration::ZERO));
+            return Err(PoolError::StartTimeout(limit));
         }
         wait_readable(listener, Some(Duration::from_millis(2)));
     }

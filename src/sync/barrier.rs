@@ -42,7 +42,7 @@ impl ShmBarrier {
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
     pub fn create_unique(parties: u32) -> Result<Self> {
-        super::with_unique_name(|n| Self::create(n, parties))
+        crate::name::retry_unique(|n| Self::create(n, parties))
     }
 
     /// Opens barrier segment `name`.

@@ -27,7 +27,7 @@ impl ShmCounter {
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
     pub fn create_unique(value: u64) -> Result<Self> {
-        super::with_unique_name(|n| Self::create(n, value))
+        crate::name::retry_unique(|n| Self::create(n, value))
     }
 
     /// Opens counter segment `name`.

@@ -47,7 +47,7 @@ impl ShmEvent {
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
     pub fn create_unique(mode: EventMode) -> Result<Self> {
-        super::with_unique_name(|n| Self::create(n, mode))
+        crate::name::retry_unique(|n| Self::create(n, mode))
     }
 
     /// Opens event segment `name`.

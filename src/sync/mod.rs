@@ -68,16 +68,6 @@ fn attach_lock(seg: Segment) -> (Segment, RawMutex) {
     (seg, lock)
 }
 
-/// Runs `make` with fresh unique names until one is free.
-fn with_unique_name<T>(mut make: impl FnMut(&str) -> Result<T>) -> Result<T> {
-    loop {
-        match make(&crate::name::unique()) {
-            Err(Error::AlreadyExists { .. }) => continue,
-            other => return other,
-        }
-    }
-}
-
 /// Opens a primitive's segment, checking its kind and its length.
 fn open(name: &str, kind: SegmentKind, len_ok: impl FnOnce(usize) -> bool) -> Result<Segment> {
     let seg = SharedArray::open_kind(name, kind)?;

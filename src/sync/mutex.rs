@@ -50,7 +50,7 @@ impl<T: Pod + Send> ShmMutex<T> {
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
     pub fn create_unique(value: T) -> Result<Self> {
-        super::with_unique_name(|n| Self::create(n, value))
+        crate::name::retry_unique(|n| Self::create(n, value))
     }
 
     /// Opens mutex segment `name`; its size must fit `T`.

@@ -102,7 +102,7 @@ impl<T: Pod + Send> ShmQueue<T> {
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
     pub fn create_unique(capacity: u64) -> Result<Self> {
-        super::with_unique_name(|n| Self::create(n, capacity))
+        crate::name::retry_unique(|n| Self::create(n, capacity))
     }
 
     /// Opens queue segment `name`; its record size must be `T`'s.

@@ -57,7 +57,7 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
     pub fn create_unique(value: T) -> Result<Self> {
-        super::with_unique_name(|n| Self::create(n, value))
+        crate::name::retry_unique(|n| Self::create(n, value))
     }
 
     /// Opens lock segment `name`; its size must fit `T`.
@@ -179,8 +179,14 @@ fn me() -> u32 {
     std::process::id()
 }
 
+/// True unless process `pid` is known to be gone. `pid` comes from shared
+/// memory, so anything that is not a valid pid counts as gone (its slot is
+/// freed); a process we may not signal (EPERM) is alive.
 fn alive(pid: u32) -> bool {
-    rustix::process::Pid::from_raw(pid as i32).is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+    let Some(pid) = i32::try_from(pid).ok().filter(|&p| p > 0).and_then(rustix::process::Pid::from_raw) else {
+        return false;
+    };
+    !matches!(rustix::process::test_kill_process(pid), Err(rustix::io::Errno::SRCH))
 }
 
 impl<T: Pod + Send + Sync> Deref for ReadGuard<'_, T> {
