@@ -75,20 +75,97 @@ impl DType {
 
     /// Parses a numpy dtype string; `None` for anything shmkit cannot hold.
     ///
-    /// Accepts the byte-order marks numpy may write for a little-endian
-    /// array: `<`, `=` (native), and `|` (not applicable) for 1-byte types.
+    /// Accepts the spellings of [`NumpyType::parse`] whose byte order is
+    /// little-endian or native (any order, for one-byte types).
     ///
     /// ```
     /// use shmkit::DType;
     /// assert_eq!(DType::from_descr("<f8"), Some(DType::F64));
     /// assert_eq!(DType::from_descr("|u1"), Some(DType::U8));
+    /// assert_eq!(DType::from_descr("d"), Some(DType::F64));
     /// assert_eq!(DType::from_descr(">f8"), None);
     /// ```
     pub fn from_descr(descr: &str) -> Option<DType> {
-        let (order, kind) = descr.split_at_checked(1)?;
-        ALL.into_iter().find(|d| {
-            let ok_order = order == "<" || order == "=" || (order == "|" && d.itemsize() == 1);
-            ok_order && &d.descr()[1..] == kind
+        let t = NumpyType::parse(descr)?;
+        let kind = t.kind;
+        let found = ALL.into_iter().find(|d| d.descr()[1..2] == *kind.to_string() && d.itemsize() == t.size)?;
+        (!t.big_endian || t.size == 1).then_some(found)
+    }
+}
+
+/// A fixed-size numpy element type, as a `.npy` header's `descr` string
+/// spells it: an optional byte order (`<`, `>`, `|`, `=`) and either a
+/// kind with a size in bytes (`f8`, `u1`, `U10`, `M8[ns]`) or a one-letter
+/// type code (`d`, `i`, `B`, `?`). numpy accepts more spellings still
+/// (`'float64'`, comma-separated structured types); shmkit refuses them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NumpyType {
+    /// numpy's kind character: `b i u f c m M S U V`.
+    pub kind: char,
+    /// Bytes per element.
+    pub size: usize,
+    /// Stored big-endian (`>` on a multi-byte type).
+    pub big_endian: bool,
+}
+
+impl NumpyType {
+    /// Parses `descr`; `None` for what is not a fixed-size type above.
+    pub fn parse(descr: &str) -> Option<NumpyType> {
+        let big = descr.starts_with('>');
+        let body = descr.strip_prefix(['<', '>', '|', '=']).unwrap_or(descr);
+        let mut chars = body.chars();
+        let first = chars.next()?;
+        let rest = chars.as_str();
+        let (kind, size) = match (first, rest) {
+            (c, "") => Self::code(c)?,
+            ('m' | 'M', r) => (
+                'M',
+                Self::digits(r.split_once('[').filter(|(_, u)| u.ends_with(']') && u.len() > 1).map_or(r, |(d, _)| d))?,
+            ),
+            (k @ ('b' | 'i' | 'u' | 'f' | 'c' | 'S' | 'U' | 'V' | 'a'), r) => (k, Self::digits(r)?),
+            _ => return None,
+        };
+        let (kind, size) = match (kind, size) {
+            ('b', 1) | ('i' | 'u', 1 | 2 | 4 | 8) | ('f', 2 | 4 | 8 | 16) | ('c', 8 | 16 | 32) | ('M', 8) => {
+                (kind, size)
+            }
+            ('S' | 'V' | 'a', n) => ('S', n),
+            ('U', n) => ('U', n.checked_mul(4)?),
+            _ => return None,
+        };
+        let kind = if first == 'm' { 'm' } else { kind };
+        Some(NumpyType { kind, size, big_endian: big && size > 1 })
+    }
+
+    /// A decimal size, leading zeros allowed, as numpy reads it.
+    fn digits(s: &str) -> Option<usize> {
+        (!s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    }
+
+    /// numpy's one-letter type codes (on 64-bit Linux).
+    fn code(c: char) -> Option<(char, usize)> {
+        Some(match c {
+            '?' => ('b', 1),
+            'b' => ('i', 1),
+            'B' => ('u', 1),
+            'h' => ('i', 2),
+            'H' => ('u', 2),
+            'i' => ('i', 4),
+            'I' => ('u', 4),
+            'l' | 'q' | 'n' | 'p' => ('i', 8),
+            'L' | 'Q' | 'N' | 'P' => ('u', 8),
+            'e' => ('f', 2),
+            'f' => ('f', 4),
+            'd' => ('f', 8),
+            'g' => ('f', 16),
+            'F' => ('c', 8),
+            'D' => ('c', 16),
+            'G' => ('c', 32),
+            'c' => ('S', 1),
+            'm' | 'M' => ('M', 8),
+            'S' | 'a' | 'V' => ('S', 0),
+            'U' => ('U', 0),
+            _ => return None,
         })
     }
 }
@@ -146,7 +223,13 @@ mod tests {
     fn native_and_unaligned_marks_are_accepted_only_where_valid() {
         assert_eq!(DType::from_descr("=i4"), Some(DType::I32));
         assert_eq!(DType::from_descr("<u1"), Some(DType::U8));
-        assert_eq!(DType::from_descr("|f8"), None);
+        assert_eq!(DType::from_descr("|f8"), Some(DType::F64), "numpy reads '|' as native");
+        assert_eq!(DType::from_descr("<f08"), Some(DType::F64));
+        assert_eq!(DType::from_descr("<i"), Some(DType::I32));
+        assert_eq!(DType::from_descr(">f"), None);
+        assert_eq!(DType::from_descr("float64"), None, "names are refused");
+        assert_eq!(DType::from_descr(">u1"), Some(DType::U8));
+        assert_eq!(DType::from_descr("f4"), Some(DType::F32));
         assert_eq!(DType::from_descr("<c16"), None);
         assert_eq!(DType::from_descr(""), None);
     }

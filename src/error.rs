@@ -5,6 +5,8 @@
 
 use std::io;
 
+use crate::kind::SegmentKind;
+
 /// Everything that can go wrong creating, opening or viewing a shared array.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -67,15 +69,9 @@ pub enum Error {
         /// The length its header implies.
         needed: u64,
     },
-    /// The segment does not start with the `.npy` magic: shmkit did not create it.
-    #[error("segment '{name}' is not a shmkit or .npy array (no \\x93NUMPY magic); it was made by another program")]
+    /// The segment is neither a `.npy` file nor a shmkit segment.
+    #[error("segment '{name}' is neither a shmkit segment nor a .npy array; it was made by another program")]
     NotAnArray {
-        /// The segment or file.
-        name: String,
-    },
-    /// The segment exists but its creator has not finished writing its header.
-    #[error("segment '{name}' is still being created (or its creator died while creating it); try again")]
-    NotReady {
         /// The segment or file.
         name: String,
     },
@@ -141,12 +137,18 @@ pub enum Error {
         /// The segment.
         name: String,
         /// The kind asked for.
-        expected: crate::SegmentKind,
+        expected: SegmentKind,
         /// The kind found.
-        found: crate::SegmentKind,
+        found: SegmentKind,
+    },
+    /// Only the handle that created a segment may remove it.
+    #[error("this handle of '{name}' did not create it, so it may not remove it (use shmkit::unlink(name) to remove it anyway)")]
+    NotOwner {
+        /// The segment.
+        name: String,
     },
     /// The name now leads to a different segment than the one meant.
-    #[error("segment '{name}' was removed and created again since it was handed to the pool; the old one is gone")]
+    #[error("the name '{name}' now leads to another segment: this one was removed and the name reused since")]
     Replaced {
         /// The segment or file.
         name: String,

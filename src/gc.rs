@@ -1,84 +1,156 @@
 //! Finding and removing segments whose creator is gone.
 //!
-//! Every shmkit segment's trailer records its creator's pid and start
-//! time, so a segment left by a killed process is recognised even after
-//! the pid is reused. Segments shmkit did not create are never touched.
+//! A segment's creator holds a lock on it for as long as its handle is
+//! open (see `segment::liveness`); a segment whose lock is free and that
+//! was not persisted is garbage. `gc` proves that by taking the lock
+//! itself, re-reads the persistent flag while holding it, and removes the
+//! name only if it still leads to the inode it examined. Segments shmkit
+//! did not create are never touched.
 
-use crate::info::{inspect, unlink, ArrayInfo, Creator};
-use crate::layout::{Trailer, TRAILER_LEN};
-use crate::segment::Mapping;
-use crate::{name, Error, Result};
+use std::collections::HashMap;
 
-/// Where POSIX shared memory lives.
-const SHM_DIR: &str = "/dev/shm";
+use crate::info::{describe, read_flags, Creator, SegmentInfo};
+use crate::kind::SegmentKind;
+use crate::segment::liveness::{self, Presence};
+use crate::segment::{probe, read_trailer, FLAG_PERSISTENT};
+use crate::{name, os, Error, Result};
 
 /// One entry of `/dev/shm`, as shmkit reads it.
 #[derive(Debug)]
 pub struct Listing {
     /// The entry's name.
     pub name: String,
-    /// Its header, or why it could not be read (not an array, another
-    /// user's, still being created, ...).
-    pub info: Result<ArrayInfo>,
+    /// What it holds, or why that could not be read (not shmkit's,
+    /// another user's, ...).
+    pub info: Result<SegmentInfo>,
 }
 
 impl Listing {
-    /// The creator shmkit recorded, if any: from the trailer, even for a
-    /// segment whose creator died before finishing its header.
+    /// The creator shmkit recorded, if any.
     pub fn creator(&self) -> Option<Creator> {
-        match &self.info {
-            Ok(info) => info.creator,
-            Err(Error::NotReady { .. }) => unready_creator(&self.name),
-            Err(_) => None,
-        }
+        self.info.as_ref().ok().and_then(|i| i.creator)
     }
 
-    /// True for a shmkit segment whose creator has exited and that was
-    /// not marked persistent: what [`collect_garbage`] removes.
+    /// True for a shmkit segment whose creator has gone and that was not
+    /// marked persistent: what [`collect_garbage`] removes. A creator
+    /// whose state cannot be read is never taken for gone.
     pub fn is_garbage(&self) -> bool {
         let persistent = self.info.as_ref().is_ok_and(|i| i.persistent);
-        !persistent && self.creator().is_some_and(|c| !c.is_alive())
+        !persistent && self.creator().is_some_and(|c| c.presence == Presence::Gone)
     }
 }
 
-/// Lists the entries of `/dev/shm` (sorted by name) with what their
-/// headers say. Entries whose names shmkit would not accept are skipped.
+/// Lists the entries of `/dev/shm` (sorted by name) with what they hold.
+/// Entries whose names shmkit would not accept are skipped.
 pub fn list_segments() -> Result<Vec<Listing>> {
-    let dir = std::fs::read_dir(SHM_DIR).map_err(|e| Error::from_io("read_dir", SHM_DIR, e))?;
-    let mut out: Vec<Listing> = dir
+    let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
+    let entries = std::fs::read_dir(os::SHM_DIR).map_err(|e| Error::from_io("read_dir", os::SHM_DIR, e))?;
+    let mut out: Vec<Listing> = entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| name::validate(n).is_ok())
-        .map(|name| Listing { info: inspect(&name), name })
+        .map(|name| {
+            let info = os::open_at(&dir, &name).map_err(|e| Error::from_io("open", &name, e));
+            Listing { info: info.and_then(|fd| describe(&fd, &name)), name }
+        })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
-/// Removes shmkit segments whose creator has exited, unless persistent;
+/// Removes shmkit segments whose creator has gone, unless persistent;
 /// returns their names. With `dry_run`, only says which it would remove.
 ///
 /// Programs that want a clean slate call this at start; `shmkit gc` is
 /// the same from the command line.
 pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
-    let garbage: Vec<String> = list_segments()?.into_iter().filter(Listing::is_garbage).map(|l| l.name).collect();
-    if !dry_run {
-        for name in &garbage {
-            match unlink(name) {
-                Ok(()) | Err(Error::NotFound { .. }) => {} // gone already: fine
-                Err(e) => return Err(e),
+    let garbage = list_segments()?.into_iter().filter(Listing::is_garbage).map(|l| l.name);
+    if dry_run {
+        return Ok(garbage.collect());
+    }
+    let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
+    Ok(garbage.filter(|name| collect(&dir, name)).collect())
+}
+
+/// Removes one segment if, checked again now, it is garbage. False if it
+/// turned out to be alive, persistent, or someone else's.
+fn collect(dir: &rustix::fd::OwnedFd, name: &str) -> bool {
+    let Ok(fd) = os::open_at(dir, name) else { return false };
+    let Ok(layout) = probe(&fd, name) else { return false };
+    let persistent = |fd: &_| read_flags(fd, &layout) & FLAG_PERSISTENT != 0;
+    if layout.trailer.is_none() || persistent(&fd) {
+        return false;
+    }
+    // Taking the creator's lock proves the creator gone, and holding it
+    // keeps any other collector out while this one finishes.
+    if !liveness::take_over(&fd, liveness::CREATOR) {
+        return false;
+    }
+    // A creator that called persist() and exited did both before its lock
+    // was released: re-read the flag now that we hold the lock.
+    if persistent(&fd) {
+        return false;
+    }
+    let Ok(stat) = os::stat(&fd) else { return false };
+    matches!(os::remove_if(dir, name, stat.id), Ok(os::Removed::Yes))
+}
+
+/// A shmkit segment with no name in `/dev/shm`, found through the open
+/// files of the processes using it: one still being created (it gets its
+/// name when complete), or one whose name was removed while its creator
+/// still runs (for example by Python's `resource_tracker`, see the
+/// README), whose users keep memory no one else can find.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Unnamed {
+    /// The name it had; `None` while it is being created.
+    pub name: Option<String>,
+    /// Processes holding it open now.
+    pub pids: Vec<u32>,
+    /// Its size in bytes, taken from `/dev/shm`'s space.
+    pub total_len: u64,
+    /// What it holds.
+    pub kind: SegmentKind,
+    /// Who created it, and whether that handle is still open.
+    pub creator: Creator,
+}
+
+/// Finds [`Unnamed`] segments by looking at the open files of every
+/// process this user may inspect (`/proc/PID/fd`, see `proc_pid_fd(5)`).
+pub fn list_unnamed() -> Vec<Unnamed> {
+    let mut found: HashMap<os::FileId, Unnamed> = HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    for pid in procs.flatten().filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok()) {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            let target = target.to_string_lossy();
+            let Some(was) = target.strip_prefix("/dev/shm/").and_then(|t| t.strip_suffix(" (deleted)")) else {
+                continue;
+            };
+            let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(fd.path()) else { continue };
+            let Ok(stat) = os::stat(&file) else { continue };
+            if stat.links > 0 {
+                continue; // named after all (an unnamed file linked later keeps its `#` path)
+            }
+            if let Some(u) = found.get_mut(&stat.id) {
+                u.pids.push(pid);
+            } else if let Some(t) = read_trailer(&file) {
+                let creator = Creator {
+                    pid: t.pid,
+                    start_time: t.start_time,
+                    pid_namespace: t.pid_namespace,
+                    presence: liveness::presence(&file, liveness::CREATOR),
+                };
+                // `#123` is how the kernel names a file created unnamed.
+                let name = (!was.starts_with('#')).then(|| was.to_owned());
+                let kind = SegmentKind::from_code(t.kind);
+                found.insert(stat.id, Unnamed { name, pids: vec![pid], total_len: stat.len, kind, creator });
             }
         }
     }
-    Ok(garbage)
-}
-
-/// The creator in the trailer of a segment whose header was never
-/// published (its creator died while creating it).
-fn unready_creator(name: &str) -> Option<Creator> {
-    let map = Mapping::open_shm(name).ok()?;
-    let bytes = map.read(map.len().checked_sub(TRAILER_LEN)?, TRAILER_LEN);
-    let t = Trailer::decode(bytes.as_slice().try_into().ok()?)?;
-    Some(Creator { pid: t.pid, start_time: t.start_time })
+    let mut out: Vec<Unnamed> = found.into_values().collect();
+    out.sort_by(|a, b| (&a.name, a.pids.first()).cmp(&(&b.name, b.pids.first())));
+    out
 }

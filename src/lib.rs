@@ -48,7 +48,7 @@ mod dtype;
 mod error;
 mod gc;
 mod info;
-mod layout;
+mod kind;
 mod name;
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
 mod os;
@@ -59,10 +59,12 @@ pub mod sync;
 pub use crate::array::SharedArray;
 pub use crate::dtype::{DType, Element};
 pub use crate::error::{Error, Result};
-pub use crate::gc::{collect_garbage, list_segments, Listing};
-pub use crate::info::{inspect, unlink, ArrayInfo, Creator, SegmentKind};
+pub use crate::gc::{collect_garbage, list_segments, list_unnamed, Listing, Unnamed};
+pub use crate::info::{inspect, unlink, ArrayHeader, Creator, SegmentInfo};
+pub use crate::kind::SegmentKind;
 pub use crate::pool::{
     as_completed, init, is_helper, serve, AsCompleted, Batch, Pool, PoolBuilder, PoolError, Registry, Task, TaskError,
     TaskHandle, Unordered,
 };
+pub use crate::segment::liveness::Presence;
 pub use ndarray;

@@ -13,7 +13,7 @@ use shmkit::sync::{EventMode, ShmEvent, ShmQueue};
 use shmkit::SharedArray;
 
 fn shmkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmkit")).args(args).output().expect("run shmkit")
+    Command::new(common::shmkit_bin()).args(args).output().expect("run shmkit")
 }
 
 fn stdout(o: &Output) -> String {
@@ -55,7 +55,8 @@ fn gc_removes_exactly_what_a_killed_coordinator_left() {
 
     let listing = json(&["ls", "--all", "--json"]);
     let entry = |n: &str| {
-        listing.as_array().unwrap().iter().find(|e| e["name"] == n).cloned().unwrap_or_else(|| panic!("{n} not listed"))
+        let segments = listing["segments"].as_array().unwrap();
+        segments.iter().find(|e| e["name"] == n).cloned().unwrap_or_else(|| panic!("{n} not listed"))
     };
     for n in &dead {
         assert_eq!(entry(n)["garbage"], true, "{n}");
@@ -112,10 +113,33 @@ fn errors_and_usage_have_their_own_exit_codes() {
     assert_eq!(shmkit(&["ls", "--bogus"]).status.code(), Some(2));
     let help = stdout(&shmkit(&["--help"]));
     assert!(help.contains("EXAMPLES") && help.contains("shmkit gc --dry-run"));
+    for sub in ["ls", "inspect", "rm", "gc"] {
+        let help = shmkit(&[sub, "--help"]);
+        assert!(help.status.success() && stdout(&help).contains("EXAMPLES"), "shmkit {sub} --help");
+    }
 }
 
 fn json_error(args: &[&str]) -> Value {
     let out = shmkit(args);
     assert_eq!(out.status.code(), Some(1));
     serde_json::from_slice(&out.stdout).expect("JSON error")
+}
+
+#[test]
+fn ls_shows_a_segment_whose_name_was_removed_while_its_owner_runs() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let owner = SharedArray::<u16, Ix1>::create(&unique("cli-orphan"), 1000).unwrap();
+    let name = owner.name().to_owned();
+    shmkit::unlink(&name).unwrap(); // what Python's resource_tracker does to attached segments
+    let listing = json(&["ls", "--json"]);
+    let unnamed = listing["unnamed"].as_array().unwrap();
+    let entry = unnamed.iter().find(|u| u["name"] == name.as_str()).unwrap_or_else(|| panic!("{listing}"));
+    assert_eq!(entry["state"], "removed while in use");
+    assert_eq!(entry["creator"]["alive"], true);
+    assert!(entry["pids"].as_array().unwrap().contains(&std::process::id().into()));
+    let text = stdout(&shmkit(&["ls"]));
+    assert!(text.lines().any(|l| l.starts_with(&name) && l.contains("name removed while in use")), "{text}");
+    drop(owner);
+    let after = json(&["ls", "--json"]);
+    assert!(!after["unnamed"].as_array().unwrap().iter().any(|u| u["name"] == name.as_str()), "gone with its owner");
 }

@@ -117,9 +117,25 @@ fn header_whose_shape_overflows_is_bad_header() {
 }
 
 #[test]
+fn a_shape_that_overflows_past_a_zero_axis_is_refused_both_ways() {
+    // Empty, yet ndarray refuses it: its non-zero axes pass isize::MAX bytes.
+    let name = unique("zero-axis");
+    let err = SharedArray::<f64, _>::create(&name, (0, usize::MAX / 16, 4)).unwrap_err();
+    assert!(matches!(err, Error::SizeOverflow { itemsize: 8, .. }), "{err}");
+    assert!(!shm_exists(&name));
+    let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': (0, {}, 4), }}", usize::MAX / 16);
+    let raw = ShmFile::with_bytes(&unique("zero-axis-header"), &npy_with_dict(&dict, 64));
+    let err = SharedArray::<f64, IxDyn>::open(&raw.0).unwrap_err();
+    assert!(matches!(&err, Error::BadHeader { reason, .. } if reason.contains("overflows")), "{err}");
+}
+
+#[test]
 fn unsupported_dtype_in_header_is_wrong_dtype() {
     let dict = "{'descr': '<U8', 'fortran_order': False, 'shape': (2,), }";
     let raw = ShmFile::with_bytes(&unique("unicode"), &npy_with_dict(dict, 64));
+    assert!(matches!(SharedArray::<u8, Ix1>::open(&raw.0), Err(Error::WrongDtype { .. })));
+    let dict = "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }";
+    let raw = ShmFile::with_bytes(&unique("object"), &npy_with_dict(dict, 64));
     assert!(matches!(SharedArray::<u8, Ix1>::open(&raw.0), Err(Error::BadHeader { .. })));
     let dict = "{'descr': '>f8', 'fortran_order': False, 'shape': (2,), }";
     let raw = ShmFile::with_bytes(&unique("bigendian"), &npy_with_dict(dict, 64));
@@ -133,7 +149,7 @@ fn segment_shmkit_did_not_create_is_not_an_array() {
     let err = SharedArray::<u8, Ix1>::open(&raw.0).unwrap_err();
     assert!(matches!(err, Error::NotAnArray { .. }), "{err}");
     let zeros = ShmFile::with_bytes(&unique("zeros"), &[0; 4096]);
-    assert!(matches!(SharedArray::<u8, Ix1>::open(&zeros.0), Err(Error::NotReady { .. })));
+    assert!(matches!(SharedArray::<u8, Ix1>::open(&zeros.0), Err(Error::NotAnArray { .. })));
 }
 
 #[test]

@@ -96,3 +96,48 @@ fn file_backed_and_empty_arrays_work_too() {
     assert_eq!(pool.batch().max(&empty), Ok(None));
     assert!(pool.batch().mean(&empty).unwrap().is_nan());
 }
+
+/// A fresh tmpfs mounted for one test (root only: CI runs as root);
+/// lazily unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(tag: &str) -> Tmpfs {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique(tag));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status =
+            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&dir).status();
+        assert!(status.is_ok_and(|s| s.success()), "mounting a tmpfs needs root: this test cannot run here");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn files_with_equal_inode_numbers_on_two_mounts_are_two_arrays_to_a_helper() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let (ma, mb) = (Tmpfs::mount("mount-a"), Tmpfs::mount("mount-b"));
+    let mut a = SharedArray::<f64, Ix1>::create_file(ma.0.join("x.npy"), 1000).unwrap();
+    let mut b = SharedArray::<f64, Ix1>::create_file(mb.0.join("y.npy"), 1000).unwrap();
+    let ino = |p: std::path::PathBuf| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    assert_eq!(ino(ma.0.join("x.npy")), ino(mb.0.join("y.npy")), "fresh tmpfs mounts number inodes alike");
+    let pool = Pool::builder()
+        .tasks(register)
+        .helpers(1)
+        .in_test("files_with_equal_inode_numbers_on_two_mounts_are_two_arrays_to_a_helper")
+        .build()
+        .unwrap();
+    pool.for_each_chunk_mut(&mut a, fill_index).unwrap();
+    b.as_slice_mut().fill(1.0);
+    pool.for_each_chunk_mut(&mut b, double).unwrap();
+    assert!(b.as_slice().iter().all(|&x| x == 2.0), "the helper doubled another file than b");
+    assert!(a.as_slice().iter().enumerate().all(|(i, &x)| x == i as f64), "the helper wrote into a");
+    drop(pool);
+}

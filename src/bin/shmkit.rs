@@ -1,42 +1,73 @@
 //! `shmkit`: list, inspect and clean up shared-memory segments.
+//!
+//! Built with the `cli` feature: `cargo run --features cli --bin shmkit -- ls`.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
 use ndarray::IxDyn;
 use serde_json::{json, Value};
-use shmkit::{ArrayInfo, DType, Element, Listing, SegmentKind, SharedArray};
+use shmkit::{Creator, DType, Element, Listing, Presence, SegmentInfo, SharedArray, Unnamed};
 
-const HELP: &str = "\
-shmkit: list, inspect and clean up shared-memory segments in /dev/shm
+/// List, inspect and clean up shared-memory segments in /dev/shm.
+#[derive(Parser)]
+#[command(
+    name = "shmkit",
+    version,
+    after_help = "EXAMPLES:\n    shmkit ls\n    shmkit inspect my-data -n 4\n    shmkit gc --dry-run          # what a crashed run left behind\n    shmkit gc --json | jq .\n\nExit status: 0 on success, 1 on an error, 2 on a usage error."
+)]
+struct Cli {
+    /// Print JSON instead of text (errors too).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
 
-USAGE:
-    shmkit ls [--all] [--json]          shmkit segments and .npy arrays (--all: every entry)
-    shmkit inspect NAME [-n N] [--json] header, creator and the first N elements (default 8)
-    shmkit rm NAME [--force] [--json]   remove a segment (others' segments need --force)
-    shmkit gc [--dry-run] [--json]      remove shmkit segments whose creator has exited,
-                                        except those marked persistent
-    shmkit --help
-
-EXAMPLES:
-    shmkit ls
-    shmkit inspect my-data -n 4
-    shmkit gc --dry-run          # what a crashed run left behind
-    shmkit gc --json | jq .
-
-Exit status: 0 on success, 1 on an error, 2 on a usage error.";
+#[derive(Subcommand)]
+enum Command {
+    /// List shmkit segments and .npy arrays, and segments that have no name
+    /// (being created, or removed while still in use).
+    #[command(after_help = "EXAMPLES:\n    shmkit ls\n    shmkit ls --all --json")]
+    Ls {
+        /// Every entry of /dev/shm, not only shmkit's and numpy's.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a segment's header, creator and first elements.
+    #[command(after_help = "EXAMPLES:\n    shmkit inspect my-data\n    shmkit inspect my-data -n 4 --json")]
+    Inspect {
+        /// The segment's name in /dev/shm.
+        name: String,
+        /// How many elements of an array to show.
+        #[arg(short = 'n', default_value_t = 8)]
+        count: usize,
+    },
+    /// Remove a segment by name (others' segments need --force).
+    #[command(after_help = "EXAMPLES:\n    shmkit rm my-data\n    shmkit rm some-other-programs-segment --force")]
+    Rm {
+        /// The segment's name in /dev/shm.
+        name: String,
+        /// Remove it even if shmkit did not create it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove shmkit segments whose creator has exited, except those marked persistent.
+    #[command(after_help = "EXAMPLES:\n    shmkit gc --dry-run\n    shmkit gc")]
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let json = args.iter().any(|a| a == "--json");
-    match run(&args, json) {
+    let cli = Cli::parse(); // usage errors exit with status 2
+    match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<Usage>() => {
-            eprintln!("shmkit: {e}\n\n{HELP}");
-            ExitCode::from(2)
-        }
         Err(e) => {
-            match json {
+            match cli.json {
                 true => println!("{}", json!({ "error": format!("{e:#}") })),
                 false => eprintln!("shmkit: {e:#}"),
             }
@@ -45,41 +76,38 @@ fn main() -> ExitCode {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Usage(String);
-
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    Usage(msg.into()).into()
-}
-
-fn run(args: &[String], json: bool) -> Result<()> {
-    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-')).collect();
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    let known = ["--json", "--all", "--force", "--dry-run", "-n", "--help", "-h"];
-    if let Some(bad) = args.iter().find(|a| a.starts_with('-') && !known.contains(&a.as_str())) {
-        return Err(usage(format!("unknown option {bad}")));
-    }
-    match words.as_slice() {
-        _ if flag("--help") || flag("-h") => {
-            println!("{HELP}");
-            Ok(())
-        }
-        ["ls"] => ls(flag("--all"), json),
-        ["inspect", name] | ["inspect", name, _] => inspect(name, count(args)?, json),
-        ["rm", name] => rm(name, flag("--force"), json),
-        ["gc"] => gc(flag("--dry-run"), json),
-        [] => Err(usage("no command given")),
-        other => Err(usage(format!("cannot understand `{}`", other.join(" ")))),
+fn run(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Ls { all } => ls(*all, cli.json),
+        Command::Inspect { name, count } => inspect(name, *count, cli.json),
+        Command::Rm { name, force } => rm(name, *force, cli.json),
+        Command::Gc { dry_run } => gc(*dry_run, cli.json),
     }
 }
 
-/// The value of `-n`, default 8.
-fn count(args: &[String]) -> Result<usize> {
-    match args.iter().position(|a| a == "-n") {
-        None => Ok(8),
-        Some(i) => args.get(i + 1).and_then(|n| n.parse().ok()).ok_or_else(|| usage("-n needs a number")),
+fn presence(p: Presence) -> &'static str {
+    match p {
+        Presence::Alive => "alive",
+        Presence::Gone => "exited",
+        Presence::Unknown => "unknown",
     }
+}
+
+/// "pid 123 alive", with a note when the pid belongs to another PID namespace.
+fn creator_text(c: &Creator) -> String {
+    let ns = if c.in_this_namespace() { "" } else { " (other pid ns)" };
+    format!("{} {}{ns}", c.pid, presence(c.presence))
+}
+
+fn creator_json(c: &Creator) -> Value {
+    json!({"pid": c.pid, "start_time": c.start_time, "pid_namespace": c.pid_namespace,
+        "same_pid_namespace": c.in_this_namespace(), "state": presence(c.presence), "alive": c.is_alive()})
+}
+
+fn info_json(i: &SegmentInfo) -> Value {
+    json!({"kind": i.kind.to_string(), "bytes": i.total_len, "data_offset": i.data_offset, "data_bytes": i.data_len,
+        "persistent": i.persistent, "dtype": i.array.as_ref().map(|a| &a.dtype),
+        "shape": i.array.as_ref().map(|a| &a.shape), "fortran_order": i.array.as_ref().map(|a| a.fortran)})
 }
 
 fn describe(l: &Listing) -> Value {
@@ -87,37 +115,41 @@ fn describe(l: &Listing) -> Value {
     let mut v = json!({
         "name": l.name,
         "shmkit": creator.is_some(),
+        "creator": creator.as_ref().map(creator_json),
         "creator_pid": creator.map(|c| c.pid),
         "creator_alive": creator.map(|c| c.is_alive()),
         "garbage": l.is_garbage(),
     });
     match &l.info {
-        Ok(i) => {
-            v["kind"] = json!(i.kind.to_string());
-            v["dtype"] = json!(i.dtype);
-            v["shape"] = json!(i.shape);
-            v["bytes"] = json!(i.total_len);
-            v["persistent"] = json!(i.persistent);
-        }
+        Ok(i) => info_json(i).as_object().expect("an object").iter().for_each(|(k, x)| v[k] = x.clone()),
         Err(e) => v["error"] = json!(e.to_string()),
     }
     v
 }
 
+fn unnamed_json(u: &Unnamed) -> Value {
+    json!({"name": u.name, "state": if u.name.is_some() { "removed while in use" } else { "being created" },
+        "kind": u.kind.to_string(), "bytes": u.total_len, "pids": u.pids, "creator": creator_json(&u.creator)})
+}
+
 fn ls(all: bool, json: bool) -> Result<()> {
     let listings: Vec<Listing> =
         shmkit::list_segments()?.into_iter().filter(|l| all || l.info.is_ok() || l.creator().is_some()).collect();
+    let unnamed = shmkit::list_unnamed();
     if json {
-        println!("{}", Value::Array(listings.iter().map(describe).collect()));
+        let v = json!({"segments": listings.iter().map(describe).collect::<Vec<_>>(),
+            "unnamed": unnamed.iter().map(unnamed_json).collect::<Vec<_>>()});
+        println!("{v}");
         return Ok(());
     }
-    println!("{:<36} {:<8} {:<6} {:<18} {:>12}  {:<14} NOTE", "NAME", "KIND", "DTYPE", "SHAPE", "BYTES", "CREATOR");
+    println!("{:<36} {:<8} {:<6} {:<18} {:>12}  {:<22} NOTE", "NAME", "KIND", "DTYPE", "SHAPE", "BYTES", "CREATOR");
     for l in &listings {
-        let creator =
-            l.creator().map_or("-".into(), |c| format!("{} {}", c.pid, if c.is_alive() { "alive" } else { "dead" }));
+        let creator = l.creator().map_or("-".into(), |c| creator_text(&c));
         let (kind, dtype, shape, bytes, mut note) = match &l.info {
             Ok(i) => {
-                (i.kind.to_string(), i.dtype.clone(), format!("{:?}", i.shape), i.total_len.to_string(), String::new())
+                let (d, s) =
+                    i.array.as_ref().map_or(("-".into(), "-".into()), |a| (a.dtype.clone(), format!("{:?}", a.shape)));
+                (i.kind.to_string(), d, s, i.total_len.to_string(), String::new())
             }
             Err(e) => ("?".into(), "-".into(), "-".into(), "-".into(), short(e)),
         };
@@ -126,7 +158,23 @@ fn ls(all: bool, json: bool) -> Result<()> {
         } else if l.is_garbage() {
             note = "garbage (shmkit gc removes it)".into();
         }
-        println!("{:<36} {kind:<8} {dtype:<6} {shape:<18} {bytes:>12}  {creator:<14} {note}", l.name);
+        println!("{:<36} {kind:<8} {dtype:<6} {shape:<18} {bytes:>12}  {creator:<22} {note}", l.name);
+    }
+    for u in &unnamed {
+        let (name, note) = match &u.name {
+            Some(n) => (n.clone(), "name removed while in use: its memory is held until these pids exit"),
+            None => ("(being created)".into(), "unfinished: gets its name when complete, vanishes if its creator dies"),
+        };
+        let pids: Vec<String> = u.pids.iter().map(u32::to_string).collect();
+        let creator = creator_text(&u.creator);
+        println!(
+            "{name:<36} {:<8} {:<6} {:<18} {:>12}  {creator:<22} {note} (pids {})",
+            u.kind,
+            "-",
+            "-",
+            u.total_len,
+            pids.join(" ")
+        );
     }
     Ok(())
 }
@@ -134,7 +182,6 @@ fn ls(all: bool, json: bool) -> Result<()> {
 fn short(e: &shmkit::Error) -> String {
     match e {
         shmkit::Error::NotAnArray { .. } => "not shmkit".into(),
-        shmkit::Error::NotReady { .. } => "header not written".into(),
         shmkit::Error::PermissionDenied { .. } => "another user's".into(),
         other => other.to_string(),
     }
@@ -142,26 +189,37 @@ fn short(e: &shmkit::Error) -> String {
 
 fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
     let info = shmkit::inspect(name).with_context(|| format!("cannot inspect '{name}'"))?;
-    let head = if info.kind == SegmentKind::Array { first_elements(name, &info, n)? } else { Vec::new() };
+    let head = match &info.array {
+        Some(a) => first_elements(name, &a.dtype, n)?,
+        None => Vec::new(),
+    };
     if json {
-        let creator = info.creator.map(|c| json!({"pid": c.pid, "start_time": c.start_time, "alive": c.is_alive()}));
-        let v = json!({"name": info.name, "kind": info.kind.to_string(), "dtype": info.dtype, "shape": info.shape,
-            "fortran_order": info.fortran, "data_offset": info.data_offset, "data_bytes": info.data_len,
-            "bytes": info.total_len, "persistent": info.persistent, "creator": creator, "first": head});
+        let mut v = info_json(&info);
+        v["name"] = json!(info.name);
+        v["creator"] = json!(info.creator.as_ref().map(creator_json));
+        v["first"] = json!(head);
         println!("{v}");
         return Ok(());
     }
     println!("name        {}", info.name);
     println!("kind        {}", info.kind);
-    println!("dtype       {}", info.dtype);
-    println!("shape       {:?}{}", info.shape, if info.fortran { " (Fortran order)" } else { "" });
+    if let Some(a) = &info.array {
+        println!("dtype       {}", a.dtype);
+        println!("shape       {:?}{}", a.shape, if a.fortran { " (Fortran order)" } else { "" });
+    }
     println!("bytes       {} ({} of data at offset {})", info.total_len, info.data_len, info.data_offset);
     let creator = info.creator.map_or("none recorded (not created by shmkit)".into(), |c| {
-        format!("pid {} ({})", c.pid, if c.is_alive() { "running" } else { "exited" })
+        let state = match c.presence {
+            Presence::Alive => "running",
+            Presence::Gone => "exited",
+            Presence::Unknown => "state unknown",
+        };
+        let ns = if c.in_this_namespace() { "" } else { ", in another pid namespace" };
+        format!("pid {} ({state}{ns})", c.pid)
     });
     println!("creator     {creator}");
     println!("persistent  {}", info.persistent);
-    if info.kind == SegmentKind::Array {
+    if info.array.is_some() {
         let shown: Vec<String> = head.iter().map(Value::to_string).collect();
         println!("first {:<5} [{}]", shown.len(), shown.join(", "));
     }
@@ -169,12 +227,12 @@ fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
 }
 
 /// The first `n` elements in memory order, whatever the dtype.
-fn first_elements(name: &str, info: &ArrayInfo, n: usize) -> Result<Vec<Value>> {
+fn first_elements(name: &str, dtype: &str, n: usize) -> Result<Vec<Value>> {
     fn take<T: Element + Into<Value>>(name: &str, n: usize) -> Result<Vec<Value>> {
         let a = SharedArray::<T, IxDyn>::open(name)?;
         Ok(a.as_slice().iter().take(n).map(|&x| x.into()).collect())
     }
-    match DType::from_descr(&info.dtype) {
+    match DType::from_descr(dtype) {
         Some(DType::I8) => take::<i8>(name, n),
         Some(DType::I16) => take::<i16>(name, n),
         Some(DType::I32) => take::<i32>(name, n),
@@ -190,8 +248,7 @@ fn first_elements(name: &str, info: &ArrayInfo, n: usize) -> Result<Vec<Value>> 
 }
 
 fn rm(name: &str, force: bool, json: bool) -> Result<()> {
-    let info = shmkit::inspect(name);
-    let ours = info.as_ref().is_ok_and(|i| i.creator.is_some());
+    let ours = shmkit::inspect(name).is_ok_and(|i| i.creator.is_some());
     if !ours && !force {
         bail!("'{name}' was not created by shmkit (or cannot be read); add --force to remove it anyway");
     }

@@ -1,42 +1,152 @@
-//! Linux system calls behind shmkit, as thin safe wrappers over `rustix`.
+//! Linux system calls behind shmkit, as thin safe wrappers over `rustix`
+//! (and `libc` where rustix has no wrapper), each citing its man page.
 //!
 //! Why not the `shared_memory` crate the design card names: its `Shmem` is
 //! `!Send`, it cannot reserve pages (so a full `/dev/shm` surfaces later as
 //! SIGBUS), it only unlinks from the creating handle's `Drop`, and it is
-//! unmaintained. `shm_open(3)` plus `memmap2` give the same mapping with
-//! those holes closed.
+//! unmaintained. Opening entries of `/dev/shm` directly (what `shm_open(3)`
+//! does in glibc) plus `memmap2` gives the same mapping with those holes
+//! closed, and lets shmkit build a segment unnamed (`O_TMPFILE`) and name
+//! it only once it is complete.
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{FallocateFlags, Mode};
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::fs::{AtFlags, FallocateFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 pub(crate) use rustix::io::Errno;
-use rustix::shm;
+
+/// Where POSIX shared memory lives on Linux (glibc's `shm_open` uses it too).
+pub(crate) const SHM_DIR: &str = "/dev/shm";
 
 /// Longest name a `/dev/shm` entry may have (`NAME_MAX`).
 pub(crate) const NAME_MAX: usize = 255;
 
-/// Creates a new segment, failing if `name` exists: `shm_open(3)` with
-/// `O_CREAT | O_EXCL | O_RDWR` and mode 0600, so no other user can open it.
-pub(crate) fn shm_create(name: &str) -> io::Result<OwnedFd> {
-    let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
-    Ok(shm::open(name, flags, Mode::RUSR | Mode::WUSR)?)
+/// Which file an fd or a name leads to: device and inode. Inode numbers
+/// alone repeat across mounts (every tmpfs numbers its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileId {
+    pub dev: u64,
+    pub ino: u64,
 }
 
-/// Opens an existing segment read-write: `shm_open(3)` with `O_RDWR`.
-pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
-    Ok(shm::open(name, shm::OFlags::RDWR, Mode::empty())?)
+/// What `fstat(2)` says of an open segment or file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FileStat {
+    pub id: FileId,
+    pub len: u64,
+    pub links: u64,
+    pub regular: bool,
 }
 
-/// Removes a segment's name; mappings stay valid: `shm_unlink(3)`.
-pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
-    Ok(shm::unlink(name)?)
+/// `fstat(2)`.
+pub(crate) fn stat(fd: impl AsFd) -> io::Result<FileStat> {
+    let s = rustix::fs::fstat(fd)?;
+    Ok(FileStat {
+        id: FileId { dev: s.st_dev, ino: s.st_ino },
+        len: s.st_size as u64,
+        links: s.st_nlink,
+        regular: FileType::from_raw_mode(s.st_mode) == FileType::RegularFile,
+    })
 }
 
-/// Sets the length and allocates every page now: `posix_fallocate(3)`
-/// semantics through `fallocate(2)` mode 0. On tmpfs this is what turns a
-/// full `/dev/shm` into `ENOSPC` here instead of SIGBUS at first touch.
+/// The directory `dir`, opened to create and name entries in it.
+pub(crate) fn open_dir(dir: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// A new file in `dir` that has no name yet (`open(2)` with `O_TMPFILE`):
+/// if this process dies before [`link`] names it, the kernel frees it, so
+/// a crash while creating leaves nothing behind.
+pub(crate) fn unnamed_file(dir: impl AsFd, mode: u32) -> io::Result<OwnedFd> {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(mode))?)
+}
+
+/// Creates entry `name` of `dir`, failing if it exists (`O_EXCL`): for
+/// filesystems without `O_TMPFILE`.
+pub(crate) fn create_at(dir: impl AsFd, name: &str, mode: u32) -> io::Result<OwnedFd> {
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(mode))?)
+}
+
+/// Gives the unnamed file `fd` the name `name` in `dir`, failing with
+/// `EEXIST` if the name is taken: `linkat(2)`. Atomic, so other processes
+/// see either no entry or the finished file.
+///
+/// `AT_EMPTY_PATH` needs `CAP_DAC_READ_SEARCH` on older kernels; the
+/// `/proc/self/fd` form (see `open(2)`, `O_TMPFILE`) needs none.
+pub(crate) fn link(fd: impl AsFd, dir: impl AsFd, name: &str) -> io::Result<()> {
+    match rustix::fs::linkat(&fd, "", &dir, name, AtFlags::EMPTY_PATH) {
+        Err(Errno::NOENT | Errno::PERM | Errno::ACCESS) => {}
+        other => return Ok(other?),
+    }
+    let proc_path = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    Ok(rustix::fs::linkat(CWD, proc_path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)?)
+}
+
+/// Opens entry `name` of `dir` read-write, not following symlinks.
+pub(crate) fn open_at(dir: impl AsFd, name: &str) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?)
+}
+
+/// Which file entry `name` of `dir` leads to now: `fstatat(2)`.
+pub(crate) fn id_at(dir: impl AsFd, name: &str) -> io::Result<FileId> {
+    let s = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(FileId { dev: s.st_dev, ino: s.st_ino })
+}
+
+/// What [`remove_if`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Removed {
+    /// The name led to the file meant, and is gone.
+    Yes,
+    /// The name is gone already.
+    Gone,
+    /// The name leads to another file now; it was left alone.
+    Other,
+}
+
+/// Removes entry `name` of `dir` only if it still leads to file `id`.
+///
+/// POSIX has no "unlink this inode": between a check and `unlink(2)` a
+/// namesake could take the name. So the entry is first moved aside to a
+/// fresh name with `renameat2(2)` `RENAME_NOREPLACE` (atomic), the moved
+/// file is checked, and only a match is unlinked; anything else is moved
+/// back. A file other than `id` is never unlinked.
+pub(crate) fn remove_if(dir: impl AsFd, name: &str, id: FileId) -> io::Result<Removed> {
+    match id_at(&dir, name) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Gone),
+        Ok(now) if now != id => return Ok(Removed::Other),
+        other => drop(other?),
+    }
+    let aside = format!("shmkit-unlinking-{:016x}", random_u64()?);
+    match rustix::fs::renameat_with(&dir, name, &dir, aside.as_str(), RenameFlags::NOREPLACE) {
+        Err(Errno::NOENT) => return Ok(Removed::Gone),
+        other => other?,
+    }
+    if id_at(&dir, &aside)? == id {
+        rustix::fs::unlinkat(&dir, aside.as_str(), AtFlags::empty())?;
+        return Ok(Removed::Yes);
+    }
+    // A namesake was published in the instant between the check and the
+    // rename: hand its name back. Should that fail too (a third file took
+    // the name meanwhile), it stays under `aside`, a name `gc` handles
+    // like any other: nothing is unlinked that was not ours.
+    rustix::fs::renameat_with(&dir, aside.as_str(), &dir, name, RenameFlags::NOREPLACE)?;
+    Ok(Removed::Other)
+}
+
+/// Removes entry `name` of `dir` whatever it leads to: `unlinkat(2)`.
+pub(crate) fn unlink_at(dir: impl AsFd, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
+}
+
+/// Sets the length and allocates every page now: `fallocate(2)` mode 0.
+/// On tmpfs this is what turns a full `/dev/shm` into `ENOSPC` here
+/// instead of SIGBUS at first touch.
 pub(crate) fn reserve(fd: impl AsFd, len: u64) -> Result<(), Errno> {
     rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, len)
 }
@@ -46,24 +156,95 @@ pub(crate) fn set_len(fd: impl AsFd, len: u64) -> Result<(), Errno> {
     rustix::fs::ftruncate(fd, len)
 }
 
-/// The current length of the object behind `fd`: `fstat(2)`.
-pub(crate) fn len_of(fd: impl AsFd) -> io::Result<u64> {
-    Ok(rustix::fs::fstat(fd)?.st_size as u64)
-}
-
-/// The inode number of the object behind `fd`: `fstat(2)`.
-pub(crate) fn inode_of(fd: impl AsFd) -> io::Result<u64> {
-    Ok(rustix::fs::fstat(fd)?.st_ino)
-}
-
-/// How many names the object behind `fd` has left: `fstat(2)`.
-pub(crate) fn link_count(fd: impl AsFd) -> io::Result<u64> {
-    Ok(rustix::fs::fstat(fd)?.st_nlink)
-}
-
 /// Bytes free to unprivileged users on the filesystem of `fd`: `fstatvfs(3)`.
 pub(crate) fn free_bytes(fd: impl AsFd) -> u64 {
     rustix::fs::fstatvfs(fd).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`: `pread(2)`, repeated.
+/// Reading through the fd, not a mapping, cannot fault with SIGBUS if
+/// another process truncated the file.
+pub(crate) fn read_at(fd: impl AsFd, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pread(&fd, &mut *buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A kind of advisory lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    /// Many holders at once (`F_RDLCK`).
+    Shared,
+    /// One holder (`F_WRLCK`).
+    Exclusive,
+}
+
+/// One open file description's lock on bytes `start..start + len` of a file.
+///
+/// Open-file-description locks (`fcntl(2)`, `F_OFD_SETLK`): unlike POSIX
+/// record locks they belong to the open file, not the process, so two
+/// handles in one process conflict as two processes do, and closing one
+/// fd does not drop another's locks. The kernel drops them when the last
+/// fd of that open file is closed, which includes the process dying by
+/// any means. That is what makes them a liveness signal that neither pid
+/// reuse, zombies nor PID namespaces can fool.
+fn lock_op(fd: impl AsFd, cmd: libc::c_int, ty: libc::c_short, start: u64, len: u64) -> io::Result<libc::flock> {
+    let to_off = |v: u64| libc::off_t::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    // SAFETY: flock is plain data; all-zero is a valid value (l_pid must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = ty;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = to_off(start)?;
+    fl.l_len = to_off(len)?;
+    loop {
+        // SAFETY: the fd is valid for this call (borrowed); `fl` is a valid,
+        // initialised flock that the kernel may write back into (GETLK).
+        let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), cmd, &mut fl) };
+        match r {
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            -1 => return Err(io::Error::last_os_error()),
+            _ => return Ok(fl),
+        }
+    }
+}
+
+/// Takes a lock on `start..start + len` without waiting; `Ok(false)` if
+/// another open file holds a conflicting one. `len` must not be 0 (0
+/// would mean "to the end of the file and beyond").
+pub(crate) fn try_lock(fd: impl AsFd, kind: LockKind, start: u64, len: u64) -> io::Result<bool> {
+    debug_assert!(len > 0, "a zero-length lock covers the whole file");
+    let ty = match kind {
+        LockKind::Shared => libc::F_RDLCK,
+        LockKind::Exclusive => libc::F_WRLCK,
+    };
+    match lock_op(fd, libc::F_OFD_SETLK, ty as libc::c_short, start, len) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// True if another open file holds any lock on `start..start + len`
+/// (`F_OFD_GETLK`, which takes nothing).
+pub(crate) fn is_locked(fd: impl AsFd, start: u64, len: u64) -> io::Result<bool> {
+    let fl = lock_op(fd, libc::F_OFD_GETLK, libc::F_WRLCK as libc::c_short, start, len)?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// 64 random bits from the kernel: `getrandom(2)`.
+pub(crate) fn random_u64() -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())?;
+    Ok(u64::from_le_bytes(b))
 }
 
 /// This process's id.
@@ -72,9 +253,10 @@ pub(crate) fn current_pid() -> u32 {
 }
 
 /// Sends SIGKILL to `pid` (`kill(2)`); errors (it is already gone) are
-/// ignored, since the caller only wants it dead.
+/// ignored, since the caller only wants it dead. Only for children this
+/// process started and has not reaped, so the pid cannot be another's.
 pub(crate) fn kill(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
@@ -87,16 +269,22 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// When `pid` started, in clock ticks after boot (`/proc/PID/stat` field 22,
-/// see `proc_pid_stat(5)`); `None` if there is no such process.
-///
-/// With the pid it names a process uniquely: a recycled pid has a later start.
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// When this process started, in clock ticks after boot (`/proc/self/stat`
+/// field 22, see `proc_pid_stat(5)`); 0 if `/proc` cannot tell. Recorded
+/// in segments for people reading `shmkit ls`; liveness never rests on it.
+pub(crate) fn own_start_time() -> u64 {
+    let Ok(stat) = fs::read_to_string("/proc/self/stat") else { return 0 };
     // The command name (field 2) may hold spaces and parentheses; the
     // fields after its closing parenthesis are plain numbers.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    rest.split_whitespace().nth(19).and_then(|t| t.parse().ok()).unwrap_or(0)
+}
+
+/// The inode of this process's PID namespace (`/proc/self/ns/pid`, see
+/// `pid_namespaces(7)`); 0 if unknown. A pid means something only in the
+/// namespace it was recorded in.
+pub(crate) fn pid_namespace() -> u64 {
+    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 #[cfg(test)]
@@ -104,10 +292,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_start_time_is_readable_and_stable() {
-        let me = current_pid();
-        let t = process_start_time(me).expect("own /proc entry");
-        assert_eq!(process_start_time(me), Some(t));
-        assert_eq!(process_start_time(u32::MAX), None);
+    fn own_start_time_and_namespace_are_readable() {
+        assert!(own_start_time() > 0);
+        assert!(pid_namespace() > 0);
+    }
+
+    #[test]
+    fn ofd_locks_conflict_between_open_files_and_die_with_them() {
+        let dir = open_dir(SHM_DIR).unwrap();
+        let a = unnamed_file(&dir, 0o600).unwrap();
+        let name = format!("shmkit-oslock-{}", current_pid());
+        link(&a, &dir, &name).unwrap();
+        let b = open_at(&dir, &name).unwrap();
+        assert!(try_lock(&a, LockKind::Exclusive, 1 << 40, 1).unwrap());
+        assert!(is_locked(&b, 1 << 40, 1).unwrap(), "another open file sees the lock");
+        assert!(!is_locked(&a, 1 << 40, 1).unwrap(), "an open file never conflicts with itself");
+        assert!(!try_lock(&b, LockKind::Shared, 1 << 40, 1).unwrap());
+        drop(a);
+        assert!(try_lock(&b, LockKind::Exclusive, 1 << 40, 1).unwrap(), "closing the fd dropped the lock");
+        assert_eq!(remove_if(&dir, &name, stat(&b).unwrap().id).unwrap(), Removed::Yes);
+    }
+
+    #[test]
+    fn remove_if_leaves_a_namesake_alone() {
+        let dir = open_dir(SHM_DIR).unwrap();
+        let name = format!("shmkit-osremove-{}", current_pid());
+        let first = unnamed_file(&dir, 0o600).unwrap();
+        link(&first, &dir, &name).unwrap();
+        let first_id = stat(&first).unwrap().id;
+        unlink_at(&dir, &name).unwrap();
+        let second = unnamed_file(&dir, 0o600).unwrap();
+        link(&second, &dir, &name).unwrap();
+        assert_eq!(remove_if(&dir, &name, first_id).unwrap(), Removed::Other);
+        assert_eq!(id_at(&dir, &name).unwrap(), stat(&second).unwrap().id);
+        assert_eq!(remove_if(&dir, &name, stat(&second).unwrap().id).unwrap(), Removed::Yes);
+        assert_eq!(remove_if(&dir, &name, first_id).unwrap(), Removed::Gone);
     }
 }

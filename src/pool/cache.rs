@@ -1,8 +1,9 @@
 //! Arrays a helper keeps mapped between tasks.
 //!
 //! Attaching costs a page-table fill per task otherwise (35–50 ms per GiB
-//! here), so a helper maps each array once. Entries are keyed by inode,
-//! not name: a name unlinked and created again is a different array. An
+//! here), so a helper maps each array once. Entries are keyed by device
+//! and inode, not name: a name unlinked and created again is a different
+//! array, and every tmpfs mount numbers its inodes on its own. An
 //! entry whose segment has been unlinked is dropped at the next lookup,
 //! so helpers do not keep freed memory alive.
 //!
@@ -16,6 +17,7 @@ use std::any::{Any, TypeId};
 use ndarray::Dimension;
 
 use super::registry::ChunkArgs;
+use crate::os::FileId;
 use crate::{Element, Error, SharedArray};
 
 /// Most arrays kept mapped at once; the oldest goes first.
@@ -36,7 +38,7 @@ impl<T: Element, D: Dimension + 'static> Cached for SharedArray<T, D> {
 }
 
 struct Entry {
-    inode: u64,
+    id: FileId,
     kind: TypeId,
     array: Box<dyn Cached>,
 }
@@ -54,21 +56,22 @@ impl Cache {
         args: &ChunkArgs,
     ) -> Result<&mut SharedArray<T, D>, Error> {
         let kind = TypeId::of::<SharedArray<T, D>>();
-        self.entries.retain(|e| e.inode == args.inode || !e.array.unlinked());
-        let found = self.entries.iter().position(|e| e.inode == args.inode && e.kind == kind);
+        let id = FileId { dev: args.dev, ino: args.ino };
+        self.entries.retain(|e| e.id == id || !e.array.unlinked());
+        let found = self.entries.iter().position(|e| e.id == id && e.kind == kind);
         let at = match found {
             Some(at) => at,
-            None => self.insert(args.inode, kind, Box::new(open::<T, D>(args)?)),
+            None => self.insert(id, kind, Box::new(open::<T, D>(args)?)),
         };
         let any = self.entries[at].array.as_any();
         Ok(any.downcast_mut().expect("entry kind matches its TypeId"))
     }
 
-    fn insert(&mut self, inode: u64, kind: TypeId, array: Box<dyn Cached>) -> usize {
+    fn insert(&mut self, id: FileId, kind: TypeId, array: Box<dyn Cached>) -> usize {
         if self.entries.len() == CAPACITY {
             self.entries.remove(0);
         }
-        self.entries.push(Entry { inode, kind, array });
+        self.entries.push(Entry { id, kind, array });
         self.entries.len() - 1
     }
 }
@@ -78,7 +81,7 @@ fn open<T: Element, D: Dimension>(args: &ChunkArgs) -> Result<SharedArray<T, D>,
         true => SharedArray::open_file(&args.location)?,
         false => SharedArray::open(&args.location)?,
     };
-    if array.inode() != args.inode {
+    if array.id() != (FileId { dev: args.dev, ino: args.ino }) {
         return Err(Error::Replaced { name: args.location.clone() });
     }
     array.populate();

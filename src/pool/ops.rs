@@ -205,7 +205,8 @@ impl<'p> Batch<'p> {
         let chunk = |start: usize| ChunkArgs {
             location: array.name().to_owned(),
             file: array.is_file(),
-            inode: array.inode(),
+            dev: array.id().dev,
+            ino: array.id().ino,
             start,
             end: (start + per).min(rows),
         };

@@ -28,9 +28,12 @@ pub struct ChunkArgs {
     pub(crate) location: String,
     /// True for a file-backed array.
     pub(crate) file: bool,
-    /// Inode of the segment the coordinator means, so a helper never
-    /// writes into a stale mapping of a name that was since recreated.
-    pub(crate) inode: u64,
+    /// Device and inode of the segment the coordinator means, so a helper
+    /// never writes into a stale mapping of a name that was since
+    /// recreated, nor into another mount's file with the same inode number.
+    pub(crate) dev: u64,
+    /// See `dev`.
+    pub(crate) ino: u64,
     /// Rows along the first axis.
     pub(crate) start: usize,
     /// End of the rows (exclusive).

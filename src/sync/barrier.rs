@@ -4,8 +4,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::raw::{futex_wait, futex_wake_all, left};
-use super::{Segment, Timeout};
-use crate::{Error, Result, SegmentKind};
+use super::{segment_lifetime, Timeout};
+use crate::kind::SegmentKind;
+use crate::segment::Segment;
+use crate::{Error, Result};
 
 /// One word: generation in the high 16 bits, arrivals in the low 16, so a
 /// waiter that times out can take its arrival back atomically.
@@ -35,7 +37,7 @@ impl ShmBarrier {
             return Err(Error::InvalidArgument(format!("a barrier needs 1 to 65535 parties, not {parties}")));
         }
         let seg = super::create(name, SegmentKind::Barrier, LEN, |seg| {
-            seg.atomic_u32_at(PARTIES).store(parties, Ordering::Relaxed);
+            seg.atomic_u32(PARTIES).store(parties, Ordering::Relaxed);
         })?;
         Ok(ShmBarrier { seg })
     }
@@ -48,7 +50,7 @@ impl ShmBarrier {
     /// Opens barrier segment `name`.
     pub fn open(name: &str) -> Result<Self> {
         let seg = super::open(name, SegmentKind::Barrier, |len| len == LEN)?;
-        let parties = seg.atomic_u32_at(PARTIES).load(Ordering::Relaxed);
+        let parties = seg.atomic_u32(PARTIES).load(Ordering::Relaxed);
         if parties == 0 || parties > 0xffff {
             return Err(Error::bad_header(name, format!("barrier with {parties} parties")));
         }
@@ -57,11 +59,11 @@ impl ShmBarrier {
 
     /// Number of participants.
     pub fn parties(&self) -> u32 {
-        self.seg.atomic_u32_at(PARTIES).load(Ordering::Relaxed)
+        self.seg.atomic_u32(PARTIES).load(Ordering::Relaxed)
     }
 
     fn word(&self) -> &AtomicU32 {
-        self.seg.atomic_u32_at(WORD)
+        self.seg.atomic_u32(WORD)
     }
 
     /// Waits until all participants have arrived.
@@ -100,9 +102,6 @@ impl ShmBarrier {
             futex_wait(word, now, left);
         }
     }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
 }
+
+segment_lifetime! { impl ShmBarrier }

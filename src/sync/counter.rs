@@ -2,8 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::Segment;
-use crate::{Result, SegmentKind};
+use super::segment_lifetime;
+use crate::kind::SegmentKind;
+use crate::segment::Segment;
+use crate::Result;
 
 /// An atomic `u64` in a named segment.
 ///
@@ -21,7 +23,7 @@ pub struct ShmCounter {
 impl ShmCounter {
     /// Creates counter segment `name` starting at `value`.
     pub fn create(name: &str, value: u64) -> Result<Self> {
-        let seg = super::create(name, SegmentKind::Counter, 8, |s| s.atomic_u64_at(0).store(value, Ordering::Relaxed))?;
+        let seg = super::create(name, SegmentKind::Counter, 8, |s| s.atomic_u64(0).store(value, Ordering::Relaxed))?;
         Ok(ShmCounter { seg })
     }
 
@@ -36,7 +38,7 @@ impl ShmCounter {
     }
 
     fn cell(&self) -> &AtomicU64 {
-        self.seg.atomic_u64_at(0)
+        self.seg.atomic_u64(0)
     }
 
     /// The current value.
@@ -63,9 +65,6 @@ impl ShmCounter {
     pub fn compare_exchange(&self, current: u64, new: u64) -> Result<u64, u64> {
         self.cell().compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
     }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
 }
+
+segment_lifetime! { impl ShmCounter }

@@ -4,8 +4,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::raw::{futex_wait, futex_wake_all, left};
-use super::{Segment, Timeout};
-use crate::{Result, SegmentKind};
+use super::{segment_lifetime, Timeout};
+use crate::kind::SegmentKind;
+use crate::segment::Segment;
+use crate::Result;
 
 const STATE: usize = 0;
 const MODE: usize = 4;
@@ -40,7 +42,7 @@ impl ShmEvent {
     /// Creates event segment `name`, not set.
     pub fn create(name: &str, mode: EventMode) -> Result<Self> {
         let seg = super::create(name, SegmentKind::Event, LEN, |seg| {
-            seg.atomic_u32_at(MODE).store(u32::from(mode == EventMode::Auto), Ordering::Relaxed);
+            seg.atomic_u32(MODE).store(u32::from(mode == EventMode::Auto), Ordering::Relaxed);
         })?;
         Ok(ShmEvent { seg })
     }
@@ -56,12 +58,12 @@ impl ShmEvent {
     }
 
     fn state(&self) -> &AtomicU32 {
-        self.seg.atomic_u32_at(STATE)
+        self.seg.atomic_u32(STATE)
     }
 
     /// The event's mode.
     pub fn mode(&self) -> EventMode {
-        match self.seg.atomic_u32_at(MODE).load(Ordering::Relaxed) {
+        match self.seg.atomic_u32(MODE).load(Ordering::Relaxed) {
             0 => EventMode::Manual,
             _ => EventMode::Auto,
         }
@@ -113,9 +115,6 @@ impl ShmEvent {
             futex_wait(self.state(), 0, left);
         }
     }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
 }
+
+segment_lifetime! { impl ShmEvent }

@@ -18,8 +18,6 @@ mod rwlock;
 
 use std::fmt;
 
-use ndarray::Ix1;
-
 pub use barrier::{BarrierWaitResult, ShmBarrier};
 pub use counter::ShmCounter;
 pub use event::{EventMode, ShmEvent};
@@ -27,31 +25,30 @@ pub use mutex::{MutexGuard, ShmMutex};
 pub use queue::{PopError, PushError, ShmQueue};
 pub use rwlock::{ReadGuard, ShmRwLock, WriteGuard};
 
-use crate::{Error, Result, SegmentKind, SharedArray};
+use crate::kind::SegmentKind;
+use crate::segment::{head_for, Segment};
+use crate::{Error, Result};
 use raw::{RawMutex, MUTEX_SIZE};
 
-/// The bytes of one primitive's segment.
-type Segment = SharedArray<u8, Ix1>;
-
-/// Creates the segment for a primitive of `kind`, `len` bytes, running
-/// `init` before other processes can see it.
-fn create(name: &str, kind: SegmentKind, len: usize, init: impl FnOnce(&mut Segment)) -> Result<Segment> {
-    SharedArray::create_kind(name, len, kind, init)
+/// Creates the segment for a primitive of `kind` with a body of `len`
+/// bytes, running `init` before other processes can see it.
+fn create(name: &str, kind: SegmentKind, len: usize, init: impl FnOnce(&Segment)) -> Result<Segment> {
+    Segment::create(name, kind, &head_for(kind, None), len, init)
 }
 
-/// Creates a segment whose first 64 bytes hold a robust mutex, running
-/// `init` on the rest before other processes can see it.
+/// Creates a segment whose body starts with a robust mutex (64 bytes),
+/// running `init` on it before other processes can see it.
 fn create_locked(
     name: &str,
     kind: SegmentKind,
     len: usize,
-    init: impl FnOnce(&mut Segment),
+    init: impl FnOnce(&Segment),
 ) -> Result<(Segment, RawMutex)> {
     let mut made = Ok(());
     let seg = create(name, kind, len, |seg| {
-        // SAFETY: bytes_at checked that the first 64 bytes lie in the fresh data,
+        // SAFETY: `bytes` checked that the first 64 bytes lie in the body,
         // which is 64-aligned and not yet published, so no one else uses it.
-        made = unsafe { RawMutex::init(seg.bytes_at(0, MUTEX_SIZE)) }.map(drop);
+        made = unsafe { RawMutex::init(seg.bytes(0, MUTEX_SIZE)) }.map(drop);
         init(seg);
     })?;
     made.map_err(|e| Error::from_io("pthread_mutex_init", name, e))?;
@@ -62,20 +59,70 @@ fn create_locked(
 fn attach_lock(seg: Segment) -> (Segment, RawMutex) {
     // SAFETY: only called on segments of a kind whose creator ran
     // create_locked (the kind is checked at open), so an initialised mutex
-    // sits at offset 0, 64-aligned; callers keep `seg` beside the lock, so
-    // the mapping outlives it.
-    let lock = unsafe { RawMutex::attach(seg.bytes_at(0, MUTEX_SIZE)) };
+    // sits at the body's start, 64-aligned; callers keep `seg` beside the
+    // lock, so the mapping outlives it.
+    let lock = unsafe { RawMutex::attach(seg.bytes(0, MUTEX_SIZE)) };
     (seg, lock)
 }
 
-/// Opens a primitive's segment, checking its kind and its length.
+/// Opens a primitive's segment, checking its kind and its body's length.
 fn open(name: &str, kind: SegmentKind, len_ok: impl FnOnce(usize) -> bool) -> Result<Segment> {
-    let seg = SharedArray::open_kind(name, kind)?;
-    if !len_ok(seg.len()) {
-        return Err(Error::bad_header(name, format!("{} bytes do not fit a {kind} of this element type", seg.len())));
+    let seg = Segment::open(name, kind)?;
+    if !len_ok(seg.data_len()) {
+        let why = format!("{} bytes do not fit a {kind} of this element type", seg.data_len());
+        return Err(Error::bad_header(name, why));
     }
     Ok(seg)
 }
+
+/// The lifetime API every primitive shares with arrays: `name`,
+/// `is_owner`, `persist`, `unlink`, `close`, over a `seg: Segment` field.
+/// (`ShmQueue` keeps `close` for ending its stream: `queue_lifetime`.)
+macro_rules! segment_lifetime {
+    ($($impl_head:tt)*) => {
+        crate::sync::queue_lifetime! { $($impl_head)* }
+
+        $($impl_head)* {
+            /// Closes the handle, reporting what `Drop` would ignore: an
+            /// owner removes the name, an attacher only unmaps.
+            pub fn close(self) -> crate::Result<()> {
+                self.seg.close()
+            }
+        }
+    };
+}
+use segment_lifetime;
+
+/// [`segment_lifetime`] without `close`.
+macro_rules! queue_lifetime {
+    ($($impl_head:tt)*) => {
+        $($impl_head)* {
+            /// The segment's name.
+            pub fn name(&self) -> &str {
+                self.seg.name()
+            }
+
+            /// True if this handle created the segment and removes its name when dropped.
+            pub fn is_owner(&self) -> bool {
+                self.seg.is_owner()
+            }
+
+            /// Keeps the segment after this handle is gone: marks it
+            /// persistent (so `shmkit gc` spares it) and gives up the right
+            /// to remove it. Remove it later with [`crate::unlink`].
+            pub fn persist(&mut self) {
+                self.seg.persist();
+            }
+
+            /// Removes the segment's name now (owners only, and only while
+            /// the name still leads to this segment); handles stay usable.
+            pub fn unlink(&mut self) -> crate::Result<()> {
+                self.seg.unlink()
+            }
+        }
+    };
+}
+use queue_lifetime;
 
 /// A wait ran out of time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::raw::{Acquired, RawMutex};
-use super::{LockError, OwnerDied, Segment};
-use crate::{Result, SegmentKind};
+use super::{segment_lifetime, LockError, OwnerDied};
+use crate::kind::SegmentKind;
+use crate::segment::Segment;
+use crate::Result;
 
 /// Where the value starts, after the mutex.
 const DATA: usize = 64;
@@ -44,7 +46,7 @@ impl<T: Pod + Send> ShmMutex<T> {
     /// Creates mutex segment `name` holding `value`.
     pub fn create(name: &str, value: T) -> Result<Self> {
         let () = Self::ALIGNED;
-        let init = |seg: &mut Segment| seg.as_slice_mut()[DATA..].copy_from_slice(bytemuck::bytes_of(&value));
+        let init = |seg: &Segment| seg.write(DATA, bytemuck::bytes_of(&value));
         Ok(Self::wrap(super::create_locked(name, SegmentKind::Mutex, Self::LEN, init)?))
     }
 
@@ -95,17 +97,9 @@ impl<T: Pod + Send> ShmMutex<T> {
             }
         }
     }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Keeps the segment after this handle is gone (see [`crate::SharedArray::persist`]).
-    pub fn persist(&mut self) {
-        self.seg.persist();
-    }
 }
+
+segment_lifetime! { impl<T: Pod + Send> ShmMutex<T> }
 
 impl<T: Pod> Deref for MutexGuard<'_, T> {
     type Target = T;
@@ -113,14 +107,14 @@ impl<T: Pod> Deref for MutexGuard<'_, T> {
         // SAFETY: the value lies at DATA inside the segment (length checked at
         // open/create), aligned (DATA is 64, align_of::<T>() <= 64), and the
         // lock, held by this guard, excludes every other process's access.
-        unsafe { &*self.mutex.seg.bytes_at(DATA, size_of::<T>()).cast::<T>() }
+        unsafe { &*self.mutex.seg.bytes(DATA, size_of::<T>()).cast::<T>() }
     }
 }
 
 impl<T: Pod> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
-        unsafe { &mut *self.mutex.seg.bytes_at(DATA, size_of::<T>()).cast::<T>() }
+        unsafe { &mut *self.mutex.seg.bytes(DATA, size_of::<T>()).cast::<T>() }
     }
 }
 

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use super::queue_lifetime;
 use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex};
-use super::Segment;
-use crate::{Error, Result, SegmentKind};
+use crate::kind::SegmentKind;
+use crate::segment::Segment;
+use crate::{Error, Result};
 
 const CAPACITY: usize = 64;
 const ITEM_SIZE: usize = 72;
@@ -94,8 +96,8 @@ impl<T: Pod + Send> ShmQueue<T> {
         let len = Self::len_for(capacity).filter(|_| capacity > 0);
         let len = len.ok_or_else(|| Error::InvalidArgument(format!("queue capacity {capacity}")))?;
         let locked = super::create_locked(name, SegmentKind::Queue, len, |seg| {
-            seg.atomic_u64_at(CAPACITY).store(capacity, Ordering::Relaxed);
-            seg.atomic_u64_at(ITEM_SIZE).store(size_of::<T>() as u64, Ordering::Relaxed);
+            seg.atomic_u64(CAPACITY).store(capacity, Ordering::Relaxed);
+            seg.atomic_u64(ITEM_SIZE).store(size_of::<T>() as u64, Ordering::Relaxed);
         })?;
         Ok(Self::wrap(locked, capacity))
     }
@@ -109,10 +111,10 @@ impl<T: Pod + Send> ShmQueue<T> {
     pub fn open(name: &str) -> Result<Self> {
         let () = Self::ALIGNED;
         let seg = super::open(name, SegmentKind::Queue, |len| len >= RING)?;
-        let capacity = seg.atomic_u64_at(CAPACITY).load(Ordering::Relaxed);
-        let item = seg.atomic_u64_at(ITEM_SIZE).load(Ordering::Relaxed);
-        if item != size_of::<T>() as u64 || Self::len_for(capacity) != Some(seg.len()) || capacity == 0 {
-            let found = format!("records of {item} bytes, capacity {capacity}, in {} bytes", seg.len());
+        let capacity = seg.atomic_u64(CAPACITY).load(Ordering::Relaxed);
+        let item = seg.atomic_u64(ITEM_SIZE).load(Ordering::Relaxed);
+        if item != size_of::<T>() as u64 || Self::len_for(capacity) != Some(seg.data_len()) || capacity == 0 {
+            let found = format!("records of {item} bytes, capacity {capacity}, in {} bytes", seg.data_len());
             return Err(Error::bad_header(
                 name,
                 format!("queue of {found}: not one of {}-byte records", size_of::<T>()),
@@ -126,11 +128,11 @@ impl<T: Pod + Send> ShmQueue<T> {
     }
 
     fn word(&self, at: usize) -> &AtomicU32 {
-        self.seg.atomic_u32_at(at)
+        self.seg.atomic_u32(at)
     }
 
     fn index(&self, at: usize) -> &AtomicU64 {
-        self.seg.atomic_u64_at(at)
+        self.seg.atomic_u64(at)
     }
 
     /// Takes the internal lock. Its critical sections leave the ring
@@ -257,14 +259,9 @@ impl<T: Pod + Send> ShmQueue<T> {
         self.capacity
     }
 
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
     fn slot_at(&self, index: u64) -> *mut u8 {
         let at = RING + (index % self.capacity) as usize * size_of::<T>();
-        self.seg.bytes_at(at, size_of::<T>())
+        self.seg.bytes(at, size_of::<T>())
     }
 
     fn slot_write(&self, index: u64, item: &T) {
@@ -295,3 +292,5 @@ impl<T: Pod + Send> ShmQueue<T> {
         self.word(waiters).fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+queue_lifetime! { impl<T: Pod + Send> ShmQueue<T> }

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex};
-use super::{LockError, OwnerDied, Segment};
-use crate::{Result, SegmentKind};
+use super::{segment_lifetime, LockError, OwnerDied};
+use crate::kind::SegmentKind;
+use crate::segment::Segment;
+use crate::Result;
 
 const CHANGED: usize = 64;
 const SLOTS: usize = 128;
@@ -51,7 +53,7 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
     /// Creates lock segment `name` holding `value`.
     pub fn create(name: &str, value: T) -> Result<Self> {
         let () = Self::ALIGNED;
-        let init = |seg: &mut Segment| seg.as_slice_mut()[DATA..].copy_from_slice(bytemuck::bytes_of(&value));
+        let init = |seg: &Segment| seg.write(DATA, bytemuck::bytes_of(&value));
         Ok(Self::wrap(super::create_locked(name, SegmentKind::RwLock, Self::LEN, init)?))
     }
 
@@ -72,11 +74,11 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
     }
 
     fn slot(&self, i: usize) -> &AtomicU32 {
-        self.seg.atomic_u32_at(SLOTS + 4 * i)
+        self.seg.atomic_u32(SLOTS + 4 * i)
     }
 
     fn changed(&self) -> &AtomicU32 {
-        self.seg.atomic_u32_at(CHANGED)
+        self.seg.atomic_u32(CHANGED)
     }
 
     /// Shared access, waiting as long as it takes.
@@ -165,15 +167,12 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
         })
     }
 
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
     fn value(&self) -> *mut T {
-        self.seg.bytes_at(DATA, size_of::<T>()).cast()
+        self.seg.bytes(DATA, size_of::<T>()).cast()
     }
 }
+
+segment_lifetime! { impl<T: Pod + Send + Sync> ShmRwLock<T> }
 
 fn me() -> u32 {
     std::process::id()
@@ -202,9 +201,9 @@ impl<T: Pod + Send + Sync> Deref for ReadGuard<'_, T> {
 impl<T: Pod> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
-        lock.seg.atomic_u32_at(SLOTS + 4 * self.slot).store(0, Ordering::Release);
-        lock.seg.atomic_u32_at(CHANGED).fetch_add(1, Ordering::AcqRel);
-        futex_wake_all(lock.seg.atomic_u32_at(CHANGED));
+        lock.seg.atomic_u32(SLOTS + 4 * self.slot).store(0, Ordering::Release);
+        lock.seg.atomic_u32(CHANGED).fetch_add(1, Ordering::AcqRel);
+        futex_wake_all(lock.seg.atomic_u32(CHANGED));
     }
 }
 
@@ -227,7 +226,7 @@ impl<T: Pod + Send + Sync> DerefMut for WriteGuard<'_, T> {
 impl<T: Pod> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.gate.unlock();
-        let changed = self.lock.seg.atomic_u32_at(CHANGED);
+        let changed = self.lock.seg.atomic_u32(CHANGED);
         changed.fetch_add(1, Ordering::AcqRel);
         futex_wake_all(changed);
     }

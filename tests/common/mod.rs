@@ -126,11 +126,29 @@ pub fn alive(pid: u32) -> bool {
 /// Path of example binary `name`, building it first if this test run
 /// did not (`cargo test --test X` builds no examples).
 pub fn example(name: &str) -> std::path::PathBuf {
+    built(&["examples", name], &["--example", name])
+}
+
+/// Path of the `shmkit` command, built with its `cli` feature (the plain
+/// `cargo test` build leaves it out: the library does not depend on clap).
+pub fn shmkit_bin() -> std::path::PathBuf {
+    built(&["shmkit"], &["--features", "cli", "--bin", "shmkit"])
+}
+
+/// `target/PROFILE/<parts>`, running `cargo build <args>` if it is missing.
+fn built(parts: &[&str], args: &[&str]) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let path = exe.parent().and_then(Path::parent).expect("target/PROFILE").join("examples").join(name);
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/PROFILE");
+    let path = parts.iter().fold(profile_dir.to_path_buf(), |p, part| p.join(part));
     if !path.exists() {
-        let status = Command::new(env!("CARGO")).args(["build", "--quiet", "--example", name]).status();
-        assert!(status.is_ok_and(|s| s.success()), "could not build example {name}");
+        let release = profile_dir.ends_with("release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet"]).args(args);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status();
+        assert!(status.is_ok_and(|s| s.success()), "could not build {}", path.display());
     }
     path
 }

@@ -1,0 +1,183 @@
+//! `Mapping`: the one inner mapping type under every segment, with its
+//! fd, its identity (device and inode), and who may remove its name.
+//!
+//! Everything here checks bounds against the mapping's length, which is
+//! fixed for the mapping's life.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::os::{self, FileId};
+use crate::{Error, Result};
+
+/// What backs a mapping, and whether dropping it removes the name.
+#[derive(Debug)]
+pub(crate) enum Backing {
+    /// A `/dev/shm` segment; an `owner` removes its name on drop.
+    Shm { name: String, owner: bool },
+    /// A file on disk; never removed by shmkit.
+    File { path: PathBuf },
+}
+
+impl Backing {
+    /// The segment name or file path, for messages.
+    pub fn label(&self) -> &str {
+        match self {
+            Backing::Shm { name, .. } => name,
+            Backing::File { path } => path.to_str().unwrap_or("<non-UTF-8 path>"),
+        }
+    }
+}
+
+/// A read-write shared mapping of a whole segment or file.
+///
+/// `MmapRaw` rather than `MmapMut`: other processes write this memory at
+/// any time, so handing out a `&mut [u8]` to all of it would promise an
+/// exclusivity no one can keep. Typed views are built on top, with their
+/// own rules (see `SharedArray`).
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    map: MmapRaw,
+    backing: Backing,
+    /// Kept open: it holds this handle's locks, and tells whether the
+    /// name still leads here.
+    fd: OwnedFd,
+    id: FileId,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` read-write.
+    pub fn new(fd: OwnedFd, len: usize, backing: Backing) -> Result<Mapping> {
+        let map = MmapOptions::new().len(len).map_raw(&fd.as_fd());
+        let map = map.map_err(|e| Error::from_io("mmap", backing.label(), e))?;
+        let id = os::stat(&fd).map_err(|e| Error::from_io("fstat", backing.label(), e))?.id;
+        Ok(Mapping { map, backing, fd, id })
+    }
+
+    /// Faults every page in now, in bulk (`madvise(MADV_POPULATE_WRITE)`).
+    /// Best effort: kernels before 5.14 lack it, and then pages fault in
+    /// on first use as usual.
+    pub fn populate(&self) {
+        let _ = self.map.advise(memmap2::Advice::PopulateWrite);
+    }
+
+    /// The segment's or file's identity, which a name may stop leading to.
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    /// The open file behind the mapping.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// True once the segment or file has no name left (`st_nlink == 0`).
+    pub fn is_unlinked(&self) -> bool {
+        os::stat(&self.fd).is_ok_and(|s| s.links == 0)
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The first byte of the mapping (page-aligned).
+    pub fn ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// What backs this mapping.
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// Replaces the open file behind the mapping by `fd`, which must be the
+    /// same file (the mapping does not change).
+    pub fn replace_fd(&mut self, fd: OwnedFd) {
+        debug_assert_eq!(os::stat(&fd).map(|s| s.id).ok(), Some(self.id));
+        self.fd = fd;
+    }
+
+    /// Gives the mapping the right to remove its name on drop.
+    pub fn own(&mut self) {
+        if let Backing::Shm { owner, .. } = &mut self.backing {
+            *owner = true;
+        }
+    }
+
+    /// Gives up the right to remove the name on drop.
+    pub fn disown(&mut self) {
+        if let Backing::Shm { owner, .. } = &mut self.backing {
+            *owner = false;
+        }
+    }
+
+    /// Copies `bytes` into the mapping at `offset`.
+    pub fn write(&self, offset: usize, bytes: &[u8]) {
+        let end = offset.checked_add(bytes.len()).filter(|&e| e <= self.len());
+        assert!(end.is_some(), "write of {} bytes at {offset} past mapping of {}", bytes.len(), self.len());
+        // SAFETY: offset + bytes.len() <= self.len() was checked above, so the
+        // destination lies inside the live, writable mapping.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr().add(offset), bytes.len()) };
+    }
+
+    /// The byte at `offset`, viewed as an atomic shared with other processes.
+    pub fn atomic_u8(&self, offset: usize) -> &AtomicU8 {
+        assert!(offset < self.len(), "atomic byte at {offset} past mapping of {}", self.len());
+        // SAFETY: offset < self.len() was checked above; any address is aligned
+        // for AtomicU8; the mapping lives as long as the returned borrow of self.
+        unsafe { AtomicU8::from_ptr(self.ptr().add(offset)) }
+    }
+
+    /// The 4 bytes at `offset`, viewed as an atomic shared with other processes.
+    pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset.checked_add(4).is_some_and(|e| e <= self.len()), "u32 at {offset}");
+        // SAFETY: the check above keeps the 4 bytes inside the mapping and at an
+        // offset divisible by 4 from its page-aligned start, hence aligned.
+        unsafe { AtomicU32::from_ptr(self.ptr().add(offset).cast()) }
+    }
+
+    /// The 8 bytes at `offset`, viewed as an atomic shared with other processes.
+    pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset.checked_add(8).is_some_and(|e| e <= self.len()), "u64 at {offset}");
+        // SAFETY: the check above keeps the 8 bytes inside the mapping and at an
+        // offset divisible by 8 from its page-aligned start, hence aligned.
+        unsafe { AtomicU64::from_ptr(self.ptr().add(offset).cast()) }
+    }
+
+    /// Writes dirty pages of a file-backed mapping to disk: `msync(2)`.
+    pub fn flush(&self) -> io::Result<()> {
+        self.map.flush()
+    }
+
+    /// Removes the segment's name now, if it still leads to this segment
+    /// (an owner's right); files are never removed.
+    pub fn unlink(&mut self) -> Result<()> {
+        let Backing::Shm { name, owner } = &mut self.backing else { return Ok(()) };
+        *owner = false;
+        let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
+        match os::remove_if(&dir, name, self.id).map_err(|e| Error::from_io("unlink", name, e))? {
+            os::Removed::Yes => Ok(()),
+            os::Removed::Gone => Err(Error::NotFound { name: name.clone() }),
+            os::Removed::Other => Err(Error::Replaced { name: name.clone() }),
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let Backing::Shm { name, owner: true } = &self.backing {
+            // Errors are ignored: drop cannot report them, and the likely ones
+            // (someone removed the name, or gave it to another segment) leave
+            // nothing of ours to clean. `close()` reports them instead.
+            if let Ok(dir) = os::open_dir(os::SHM_DIR) {
+                let _ = os::remove_if(&dir, name, self.id);
+            }
+        }
+        // The MmapRaw field unmaps after this.
+    }
+}

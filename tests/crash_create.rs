@@ -1,0 +1,160 @@
+//! A creator SIGKILLed at any moment of creating a 256 MiB array leaves
+//! nothing that `gc` cannot remove, and an attacher never opens a
+//! half-built segment. One test in its own binary: it compares the whole
+//! of `/dev/shm` before and after every kill.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{child_arg, shm_exists, spawn_child, unique, Watchdog};
+use ndarray::Ix1;
+use shmkit::SharedArray;
+
+const BYTES: usize = 256 << 20;
+const FILL: u8 = 0x5a;
+const TEST: &str = "a_creator_killed_at_any_moment_leaves_nothing_gc_cannot_remove";
+
+/// What the child does, by round: a filled array under the name, a zeroed
+/// one under the name, or a zeroed one under a unique name.
+fn create(way: &str, name: &str) -> SharedArray<u8, Ix1> {
+    match way {
+        "filled" => SharedArray::create_with(name, BYTES, |mut v| v.as_slice_mut().unwrap().fill(FILL)),
+        "zeroed" => SharedArray::create(name, BYTES),
+        _ => SharedArray::create_unique(BYTES),
+    }
+    .expect("create")
+}
+
+fn dev_shm() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+}
+
+fn free_bytes() -> u64 {
+    rustix::fs::statvfs("/dev/shm").map(|s| s.f_bavail * s.f_frsize).unwrap()
+}
+
+/// A small xorshift: kill moments that differ from run to run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Keeps opening `name`; every array it gets must be complete: the right
+/// length and, for filled rounds, every sampled byte written.
+fn attacher(name: String, stop: Arc<AtomicBool>, opened: Arc<AtomicUsize>, filled: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match SharedArray::<u8, Ix1>::open(&name) {
+            Ok(a) => {
+                assert_eq!(a.len(), BYTES, "an attacher opened a segment of the wrong size");
+                if filled.load(Ordering::SeqCst) {
+                    let s = a.as_slice();
+                    let bad = (0..BYTES).step_by(BYTES / 4096).chain([BYTES - 1]).find(|&i| s[i] != FILL);
+                    assert!(bad.is_none(), "an attacher saw a half-filled segment (byte {bad:?})");
+                }
+                opened.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(shmkit::Error::NotFound { .. }) => {}
+            Err(e) => panic!("an attacher got {e}, not NotFound or a whole segment"),
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Runs one child creating the `way` way; kills it after `delay` (or lets it
+/// finish and reports how long that took, when `delay` is `None`).
+fn round(way: &str, name: &str, delay: Option<Duration>) -> (Duration, bool) {
+    let mut child = spawn_child(TEST, &format!("{way}:{name}"), Stdio::null());
+    let start = Instant::now();
+    let made_it = match delay {
+        Some(d) => {
+            std::thread::sleep(d);
+            let pid = rustix::process::Pid::from_child(&child);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            shm_exists(name)
+        }
+        None => {
+            while !shm_exists(name) && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            child.kill().unwrap();
+            true
+        }
+    };
+    let took = start.elapsed();
+    child.wait().unwrap();
+    (took, made_it)
+}
+
+#[test]
+fn a_creator_killed_at_any_moment_leaves_nothing_gc_cannot_remove() {
+    if let Some(arg) = child_arg() {
+        let (way, name) = arg.split_once(':').unwrap();
+        let _kept = create(way, name);
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(600));
+    let rounds: usize = std::env::var("SHMKIT_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(120);
+    let name = unique("crash");
+    let (before, free_before) = (dev_shm(), free_bytes());
+    let (stop, opened, filled) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::default());
+    let watcher = {
+        let (n, s, o, f) = (name.clone(), stop.clone(), opened.clone(), Arc::clone(&filled));
+        std::thread::spawn(move || attacher(n, s, o, f))
+    };
+    let ways = ["filled", "zeroed", "unique"];
+    // How long each way takes when left alone (the name appears at the end;
+    // for unique names, the filled time stands in).
+    let full: Vec<Duration> = ways
+        .iter()
+        .map(|&w| {
+            filled.store(w == "filled", Ordering::SeqCst);
+            let t = round(if w == "unique" { "filled" } else { w }, &name, None).0;
+            shmkit::collect_garbage(false).unwrap();
+            t
+        })
+        .collect();
+    let mut rng = Rng(Instant::now().elapsed().as_nanos() as u64 | 1 ^ std::process::id() as u64);
+    let (mut early, mut late) = (0, 0);
+    for r in 0..rounds {
+        let way = ways[r % 3];
+        filled.store(way == "filled", Ordering::SeqCst);
+        // Kill moments spread from process start to well past the name
+        // appearing: start-up, reserve, populate, fill, publish, after.
+        let span = full[r % 3].as_micros() as u64 * 13 / 10;
+        let (_, made_it) = round(way, &name, Some(Duration::from_micros(rng.below(span))));
+        if made_it {
+            late += 1
+        } else {
+            early += 1
+        }
+        shmkit::collect_garbage(false).unwrap();
+        let after = dev_shm();
+        assert_eq!(after, before, "round {r} ({way}): /dev/shm differs after gc");
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().expect("the attacher never saw a half-built segment");
+    let settle = Instant::now();
+    while free_bytes() + (BYTES as u64 / 4) < free_before && settle.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(free_bytes() + (BYTES as u64 / 4) >= free_before, "/dev/shm space was not given back");
+    let full_ms: Vec<u128> = full.iter().map(Duration::as_millis).collect();
+    println!(
+        "crash-create: {rounds} kills ({early} before the name appeared, {late} after; full creates took {full_ms:?} ms), \
+         an attacher opened {} whole segments and no half-built one, /dev/shm back to its start every time",
+        opened.load(Ordering::Relaxed)
+    );
+    assert!(early >= rounds / 4 && late >= rounds / 10, "kill moments were not spread: {early} early, {late} late");
+}

@@ -1,0 +1,191 @@
+//! The segment core across real processes: kinds checked for every pair,
+//! removal that never hits a namesake, gc that never removes a live or
+//! persistent segment, liveness across PID namespaces.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{child_arg, shm_exists, spawn_child, unique, wait_with_watchdog, ShmFile, Watchdog};
+use ndarray::Ix1;
+use shmkit::sync::{EventMode, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock};
+use shmkit::{Error, SegmentKind, SharedArray};
+
+/// Creates a segment of `kind` named `name`; the handle keeps it alive.
+fn create(kind: SegmentKind, name: &str) -> Box<dyn std::any::Any> {
+    match kind {
+        SegmentKind::Array => Box::new(SharedArray::<u8, Ix1>::create(name, 64).unwrap()),
+        SegmentKind::Mutex => Box::new(ShmMutex::create(name, 0u64).unwrap()),
+        SegmentKind::RwLock => Box::new(ShmRwLock::create(name, 0u64).unwrap()),
+        SegmentKind::Event => Box::new(ShmEvent::create(name, EventMode::Auto).unwrap()),
+        SegmentKind::Barrier => Box::new(ShmBarrier::create(name, 2).unwrap()),
+        SegmentKind::Counter => Box::new(ShmCounter::create(name, 0).unwrap()),
+        SegmentKind::Queue => Box::new(ShmQueue::<u64>::create(name, 8).unwrap()),
+        other => panic!("no public type for {other}"),
+    }
+}
+
+/// Opens `name` as `kind`, returning only the error.
+fn open_as(kind: SegmentKind, name: &str) -> Result<(), Error> {
+    match kind {
+        SegmentKind::Array => SharedArray::<u8, Ix1>::open(name).map(drop),
+        SegmentKind::Mutex => ShmMutex::<u64>::open(name).map(drop),
+        SegmentKind::RwLock => ShmRwLock::<u64>::open(name).map(drop),
+        SegmentKind::Event => ShmEvent::open(name).map(drop),
+        SegmentKind::Barrier => ShmBarrier::open(name).map(drop),
+        SegmentKind::Counter => ShmCounter::open(name).map(drop),
+        SegmentKind::Queue => ShmQueue::<u64>::open(name).map(drop),
+        other => panic!("no public type for {other}"),
+    }
+}
+
+#[test]
+fn opening_as_the_wrong_kind_fails_for_every_pair() {
+    let kinds: Vec<SegmentKind> = SegmentKind::all().filter(|k| *k != SegmentKind::Pool).collect();
+    let mut pairs = 0;
+    for &made in &kinds {
+        let name = unique(&format!("kind-{made}"));
+        let _seg = create(made, &name);
+        assert_eq!(shmkit::inspect(&name).unwrap().kind, made);
+        for &asked in &kinds {
+            match (open_as(asked, &name), asked == made) {
+                (Ok(()), true) => {}
+                (Err(Error::WrongKind { expected, found, .. }), false) if expected == asked && found == made => {
+                    pairs += 1
+                }
+                (other, _) => panic!("{made} opened as {asked}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(pairs, kinds.len() * (kinds.len() - 1));
+}
+
+#[test]
+fn an_owner_never_removes_a_namesake_and_neither_does_gc() {
+    let name = unique("namesake");
+    let old = SharedArray::<u8, Ix1>::create(&name, 8).unwrap();
+    shmkit::unlink(&name).unwrap(); // e.g. `shmkit rm` or another program
+    let new = SharedArray::<u16, Ix1>::create(&name, 8).unwrap();
+    drop(old);
+    assert!(shm_exists(&name), "the old owner's drop removed the new segment");
+    assert!(!shmkit::collect_garbage(false).unwrap().contains(&name));
+    assert_eq!(SharedArray::<u16, Ix1>::open(&name).unwrap().len(), 8);
+    let mut stale = SharedArray::<u8, Ix1>::create(&unique("namesake-b"), 8).unwrap();
+    let stale_name = stale.name().to_owned();
+    shmkit::unlink(&stale_name).unwrap();
+    let _other = SharedArray::<u8, Ix1>::create(&stale_name, 8).unwrap();
+    assert!(matches!(stale.unlink(), Err(Error::Replaced { .. })), "close/unlink report the namesake");
+    assert!(shm_exists(&stale_name));
+    drop(new);
+    assert!(!shm_exists(&name));
+}
+
+#[test]
+fn gc_spares_segments_that_are_persisted_just_before_their_creator_exits() {
+    let test = "gc_spares_segments_that_are_persisted_just_before_their_creator_exits";
+    if let Some(base) = child_arg() {
+        for i in 0..40 {
+            let mut a = SharedArray::<u8, Ix1>::create(&format!("{base}-{i}"), 4096).unwrap();
+            std::thread::sleep(Duration::from_micros(100 * (i % 7)));
+            a.persist();
+        }
+        return; // exits with every segment persisted, racing the collector
+    }
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let base = unique("persist-race");
+    let names: Vec<String> = (0..40).map(|i| format!("{base}-{i}")).collect();
+    let _cleanup: Vec<ShmFile> = names.iter().map(|n| ShmFile(n.clone())).collect();
+    let mut creator = spawn_child(test, &base, Stdio::null());
+    let start = Instant::now();
+    let mut passes = 0;
+    while creator.try_wait().unwrap().is_none() || passes < 50 {
+        let removed = shmkit::collect_garbage(false).unwrap();
+        assert!(!removed.iter().any(|r| r.starts_with(&base)), "gc removed a persisted segment: {removed:?}");
+        passes += 1;
+        assert!(start.elapsed() < Duration::from_secs(60));
+    }
+    assert!(creator.wait().unwrap().success());
+    for n in &names {
+        assert!(shm_exists(n), "{n} is gone");
+        assert!(shmkit::inspect(n).unwrap().persistent);
+    }
+    assert!(!shmkit::collect_garbage(false).unwrap().iter().any(|r| r.starts_with(&base)));
+}
+
+#[test]
+fn gc_removes_what_a_dead_creator_left_and_nothing_of_a_live_one() {
+    let test = "gc_removes_what_a_dead_creator_left_and_nothing_of_a_live_one";
+    if let Some(name) = child_arg() {
+        let _a = SharedArray::<u8, Ix1>::create(&name, 16).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let name = unique("gc-live");
+    let _cleanup = ShmFile(name.clone());
+    let mut child = spawn_child(test, &name, Stdio::null());
+    let start = Instant::now();
+    while !shm_exists(&name) {
+        assert!(start.elapsed() < Duration::from_secs(30), "the child never created {name}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(shmkit::inspect(&name).unwrap().creator.unwrap().is_alive());
+    assert!(!shmkit::collect_garbage(false).unwrap().contains(&name));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Other tests of this binary collect garbage too, and may get it first.
+    if let Ok(info) = shmkit::inspect(&name) {
+        assert_eq!(info.creator.unwrap().presence, shmkit::Presence::Gone);
+    }
+    shmkit::collect_garbage(false).unwrap();
+    assert!(!shm_exists(&name));
+}
+
+#[test]
+fn a_creator_in_another_pid_namespace_is_alive_to_gc_until_it_exits() {
+    let test = "a_creator_in_another_pid_namespace_is_alive_to_gc_until_it_exits";
+    if let Some(name) = child_arg() {
+        assert_eq!(std::process::id(), 1, "this child runs as pid 1 of a new PID namespace");
+        let _a = SharedArray::<u8, Ix1>::create(&name, 16).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let name = unique("pidns");
+    let _cleanup = ShmFile(name.clone());
+    let exe = std::env::current_exe().unwrap();
+    // `unshare --pid --fork` (util-linux) needs CAP_SYS_ADMIN: CI runs as root.
+    let mut ns = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("SHMKIT_TEST_CHILD", &name)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("unshare (util-linux) is needed to test PID namespaces");
+    let start = Instant::now();
+    while !shm_exists(&name) {
+        if let Some(status) = ns.try_wait().unwrap() {
+            panic!("this machine forbids `unshare --pid` ({status}): PID namespaces are not covered here");
+        }
+        assert!(start.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let creator = shmkit::inspect(&name).unwrap().creator.unwrap();
+    assert_eq!(creator.pid, 1, "the pid it recorded is its own namespace's");
+    assert!(!creator.in_this_namespace());
+    assert!(creator.is_alive(), "pid 1 here is init, but liveness never looks at pids");
+    assert!(!shmkit::collect_garbage(false).unwrap().contains(&name), "gc removed a live creator's segment");
+    ns.kill().unwrap(); // --kill-child takes the namespace's pid 1 with it
+    let status = wait_with_watchdog(ns, Duration::from_secs(10));
+    assert!(!status.success());
+    let start = Instant::now();
+    // Other tests of this binary collect garbage too, and may get it first.
+    while shmkit::inspect(&name).is_ok_and(|i| i.creator.unwrap().is_alive()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the namespace's creator outlived unshare");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    shmkit::collect_garbage(false).unwrap();
+    assert!(!shm_exists(&name));
+}
