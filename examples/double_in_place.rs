@@ -40,7 +40,7 @@ fn main() -> Result<()> {
     let bytes = elements * size_of::<f64>();
     let (gib, ms) = (bytes as f64 / (1u64 << 30) as f64, start.elapsed().as_secs_f64() * 1e3);
     println!("created '{}': {elements} f64 ({gib:.2} GiB, pages reserved and mapped) in {ms:.1} ms", array.name());
-    array.as_slice_mut().iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
+    array.as_slice_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
 
     let start = Instant::now();
     let pool = Pool::builder().tasks(tasks).helpers(helpers).build()?;
@@ -55,7 +55,7 @@ fn main() -> Result<()> {
     }
 
     let factor = 2f64.powi(rounds as i32);
-    let wrong = array.as_slice().iter().enumerate().filter(|&(i, &x)| x != factor * i as f64).count();
+    let wrong = array.as_slice()?.iter().enumerate().filter(|&(i, &x)| x != factor * i as f64).count();
     ensure!(wrong == 0, "{wrong} of {elements} elements are wrong");
     println!("verified: all {elements} elements doubled in place {rounds} times");
     Ok(()) // the pool stops its helpers, then `array` unlinks the segment

@@ -55,14 +55,13 @@ fn main() -> Result<()> {
     println!("{} games in {secs:.2} s ({:.0} games/s)", MATCHUPS * games, (MATCHUPS * games) as f64 / secs);
 
     let (a, b) = basketball::matchup(7);
-    let row = margins.view().row(7).to_vec();
+    let row = margins.view()?.row(7).to_vec();
     ensure!(row.iter().enumerate().all(|(g, &m)| m == basketball::play(a, b, g as u64)), "helper results differ");
-    summarise(&margins);
-    Ok(())
+    summarise(&margins)
 }
 
-fn summarise(margins: &SharedArray<i16, Ix2>) {
-    let view = margins.view();
+fn summarise(margins: &SharedArray<i16, Ix2>) -> Result<()> {
+    let view = margins.view()?;
     println!("\nteam  vs team   P(win)   mean margin");
     for (m, row) in view.axis_iter(Axis(0)).enumerate().step_by(4) {
         let (a, b) = basketball::matchup(m);
@@ -82,4 +81,5 @@ fn summarise(margins: &SharedArray<i16, Ix2>) {
     for (i, &n) in bins.iter().enumerate() {
         println!("{:>+4}..{:>+4} {}", i as i32 * 5 - 40, i as i32 * 5 - 36, "#".repeat(50 * n / most.max(1)));
     }
+    Ok(())
 }

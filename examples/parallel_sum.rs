@@ -47,7 +47,7 @@ fn main() -> Result<()> {
         ensure!(sum == n * (n - 1.0) / 2.0, "sum {sum} differs from n(n-1)/2");
     }
     let start = Instant::now();
-    let here: f64 = array.as_slice().iter().sum();
+    let here: f64 = array.as_slice()?.iter().sum();
     println!("one thread in this process: {:.1} ms (plain sequential loop)", start.elapsed().as_secs_f64() * 1e3);
     ensure!(here == pool.sum(&array)?, "helpers and this process disagree");
     println!("verified: helpers' sum equals n(n-1)/2 and this process's sum");

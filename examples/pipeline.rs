@@ -33,9 +33,15 @@ fn process(x: f64) -> f64 {
 /// A consumer: runs in a helper until the queue is closed and drained.
 fn consume(queue: String, results: String, processed: String) -> anyhow::Result<u64> {
     let queue = ShmQueue::<Work>::open(&queue)?;
-    let mut out = SharedArray::<f64, Ix1>::open(&results)?;
+    let out = SharedArray::<f64, Ix1>::open(&results)?;
     let processed = ShmCounter::open(&processed)?;
-    let out = out.as_slice_mut();
+    // Every consumer writes into the same array, so no one can claim it
+    // for a mutable view (shmkit would refuse the second: Error::Busy).
+    // SAFETY: each index arrives in exactly one record, and the queue hands
+    // each record to exactly one consumer, so no element is written twice
+    // or read while written; the coordinator reads only after the pool
+    // has returned every consumer's result.
+    let mut out = unsafe { out.view_mut_unchecked() };
     let mut done = 0;
     while let Ok(w) = queue.pop() {
         out[w.index as usize] = process(w.x);
@@ -58,7 +64,7 @@ fn main() -> Result<()> {
     let pool = Pool::new(tasks)?;
     let queue = ShmQueue::<Work>::create_unique(4096)?;
     let mut results = SharedArray::<f64, Ix1>::create_unique(items as usize)?;
-    results.as_slice_mut().fill(f64::NAN);
+    results.as_slice_mut()?.fill(f64::NAN);
     let processed = ShmCounter::create_unique(0)?;
     let start = Instant::now();
     let consumers: Vec<_> = (0..pool.helpers())
@@ -77,7 +83,8 @@ fn main() -> Result<()> {
     );
     println!("per consumer: {per_consumer:?}");
     ensure!(per_consumer.iter().sum::<u64>() == items && processed.get() == items, "records lost or duplicated");
-    let wrong = (0..items as usize).filter(|&i| results.as_slice()[i] != process(i as f64)).count();
+    let results = results.as_slice()?;
+    let wrong = (0..items as usize).filter(|&i| results[i] != process(i as f64)).count();
     ensure!(wrong == 0, "{wrong} results missing or wrong");
     println!("verified: every record processed exactly once, results in place");
     Ok(())

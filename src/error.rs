@@ -42,7 +42,7 @@ pub enum Error {
         max: usize,
     },
     /// The OS refused access to the segment.
-    #[error("permission denied for '{name}' (shmkit creates segments with mode 0600: only their creator's user may open them)")]
+    #[error("permission denied for '{name}' (shmkit segments have mode 0600, so only their creator's user may open them; a file needs read and write permission)")]
     PermissionDenied {
         /// The segment or file.
         name: String,
@@ -141,6 +141,23 @@ pub enum Error {
         /// The kind found.
         found: SegmentKind,
     },
+    /// A lock, queue or other primitive's segment that another user owns,
+    /// or that others may write: its lock words would be trusted.
+    #[error("refusing to open '{name}': {reason}. A primitive's memory holds words glibc follows as pointers, so it must be private to its user")]
+    Untrusted {
+        /// The segment.
+        name: String,
+        /// Who owns it and its mode.
+        reason: String,
+    },
+    /// A segment made by an older shmkit, whose layout this one does not read.
+    #[error("segment '{name}' was made by an older version of shmkit (layout {version}); remove it with `shmkit rm` once its programs are done")]
+    OlderVersion {
+        /// The segment.
+        name: String,
+        /// Its layout version.
+        version: u32,
+    },
     /// Only the handle that created a segment may remove it.
     #[error("this handle of '{name}' did not create it, so it may not remove it (use shmkit::unlink(name) to remove it anyway)")]
     NotOwner {
@@ -152,6 +169,16 @@ pub enum Error {
     Replaced {
         /// The segment or file.
         name: String,
+    },
+    /// A view conflicts with a live view of the same bytes made through
+    /// another handle, in this or another process: a mutable view excludes
+    /// every other view.
+    #[error("segment '{name}': {what} conflicts with a live view of the same bytes (through another handle, in this or another process); drop that view first, or give each process its own rows")]
+    Busy {
+        /// The segment or file.
+        name: String,
+        /// Which view was asked for.
+        what: String,
     },
     /// An argument is outside what the call accepts.
     #[error("invalid argument: {0}")]
@@ -182,6 +209,11 @@ impl Error {
             io::ErrorKind::PermissionDenied => Error::PermissionDenied { name },
             _ => Error::Io { op, name, source },
         }
+    }
+
+    /// `/dev/shm` itself could not be opened.
+    pub(crate) fn shm_dir(source: io::Error) -> Error {
+        Error::Io { op: "open (is /dev/shm a mounted tmpfs?)", name: "/dev/shm".into(), source }
     }
 
     /// A [`Error::BadHeader`] for `name`.

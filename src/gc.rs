@@ -43,7 +43,7 @@ impl Listing {
 /// Lists the entries of `/dev/shm` (sorted by name) with what they hold.
 /// Entries whose names shmkit would not accept are skipped.
 pub fn list_segments() -> Result<Vec<Listing>> {
-    let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
+    let dir = os::shm_dir().map_err(Error::shm_dir)?;
     let entries = std::fs::read_dir(os::SHM_DIR).map_err(|e| Error::from_io("read_dir", os::SHM_DIR, e))?;
     let mut out: Vec<Listing> = entries
         .flatten()
@@ -51,7 +51,7 @@ pub fn list_segments() -> Result<Vec<Listing>> {
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| name::validate(n).is_ok())
         .map(|name| {
-            let info = os::open_at(&dir, &name).map_err(|e| Error::from_io("open", &name, e));
+            let info = os::open_at(dir, &name).map_err(|e| Error::from_io("open", &name, e));
             Listing { info: info.and_then(|fd| describe(&fd, &name)), name }
         })
         .collect();
@@ -69,13 +69,13 @@ pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
     if dry_run {
         return Ok(garbage.collect());
     }
-    let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
-    Ok(garbage.filter(|name| collect(&dir, name)).collect())
+    let dir = os::shm_dir().map_err(Error::shm_dir)?;
+    Ok(garbage.filter(|name| collect(dir, name)).collect())
 }
 
 /// Removes one segment if, checked again now, it is garbage. False if it
 /// turned out to be alive, persistent, or someone else's.
-fn collect(dir: &rustix::fd::OwnedFd, name: &str) -> bool {
+fn collect(dir: rustix::fd::BorrowedFd<'_>, name: &str) -> bool {
     let Ok(fd) = os::open_at(dir, name) else { return false };
     let Ok(layout) = probe(&fd, name) else { return false };
     let persistent = |fd: &_| read_flags(fd, &layout) & FLAG_PERSISTENT != 0;

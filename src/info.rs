@@ -87,8 +87,8 @@ impl Creator {
 /// ```
 pub fn inspect(name: &str) -> Result<SegmentInfo> {
     let name = name::validate(name)?;
-    let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
-    let fd = os::open_at(&dir, name).map_err(|e| Error::from_io("open", name, e))?;
+    let dir = os::shm_dir().map_err(Error::shm_dir)?;
+    let fd = os::open_at(dir, name).map_err(|e| Error::from_io("open", name, e))?;
     describe(&fd, name)
 }
 
@@ -138,16 +138,44 @@ impl Segment {
             None => 0,
         };
         let layout = probe(self.fd(), self.name())?;
-        Ok(info_of(self.name(), &layout, liveness::presence(self.fd(), liveness::CREATOR), flags))
+        // An open file never sees its own locks: the creator knows it is alive.
+        let presence = match self.is_creator() {
+            true => Presence::Alive,
+            false => liveness::presence(self.fd(), liveness::CREATOR),
+        };
+        Ok(info_of(self.name(), &layout, presence, flags))
     }
 }
 
-/// Removes segment `name` (`unlink(2)` in `/dev/shm`, what `shm_unlink(3)`
-/// does): for segments kept with [`persist`](crate::SharedArray::persist),
-/// or left by a crashed owner. Processes that have it mapped keep their
-/// mapping.
+/// Removes the shmkit segment `name` leads to: it must be one shmkit made
+/// (this or an older version), and only that segment is removed, never a
+/// namesake that took the name meanwhile ([`Error::Replaced`]). For
+/// segments kept with [`persist`](crate::SharedArray::persist), or left by
+/// a crashed owner; processes that have it mapped keep their mapping.
+pub fn remove(name: &str) -> Result<()> {
+    let name = name::validate(name)?;
+    let dir = os::shm_dir().map_err(Error::shm_dir)?;
+    let fd = os::open_at(dir, name).map_err(|e| Error::from_io("open", name, e))?;
+    match probe(&fd, name) {
+        Ok(layout) if layout.trailer.is_some() => {}
+        Ok(_) => return Err(Error::NotAnArray { name: name.to_owned() }), // a plain .npy: not shmkit's
+        Err(Error::OlderVersion { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let id = os::stat(&fd).map_err(|e| Error::from_io("fstat", name, e))?.id;
+    match os::remove_if(dir, name, id).map_err(|e| Error::from_io("unlink", name, e))? {
+        os::Removed::Yes => Ok(()),
+        os::Removed::Gone => Err(Error::NotFound { name: name.to_owned() }),
+        os::Removed::Other => Err(Error::Replaced { name: name.to_owned() }),
+    }
+}
+
+/// Removes entry `name` of `/dev/shm` whatever it is (`unlink(2)`, what
+/// `shm_unlink(3)` does). Prefer [`remove`], which touches only shmkit's
+/// segments and never a namesake. Processes that have it mapped keep
+/// their mapping.
 pub fn unlink(name: &str) -> Result<()> {
     let name = name::validate(name)?;
-    let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
-    os::unlink_at(&dir, name).map_err(|e| Error::from_io("unlink", name, e))
+    let dir = os::shm_dir().map_err(Error::shm_dir)?;
+    os::unlink_at(dir, name).map_err(|e| Error::from_io("unlink", name, e))
 }

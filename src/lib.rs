@@ -11,12 +11,13 @@
 //! use shmkit::SharedArray;
 //! # let name = format!("doc-lib-{}", std::process::id());
 //! let mut data = SharedArray::<f64, ndarray::Ix1>::create(&name, 1000)?;
-//! data.as_slice_mut().iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
+//! data.as_slice_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
 //!
 //! // In another process (here the same one), by name alone:
 //! let mut helper = SharedArray::<f64, ndarray::Ix1>::open(&name)?;
 //! helper.rows_mut(0..500)?.mapv_inplace(|x| 2.0 * x);
-//! assert_eq!(data.as_slice()[499], 998.0);
+//! drop(helper); // its claim on rows 0..500 goes with it
+//! assert_eq!(data.as_slice()?[499], 998.0);
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
@@ -40,6 +41,8 @@
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmkit supports Linux only for now (segments live in /dev/shm)");
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("shmkit needs a 64-bit target (64-bit file offsets for its lock bytes, 64-bit lengths)");
 #[cfg(not(target_endian = "little"))]
 compile_error!("shmkit writes little-endian .npy headers and needs a little-endian host");
 
@@ -56,11 +59,11 @@ mod pool;
 mod segment;
 pub mod sync;
 
-pub use crate::array::SharedArray;
+pub use crate::array::{SharedArray, SliceMut, SliceRef, View, ViewMut};
 pub use crate::dtype::{DType, Element};
 pub use crate::error::{Error, Result};
 pub use crate::gc::{collect_garbage, list_segments, list_unnamed, Listing, Unnamed};
-pub use crate::info::{inspect, unlink, ArrayHeader, Creator, SegmentInfo};
+pub use crate::info::{inspect, remove, unlink, ArrayHeader, Creator, SegmentInfo};
 pub use crate::kind::SegmentKind;
 pub use crate::pool::{
     as_completed, init, is_helper, serve, AsCompleted, Batch, Pool, PoolBuilder, PoolError, Registry, Task, TaskError,

@@ -35,7 +35,7 @@ fn gc_removes_exactly_what_a_killed_coordinator_left() {
         let _b = SharedArray::<i32, Ix1>::create(&format!("{base}-b"), 10).unwrap();
         let _q = ShmQueue::<u64>::create(&format!("{base}-q"), 16).unwrap();
         let mut keep = SharedArray::<u8, Ix1>::create(&format!("{base}-keep"), 4).unwrap();
-        keep.persist();
+        keep.persist().unwrap();
         ShmEvent::open(&format!("{base}-ready")).unwrap().set();
         std::thread::sleep(Duration::from_secs(60));
         return;

@@ -58,7 +58,7 @@ fn attacher(name: String, stop: Arc<AtomicBool>, opened: Arc<AtomicUsize>, fille
             Ok(a) => {
                 assert_eq!(a.len(), BYTES, "an attacher opened a segment of the wrong size");
                 if filled.load(Ordering::SeqCst) {
-                    let s = a.as_slice();
+                    let s = a.as_slice().unwrap();
                     let bad = (0..BYTES).step_by(BYTES / 4096).chain([BYTES - 1]).find(|&i| s[i] != FILL);
                     assert!(bad.is_none(), "an attacher saw a half-filled segment (byte {bad:?})");
                 }

@@ -191,3 +191,65 @@ fn full_dev_shm_is_no_space_at_create_and_leaves_nothing() {
     assert!(err.to_string().contains("not enough space"));
     assert!(!shm_exists(&name), "a failed create left its segment behind");
 }
+
+#[test]
+fn a_header_nested_five_thousand_deep_is_refused_without_crashing() {
+    // Found by review: a recursive parser would overflow its stack here,
+    // and `shmkit ls` reads every entry of a world-writable /dev/shm.
+    let dict = format!("{}1{}", "(".repeat(4_900), ")".repeat(4_900));
+    let raw = ShmFile::with_bytes(&unique("deep"), &npy_with_dict(&dict, 64));
+    // Half the 2 MiB a spawned thread gets by default: the parser stops at
+    // Python's 200 levels, which fit in it even in a debug build.
+    let err = std::thread::Builder::new()
+        .stack_size(1024 << 10)
+        .spawn(move || SharedArray::<f64, IxDyn>::open(&raw.0).unwrap_err())
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert!(matches!(&err, Error::BadHeader { reason, .. } if reason.contains("nested")), "{err}");
+}
+
+#[test]
+fn a_lock_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = shmkit::sync::ShmMutex::create(&unique("chmod"), 0u64).unwrap();
+    let path = format!("/dev/shm/{}", m.name());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = shmkit::sync::ShmMutex::<u64>::open(m.name()).err().expect("refused");
+    assert!(matches!(&err, Error::Untrusted { .. }), "{err}");
+    assert!(err.to_string().contains("mode 666"), "{err}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(shmkit::sync::ShmMutex::<u64>::open(m.name()).is_ok());
+}
+
+#[test]
+fn only_the_creating_handle_may_persist_or_remove() {
+    let name = unique("persist-owner");
+    let mut owner = SharedArray::<u8, Ix1>::create(&name, 4).unwrap();
+    let mut attached = SharedArray::<u8, Ix1>::open(&name).unwrap();
+    assert!(matches!(attached.persist(), Err(Error::NotOwner { .. })));
+    assert!(matches!(attached.unlink(), Err(Error::NotOwner { .. })));
+    assert!(!shmkit::inspect(&name).unwrap().persistent);
+    owner.persist().unwrap();
+    drop(owner);
+    assert!(shm_exists(&name));
+    shmkit::remove(&name).unwrap();
+    assert!(!shm_exists(&name));
+}
+
+#[test]
+fn a_segment_of_an_older_shmkit_is_named_as_such_and_removable() {
+    let mut bytes = segment_bytes(&unique("v1"));
+    let at = bytes.len() - 64;
+    bytes[at + 7] = 1; // magic "SHMKIT\0\x01" and
+    bytes[at + 8..at + 12].copy_from_slice(&1u32.to_le_bytes()); // layout 1: the previous release's
+    let raw = ShmFile::with_bytes(&unique("v1"), &bytes);
+    let err = SharedArray::<f64, Ix2>::open(&raw.0).unwrap_err();
+    assert!(matches!(err, Error::OlderVersion { version: 1, .. }), "{err}");
+    assert!(err.to_string().contains("shmkit rm"));
+    shmkit::remove(&raw.0).unwrap();
+    assert!(!shm_exists(&raw.0));
+    let foreign = ShmFile::with_bytes(&unique("not-ours"), b"some other program's bytes");
+    assert!(matches!(shmkit::remove(&foreign.0), Err(Error::NotAnArray { .. })), "remove touches shmkit's only");
+    assert!(shm_exists(&foreign.0));
+}

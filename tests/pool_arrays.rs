@@ -25,16 +25,16 @@ fn chunk_ops_mutate_in_place_and_reductions_agree() {
     let mut chunks = 0;
     pool.batch().progress(|_, total| chunks = total).for_each_chunk_mut(&mut a, fill_index).unwrap();
     assert_eq!(chunks, 8, "auto chunking: about len / (4 x helpers)");
-    assert!(a.as_slice().iter().enumerate().all(|(i, &x)| x == i as f64));
+    assert!(a.as_slice().unwrap().iter().enumerate().all(|(i, &x)| x == i as f64));
     pool.for_each_chunk_mut(&mut a, double).unwrap();
-    assert!(a.as_slice().iter().enumerate().all(|(i, &x)| x == 2.0 * i as f64));
+    assert!(a.as_slice().unwrap().iter().enumerate().all(|(i, &x)| x == 2.0 * i as f64));
     let expect_sum = (n * (n - 1)) as f64;
     assert_eq!(pool.sum(&a), Ok(expect_sum));
     assert_eq!(pool.batch().mean(&a), Ok(expect_sum / n as f64));
     assert_eq!(pool.batch().min(&a), Ok(Some(0.0)));
     assert_eq!(pool.batch().max(&a), Ok(Some(2.0 * (n - 1) as f64)));
     assert_eq!(pool.reduce(&a, count_rows, |x, y| x + y), Ok(n));
-    let sq: f64 = a.as_slice().iter().map(|x| x * x).sum();
+    let sq: f64 = a.as_slice().unwrap().iter().map(|x| x * x).sum();
     let got = pool.batch().chunksize(1000).reduce(&a, sum_of_squares, |x, y| x + y).unwrap();
     assert!((got - sq).abs() / sq < 1e-12);
 }
@@ -46,7 +46,7 @@ fn two_d_arrays_are_split_by_rows() {
     let data = Array2::from_shape_fn((100, 7), |(i, j)| (i * 7 + j) as f32);
     let mut a = SharedArray::create_from(&unique("pool-2d"), &data).unwrap();
     pool.batch().chunksize(9).for_each_chunk_mut(&mut a, triple_rows).unwrap();
-    assert_eq!(a.view(), data.mapv(|x| 3.0 * x));
+    assert_eq!(*a.view().unwrap(), data.mapv(|x| 3.0 * x));
     assert_eq!(pool.batch().min(&a), Ok(Some(0.0)));
     assert_eq!(pool.sum(&SharedArray::<u8, Ix2>::create(&unique("pool-u8"), (3, 3)).unwrap()), Ok(0.0));
 }
@@ -68,14 +68,14 @@ fn a_recreated_name_is_a_new_array_to_the_helpers() {
     let pool = pool("a_recreated_name_is_a_new_array_to_the_helpers").build().unwrap();
     let name = unique("pool-recreate");
     let mut a = SharedArray::<f64, Ix1>::create(&name, 1000).unwrap();
-    a.as_slice_mut().fill(1.0);
+    a.as_slice_mut().unwrap().fill(1.0);
     assert_eq!(pool.sum(&a), Ok(1000.0));
     drop(a);
     let mut b = SharedArray::<f64, Ix1>::create(&name, 1000).unwrap();
-    b.as_slice_mut().fill(5.0);
+    b.as_slice_mut().unwrap().fill(5.0);
     assert_eq!(pool.sum(&b), Ok(5000.0), "a helper read a stale mapping");
     pool.for_each_chunk_mut(&mut b, double).unwrap();
-    assert!(b.as_slice().iter().all(|&x| x == 10.0));
+    assert!(b.as_slice().unwrap().iter().all(|&x| x == 10.0));
     for pid in pool.helper_pids() {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
         assert!(!maps.contains(&format!("{name} (deleted)")), "helper {pid} keeps the unlinked segment mapped");
@@ -135,9 +135,9 @@ fn files_with_equal_inode_numbers_on_two_mounts_are_two_arrays_to_a_helper() {
         .build()
         .unwrap();
     pool.for_each_chunk_mut(&mut a, fill_index).unwrap();
-    b.as_slice_mut().fill(1.0);
+    b.as_slice_mut().unwrap().fill(1.0);
     pool.for_each_chunk_mut(&mut b, double).unwrap();
-    assert!(b.as_slice().iter().all(|&x| x == 2.0), "the helper doubled another file than b");
-    assert!(a.as_slice().iter().enumerate().all(|(i, &x)| x == i as f64), "the helper wrote into a");
+    assert!(b.as_slice().unwrap().iter().all(|&x| x == 2.0), "the helper doubled another file than b");
+    assert!(a.as_slice().unwrap().iter().enumerate().all(|(i, &x)| x == i as f64), "the helper wrote into a");
     drop(pool);
 }

@@ -88,7 +88,7 @@ fn gc_spares_segments_that_are_persisted_just_before_their_creator_exits() {
         for i in 0..40 {
             let mut a = SharedArray::<u8, Ix1>::create(&format!("{base}-{i}"), 4096).unwrap();
             std::thread::sleep(Duration::from_micros(100 * (i % 7)));
-            a.persist();
+            a.persist().unwrap();
         }
         return; // exits with every segment persisted, racing the collector
     }

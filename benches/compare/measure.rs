@@ -118,7 +118,8 @@ impl<'s> Rig<'s> {
         let pool = Pool::builder().tasks(tasks).helpers(s.helpers).build()?;
         let threads = rayon::ThreadPoolBuilder::new().num_threads(s.helpers).build()?;
         let mut a = SharedArray::<f64, Ix1>::create_unique(s.elements)?;
-        threads.install(|| a.as_slice_mut().par_iter_mut().enumerate().for_each(|(i, x)| *x = i as f64));
+        threads
+            .install(|| a.as_slice_mut().map(|mut s| s.par_iter_mut().enumerate().for_each(|(i, x)| *x = i as f64)))?;
         Ok(Rig { s, pool, threads, a })
     }
 
@@ -151,7 +152,7 @@ impl<'s> Rig<'s> {
         let mem = MemorySampler::start(Vec::new()); // no helpers: only this process's growth
         let a = &mut self.a;
         let double = || -> Result<()> {
-            tp.install(|| a.as_slice_mut().par_iter_mut().for_each(|x| *x *= 2.0));
+            tp.install(|| a.as_slice_mut().map(|mut s| s.par_iter_mut().for_each(|x| *x *= 2.0)))?;
             Ok(())
         };
         push(out, "double_s", time(double)?.0);
@@ -160,7 +161,7 @@ impl<'s> Rig<'s> {
         push(
             out,
             "sum_s",
-            time(|| anyhow::Ok(tp.install(|| a.as_slice().par_chunks(1 << 16).map(sum8).sum::<f64>())))?.0,
+            time(|| a.as_slice().map(|s| tp.install(|| s.par_chunks(1 << 16).map(sum8).sum::<f64>())))?.0,
         );
         for (key, cs) in [("tiny_1_s", 1), ("tiny_1000_s", 1000)] {
             let run = || {

@@ -133,8 +133,8 @@ fn unnamed_json(u: &Unnamed) -> Value {
 }
 
 fn ls(all: bool, json: bool) -> Result<()> {
-    let listings: Vec<Listing> =
-        shmkit::list_segments()?.into_iter().filter(|l| all || l.info.is_ok() || l.creator().is_some()).collect();
+    let shown = |l: &Listing| all || l.info.is_ok() || matches!(l.info, Err(shmkit::Error::OlderVersion { .. }));
+    let listings: Vec<Listing> = shmkit::list_segments()?.into_iter().filter(shown).collect();
     let unnamed = shmkit::list_unnamed();
     if json {
         let v = json!({"segments": listings.iter().map(describe).collect::<Vec<_>>(),
@@ -183,6 +183,7 @@ fn short(e: &shmkit::Error) -> String {
     match e {
         shmkit::Error::NotAnArray { .. } => "not shmkit".into(),
         shmkit::Error::PermissionDenied { .. } => "another user's".into(),
+        shmkit::Error::OlderVersion { .. } => "older shmkit's (shmkit rm removes it)".into(),
         other => other.to_string(),
     }
 }
@@ -230,7 +231,8 @@ fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
 fn first_elements(name: &str, dtype: &str, n: usize) -> Result<Vec<Value>> {
     fn take<T: Element + Into<Value>>(name: &str, n: usize) -> Result<Vec<Value>> {
         let a = SharedArray::<T, IxDyn>::open(name)?;
-        Ok(a.as_slice().iter().take(n).map(|&x| x.into()).collect())
+        let values = a.as_slice()?.iter().take(n).map(|&x| x.into()).collect();
+        Ok(values)
     }
     match DType::from_descr(dtype) {
         Some(DType::I8) => take::<i8>(name, n),
@@ -248,11 +250,16 @@ fn first_elements(name: &str, dtype: &str, n: usize) -> Result<Vec<Value>> {
 }
 
 fn rm(name: &str, force: bool, json: bool) -> Result<()> {
-    let ours = shmkit::inspect(name).is_ok_and(|i| i.creator.is_some());
-    if !ours && !force {
-        bail!("'{name}' was not created by shmkit (or cannot be read); add --force to remove it anyway");
+    use shmkit::Error::{BadHeader, NotAnArray, TooSmall};
+    match force {
+        true => shmkit::unlink(name)?,
+        false => match shmkit::remove(name) {
+            Err(NotAnArray { .. } | BadHeader { .. } | TooSmall { .. }) => {
+                bail!("'{name}' was not created by shmkit (or cannot be read); add --force to remove it anyway")
+            }
+            other => other?,
+        },
     }
-    shmkit::unlink(name)?;
     match json {
         true => println!("{}", json!({ "removed": [name] })),
         false => println!("removed {name}"),

@@ -13,7 +13,9 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 
-use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::OnceLock;
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FallocateFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 pub(crate) use rustix::io::Errno;
 
@@ -38,6 +40,9 @@ pub(crate) struct FileStat {
     pub len: u64,
     pub links: u64,
     pub regular: bool,
+    pub uid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
 }
 
 /// `fstat(2)`.
@@ -48,12 +53,31 @@ pub(crate) fn stat(fd: impl AsFd) -> io::Result<FileStat> {
         len: s.st_size as u64,
         links: s.st_nlink,
         regular: FileType::from_raw_mode(s.st_mode) == FileType::RegularFile,
+        uid: s.st_uid,
+        mode: s.st_mode & 0o7777,
     })
 }
 
+/// This process's effective user id: `geteuid(2)`.
+pub(crate) fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// The directory `dir`, opened to create and name entries in it.
-pub(crate) fn open_dir(dir: &str) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir(dir: impl rustix::path::Arg) -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// `/dev/shm`, opened once per process and kept: every segment call works
+/// relative to it, and an owner's drop can remove its name even when the
+/// process has run out of file descriptors.
+pub(crate) fn shm_dir() -> io::Result<BorrowedFd<'static>> {
+    static DIR: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.as_fd());
+    }
+    let opened = open_dir(SHM_DIR)?;
+    Ok(DIR.get_or_init(|| opened).as_fd())
 }
 
 /// A new file in `dir` that has no name yet (`open(2)` with `O_TMPFILE`):
@@ -66,7 +90,7 @@ pub(crate) fn unnamed_file(dir: impl AsFd, mode: u32) -> io::Result<OwnedFd> {
 
 /// Creates entry `name` of `dir`, failing if it exists (`O_EXCL`): for
 /// filesystems without `O_TMPFILE`.
-pub(crate) fn create_at(dir: impl AsFd, name: &str, mode: u32) -> io::Result<OwnedFd> {
+pub(crate) fn create_at(dir: impl AsFd, name: impl rustix::path::Arg, mode: u32) -> io::Result<OwnedFd> {
     let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     Ok(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(mode))?)
 }
@@ -77,7 +101,7 @@ pub(crate) fn create_at(dir: impl AsFd, name: &str, mode: u32) -> io::Result<Own
 ///
 /// `AT_EMPTY_PATH` needs `CAP_DAC_READ_SEARCH` on older kernels; the
 /// `/proc/self/fd` form (see `open(2)`, `O_TMPFILE`) needs none.
-pub(crate) fn link(fd: impl AsFd, dir: impl AsFd, name: &str) -> io::Result<()> {
+pub(crate) fn link(fd: impl AsFd, dir: impl AsFd, name: impl rustix::path::Arg + Copy) -> io::Result<()> {
     match rustix::fs::linkat(&fd, "", &dir, name, AtFlags::EMPTY_PATH) {
         Err(Errno::NOENT | Errno::PERM | Errno::ACCESS) => {}
         other => return Ok(other?),
@@ -140,7 +164,7 @@ pub(crate) fn remove_if(dir: impl AsFd, name: &str, id: FileId) -> io::Result<Re
 }
 
 /// Removes entry `name` of `dir` whatever it leads to: `unlinkat(2)`.
-pub(crate) fn unlink_at(dir: impl AsFd, name: &str) -> io::Result<()> {
+pub(crate) fn unlink_at(dir: impl AsFd, name: impl rustix::path::Arg) -> io::Result<()> {
     Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
 }
 
@@ -193,10 +217,11 @@ pub(crate) enum LockKind {
 /// Open-file-description locks (`fcntl(2)`, `F_OFD_SETLK`): unlike POSIX
 /// record locks they belong to the open file, not the process, so two
 /// handles in one process conflict as two processes do, and closing one
-/// fd does not drop another's locks. The kernel drops them when the last
-/// fd of that open file is closed, which includes the process dying by
-/// any means. That is what makes them a liveness signal that neither pid
-/// reuse, zombies nor PID namespaces can fool.
+/// fd does not drop another's locks. The kernel drops them when the open
+/// file is released: its last fd closed and its last mapping (which holds
+/// a reference to it) unmapped, both of which happen when the process dies
+/// by any means. That is what makes them a liveness signal that neither
+/// pid reuse, zombies nor PID namespaces can fool.
 fn lock_op(fd: impl AsFd, cmd: libc::c_int, ty: libc::c_short, start: u64, len: u64) -> io::Result<libc::flock> {
     let to_off = |v: u64| libc::off_t::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     // SAFETY: flock is plain data; all-zero is a valid value (l_pid must be 0 for OFD locks).
@@ -231,6 +256,11 @@ pub(crate) fn try_lock(fd: impl AsFd, kind: LockKind, start: u64, len: u64) -> i
         Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Drops this open file's locks on `start..start + len`.
+pub(crate) fn unlock(fd: impl AsFd, start: u64, len: u64) -> io::Result<()> {
+    lock_op(fd, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short, start, len).map(drop)
 }
 
 /// True if another open file holds any lock on `start..start + len`

@@ -254,7 +254,8 @@ macro_rules! row_task {
             fn handler(self) -> Handler {
                 let $f = self;
                 rows_handler(move |$a: &mut SharedArray<T, D>, $args: &ChunkArgs| {
-                    let $rows = $a.$rows($args.start..$args.end)?;
+                    #[allow(unused_mut)] // only mutable views need it
+                    let mut $rows = $a.$rows($args.start..$args.end)?;
                     Ok($call)
                 })
             }
@@ -262,7 +263,9 @@ macro_rules! row_task {
     };
 }
 
-row_task!(RowsMut, (), ArrayViewMut, rows_mut, |f, a, args| f(rows_mut));
-row_task!(Rows, (), ArrayView, rows, |f, a, args| f(rows));
-row_task!(RowsMutAt, (usize), ArrayViewMut, rows_mut, |f, a, args| f(args.start, rows_mut));
-row_task!(RowsAt, (usize), ArrayView, rows, |f, a, args| f(args.start, rows));
+// The view the task gets borrows the claimed rows' guard, which is
+// dropped (releasing the claim) when the task returns.
+row_task!(RowsMut, (), ArrayViewMut, rows_mut, |f, a, args| f(rows_mut.view_mut()));
+row_task!(Rows, (), ArrayView, rows, |f, a, args| f(rows.view()));
+row_task!(RowsMutAt, (usize), ArrayViewMut, rows_mut, |f, a, args| f(args.start, rows_mut.view_mut()));
+row_task!(RowsAt, (usize), ArrayView, rows, |f, a, args| f(args.start, rows.view()));

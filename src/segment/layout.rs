@@ -246,6 +246,14 @@ impl Trailer {
         b
     }
 
+    /// The layout version of a shmkit trailer of another version (the
+    /// previous release wrote version 1); `None` for this version's or for
+    /// bytes that are no shmkit trailer at all.
+    pub fn other_version(b: &[u8; TRAILER_LEN]) -> Option<u32> {
+        let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
+        (b[..6] == TRAILER_MAGIC[..6] && b[6] == 0 && version != LAYOUT_VERSION).then_some(version)
+    }
+
     /// Reads a trailer; `None` unless it is one this version wrote.
     pub fn decode(b: &[u8; TRAILER_LEN]) -> Option<Trailer> {
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());

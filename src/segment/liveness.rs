@@ -3,9 +3,10 @@
 //!
 //! A process *announces* itself by holding an open-file-description lock
 //! (`fcntl(2)`, `F_OFD_SETLK`) on one byte of a segment through its own
-//! open file; any lock there, shared or exclusive, means "alive". The kernel drops that lock when the last fd
-//! of that open file closes, which happens however the process ends,
-//! SIGKILL included. So "the byte is locked" means "the announcer is
+//! open file; any lock there, shared or exclusive, means "alive". The
+//! kernel drops that lock when the open file is released (its last fd
+//! closed and its last mapping unmapped), which happens however the
+//! process ends, SIGKILL included. So "the byte is locked" means "the announcer is
 //! alive", with no pid involved: no pid reuse, zombie or PID namespace can
 //! fool it. Lock bytes may lie past the end of the file (POSIX allows it),
 //! so they never overlap the data.
@@ -18,6 +19,10 @@ use crate::os::{self, LockKind};
 
 /// The byte a segment's creator holds for as long as its handle lives.
 pub(crate) const CREATOR: u64 = 1 << 62;
+
+/// First byte of the per-slot announcements primitives make (reader
+/// slots of a `ShmRwLock`); slot `i` is `SLOTS + i`.
+pub(crate) const SLOTS: u64 = (1 << 62) + 4096;
 
 /// What a lock byte says of its announcer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +48,11 @@ pub(crate) fn announce(fd: impl AsFd, at: u64) -> io::Result<bool> {
 /// it. For slots that only one open file may announce in at a time.
 pub(crate) fn claim(fd: impl AsFd, at: u64) -> io::Result<bool> {
     os::try_lock(fd, LockKind::Exclusive, at, 1)
+}
+
+/// Stops announcing at byte `at`.
+pub(crate) fn withdraw(fd: impl AsFd, at: u64) -> io::Result<()> {
+    os::unlock(fd, at, 1)
 }
 
 /// Whether someone (another open file) announces at byte `at`.

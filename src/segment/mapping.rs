@@ -5,8 +5,9 @@
 //! fixed for the mapping's life.
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -41,12 +42,17 @@ impl Backing {
 /// own rules (see `SharedArray`).
 #[derive(Debug)]
 pub(crate) struct Mapping {
-    map: MmapRaw,
+    map: ManuallyDrop<MmapRaw>,
     backing: Backing,
     /// Kept open: it holds this handle's locks, and tells whether the
     /// name still leads here.
     fd: OwnedFd,
     id: FileId,
+    /// Lock guards alive on this mapping. Memory of a locked robust mutex
+    /// is on its holder thread's robust list, which glibc and the kernel
+    /// follow; a guard that was forgotten (`mem::forget`) leaves it there
+    /// for good, so then the mapping is never unmapped.
+    pins: AtomicUsize,
 }
 
 impl Mapping {
@@ -55,14 +61,15 @@ impl Mapping {
         let map = MmapOptions::new().len(len).map_raw(&fd.as_fd());
         let map = map.map_err(|e| Error::from_io("mmap", backing.label(), e))?;
         let id = os::stat(&fd).map_err(|e| Error::from_io("fstat", backing.label(), e))?.id;
-        Ok(Mapping { map, backing, fd, id })
+        Ok(Mapping { map: ManuallyDrop::new(map), backing, fd, id, pins: AtomicUsize::new(0) })
     }
 
-    /// Faults every page in now, in bulk (`madvise(MADV_POPULATE_WRITE)`).
-    /// Best effort: kernels before 5.14 lack it, and then pages fault in
-    /// on first use as usual.
-    pub fn populate(&self) {
-        let _ = self.map.advise(memmap2::Advice::PopulateWrite);
+    /// Faults every page in now, in bulk (`madvise(MADV_POPULATE_WRITE)`,
+    /// or `_READ` when `write` is false). Best effort: kernels before 5.14
+    /// lack it, and then pages fault in on first use as usual.
+    pub fn populate(&self, write: bool) {
+        let advice = if write { memmap2::Advice::PopulateWrite } else { memmap2::Advice::PopulateRead };
+        let _ = self.map.advise(advice);
     }
 
     /// The segment's or file's identity, which a name may stop leading to.
@@ -116,6 +123,16 @@ impl Mapping {
         }
     }
 
+    /// Counts a lock guard that points into this mapping.
+    pub fn pin(&self) {
+        self.pins.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Uncounts a lock guard, once it no longer points into the mapping.
+    pub fn unpin(&self) {
+        self.pins.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Copies `bytes` into the mapping at `offset`.
     pub fn write(&self, offset: usize, bytes: &[u8]) {
         let end = offset.checked_add(bytes.len()).filter(|&e| e <= self.len());
@@ -159,8 +176,8 @@ impl Mapping {
     pub fn unlink(&mut self) -> Result<()> {
         let Backing::Shm { name, owner } = &mut self.backing else { return Ok(()) };
         *owner = false;
-        let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
-        match os::remove_if(&dir, name, self.id).map_err(|e| Error::from_io("unlink", name, e))? {
+        let dir = os::shm_dir().map_err(Error::shm_dir)?;
+        match os::remove_if(dir, name, self.id).map_err(|e| Error::from_io("unlink", name, e))? {
             os::Removed::Yes => Ok(()),
             os::Removed::Gone => Err(Error::NotFound { name: name.clone() }),
             os::Removed::Other => Err(Error::Replaced { name: name.clone() }),
@@ -174,10 +191,16 @@ impl Drop for Mapping {
             // Errors are ignored: drop cannot report them, and the likely ones
             // (someone removed the name, or gave it to another segment) leave
             // nothing of ours to clean. `close()` reports them instead.
-            if let Ok(dir) = os::open_dir(os::SHM_DIR) {
-                let _ = os::remove_if(&dir, name, self.id);
+            if let Ok(dir) = os::shm_dir() {
+                let _ = os::remove_if(dir, name, self.id);
             }
         }
-        // The MmapRaw field unmaps after this.
+        if *self.pins.get_mut() == 0 {
+            // SAFETY: the map is dropped exactly once, here, and not used after.
+            unsafe { ManuallyDrop::drop(&mut self.map) };
+        }
+        // Else a forgotten guard's lock is still on a thread's robust list,
+        // which the kernel and glibc write through: leak the mapping rather
+        // than let them write into whatever is mapped there next.
     }
 }

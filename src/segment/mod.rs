@@ -43,6 +43,8 @@ use mapping::Mapping;
 pub(crate) struct Segment {
     map: Mapping,
     layout: Layout,
+    /// This handle created the segment (its creator lock is ours).
+    creator: bool,
 }
 
 /// The bytes before a segment's data: a `.npy` header for arrays, the
@@ -57,23 +59,24 @@ pub(crate) fn head_for(kind: SegmentKind, npy_header: Option<Vec<u8>>) -> Vec<u8
 impl Segment {
     /// Creates segment `name` of `kind`: `head` (see [`head_for`]) then
     /// `data_len` bytes of zeroed data, owned by the returned handle.
-    /// `init` runs on the data before any other process can see it.
+    /// `init` runs on the data before any other process can see it; if it
+    /// fails, nothing was ever visible.
     pub fn create(
         name: &str,
         kind: SegmentKind,
         head: &[u8],
         data_len: usize,
-        init: impl FnOnce(&Segment),
+        init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
         let name = name::validate(name)?;
         let total = layout::segment_len(head.len(), data_len)
             .ok_or_else(|| Error::InvalidArgument(format!("a segment of {data_len} bytes overflows")))?;
         let io = |op| move |e| Error::from_io(op, name, e);
-        let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
-        if os::id_at(&dir, name).is_ok() {
+        let dir = os::shm_dir().map_err(Error::shm_dir)?;
+        if os::id_at(dir, name).is_ok() {
             return Err(Error::AlreadyExists { name: name.to_owned() }); // spare the work; link decides
         }
-        let fd = os::unnamed_file(&dir, 0o600).map_err(io("open(O_TMPFILE)"))?;
+        let fd = os::unnamed_file(dir, 0o600).map_err(io("open(O_TMPFILE)"))?;
         // From here until `link`, a crash leaves nothing: the file has no name.
         announce(&fd, name)?;
         let backing = Backing::Shm { name: name.to_owned(), owner: false };
@@ -87,53 +90,63 @@ impl Segment {
             pid_namespace: os::pid_namespace(),
         };
         let mut seg = Segment::build(fd, total, true, backing, head, Some(trailer), init)?;
-        os::link(seg.map.fd(), &dir, name).map_err(io("linkat"))?;
+        os::link(seg.map.fd(), dir, name).map_err(|e| link_error(name, e))?;
         seg.map.own();
-        // Hold the segment through an fd opened by its name from now on:
-        // the kernel shows an unnamed file's fd as `/dev/shm/#INODE`, and
-        // `shmkit ls` tells segments being built from segments whose name
-        // was removed under them by those paths. The new fd announces
-        // before the old one closes, so the creator is never unannounced.
-        let named = os::open_at(&dir, name).map_err(io("open"))?;
-        if os::stat(&named).map_err(io("fstat"))?.id != seg.id() {
-            return Err(Error::Replaced { name: name.to_owned() }); // removed and reused within microseconds
-        }
-        announce(&named, name)?;
-        seg.map.replace_fd(named);
+        seg.creator = true;
+        seg.hold_by_name(dir, name);
         Ok(seg)
+    }
+
+    /// Holds the published segment through an fd opened by its name, if
+    /// that works: the kernel shows an unnamed file's fd as `/dev/shm/#INODE`
+    /// forever, and `shmkit ls` tells a segment being built from one whose
+    /// name was removed under it by those paths. Best effort: the creator
+    /// lock of the first fd lives on in the mapping anyway (a mapping keeps
+    /// its open file, and so its locks), and the segment is complete.
+    fn hold_by_name(&mut self, dir: BorrowedFd<'_>, name: &str) {
+        let Ok(named) = os::open_at(dir, name) else { return };
+        let same = os::stat(&named).is_ok_and(|s| s.id == self.id());
+        if same && liveness::announce(&named, liveness::CREATOR).unwrap_or(false) {
+            self.map.replace_fd(named);
+        }
     }
 
     /// Creates the `.npy` file `path` (which must not exist) holding `head`
     /// then `data_len` zeroed bytes, named only once written where the
     /// filesystem allows (`O_TMPFILE`). Never truncates an existing file:
     /// another process may have it mapped, and truncation would SIGBUS it.
-    pub fn create_file(path: &Path, head: &[u8], data_len: usize, init: impl FnOnce(&Segment)) -> Result<Segment> {
+    pub fn create_file(
+        path: &Path,
+        head: &[u8],
+        data_len: usize,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Segment> {
         let label = path.display().to_string();
         let label = label.as_str();
         let io = |op| move |e| Error::from_io(op, label, e);
         let total = head.len().checked_add(data_len).filter(|&t| t <= isize::MAX as usize);
         let total = total.ok_or_else(|| Error::InvalidArgument(format!("a file of {data_len} bytes overflows")))?;
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let file_name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::InvalidName {
+        let file_name = path.file_name().ok_or_else(|| Error::InvalidName {
             name: label.to_owned(),
-            reason: "a file path must end in a UTF-8 file name",
+            reason: "a file path must end in a file name",
         })?;
-        let dir = os::open_dir(parent.to_str().unwrap_or(".")).map_err(io("open"))?;
+        let dir = os::open_dir(parent).map_err(io("open"))?;
         let backing = Backing::File { path: path.to_owned() };
         match os::unnamed_file(&dir, 0o644) {
             Ok(fd) => {
                 let seg = Segment::build(fd, total, false, backing, head, None, init)?;
-                os::link(seg.map.fd(), &dir, file_name).map_err(io("linkat"))?;
+                os::link(seg.map.fd(), &dir, file_name).map_err(|e| link_error(label, e))?;
                 Ok(seg)
             }
-            // Filesystems without O_TMPFILE: create by name, remove on failure.
+            // Filesystems without O_TMPFILE: create by name, removed again
+            // (by the guard) if anything below fails or panics.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
                 let fd = os::create_at(&dir, file_name, 0o644).map_err(io("create"))?;
-                let seg = Segment::build(fd, total, false, backing, head, None, init);
-                if seg.is_err() {
-                    let _ = os::unlink_at(&dir, file_name);
-                }
-                seg
+                let mut guard = RemoveOnDrop { dir: &dir, name: file_name };
+                let seg = Segment::build(fd, total, false, backing, head, None, init)?;
+                guard.name = std::ffi::OsStr::new("");
+                Ok(seg)
             }
             Err(e) => Err(io("open(O_TMPFILE)")(e)),
         }
@@ -148,9 +161,9 @@ impl Segment {
         backing: Backing,
         head: &[u8],
         trailer: Option<Trailer>,
-        init: impl FnOnce(&Segment),
+        init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
-        reserve(&fd, total, backing.label())?;
+        reserve(&fd, total, &backing)?;
         let map = Mapping::new(fd, total, backing)?;
         if let Some(t) = trailer {
             // First, so that `shmkit ls` can tell what an unnamed segment
@@ -160,7 +173,7 @@ impl Segment {
         if populate {
             // Fault every page in now, in bulk: first-touch faults one page
             // at a time cost 1.9 s per GiB on the development VM, this 0.36 s.
-            map.populate();
+            map.populate(true);
         }
         map.write(1, &head[1..]);
         let data_len = trailer.map_or(total - head.len(), |t| t.data_len as usize);
@@ -172,8 +185,8 @@ impl Segment {
             header: None,
             trailer,
         };
-        let seg = Segment { map, layout };
-        init(&seg);
+        let seg = Segment { map, layout, creator: false };
+        init(&seg)?;
         // Release: whoever reads the first byte (acquire) sees all the rest.
         seg.map.atomic_u8(0).store(head[0], Ordering::Release);
         Ok(seg)
@@ -184,8 +197,8 @@ impl Segment {
     /// The handle does not own the segment: dropping it only unmaps.
     pub fn open(name: &str, kind: SegmentKind) -> Result<Segment> {
         let name = name::validate(name)?;
-        let dir = os::open_dir(os::SHM_DIR).map_err(|e| Error::from_io("open", os::SHM_DIR, e))?;
-        let fd = os::open_at(&dir, name).map_err(|e| Error::from_io("open", name, e))?;
+        let dir = os::shm_dir().map_err(Error::shm_dir)?;
+        let fd = os::open_at(dir, name).map_err(|e| Error::from_io("open", name, e))?;
         Segment::map_existing(fd, Backing::Shm { name: name.to_owned(), owner: false }, kind)
     }
 
@@ -202,10 +215,13 @@ impl Segment {
         if layout.kind != kind {
             return Err(Error::WrongKind { name: backing.label().to_owned(), expected: kind, found: layout.kind });
         }
+        if kind != SegmentKind::Array {
+            trusted(&fd, backing.label())?;
+        }
         let map = Mapping::new(fd, layout.total_len, backing)?;
         // Acquire pairs with the creator's release of the first byte.
         let _ = map.atomic_u8(0).load(Ordering::Acquire);
-        Ok(Segment { map, layout })
+        Ok(Segment { map, layout, creator: false })
     }
 
     /// The segment name, or the file path for files.
@@ -243,9 +259,16 @@ impl Segment {
         self.map.is_unlinked()
     }
 
-    /// Maps every page into this process now, in one call.
+    /// Maps every page into this process now, in one call: for writing in
+    /// a segment, for reading in a file (writable pages of a file would all
+    /// be written back to disk, and a sparse file's holes filled).
     pub fn populate(&self) {
-        self.map.populate();
+        self.map.populate(!self.is_file());
+    }
+
+    /// True if this handle created the segment.
+    pub fn is_creator(&self) -> bool {
+        self.creator
     }
 
     /// Writes a file's changes to disk (`msync(2)`); no-op for segments.
@@ -254,12 +277,18 @@ impl Segment {
     }
 
     /// Marks the segment persistent (so `gc` spares it) and gives up the
-    /// right to remove it on drop.
-    pub fn persist(&mut self) {
+    /// right to remove it on drop. Only the creating handle may: it holds
+    /// the creator lock, so `gc` (which must take that lock first) always
+    /// sees the flag once it may remove the segment.
+    pub fn persist(&mut self) -> Result<()> {
+        if !self.is_owner() {
+            return Err(Error::NotOwner { name: self.name().to_owned() });
+        }
         if self.layout.trailer.is_some() {
             self.atomic_flags().fetch_or(FLAG_PERSISTENT, Ordering::AcqRel);
         }
         self.map.disown();
+        Ok(())
     }
 
     /// The trailer's flags word; only for segments with a trailer.
@@ -284,6 +313,16 @@ impl Segment {
             true => self.map.unlink(),
             false => Ok(()),
         }
+    }
+
+    /// Counts a lock guard pointing into this segment (see `Mapping::pin`).
+    pub fn pin(&self) {
+        self.map.pin();
+    }
+
+    /// Uncounts a lock guard.
+    pub fn unpin(&self) {
+        self.map.unpin();
     }
 
     /// Bytes of data (the array's elements, or the primitive's body).
@@ -328,6 +367,43 @@ impl Segment {
     }
 }
 
+/// Removes a half-made file by name unless disarmed (its name emptied).
+struct RemoveOnDrop<'a> {
+    dir: &'a OwnedFd,
+    name: &'a std::ffi::OsStr,
+}
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.name.is_empty() {
+            let _ = os::unlink_at(self.dir, self.name);
+        }
+    }
+}
+
+/// What a failed `linkat` means: the name is taken, or (no `/proc` and no
+/// privilege for `AT_EMPTY_PATH`) the segment cannot be named at all.
+fn link_error(name: &str, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: name.to_owned() },
+        _ => Error::Io { op: "linkat (naming the new segment; is /proc mounted?)", name: name.to_owned(), source: e },
+    }
+}
+
+/// Refuses a segment whose memory holds lock words (anything but an
+/// array) unless this user owns it and no one else may write it: glibc
+/// follows pointers stored in a robust mutex, so a lock another user can
+/// write is an arbitrary write into this process.
+fn trusted(fd: &OwnedFd, name: &str) -> Result<()> {
+    let st = os::stat(fd).map_err(|e| Error::from_io("fstat", name, e))?;
+    if st.uid != os::effective_uid() || st.mode & 0o077 != 0 {
+        let why =
+            format!("owned by uid {} with mode {:o}; shmkit makes them 0600, owned by their user", st.uid, st.mode);
+        return Err(Error::Untrusted { name: name.to_owned(), reason: why });
+    }
+    Ok(())
+}
+
 /// Announces the creator of segment `name` through `fd`.
 fn announce(fd: &OwnedFd, name: &str) -> Result<()> {
     match liveness::announce(fd, liveness::CREATOR) {
@@ -338,15 +414,20 @@ fn announce(fd: &OwnedFd, name: &str) -> Result<()> {
 }
 
 /// Sizes a new file to `len`, reserving its pages where the filesystem can.
-fn reserve(fd: &OwnedFd, len: usize, label: &str) -> Result<()> {
+fn reserve(fd: &OwnedFd, len: usize, backing: &Backing) -> Result<()> {
+    let label = backing.label();
     let sized = os::reserve(fd, len as u64).or_else(|e| match e {
         // Filesystems without fallocate: size it, pages on demand.
         Errno::OPNOTSUPP => os::set_len(fd, len as u64),
         _ => Err(e),
     });
-    sized.map_err(|e| match e {
-        Errno::NOSPC | Errno::FBIG => {
+    sized.map_err(|e| match (e, backing) {
+        (Errno::NOSPC, _) | (Errno::FBIG, Backing::Shm { .. }) => {
             Error::NoSpace { name: label.to_owned(), requested: len as u64, available: os::free_bytes(fd) }
+        }
+        (Errno::FBIG, Backing::File { .. }) => {
+            let op = "fallocate (larger than its filesystem allows a file)";
+            Error::Io { op, name: label.to_owned(), source: e.into() }
         }
         _ => Error::from_io("fallocate", label, e.into()),
     })

@@ -37,6 +37,8 @@ pub(crate) enum LayoutError {
     TooSmall { needed: usize },
     /// Malformed or inconsistent.
     Bad(String),
+    /// Made by a shmkit with another layout version.
+    OtherVersion(u32),
 }
 
 /// Validates a segment of `total_len` bytes from its first bytes `head`
@@ -47,6 +49,9 @@ pub(crate) fn read_layout(
     head: &[u8],
     tail: Option<&[u8; TRAILER_LEN]>,
 ) -> Result<Layout, LayoutError> {
+    if let Some(version) = tail.and_then(Trailer::other_version) {
+        return Err(LayoutError::OtherVersion(version));
+    }
     let trailer = tail.and_then(Trailer::decode);
     if let Some(t) = trailer {
         let fits = usize::try_from(t.data_offset)
@@ -140,6 +145,7 @@ fn layout_error(e: LayoutError, label: &str, total_len: usize) -> Error {
             Error::TooSmall { name: label.to_owned(), len: total_len as u64, needed: needed as u64 }
         }
         LayoutError::Bad(reason) => Error::bad_header(label, reason),
+        LayoutError::OtherVersion(version) => Error::OlderVersion { name: label.to_owned(), version },
     }
 }
 

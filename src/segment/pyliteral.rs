@@ -89,6 +89,9 @@ enum Line {
     Token,
 }
 
+/// Deepest bracket nesting Python's tokenizer accepts.
+const MAX_NESTING: usize = 200;
+
 /// A parsed expression, before `literal_eval`'s node checks.
 #[derive(Debug)]
 enum Node {
@@ -229,23 +232,46 @@ impl Parser<'_> {
         }
     }
 
-    /// `('+' | '-')* primary`
+    /// `('+' | '-')* primary`; a run of signs is read in a loop, not by
+    /// recursion, and more than one is refused by `eval` anyway.
     fn term(&mut self) -> Result<Node, LiteralError> {
-        self.skip_trivia()?;
-        match self.peek() {
-            Some(c @ ('+' | '-')) => {
-                self.i += 1;
-                Ok(Node::Sign(c == '-', Box::new(self.term()?)))
+        let mut signs = Vec::new();
+        loop {
+            self.skip_trivia()?;
+            match self.peek() {
+                // literal_eval takes one sign, never two: refuse long runs here
+                // rather than build (and later drop) a deep chain of nodes.
+                Some(_) if signs.len() == 2 => return Err(not_literal("more than one sign")),
+                Some(c @ ('+' | '-')) => {
+                    self.i += 1;
+                    signs.push(c == '-');
+                }
+                _ => break,
             }
-            _ => self.primary(),
         }
+        let node = self.primary()?;
+        Ok(signs.into_iter().rev().fold(node, |n, negative| Node::Sign(negative, Box::new(n))))
+    }
+
+    /// Opens a bracket, refusing nesting deeper than Python's tokenizer
+    /// allows (`MAXLEVEL`, 200): the parser recurses per level, and a
+    /// header of 10 000 `(` must not overflow the stack.
+    fn open_bracket(&mut self) -> Result<(), LiteralError> {
+        if self.depth >= MAX_NESTING {
+            return Err(self.syntax("too many nested parentheses"));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     /// An atom, then any number of `()` calls.
     fn primary(&mut self) -> Result<Node, LiteralError> {
         let mut node = self.atom()?;
         while self.eat('(')? {
-            self.depth += 1;
+            if matches!(node, Node::Call(_)) {
+                return Err(not_literal("a call of a call")); // only `set()` is a literal
+            }
+            self.open_bracket()?;
             self.expect(')')?;
             self.depth -= 1;
             node = Node::Call(Box::new(node));
@@ -290,7 +316,7 @@ impl Parser<'_> {
     /// came last (what makes `(x,)` a tuple).
     fn bracketed(&mut self, close: char) -> Result<(Vec<Node>, bool), LiteralError> {
         self.i += 1;
-        self.depth += 1;
+        self.open_bracket()?;
         let mut items = Vec::new();
         let mut trailing_comma = false;
         while !self.eat(close)? {
@@ -308,7 +334,7 @@ impl Parser<'_> {
     /// A dict display, or a set display.
     fn braced(&mut self) -> Result<Node, LiteralError> {
         self.i += 1;
-        self.depth += 1;
+        self.open_bracket()?;
         let mut entries = Vec::new();
         let mut set = Vec::new();
         while !self.eat('}')? {
@@ -723,6 +749,20 @@ mod tests {
         for bad in ["{}\n   ", "{}\\\n", "\n  {}", "\x0c  {}", "\n\x0c {}", "{}\r\n  ", "{}\n\\\n", "#c\n  {}", ""] {
             assert!(literal_eval(bad, false).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn deep_nesting_and_long_sign_runs_are_refused_without_recursing() {
+        let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(matches!(literal_eval(&deep, false), Err(LiteralError::Syntax(r)) if r.contains("nested")));
+        let ok = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+        assert_eq!(literal_eval(&ok, false), Ok(Value::Int(Some(1))), "Python allows 200 levels");
+        let over = format!("{}1{}", "(".repeat(201), ")".repeat(201));
+        assert!(literal_eval(&over, false).is_err(), "and refuses 201");
+        let signs = format!("{}1", "-".repeat(10_000));
+        assert!(literal_eval(&signs, false).is_err());
+        let lists = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(literal_eval(&lists, false).is_err());
     }
 
     #[test]

@@ -74,15 +74,21 @@ impl ShmBarrier {
     /// Waits at most `limit`; on timeout this arrival is taken back, so
     /// the barrier stays usable.
     pub fn wait_timeout(&self, limit: Duration) -> Result<BarrierWaitResult, Timeout> {
-        self.wait_until(Some(Instant::now() + limit))
+        self.wait_until(super::deadline(limit))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, Timeout> {
-        let word = self.word();
-        let before = word.fetch_add(1, Ordering::AcqRel);
+        let (word, parties) = (self.word(), self.parties());
+        // Arrive and, for the last arrival, open the barrier in the same
+        // atomic step: a waiter's take-back (below) then either happens
+        // before the opening or fails, never after an arrival it undoes.
+        let arrive = |now: u32| {
+            let (generation, arrived) = (now >> 16, (now & 0xffff) + 1);
+            Some(if arrived >= parties { ((generation + 1) & 0xffff) << 16 } else { now + 1 })
+        };
+        let before = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, arrive).expect("always updates");
         let generation = before >> 16;
-        if (before & 0xffff) + 1 == self.parties() {
-            word.store(((generation + 1) & 0xffff) << 16, Ordering::Release);
+        if (before & 0xffff) + 1 >= parties {
             futex_wake_all(word);
             return Ok(BarrierWaitResult { is_leader: true });
         }
@@ -93,7 +99,11 @@ impl ShmBarrier {
             }
             let left = left(deadline);
             if left == Some(Duration::ZERO) {
-                // Take the arrival back, unless the barrier opened meanwhile.
+                // Take the arrival back, unless the barrier opened meanwhile
+                // (or another process scribbled a zero count over the word).
+                if now & 0xffff == 0 {
+                    return Err(Timeout);
+                }
                 match word.compare_exchange(now, now - 1, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => return Err(Timeout),
                     Err(_) => continue,

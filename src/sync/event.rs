@@ -100,7 +100,7 @@ impl ShmEvent {
 
     /// Waits at most `limit` for the event.
     pub fn wait_timeout(&self, limit: Duration) -> Result<(), Timeout> {
-        self.wait_until(Some(Instant::now() + limit))
+        self.wait_until(super::deadline(limit))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<(), Timeout> {

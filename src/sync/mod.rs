@@ -33,25 +33,29 @@ use raw::{RawMutex, MUTEX_SIZE};
 /// Creates the segment for a primitive of `kind` with a body of `len`
 /// bytes, running `init` before other processes can see it.
 fn create(name: &str, kind: SegmentKind, len: usize, init: impl FnOnce(&Segment)) -> Result<Segment> {
-    Segment::create(name, kind, &head_for(kind, None), len, init)
+    Segment::create(name, kind, &head_for(kind, None), len, |seg| {
+        init(seg);
+        Ok(())
+    })
 }
 
 /// Creates a segment whose body starts with a robust mutex (64 bytes),
-/// running `init` on it before other processes can see it.
+/// running `init` on it before other processes can see it. If the mutex
+/// cannot be made, the segment is never published.
 fn create_locked(
     name: &str,
     kind: SegmentKind,
     len: usize,
     init: impl FnOnce(&Segment),
 ) -> Result<(Segment, RawMutex)> {
-    let mut made = Ok(());
-    let seg = create(name, kind, len, |seg| {
+    let seg = Segment::create(name, kind, &head_for(kind, None), len, |seg| {
         // SAFETY: `bytes` checked that the first 64 bytes lie in the body,
         // which is 64-aligned and not yet published, so no one else uses it.
-        made = unsafe { RawMutex::init(seg.bytes(0, MUTEX_SIZE)) }.map(drop);
+        let made = unsafe { RawMutex::init(seg.bytes(0, MUTEX_SIZE)) };
+        made.map_err(|e| Error::from_io("pthread_mutex_init", name, e))?;
         init(seg);
+        Ok(())
     })?;
-    made.map_err(|e| Error::from_io("pthread_mutex_init", name, e))?;
     Ok(attach_lock(seg))
 }
 
@@ -109,9 +113,10 @@ macro_rules! queue_lifetime {
 
             /// Keeps the segment after this handle is gone: marks it
             /// persistent (so `shmkit gc` spares it) and gives up the right
-            /// to remove it. Remove it later with [`crate::unlink`].
-            pub fn persist(&mut self) {
-                self.seg.persist();
+            /// to remove it. Remove it later with [`crate::unlink`]. Only
+            /// the creating handle may ([`crate::Error::NotOwner`]).
+            pub fn persist(&mut self) -> crate::Result<()> {
+                self.seg.persist()
             }
 
             /// Removes the segment's name now (owners only, and only while
@@ -123,6 +128,16 @@ macro_rules! queue_lifetime {
     };
 }
 use queue_lifetime;
+
+/// Makes a lock guard `!Send` but keeps it `Sync` (as std's `MutexGuard`
+/// is): a lock must be released by the thread that took it.
+type NotSend = std::marker::PhantomData<std::sync::MutexGuard<'static, ()>>;
+
+/// When a wait of `limit` from now ends; `None` (wait as long as it takes)
+/// when that instant is past what `Instant` can hold, as for `Duration::MAX`.
+pub(crate) fn deadline(limit: std::time::Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(limit)
+}
 
 /// A wait ran out of time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -151,14 +166,16 @@ pub enum LockError<G> {
 /// A lock whose previous holder died; see [`LockError::OwnerDied`].
 pub struct OwnerDied<G> {
     guard: G,
-    mark: Box<dyn FnOnce() + Send + Sync>,
+    /// Marks the data consistent again, through the guard (which keeps
+    /// the lock held and its mapping alive while it runs).
+    recover: fn(&G),
 }
 
 impl<G> OwnerDied<G> {
     /// Declares the protected data consistent again and returns the guard;
     /// the lock stays usable for everyone.
     pub fn acknowledge(self) -> G {
-        (self.mark)();
+        (self.recover)(&self.guard);
         self.guard
     }
 

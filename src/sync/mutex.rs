@@ -2,12 +2,12 @@
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
 use super::raw::{Acquired, RawMutex};
-use super::{segment_lifetime, LockError, OwnerDied};
+use super::{segment_lifetime, LockError, NotSend, OwnerDied};
 use crate::kind::SegmentKind;
 use crate::segment::Segment;
 use crate::Result;
@@ -35,8 +35,14 @@ pub struct ShmMutex<T: Pod> {
 }
 
 /// Exclusive access to a [`ShmMutex`]'s value; unlocks when dropped.
+///
+/// Not `Send`, like `std::sync::MutexGuard`: a pthread mutex belongs to
+/// the thread that locked it. Were the guard moved to another thread and
+/// its locking thread to exit, the kernel would hand the mutex to the next
+/// locker as owner-died while this guard still gave access: two guards.
 pub struct MutexGuard<'a, T: Pod> {
     mutex: &'a ShmMutex<T>,
+    _thread: NotSend,
 }
 
 impl<T: Pod + Send> ShmMutex<T> {
@@ -78,22 +84,20 @@ impl<T: Pod + Send> ShmMutex<T> {
 
     /// Locks, waiting at most `limit`.
     pub fn lock_timeout(&self, limit: Duration) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        self.finish(self.raw.lock(Some(Instant::now() + limit)))
+        self.finish(self.raw.lock(super::deadline(limit)))
     }
 
     fn finish(
         &self,
         got: Result<Acquired, super::raw::Failed>,
     ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        let guard = MutexGuard { mutex: self };
+        let got = got.map_err(LockError::from_raw)?;
+        self.seg.pin(); // a forgotten guard must keep the mutex mapped
+        let guard = MutexGuard { mutex: self, _thread: PhantomData };
         match got {
-            Ok(Acquired::Clean) => Ok(guard),
-            Ok(Acquired::OwnerDied) => {
-                Err(LockError::OwnerDied(OwnerDied { guard, mark: self.raw.consistency_mark() }))
-            }
-            Err(f) => {
-                std::mem::forget(guard); // nothing to unlock
-                Err(LockError::from_raw(f))
+            Acquired::Clean => Ok(guard),
+            Acquired::OwnerDied => {
+                Err(LockError::OwnerDied(OwnerDied { guard, recover: |g| g.mutex.raw.mark_consistent() }))
             }
         }
     }
@@ -121,5 +125,6 @@ impl<T: Pod> DerefMut for MutexGuard<'_, T> {
 impl<T: Pod> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         self.mutex.raw.unlock();
+        self.mutex.seg.unpin();
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::queue_lifetime;
-use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex};
+use super::raw::{futex_wait, futex_wake_all, left, Acquired, Failed, RawMutex, Wait};
 use crate::kind::SegmentKind;
 use crate::segment::Segment;
 use crate::{Error, Result};
@@ -46,6 +46,15 @@ pub enum PushError<T> {
     /// The queue was closed.
     #[error("the queue is closed")]
     Closed(T),
+    /// `try_push`: the queue's internal lock stayed held for over a
+    /// millisecond (its critical sections take well under a microsecond):
+    /// a holder is stopped or starved. `push_timeout` waits longer.
+    #[error("the queue's lock is held by a stopped or starved process")]
+    Busy(T),
+    /// The queue's lock was overwritten by another process; the queue can
+    /// no longer be used safely.
+    #[error("the queue's lock is corrupted")]
+    Broken(T),
 }
 
 /// Why a pop returned no record.
@@ -60,7 +69,26 @@ pub enum PopError {
     /// The queue is closed and drained: end of stream.
     #[error("the queue is closed and empty")]
     Closed,
+    /// `try_pop`: the queue's internal lock stayed held for over a
+    /// millisecond: a holder is stopped or starved.
+    #[error("the queue's lock is held by a stopped or starved process")]
+    Busy,
+    /// The queue's lock was overwritten by another process.
+    #[error("the queue's lock is corrupted")]
+    Broken,
 }
+
+/// Why the internal lock was not taken.
+enum Stuck {
+    /// Not in time.
+    Busy,
+    /// Corrupted by another process.
+    Broken,
+}
+
+/// How long `try_` forms wait for the internal lock: far past any critical
+/// section, short enough not to block a caller that asked not to wait.
+const TRY_LOCK_WAIT: Duration = Duration::from_millis(1);
 
 /// A bounded MPMC queue of `T` records shared by processes.
 ///
@@ -135,15 +163,31 @@ impl<T: Pod + Send> ShmQueue<T> {
         self.seg.atomic_u64(at)
     }
 
-    /// Takes the internal lock. Its critical sections leave the ring
-    /// consistent at every store, so a holder's death needs no repair.
-    fn enter(&self) {
-        match self.lock.lock(None) {
-            Ok(Acquired::Clean) => {}
-            Ok(Acquired::OwnerDied) => self.lock.mark_consistent(),
-            // Only a lock another process overwrote gets here; going on
-            // without it would race, so stop loudly instead.
-            Err(e) => panic!("queue '{}': its lock is corrupted ({e:?})", self.name()),
+    /// Takes the internal lock, waiting as `wait` says. Its critical
+    /// sections leave the ring consistent at every store, so a holder's
+    /// death needs no repair.
+    fn enter(&self, wait: Wait) -> Result<(), Stuck> {
+        match self.lock.lock_with(wait) {
+            Ok(Acquired::Clean) => Ok(()),
+            Ok(Acquired::OwnerDied) => {
+                self.lock.mark_consistent();
+                Ok(())
+            }
+            Err(Failed::Timeout | Failed::WouldBlock) => Err(Stuck::Busy),
+            // Only a lock another process overwrote gets here: going on
+            // without it would race.
+            Err(_) => Err(Stuck::Broken),
+        }
+    }
+
+    /// How long a call waits for the internal lock: a blocking call as
+    /// long as it takes, a `_timeout` call until its deadline, a `try_`
+    /// call [`TRY_LOCK_WAIT`].
+    fn lock_wait(deadline: Option<Instant>, block: bool) -> Wait {
+        match (block, deadline) {
+            (true, None) => Wait::Forever,
+            (true, Some(d)) => Wait::Until(d),
+            (false, _) => super::deadline(TRY_LOCK_WAIT).map_or(Wait::Forever, Wait::Until),
         }
     }
 
@@ -159,13 +203,18 @@ impl<T: Pod + Send> ShmQueue<T> {
 
     /// Pushes `item`, waiting at most `limit` for room.
     pub fn push_timeout(&self, item: T, limit: Duration) -> Result<(), PushError<T>> {
-        self.push_until(item, Some(Instant::now() + limit), true)
+        self.push_until(item, super::deadline(limit), true)
     }
 
     fn push_until(&self, item: T, deadline: Option<Instant>, block: bool) -> Result<(), PushError<T>> {
         loop {
             let seen = self.word(NOT_FULL).load(Ordering::SeqCst);
-            self.enter();
+            match (self.enter(Self::lock_wait(deadline, block)), block) {
+                (Ok(()), _) => {}
+                (Err(Stuck::Busy), false) => return Err(PushError::Busy(item)),
+                (Err(Stuck::Busy), true) => return Err(PushError::Timeout(item)),
+                (Err(Stuck::Broken), _) => return Err(PushError::Broken(item)),
+            }
             if self.word(CLOSED).load(Ordering::Acquire) != 0 {
                 self.lock.unlock();
                 return Err(PushError::Closed(item));
@@ -200,13 +249,18 @@ impl<T: Pod + Send> ShmQueue<T> {
 
     /// Pops a record, waiting at most `limit`.
     pub fn pop_timeout(&self, limit: Duration) -> Result<T, PopError> {
-        self.pop_until(Some(Instant::now() + limit), true)
+        self.pop_until(super::deadline(limit), true)
     }
 
     fn pop_until(&self, deadline: Option<Instant>, block: bool) -> Result<T, PopError> {
         loop {
             let seen = self.word(NOT_EMPTY).load(Ordering::SeqCst);
-            self.enter();
+            match (self.enter(Self::lock_wait(deadline, block)), block) {
+                (Ok(()), _) => {}
+                (Err(Stuck::Busy), false) => return Err(PopError::Busy),
+                (Err(Stuck::Busy), true) => return Err(PopError::Timeout),
+                (Err(Stuck::Broken), _) => return Err(PopError::Broken),
+            }
             let (head, tail) = (self.index(HEAD).load(Ordering::Acquire), self.index(TAIL).load(Ordering::Acquire));
             if head != tail {
                 let item = self.slot_read(head);
@@ -229,9 +283,12 @@ impl<T: Pod + Send> ShmQueue<T> {
     /// Closes the queue: pushes fail from now on, and consumers get
     /// [`PopError::Closed`] once they have drained what is left.
     pub fn close(&self) {
-        self.enter();
+        // The flag is one word: a queue whose lock is broken still closes.
+        let locked = self.enter(Wait::Forever).is_ok();
         self.word(CLOSED).store(1, Ordering::Release);
-        self.lock.unlock();
+        if locked {
+            self.lock.unlock();
+        }
         for seq in [NOT_EMPTY, NOT_FULL] {
             self.word(seq).fetch_add(1, Ordering::SeqCst);
             futex_wake_all(self.word(seq));

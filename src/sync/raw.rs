@@ -31,6 +31,17 @@ unsafe impl Send for RawMutex {}
 // SAFETY: as above: pthread mutexes are safe to call from several threads.
 unsafe impl Sync for RawMutex {}
 
+/// How long a lock call may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// As long as it takes.
+    Forever,
+    /// Not at all (`try_` forms).
+    No,
+    /// Until this instant (`_timeout` forms).
+    Until(Instant),
+}
+
 /// How a lock was taken.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -112,6 +123,15 @@ impl RawMutex {
         outcome(code)
     }
 
+    /// Locks, waiting as `wait` says.
+    pub fn lock_with(&self, wait: Wait) -> Result<Acquired, Failed> {
+        match wait {
+            Wait::Forever => self.lock(None),
+            Wait::No => self.try_lock(),
+            Wait::Until(d) => self.lock(Some(d)),
+        }
+    }
+
     /// Locks if free: `pthread_mutex_trylock(3)`.
     pub fn try_lock(&self) -> Result<Acquired, Failed> {
         // SAFETY: self.ptr points at an initialised mutex in a live mapping.
@@ -123,20 +143,6 @@ impl RawMutex {
     pub fn mark_consistent(&self) {
         // SAFETY: self.ptr points at an initialised mutex this thread holds.
         let _ = unsafe { libc::pthread_mutex_consistent(self.ptr) };
-    }
-
-    /// [`mark_consistent`](Self::mark_consistent), to run later: what an
-    /// owner-died guard's `acknowledge` calls, while that guard (and so the
-    /// lock and its mapping) is still alive.
-    pub fn consistency_mark(&self) -> Box<dyn FnOnce() + Send + Sync> {
-        // A raw pointer is not Send; the address is. The mark runs from
-        // `acknowledge`, while the guard that holds this mutex keeps its
-        // mapping alive, so the address still points at the mutex.
-        let ptr = self.ptr as usize;
-        Box::new(move || {
-            // SAFETY: see above: the holding guard keeps the mutex mapped.
-            let _ = unsafe { libc::pthread_mutex_consistent(ptr as *mut libc::pthread_mutex_t) };
-        })
     }
 
     /// Unlocks (`pthread_mutex_unlock(3)`); only the holding thread calls it.
@@ -158,10 +164,13 @@ fn outcome(code: i32) -> Result<Acquired, Failed> {
     }
 }
 
-/// CLOCK_REALTIME `after` from now, as `pthread_mutex_timedlock` wants it.
+/// CLOCK_REALTIME `after` from now, as `pthread_mutex_timedlock` wants it;
+/// saturates at the largest time a `time_t` holds.
 fn realtime_after(after: Duration) -> libc::timespec {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + after;
-    libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as _ }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let t = now.checked_add(after).unwrap_or(Duration::MAX);
+    let secs = libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX);
+    libc::timespec { tv_sec: secs, tv_nsec: t.subsec_nanos() as _ }
 }
 
 /// Sleeps while `word` holds `expected`, at most `limit` (`FUTEX_WAIT`,

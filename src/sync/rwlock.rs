@@ -1,47 +1,73 @@
 //! `ShmRwLock<T>`: many readers or one writer, across processes.
 //!
 //! A robust mutex (the gate) orders writers and keeps readers out while a
-//! writer works; each reader registers its pid in a slot. A writer holds
-//! the gate and waits until no slot is taken. Robustness: a dead writer
-//! is reported to the next locker like a dead [`ShmMutex`](super::ShmMutex)
-//! holder; a dead reader's slot is reclaimed by the next writer, which
-//! checks each slot's process is alive.
+//! writer works. Each reader takes one of 64 slots: it sets the slot's word
+//! and holds an exclusive lock on the slot's byte of the segment through
+//! its handle's open file (see `segment::liveness`). A writer holds the
+//! gate and waits until every set slot's lock is gone, which happens when
+//! the reader drops its guard or its process ends in any way: a dead
+//! reader never blocks a writer, and no pid is involved, so pid reuse,
+//! zombies and PID namespaces cannot fool it.
+//!
+//! A writer that dies leaves the data suspect: the next locker repairs the
+//! gate at once (it stays usable) and raises the `POISONED` word, and
+//! every locker is told [`LockError::OwnerDied`] until a writer
+//! acknowledges. So a writer that sees owner-died and then times out
+//! waiting for readers loses nothing: the next locker is told too.
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard as StdGuard};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex};
-use super::{segment_lifetime, LockError, OwnerDied};
+use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex, Wait};
+use super::{segment_lifetime, LockError, NotSend, OwnerDied};
 use crate::kind::SegmentKind;
-use crate::segment::Segment;
+use crate::segment::{liveness, Segment};
 use crate::Result;
 
 const CHANGED: usize = 64;
+const POISONED: usize = 68;
 const SLOTS: usize = 128;
 /// Most readers at once; more wait for a free slot.
 const MAX_READERS: usize = 64;
 const DATA: usize = SLOTS + 4 * MAX_READERS;
 
 /// A reader-writer lock guarding a `T` in a named segment.
+///
+/// ```
+/// use shmkit::sync::ShmRwLock;
+/// # let name = format!("doc-rwlock-{}", std::process::id());
+/// let lock = ShmRwLock::create(&name, [0u32; 4])?;
+/// lock.write().map_err(|e| e.to_string())?[0] = 7;
+/// let (a, b) = (lock.read().map_err(|e| e.to_string())?, lock.read().map_err(|e| e.to_string())?);
+/// assert_eq!((a[0], b[0]), (7, 7)); // readers share
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ShmRwLock<T: Pod> {
     seg: Segment,
     gate: RawMutex,
+    /// Slots this handle's readers hold (bit i: slot i). The kernel never
+    /// reports an open file's own locks back to it, so a writer of this
+    /// handle learns of them here.
+    held: Mutex<u64>,
     _value: PhantomData<T>,
 }
 
-/// Shared access; unregisters the reader when dropped.
+/// Shared access; gives its slot back when dropped.
 pub struct ReadGuard<'a, T: Pod> {
     lock: &'a ShmRwLock<T>,
     slot: usize,
 }
 
-/// Exclusive access; releases the lock when dropped.
+/// Exclusive access; releases the lock when dropped. Not `Send`: the gate
+/// is a pthread mutex, released by the thread that took it.
 pub struct WriteGuard<'a, T: Pod> {
     lock: &'a ShmRwLock<T>,
+    _thread: NotSend,
 }
 
 type LockResult<G> = Result<G, LockError<G>>;
@@ -70,100 +96,140 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
     }
 
     fn wrap((seg, gate): (Segment, RawMutex)) -> Self {
-        ShmRwLock { seg, gate, _value: PhantomData }
+        ShmRwLock { seg, gate, held: Mutex::new(0), _value: PhantomData }
     }
 
-    fn slot(&self, i: usize) -> &AtomicU32 {
-        self.seg.atomic_u32(SLOTS + 4 * i)
-    }
-
-    fn changed(&self) -> &AtomicU32 {
-        self.seg.atomic_u32(CHANGED)
+    fn word(&self, at: usize) -> &AtomicU32 {
+        self.seg.atomic_u32(at)
     }
 
     /// Shared access, waiting as long as it takes.
     pub fn read(&self) -> LockResult<ReadGuard<'_, T>> {
-        self.read_until(None)
+        self.read_with(Wait::Forever)
+    }
+
+    /// Shared access if no writer holds or waits for the lock now.
+    pub fn try_read(&self) -> LockResult<ReadGuard<'_, T>> {
+        self.read_with(Wait::No)
     }
 
     /// Shared access, waiting at most `limit`.
     pub fn read_timeout(&self, limit: Duration) -> LockResult<ReadGuard<'_, T>> {
-        self.read_until(Some(Instant::now() + limit))
+        self.read_with(super::deadline(limit).map_or(Wait::Forever, Wait::Until))
     }
 
-    fn read_until(&self, deadline: Option<Instant>) -> LockResult<ReadGuard<'_, T>> {
+    fn read_with(&self, wait: Wait) -> LockResult<ReadGuard<'_, T>> {
         loop {
-            let seen = self.changed().load(Ordering::Acquire);
-            let died = match self.gate.lock(deadline) {
-                Ok(got) => got == Acquired::OwnerDied,
-                Err(f) => return Err(LockError::from_raw(f)),
-            };
-            if died {
-                self.gate.mark_consistent(); // readers only report it: the gate stays usable
-            }
-            let slot = (0..MAX_READERS)
-                .find(|&i| self.slot(i).compare_exchange(0, me(), Ordering::AcqRel, Ordering::Relaxed).is_ok());
+            let seen = self.word(CHANGED).load(Ordering::Acquire);
+            self.enter(wait)?;
+            let slot = self.take_slot();
             self.gate.unlock();
             if let Some(slot) = slot {
                 let guard = ReadGuard { lock: self, slot };
-                return match died {
-                    false => Ok(guard),
-                    true => Err(LockError::OwnerDied(OwnerDied { guard, mark: Box::new(|| {}) })),
+                return match self.word(POISONED).load(Ordering::Acquire) {
+                    0 => Ok(guard),
+                    // Readers cannot repair: only a writer's acknowledge clears it.
+                    _ => Err(LockError::OwnerDied(OwnerDied { guard, recover: |_| {} })),
                 };
             }
-            if left(deadline) == Some(Duration::ZERO) {
-                return Err(LockError::Timeout);
-            }
-            futex_wait(self.changed(), seen, left(deadline).or(Some(Duration::from_millis(50))));
+            let limit = match wait {
+                Wait::No => return Err(LockError::WouldBlock),
+                Wait::Until(d) if Instant::now() >= d => return Err(LockError::Timeout),
+                Wait::Until(d) => left(Some(d)),
+                Wait::Forever => None,
+            };
+            // Bounded: a slot freed by a reader's death is never signalled.
+            futex_wait(self.word(CHANGED), seen, Some(limit.unwrap_or(Duration::MAX).min(Duration::from_millis(20))));
         }
+    }
+
+    /// Takes the gate; a holder's death is repaired at once and recorded
+    /// in `POISONED`, so the gate stays usable whatever this call does next.
+    fn enter<G>(&self, wait: Wait) -> Result<(), LockError<G>> {
+        match self.gate.lock_with(wait) {
+            Ok(Acquired::Clean) => Ok(()),
+            Ok(Acquired::OwnerDied) => {
+                self.word(POISONED).store(1, Ordering::Release);
+                self.gate.mark_consistent();
+                Ok(())
+            }
+            Err(f) => Err(LockError::from_raw(f)),
+        }
+    }
+
+    /// A free slot, taken for this handle; called with the gate held, so
+    /// no writer checks the slots meanwhile.
+    fn take_slot(&self) -> Option<usize> {
+        let mut held = lock_held(&self.held);
+        let slot = (0..MAX_READERS).filter(|&i| *held & (1 << i) == 0).find(|&i| {
+            // Only one open file can hold the byte: a slot whose reader
+            // died (word still set) is free again, and taken over here.
+            liveness::claim(self.seg.fd(), liveness::SLOTS + i as u64).unwrap_or(false)
+        })?;
+        self.word(SLOTS + 4 * slot).store(1, Ordering::Release);
+        *held |= 1 << slot;
+        Some(slot)
     }
 
     /// Exclusive access, waiting as long as it takes.
     pub fn write(&self) -> LockResult<WriteGuard<'_, T>> {
-        self.write_until(None)
+        self.write_with(Wait::Forever)
+    }
+
+    /// Exclusive access if no one holds the lock now.
+    pub fn try_write(&self) -> LockResult<WriteGuard<'_, T>> {
+        self.write_with(Wait::No)
     }
 
     /// Exclusive access, waiting at most `limit`.
     pub fn write_timeout(&self, limit: Duration) -> LockResult<WriteGuard<'_, T>> {
-        self.write_until(Some(Instant::now() + limit))
+        self.write_with(super::deadline(limit).map_or(Wait::Forever, Wait::Until))
     }
 
-    fn write_until(&self, deadline: Option<Instant>) -> LockResult<WriteGuard<'_, T>> {
-        let died = match self.gate.lock(deadline) {
-            Ok(got) => got == Acquired::OwnerDied,
-            Err(f) => return Err(LockError::from_raw(f)),
-        };
-        let guard = WriteGuard { lock: self };
+    fn write_with(&self, wait: Wait) -> LockResult<WriteGuard<'_, T>> {
+        self.enter(wait)?;
+        self.seg.pin(); // a forgotten guard must keep the gate mapped
+        let guard = WriteGuard { lock: self, _thread: PhantomData };
         loop {
-            let seen = self.changed().load(Ordering::Acquire);
+            let seen = self.word(CHANGED).load(Ordering::Acquire);
             if self.readers_gone() {
                 break;
             }
-            if left(deadline) == Some(Duration::ZERO) {
-                return Err(LockError::Timeout); // the guard's drop releases the gate
-            }
-            // Bounded sleeps: a reader that died never signals.
-            futex_wait(
-                self.changed(),
-                seen,
-                Some(left(deadline).unwrap_or(Duration::MAX).min(Duration::from_millis(20))),
-            );
+            // The guard's drop releases the gate; POISONED stays as it is.
+            let limit = match wait {
+                Wait::No => return Err(LockError::WouldBlock),
+                Wait::Until(d) if Instant::now() >= d => return Err(LockError::Timeout),
+                Wait::Until(d) => left(Some(d)),
+                Wait::Forever => None,
+            };
+            futex_wait(self.word(CHANGED), seen, Some(limit.unwrap_or(Duration::MAX).min(Duration::from_millis(20))));
         }
-        match died {
-            false => Ok(guard),
-            true => Err(LockError::OwnerDied(OwnerDied { guard, mark: self.gate.consistency_mark() })),
+        match self.word(POISONED).load(Ordering::Acquire) {
+            0 => Ok(guard),
+            _ => Err(LockError::OwnerDied(OwnerDied {
+                guard,
+                recover: |g| g.lock.word(POISONED).store(0, Ordering::Release),
+            })),
         }
     }
 
-    /// True once no live reader holds a slot; frees slots of dead readers.
+    /// True once no reader holds a slot: none of this handle's, and every
+    /// set slot's lock gone (dropped, or died with its process). A slot
+    /// whose lock state cannot be read counts as held.
     fn readers_gone(&self) -> bool {
-        (0..MAX_READERS).all(|i| match self.slot(i).load(Ordering::Acquire) {
-            0 => true,
-            pid if !alive(pid) => {
-                let _ = self.slot(i).compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
-                true
+        if *lock_held(&self.held) != 0 {
+            return false;
+        }
+        (0..MAX_READERS).all(|i| {
+            let word = self.word(SLOTS + 4 * i);
+            if word.load(Ordering::Acquire) == 0 {
+                return true;
             }
-            _ => false,
+            let gone = liveness::presence(self.seg.fd(), liveness::SLOTS + i as u64) == liveness::Presence::Gone;
+            if gone {
+                word.store(0, Ordering::Release); // a dead reader's: tidy (the gate keeps readers out)
+            }
+            gone
         })
     }
 
@@ -174,26 +240,17 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
 
 segment_lifetime! { impl<T: Pod + Send + Sync> ShmRwLock<T> }
 
-fn me() -> u32 {
-    std::process::id()
-}
-
-/// True unless process `pid` is known to be gone. `pid` comes from shared
-/// memory, so anything that is not a valid pid counts as gone (its slot is
-/// freed); a process we may not signal (EPERM) is alive.
-fn alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().filter(|&p| p > 0).and_then(rustix::process::Pid::from_raw) else {
-        return false;
-    };
-    !matches!(rustix::process::test_kill_process(pid), Err(rustix::io::Errno::SRCH))
+fn lock_held(m: &Mutex<u64>) -> StdGuard<'_, u64> {
+    // The bitmap is updated in single statements: consistent after a panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<T: Pod + Send + Sync> Deref for ReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: in bounds and aligned (checked at open/create; DATA is a
-        // multiple of 64); while a reader slot is held no writer passes the
-        // drain in `write_until`, so nothing writes the value.
+        // multiple of 64); while this slot is held no writer passes the
+        // drain in `write_with`, so nothing writes the value.
         unsafe { &*self.lock.value() }
     }
 }
@@ -201,7 +258,11 @@ impl<T: Pod + Send + Sync> Deref for ReadGuard<'_, T> {
 impl<T: Pod> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
+        let mut held = lock_held(&lock.held);
         lock.seg.atomic_u32(SLOTS + 4 * self.slot).store(0, Ordering::Release);
+        let _ = liveness::withdraw(lock.seg.fd(), liveness::SLOTS + self.slot as u64);
+        *held &= !(1 << self.slot);
+        drop(held);
         lock.seg.atomic_u32(CHANGED).fetch_add(1, Ordering::AcqRel);
         futex_wake_all(lock.seg.atomic_u32(CHANGED));
     }
@@ -225,9 +286,10 @@ impl<T: Pod + Send + Sync> DerefMut for WriteGuard<'_, T> {
 
 impl<T: Pod> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.gate.unlock();
-        let changed = self.lock.seg.atomic_u32(CHANGED);
-        changed.fetch_add(1, Ordering::AcqRel);
-        futex_wake_all(changed);
+        let lock = self.lock;
+        lock.gate.unlock();
+        lock.seg.unpin();
+        lock.seg.atomic_u32(CHANGED).fetch_add(1, Ordering::AcqRel);
+        futex_wake_all(lock.seg.atomic_u32(CHANGED));
     }
 }

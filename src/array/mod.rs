@@ -1,6 +1,11 @@
 //! `SharedArray`: an n-dimensional array in a named segment or `.npy`
 //! file, a typed view over a [`Segment`].
 
+mod claim;
+mod view;
+
+pub use view::{SliceMut, SliceRef, View, ViewMut};
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -14,6 +19,7 @@ use crate::kind::SegmentKind;
 use crate::os::FileId;
 use crate::segment::{data_len, Header, Segment};
 use crate::{name, Error, Result};
+use claim::Claims;
 
 /// An n-dimensional array of `T` living in shared memory (or a mapped file),
 /// visible to every process that opens it by name.
@@ -37,10 +43,10 @@ use crate::{name, Error, Result};
 /// use shmkit::SharedArray;
 /// # let name = format!("doc-array-{}", std::process::id());
 /// let mut a = SharedArray::<f64, _>::create(&name, (2, 3))?;
-/// a.view_mut().fill(1.5);
+/// a.view_mut()?.fill(1.5);
 ///
 /// let b = SharedArray::<f64, ndarray::Ix2>::open(&name)?; // by name alone
-/// assert_eq!(b.view().sum(), 9.0);
+/// assert_eq!(b.view()?.sum(), 9.0);
 /// drop(b); // unmaps
 /// drop(a); // unmaps and removes the name
 /// # Ok::<(), shmkit::Error>(())
@@ -49,6 +55,7 @@ pub struct SharedArray<T: Element, D: Dimension = IxDyn> {
     seg: Segment,
     dim: D,
     fortran: bool,
+    claims: Claims,
     _elem: PhantomData<T>,
 }
 
@@ -85,7 +92,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// let a = shmkit::SharedArray::<u32, _>::create_with(&name, 4, |mut v| {
     ///     v.iter_mut().enumerate().for_each(|(i, x)| *x = i as u32 * 10)
     /// })?;
-    /// assert_eq!(a.as_slice(), &[0, 10, 20, 30]);
+    /// assert_eq!(*a.as_slice()?, [0, 10, 20, 30]);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_with<Sh: IntoDimension<Dim = D>>(
@@ -99,9 +106,10 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
             // SAFETY: the segment has no name yet, so no other handle in any
             // process maps it; its data is `data_len` bytes, 64-aligned, the
             // size of `dim` elements of T.
-            fill(unsafe { ArrayViewMut::from_shape_ptr(dim.clone(), seg.data_ptr().cast::<T>()) })
+            fill(unsafe { ArrayViewMut::from_shape_ptr(dim.clone(), seg.data_ptr().cast::<T>()) });
+            Ok(())
         })?;
-        Ok(SharedArray { seg, dim, fortran: false, _elem: PhantomData })
+        Ok(SharedArray { seg, dim, fortran: false, claims: Claims::default(), _elem: PhantomData })
     }
 
     /// Opens segment `name` by name alone; kind, dtype and dimensionality
@@ -129,8 +137,8 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     pub fn create_file<Sh: IntoDimension<Dim = D>>(path: impl AsRef<Path>, shape: Sh) -> Result<Self> {
         let dim = shape.into_dimension();
         let (header, data_len) = Self::header_for(&dim)?;
-        let seg = Segment::create_file(path.as_ref(), &header, data_len, |_| {})?;
-        Ok(SharedArray { seg, dim, fortran: false, _elem: PhantomData })
+        let seg = Segment::create_file(path.as_ref(), &header, data_len, |_| Ok(()))?;
+        Ok(SharedArray { seg, dim, fortran: false, claims: Claims::default(), _elem: PhantomData })
     }
 
     /// Opens the `.npy` file `path` read-write, checking dtype and dimensionality.
@@ -162,7 +170,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
             let why = format!("data offset {} is not aligned for {}", header.data_offset, T::DTYPE);
             return Err(Error::bad_header(name, why));
         }
-        Ok(SharedArray { seg, dim, fortran: header.fortran, _elem: PhantomData })
+        Ok(SharedArray { seg, dim, fortran: header.fortran, claims: Claims::default(), _elem: PhantomData })
     }
 
     /// The segment name, or the file path for file-backed arrays.
@@ -195,34 +203,46 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         self.seg.is_owner()
     }
 
-    /// A read-only view of the whole array.
-    pub fn view(&self) -> ArrayView<'_, T, D> {
-        // SAFETY: the layout was validated (offset + len * size_of::<T>() inside
-        // the mapping, offset aligned for T); the view borrows self, so the
-        // mapping outlives it. Writes by other processes are outside Rust's
-        // model, as with any shared memory (type docs).
-        unsafe { ArrayView::from_shape_ptr(self.dim.clone().set_f(self.fortran), self.data_ptr()) }
+    /// A read-only view of the whole array, claimed shared: it fails with
+    /// [`Error::Busy`] while a mutable view of any of its bytes exists,
+    /// through any handle in any process.
+    pub fn view(&self) -> Result<View<'_, T, D>> {
+        let claim = self.claims.take(&self.seg, self.all_bytes(), true, "the whole array")?;
+        // SAFETY: the layout was validated (len elements of T at an aligned,
+        // in-bounds offset); the claim just taken keeps every mutable shmkit
+        // view of these bytes away while this view lives.
+        Ok(View { view: unsafe { self.view_unchecked() }, _claim: claim })
     }
 
-    /// A mutable view of the whole array.
-    pub fn view_mut(&mut self) -> ArrayViewMut<'_, T, D> {
-        // SAFETY: as in `view`; `&mut self` makes this the only view of this handle.
-        unsafe { ArrayViewMut::from_shape_ptr(self.dim.clone().set_f(self.fortran), self.data_ptr()) }
+    /// A mutable view of the whole array, claimed exclusively: it fails
+    /// with [`Error::Busy`] while any other view of its bytes exists,
+    /// through any handle in any process.
+    pub fn view_mut(&mut self) -> Result<ViewMut<'_, T, D>> {
+        let claim = self.claims.take(&self.seg, self.all_bytes(), false, "the whole array")?;
+        // SAFETY: as in `view`; the exclusive claim just taken keeps every
+        // other shmkit view of these bytes away while this one lives.
+        Ok(ViewMut { view: unsafe { self.view_mut_unchecked() }, _claim: claim })
     }
 
-    /// A view of rows `range` along the first axis: a helper's share.
-    pub fn rows(&self, range: Range<usize>) -> Result<ArrayView<'_, T, D>> {
+    /// A view of rows `range` along the first axis: a helper's share. It
+    /// claims only those rows (all of them for a Fortran-order array).
+    pub fn rows(&self, range: Range<usize>) -> Result<View<'_, T, D>> {
         let slice = self.check_rows(&range)?;
-        Ok(self.view().slice_axis_move(Axis(0), slice))
+        let claim = self.claims.take(&self.seg, self.row_bytes(&range), true, &format!("rows {range:?}"))?;
+        // SAFETY: as in `view`; the claim covers every byte of these rows.
+        let view = unsafe { self.view_unchecked() }.slice_axis_move(Axis(0), slice);
+        Ok(View { view, _claim: claim })
     }
 
-    /// A mutable view of rows `range` along the first axis.
-    ///
-    /// Helpers in different processes that each take disjoint rows can
-    /// write at once without locks.
-    pub fn rows_mut(&mut self, range: Range<usize>) -> Result<ArrayViewMut<'_, T, D>> {
+    /// A mutable view of rows `range` along the first axis. Processes that
+    /// each take disjoint rows can write at once without locks; overlapping
+    /// rows are [`Error::Busy`].
+    pub fn rows_mut(&mut self, range: Range<usize>) -> Result<ViewMut<'_, T, D>> {
         let slice = self.check_rows(&range)?;
-        Ok(self.view_mut().slice_axis_move(Axis(0), slice))
+        let claim = self.claims.take(&self.seg, self.row_bytes(&range), false, &format!("rows {range:?}"))?;
+        // SAFETY: as in `view_mut`; the exclusive claim covers these rows.
+        let view = unsafe { self.view_mut_unchecked() }.slice_axis_move(Axis(0), slice);
+        Ok(ViewMut { view, _claim: claim })
     }
 
     fn check_rows(&self, range: &Range<usize>) -> Result<Slice> {
@@ -233,21 +253,71 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         Ok(Slice::from(range.clone()))
     }
 
-    /// All elements in memory order, as a slice.
-    pub fn as_slice(&self) -> &[T] {
-        // SAFETY: as in `view`: len elements of T at an aligned, in-bounds offset.
-        unsafe { std::slice::from_raw_parts(self.data_ptr(), self.len()) }
+    /// All elements in memory order, read-only (claimed shared).
+    pub fn as_slice(&self) -> Result<SliceRef<'_, T>> {
+        let claim = self.claims.take(&self.seg, self.all_bytes(), true, "the whole array")?;
+        // SAFETY: as in `view`: len elements of T at an aligned, in-bounds
+        // offset, claimed for as long as the slice lives.
+        let slice = unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) };
+        Ok(SliceRef { slice, _claim: claim })
     }
 
-    /// All elements in memory order, as a mutable slice.
-    pub fn as_slice_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `as_slice`; `&mut self` excludes other views of this handle.
-        unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), self.len()) }
+    /// All elements in memory order, mutable (claimed exclusively).
+    pub fn as_slice_mut(&mut self) -> Result<SliceMut<'_, T>> {
+        let claim = self.claims.take(&self.seg, self.all_bytes(), false, "the whole array")?;
+        // SAFETY: as in `as_slice`, claimed exclusively.
+        let slice = unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len()) };
+        Ok(SliceMut { slice, _claim: claim })
     }
 
-    fn data_ptr(&self) -> *mut T {
+    /// A view of the whole array that claims nothing.
+    ///
+    /// # Safety
+    ///
+    /// While the view lives, no one may write the elements it covers: no
+    /// mutable view through another handle or in another process (shmkit's
+    /// claims would refuse one; this view takes none, so the check is
+    /// yours), and no other program (numpy, say) mapping the segment.
+    pub unsafe fn view_unchecked(&self) -> ArrayView<'_, T, D> {
+        // SAFETY: the layout was validated (offset + len * size_of::<T>() inside
+        // the mapping, offset aligned for T); the view borrows self, so the
+        // mapping outlives it; no concurrent writes is the caller's promise.
+        unsafe { ArrayView::from_shape_ptr(self.dim.clone().set_f(self.fortran), self.as_ptr()) }
+    }
+
+    /// A mutable view of the whole array that claims nothing.
+    ///
+    /// # Safety
+    ///
+    /// While the view lives, no one else may read or write the elements it
+    /// covers: no other view through this or another handle, in this or
+    /// another process, and no other program mapping the segment.
+    #[allow(clippy::mut_from_ref)] // the caller promises exclusivity, as with memmap2's map_mut
+    pub unsafe fn view_mut_unchecked(&self) -> ArrayViewMut<'_, T, D> {
+        // SAFETY: as in `view_unchecked`; exclusivity is the caller's promise.
+        unsafe { ArrayViewMut::from_shape_ptr(self.dim.clone().set_f(self.fortran), self.as_ptr()) }
+    }
+
+    /// The first element, for code that manages access itself; reading or
+    /// writing through it is `unsafe` and unchecked (see [`view_unchecked`](Self::view_unchecked)).
+    pub fn as_ptr(&self) -> *mut T {
         debug_assert!(self.len() * size_of::<T>() <= self.seg.data_len());
         self.seg.data_ptr().cast()
+    }
+
+    /// Every byte of the data.
+    fn all_bytes(&self) -> Range<usize> {
+        0..self.len() * size_of::<T>()
+    }
+
+    /// The bytes of rows `range`: contiguous in C order, the whole array
+    /// in Fortran order.
+    fn row_bytes(&self, range: &Range<usize>) -> Range<usize> {
+        if self.fortran {
+            return self.all_bytes();
+        }
+        let row = self.shape()[1..].iter().product::<usize>() * size_of::<T>();
+        range.start * row..range.end * row
     }
 
     /// Writes a file-backed array's changes to disk (`msync(2)`); for a
@@ -258,9 +328,10 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
 
     /// Keeps the segment after this handle is gone: marks it persistent
     /// (so `shmkit gc` spares it) and gives up the right to remove it.
-    /// Remove it later with [`crate::unlink`].
-    pub fn persist(&mut self) {
-        self.seg.persist();
+    /// Remove it later with [`crate::unlink`]. Only the creating handle may
+    /// ([`Error::NotOwner`]): an attacher never removes a segment anyway.
+    pub fn persist(&mut self) -> Result<()> {
+        self.seg.persist()
     }
 
     /// Removes the segment's name now, reporting errors; the mapping stays
@@ -280,8 +351,8 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
 
     /// This array with a dynamic number of dimensions.
     pub fn into_dyn(self) -> SharedArray<T, IxDyn> {
-        let SharedArray { seg, dim, fortran, .. } = self;
-        SharedArray { seg, dim: dim.into_dyn(), fortran, _elem: PhantomData }
+        let SharedArray { seg, dim, fortran, claims, .. } = self;
+        SharedArray { seg, dim: dim.into_dyn(), fortran, claims, _elem: PhantomData }
     }
 
     /// Device and inode of the segment or file: its identity, unlike its name.
