@@ -3,9 +3,15 @@
 //! serving other requests, and no process is ever forked from the
 //! multi-threaded server, so no worker dies.
 //!
+//! Every request has a deadline (`deadline_ms`, default 10 s): past it,
+//! the request answers 504 and its task is cancelled, because dropping a
+//! task's future cancels it. The same happens when a client hangs up
+//! early (axum drops the handler): no helper keeps computing for no one.
+//!
 //! ```text
 //! cargo run --release --example web_offload [-- --port 3000]
 //! curl 'localhost:3000/simulate?a=0&b=63&games=100000'
+//! curl 'localhost:3000/simulate?a=0&b=63&games=10000000&deadline_ms=200'   # 504, helper freed
 //! curl localhost:3000/health
 //! curl localhost:3000/helpers
 //! ```
@@ -17,6 +23,7 @@ mod basketball;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use axum::extract::{Query, State};
@@ -53,6 +60,8 @@ struct Matchup {
     a: usize,
     b: usize,
     games: u32,
+    /// Give up (and cancel the task) after this many milliseconds.
+    deadline_ms: Option<u64>,
 }
 
 async fn simulate_handler(
@@ -63,8 +72,14 @@ async fn simulate_handler(
         return Err((StatusCode::BAD_REQUEST, "teams are 0..64, games at most 10 000 000".into()));
     }
     // The handle is a Future: awaiting it parks this request, not a thread.
-    let summary = pool.submit(simulate, (q.a, q.b, q.games)).await;
-    summary.map(Json).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    // Dropping it (the deadline passed, or the client hung up and axum
+    // dropped this handler) cancels the task and frees its helper.
+    let deadline = Duration::from_millis(q.deadline_ms.unwrap_or(10_000));
+    let task = pool.submit(simulate, (q.a, q.b, q.games));
+    match tokio::time::timeout(deadline, task).await {
+        Ok(summary) => summary.map(Json).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(_) => Err((StatusCode::GATEWAY_TIMEOUT, format!("no answer within {deadline:?}; the task was cancelled"))),
+    }
 }
 
 async fn helpers_handler(State(pool): State<Arc<Pool>>) -> Json<Vec<u32>> {

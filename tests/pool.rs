@@ -302,6 +302,9 @@ fn helpers_exit_within_a_second_when_the_coordinator_is_killed() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(pids.iter().all(|&p| !alive(p)), "helpers {pids:?} outlived their coordinator by 1 s");
+    // The killed coordinator's pool status segment is garbage now.
+    let removed = shmkit::collect_garbage(false).unwrap();
+    assert!(removed.iter().any(|n| n.starts_with(&format!("shmkit-{}-", coordinator.id()))), "{removed:?}");
 }
 
 fn kill9(pid: u32) {

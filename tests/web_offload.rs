@@ -33,7 +33,8 @@ fn pids(port: u16) -> Vec<u32> {
 fn server_stays_responsive_while_helpers_compute_and_no_helper_dies() {
     let _w = Watchdog::new(Duration::from_secs(120));
     let exe = common::example("web_offload");
-    let mut server = Command::new(exe).args(["--port", "0"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut server =
+        common::dies_with_parent(Command::new(exe).args(["--port", "0"]).stdout(Stdio::piped())).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(server.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     let port: u16 = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).expect("listening line");
@@ -73,4 +74,36 @@ fn server_stays_responsive_while_helpers_compute_and_no_helper_dies() {
     let status = common::wait_with_watchdog(server, Duration::from_secs(10));
     assert!(status.success(), "server exit: {status}");
     assert!(before.iter().all(|&p| !alive(p)), "helpers outlived the server");
+}
+
+/// Requests past their deadline answer 504 and cancel their tasks: the
+/// helpers are free for the next request at once (dropping a task's future
+/// cancels it, so `tokio::time::timeout` around `pool.submit` is all it takes).
+#[test]
+fn requests_past_their_deadline_free_their_helpers() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let exe = common::example("web_offload");
+    let mut server =
+        common::dies_with_parent(Command::new(exe).args(["--port", "0"]).stdout(Stdio::piped())).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).expect("listening line");
+    let helpers = pids(port).len();
+    // More long requests than helpers, each with a 300 ms deadline.
+    let start = Instant::now();
+    let late: Vec<_> = (0..3 * helpers)
+        .map(|i| std::thread::spawn(move || get(port, &format!("/simulate?a={i}&b=63&games=10000000&deadline_ms=300"))))
+        .collect();
+    for t in late {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 504, "{body}");
+        assert!(body.contains("cancelled"), "{body}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(3), "the 504s took {:?}", start.elapsed());
+    let start = Instant::now();
+    let (status, body) = get(port, "/simulate?a=1&b=2&games=1000");
+    assert_eq!(status, 200, "{body}");
+    assert!(start.elapsed() < Duration::from_secs(1), "the next request waited {:?}", start.elapsed());
+    rustix::process::kill_process(rustix::process::Pid::from_child(&server), rustix::process::Signal::INT).unwrap();
+    assert!(common::wait_with_watchdog(server, Duration::from_secs(10)).success());
 }

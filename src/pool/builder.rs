@@ -168,7 +168,14 @@ impl PoolBuilder {
     }
 
     /// Starts the helpers and waits until every one is ready.
+    ///
+    /// In a process started as a helper whose `main` did not call
+    /// [`init`](crate::init) first, this does not return: the process
+    /// tells its pool (whose `build` then fails with
+    /// [`PoolError::NotInitialized`]) and exits, so a forgotten `init`
+    /// never spawns more processes.
     pub fn build(mut self) -> Result<Pool, PoolError> {
+        super::helper::refuse_pool_in_uninitialised_helper();
         let mut registry = Registry::new();
         (self.tasks)(&mut registry);
         if let Some(init) = self.init.take() {

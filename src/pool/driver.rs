@@ -1,35 +1,46 @@
 //! One coordinator thread per helper: feeds it jobs, enforces the running
-//! job's timeout, and replaces the helper when it dies.
+//! job's timeout and its cancellation, and replaces the helper when it dies.
 //!
-//! A helper runs its jobs strictly in order, so when it dies the first
-//! unanswered job is the one it was running: that job alone fails (or is
-//! retried); jobs queued behind it in the pipeline go back to the queue.
+//! A helper runs its jobs strictly in order and records each one's start
+//! in its status word (see `status`), so when it dies the driver knows
+//! exactly which job was running: that job alone fails (or is retried),
+//! results it wrote before dying are kept, and jobs behind it, which never
+//! started, go back to the queue. Writes to the helper never block: frames
+//! wait in an outbox, so a helper that stops reading (it is busy, or hung)
+//! can never keep the driver from its deadlines.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::SendFlags;
+
 use super::error::{PoolError, TaskError};
 use super::job::Job;
-use super::spawn::{self, wait_readable, Helper};
+use super::spawn::{self, Helper};
 use super::spin::{spin, WINDOW};
+use super::status;
 use super::wire::{frame, send, Failure, Fill, FromHelper, ToHelper};
 use super::{Inner, Work};
 
 /// Consecutive failed starts after which a driver gives up.
 const MAX_START_FAILURES: u32 = 3;
 
+/// Longest a driver sleeps without looking at its job's cancellation.
+const CANCEL_CHECK: Duration = Duration::from_millis(20);
+
 /// The driver thread's body: start a helper, serve it, replace it, repeat.
 pub(crate) fn run(inner: Arc<Inner>, index: usize, ready: Sender<Result<(), PoolError>>) {
     let mut ready = Some(ready);
     let mut failures = 0;
     loop {
-        let helper = match spawn::start(&inner.config, &inner.names) {
+        let helper = match spawn::start(&inner.config, &inner.names, &inner.status, index) {
             Ok(helper) => helper,
             Err(e) if ready.is_some() => {
                 let _ = ready.take().map(|tx| tx.send(Err(e)));
@@ -47,7 +58,16 @@ pub(crate) fn run(inner: Arc<Inner>, index: usize, ready: Sender<Result<(), Pool
         failures = 0;
         inner.set_helper(index, Some(helper.cell.clone()));
         let _ = ready.take().map(|tx| tx.send(Ok(())));
-        let session = Session { inner: &inner, index, h: helper, inflight: VecDeque::new(), sent: 0, next_id: 1 };
+        let session = Session {
+            inner: &inner,
+            index,
+            h: helper,
+            inflight: VecDeque::new(),
+            sent: 0,
+            next_id: 1,
+            outbox: Vec::new(),
+            written: 0,
+        };
         if session.run() == End::Stop {
             return inner.driver_gone("the pool is shut down".into());
         }
@@ -61,12 +81,15 @@ struct InFlight {
     started: Option<Instant>,
 }
 
-/// How a helper was lost.
+/// Why a helper is being given up.
+#[derive(Clone, Copy, PartialEq)]
 enum Death {
     /// It died, or its stream broke.
     Lost,
-    /// The running job passed its timeout (the given one).
+    /// The running job passed its timeout (the given one); it was killed.
     TimedOut(Duration),
+    /// The running (or next) job was cancelled; it was killed.
+    Cancelled,
 }
 
 #[derive(PartialEq)]
@@ -83,6 +106,9 @@ struct Session<'a> {
     inflight: VecDeque<InFlight>,
     sent: usize,
     next_id: u64,
+    /// Frames not yet taken by the socket, and how much of them was.
+    outbox: Vec<u8>,
+    written: usize,
 }
 
 impl Session<'_> {
@@ -107,19 +133,18 @@ impl Session<'_> {
         }
     }
 
-    /// Sends queued jobs until the pipeline is full, in one write. False
-    /// if the helper turned out to have died while idle.
+    /// Queues jobs for the helper until the pipeline is full. False if
+    /// the helper turned out to have died while idle.
     fn fill(&mut self) -> bool {
         let max = self.inner.config.max_tasks.unwrap_or(usize::MAX);
         let depth = self.inner.pipeline_depth();
         if depth > self.inner.config.pipeline && self.inflight.len() > depth / 2 {
             return true; // deep pipeline: refill in batches, one write per half
         }
-        let mut out = Vec::new();
         while self.inflight.len() < depth && self.sent < max {
             let next = if self.inflight.is_empty() { self.inner.try_pop() } else { self.inner.try_pop_ahead() };
             let Some(job) = next else { break };
-            if job.is_cancelled() {
+            if job.cancel.is_cancelled() {
                 job.fail(TaskError::Cancelled);
                 continue;
             }
@@ -129,24 +154,44 @@ impl Session<'_> {
             }
             let (id, task) = (self.next_id, job.task);
             self.next_id += 1;
-            out.extend(frame(&ToHelper::Run { job: id, task, args: Cow::Borrowed(&job.args) }));
+            self.outbox.extend(frame(&ToHelper::Run { job: id, task, args: Cow::Borrowed(&job.args) }));
             self.sent += 1;
             self.inflight.push_back(InFlight { job, id, started: None });
         }
         // A dead helper shows up as end-of-stream when reading.
-        let _ = std::io::Write::write_all(&mut &self.h.stream, &out);
+        let _ = self.flush();
         true
     }
 
-    /// Waits for the front job's result, up to its deadline.
+    /// Writes what the socket takes now, never waiting.
+    fn flush(&mut self) -> std::io::Result<()> {
+        while self.written < self.outbox.len() {
+            let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+            match rustix::net::send(&self.h.stream, &self.outbox[self.written..], flags) {
+                Ok(n) => self.written += n,
+                Err(Errno::AGAIN) => break,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.written == self.outbox.len() {
+            self.outbox.clear();
+            self.written = 0;
+        }
+        Ok(())
+    }
+
+    /// Waits for the front job's result, up to its deadline, stopping it
+    /// if it is cancelled meanwhile.
     fn await_front(&mut self) -> Result<(), Death> {
         let front = self.inflight.front_mut().expect("a job in flight");
         let started = *front.started.get_or_insert_with(Instant::now);
-        if !front.job.start_on(&self.h.cell) {
-            self.h.cell.killed_for_cancel.store(true, Ordering::SeqCst); // cancelled while queued here
-            return Err(Death::Lost);
-        }
         let (id, timeout) = (front.id, front.job.timeout);
+        if !front.job.cancel.start_on(&self.h.cell, id) {
+            self.stop_front(Death::Cancelled)?; // cancelled while in this helper's pipeline
+        }
+        // `None` when the timeout is too long for an Instant: no deadline.
+        let deadline = timeout.and_then(|t| started.checked_add(t));
         loop {
             match self.h.reader.next::<FromHelper>() {
                 Some(Ok(FromHelper::Done { job, results })) if job == id => {
@@ -155,30 +200,57 @@ impl Session<'_> {
                 Some(_) => return Err(Death::Lost), // a garbled or out-of-turn message
                 None => {}
             }
-            let left = timeout.map(|t| (started + t).saturating_duration_since(Instant::now()));
-            if left == Some(Duration::ZERO) {
-                return Err(Death::TimedOut(timeout.expect("deadline implies timeout")));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.stop_front(Death::TimedOut(timeout.expect("a deadline has a timeout")))?;
             }
-            match self.read_some(left) {
+            if self.inflight.front().is_some_and(|f| f.job.cancel.is_cancelled()) {
+                self.stop_front(Death::Cancelled)?;
+            }
+            if self.flush().is_err() {
+                return Err(Death::Lost);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match self.read_some(left.map_or(CANCEL_CHECK, |l| l.min(CANCEL_CHECK))) {
                 Ok(Fill::Data | Fill::WouldBlock) => continue,
                 _ => return Err(Death::Lost),
             }
         }
     }
 
+    /// Kills the helper if the front job is still running (or about to
+    /// be): `Err(why)`. `Ok` if it has already finished: its result is on
+    /// its way, so keep waiting for it.
+    fn stop_front(&self, why: Death) -> Result<(), Death> {
+        let id = self.inflight.front().expect("a job in flight").id;
+        match self.h.cell.stop_job(id) {
+            true => Err(why),
+            false => Ok(()),
+        }
+    }
+
     /// Reads whatever results arrive: polls a short window (short tasks
-    /// answer within microseconds), then sleeps until data or `left` passes.
-    fn read_some(&mut self, left: Option<Duration>) -> std::io::Result<Fill> {
+    /// answer within microseconds), then sleeps until data arrives, the
+    /// socket takes more of the outbox, or `limit` passes.
+    fn read_some(&mut self, limit: Duration) -> std::io::Result<Fill> {
         let (reader, stream) = (&mut self.h.reader, &self.h.stream);
-        let window = left.map_or(WINDOW, |l| l.min(WINDOW));
-        let quick = spin(window, || match reader.fill(stream, false) {
+        let quick = spin(limit.min(WINDOW), || match reader.fill(stream, false) {
             Ok(Fill::WouldBlock) => None,
             other => Some(other),
         });
-        match quick {
-            Some(fill) => fill,
-            None if wait_readable(stream, left) => reader.fill(stream, false),
-            None => Ok(Fill::WouldBlock),
+        if let Some(fill) = quick {
+            return fill;
+        }
+        let mut flags = PollFlags::IN;
+        if self.written < self.outbox.len() {
+            flags |= PollFlags::OUT;
+        }
+        let mut fds = [PollFd::new(stream, flags)];
+        let timeout = Timespec::try_from(limit).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) if n > 0 && fds[0].revents().intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) => {
+                reader.fill(stream, false)
+            }
+            _ => Ok(Fill::WouldBlock),
         }
     }
 
@@ -188,15 +260,16 @@ impl Session<'_> {
             return false;
         }
         let done = self.inflight.pop_front().expect("checked above");
-        done.job.stop_running();
+        done.job.cancel.stop_running(&self.h.cell, done.id);
         done.job.deliver(results.into_iter().map(|r| r.map_err(TaskError::from)).collect());
         true
     }
 
     /// The helper is dead or must die: kill it, keep what it finished,
-    /// fail or retry the job it was running, requeue the rest.
+    /// blame the job it was running (and only that one), requeue the rest.
     fn on_death(mut self, death: Death) -> End {
-        self.inflight.iter().for_each(|f| f.job.stop_running());
+        let cell = self.h.cell.clone();
+        self.inflight.iter().for_each(|f| f.job.cancel.stop_running(&cell, f.id));
         self.inner.set_helper(self.index, None); // before reaping frees the pid
         let _ = self.h.child.kill();
         while let Ok(FromHelper::Done { job, results }) = self.h.reader.recv(&self.h.stream) {
@@ -206,24 +279,22 @@ impl Session<'_> {
         }
         let status = self.h.child.wait().ok();
         let (signal, code) = (status.and_then(|s| s.signal()), status.and_then(|s| s.code()));
-        let cancel_kill = self.h.cell.killed_for_cancel.load(Ordering::SeqCst);
+        // Final now that the helper is reaped: the one job it was running.
+        let last_started = status::last_started(cell.word());
         let terminated = self.inner.is_terminated();
         let mut requeue = Vec::new();
         for (k, mut f) in self.inflight.drain(..).enumerate() {
-            let culprit = k == 0 && f.started.is_some() && !cancel_kill;
-            if terminated {
-                f.job.fail(TaskError::Terminated);
-            } else if f.job.is_cancelled() {
-                f.job.fail(TaskError::Cancelled);
-            } else if !culprit {
-                requeue.push(f.job);
-            } else if let Death::TimedOut(t) = death {
-                f.job.fail(TaskError::TimedOut(t));
-            } else if f.job.retries > 0 {
-                f.job.retries -= 1;
-                requeue.push(f.job);
-            } else {
-                f.job.fail(TaskError::WorkerDied { signal, code });
+            let ran = f.id <= last_started; // started, and no result came back
+            match (k, death) {
+                _ if terminated => f.job.fail(TaskError::Terminated),
+                _ if f.job.cancel.is_cancelled() => f.job.fail(TaskError::Cancelled),
+                (0, Death::TimedOut(t)) => f.job.fail(TaskError::TimedOut(t)),
+                _ if !ran => requeue.push(f.job), // never started: safe to run elsewhere
+                _ if f.job.retries > 0 => {
+                    f.job.retries -= 1;
+                    requeue.push(f.job);
+                }
+                _ => f.job.fail(TaskError::WorkerDied { signal, code }),
             }
         }
         self.inner.requeue(requeue);

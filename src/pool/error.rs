@@ -84,8 +84,16 @@ pub enum PoolError {
     #[error("helper exited before it was ready ({0}); does its main call shmkit::init(tasks) first?")]
     HelperExited(String),
     /// A helper did not report ready in time.
-    #[error("helper not ready after {0:?}")]
+    #[error("helper not ready after {0:?}; does its main call shmkit::init(tasks) first, before anything slow?")]
     StartTimeout(Duration),
+    /// A helper's `main` built a pool instead of calling `shmkit::init`
+    /// first: without the check, every helper would start a pool of its
+    /// own, and so on. The helper exited at once.
+    #[error("helper program '{program}' reached Pool::build() without calling shmkit::init(tasks) first: make `shmkit::init(tasks);` the first line of its main, or give the pool a separate helper binary with .program(path) whose main calls shmkit::serve(tasks)")]
+    NotInitialized {
+        /// The helper program.
+        program: String,
+    },
     /// A helper registers different tasks than the coordinator.
     #[error("helper registers different tasks than the coordinator (first difference at #{index}: coordinator {ours:?}, helper {theirs:?}); build both from the same tasks function")]
     TaskMismatch {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
-use super::job::{Slot, SlotState};
+use super::job::{Cancel, Slot, SlotState};
 use super::wire::decode;
 
 /// A task submitted with [`Pool::submit`](super::Pool::submit).
@@ -21,20 +21,44 @@ use super::wire::decode;
 /// check it ([`try_result`](Self::try_result)), [`cancel`](Self::cancel) it
 /// (which kills it if it is running), or `.await` it: the handle is a
 /// `Future` that never blocks the runtime's threads.
-#[must_use = "a task's result is lost unless its handle is waited on"]
+///
+/// **Dropping an unfinished handle cancels its task**, as dropping its
+/// future does (a web framework drops the handler of a closed
+/// connection): a queued task never runs, a running one has its helper
+/// killed and replaced. [`detach`](Self::detach) lets it run on instead.
+#[must_use = "dropping a task's handle cancels the task; call .detach() to let it run"]
 pub struct TaskHandle<R> {
     slot: Arc<Slot>,
+    cancel: Arc<Cancel>,
+    detached: bool,
     _result: PhantomData<fn() -> R>,
 }
 
+impl<R> Drop for TaskHandle<R> {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.slot.cancel(&self.cancel); // a no-op once the result is in
+        }
+    }
+}
+
 impl<R: DeserializeOwned> TaskHandle<R> {
-    pub(crate) fn new(slot: Arc<Slot>) -> Self {
-        TaskHandle { slot, _result: PhantomData }
+    pub(crate) fn new(slot: Arc<Slot>, cancel: Arc<Cancel>) -> Self {
+        TaskHandle { slot, cancel, detached: false, _result: PhantomData }
+    }
+
+    /// Lets the task run to its end with no one waiting: dropping the
+    /// handle no longer cancels it, and its result is discarded.
+    pub fn detach(mut self) {
+        self.detached = true;
     }
 
     /// Blocks until the task is done and returns its result.
     pub fn wait(self) -> Result<R, TaskError> {
-        take(&mut self.slot.wait(None))
+        // A statement, not the tail: the slot's lock must be released before
+        // `self` is dropped (its Drop takes the lock again).
+        let result = take(&mut self.slot.wait(None));
+        result
     }
 
     /// Waits up to `limit`; hands the handle back if the task is still running.
@@ -63,7 +87,7 @@ impl<R: DeserializeOwned> TaskHandle<R> {
     /// helper killed (and replaced). Returns false if it had already finished.
     /// Its result is then [`TaskError::Cancelled`].
     pub fn cancel(&self) -> bool {
-        self.slot.cancel()
+        self.slot.cancel(&self.cancel)
     }
 }
 

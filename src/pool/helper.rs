@@ -9,12 +9,14 @@ use std::cell::RefCell;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::cache::Cache;
 use super::registry::Registry;
-use super::spawn::{PARENT_VAR, SOCKET_VAR};
+use super::spawn::{PARENT_VAR, SOCKET_VAR, STATUS_VAR};
 use super::spin::{spin, WINDOW};
+use super::status::{self, Status};
 use super::wire::{send, Failure, Fill, FrameReader, FromHelper, ToHelper};
 
 /// Makes this process serve as a pool helper if a pool started it;
@@ -34,8 +36,32 @@ use super::wire::{send, Failure, Fill, FrameReader, FromHelper, ToHelper};
 /// ```
 pub fn init(tasks: fn(&mut Registry)) {
     if let Some(address) = std::env::var_os(SOCKET_VAR) {
+        SERVING.store(true, Ordering::SeqCst);
         serve_at(&address.to_string_lossy(), tasks);
     }
+}
+
+/// Set once this process serves as a helper (inside [`init`]).
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// Called by `PoolBuilder::build`: in a process a pool started as a helper
+/// whose `main` did not call [`init`] first, building a pool would start
+/// helpers that do the same, without end. Instead, tell the coordinator
+/// (its `build` returns `PoolError::NotInitialized`) and exit at once.
+pub(crate) fn refuse_pool_in_uninitialised_helper() {
+    let Some(address) = std::env::var_os(SOCKET_VAR) else { return };
+    if SERVING.load(Ordering::SeqCst) {
+        return; // a task building a pool of its own: fine
+    }
+    eprintln!(
+        "shmkit helper {}: main built a pool without calling shmkit::init(tasks) first; exiting",
+        std::process::id()
+    );
+    let addr = SocketAddr::from_abstract_name(address.to_string_lossy().as_bytes());
+    if let Ok(stream) = addr.and_then(|a| UnixStream::connect_addr(&a)) {
+        let _ = send(&mut &stream, &FromHelper::NotInitialized);
+    }
+    crate::os::exit_now(3)
 }
 
 /// The `main` of a separate helper binary: serves `tasks` for the pool
@@ -55,6 +81,8 @@ fn serve_at(address: &str, tasks: fn(&mut Registry)) -> ! {
     watch_parent();
     let addr = SocketAddr::from_abstract_name(address.as_bytes()).unwrap_or_else(|e| die(e));
     let stream = UnixStream::connect_addr(&addr).unwrap_or_else(|e| die(e));
+    let status = status_word().unwrap_or_else(|e| die(e));
+    let word = status.0.word(status.1).expect("checked by status_word");
     let mut registry = Registry::new();
     tasks(&mut registry);
     panic::set_hook(Box::new(record_panic));
@@ -70,6 +98,9 @@ fn serve_at(address: &str, tasks: fn(&mut Registry)) -> ! {
             }
         };
         let Ok(ToHelper::Run { job, task, args }) = msg else { break };
+        // Recorded before the job touches anything: if this helper is
+        // killed or dies now, its driver blames this job and no other.
+        status::begin(word, job);
         // Each result is written as soon as it exists: if this helper
         // dies in the next task, the coordinator knows this one finished.
         let results = args.iter().map(|a| run_one(&registry, &mut cache, task, a)).collect();
@@ -88,6 +119,19 @@ fn wait_for_input(reader: &mut FrameReader, stream: &UnixStream) -> bool {
         other => Some(other),
     });
     matches!(quick.unwrap_or_else(|| reader.fill(stream, true)), Ok(Fill::Data))
+}
+
+/// The pool's status segment and this helper's index in it, from
+/// `SHMKIT_HELPER_STATUS` (checked: it comes from the environment).
+fn status_word() -> Result<(Status, usize), String> {
+    let value = std::env::var(STATUS_VAR).map_err(|_| format!("{STATUS_VAR} is not set"))?;
+    let (name, index) = value.rsplit_once(':').ok_or_else(|| format!("{STATUS_VAR}={value} is not NAME:INDEX"))?;
+    let index: usize = index.parse().map_err(|_| format!("{STATUS_VAR}={value} has no index"))?;
+    let status = Status::open(name).map_err(|e| e.to_string())?;
+    match status.word(index) {
+        Some(_) => Ok((status, index)),
+        None => Err(format!("{STATUS_VAR}={value}: no such helper")),
+    }
 }
 
 fn die(e: impl std::fmt::Display) -> ! {

@@ -1,14 +1,15 @@
-//! A unit of work on its way to a helper, and where its result goes.
+//! A unit of work on its way to a helper, where its result goes, and how
+//! it is cancelled.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use super::spin::{spin, WINDOW};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 
 use super::error::TaskError;
+use super::spin::{spin, WINDOW};
+use super::status::{self, Status};
 
 /// An encoded result, or why there is none.
 pub(crate) type Outcome = Result<Vec<u8>, TaskError>;
@@ -20,6 +21,8 @@ pub(crate) struct Job {
     pub timeout: Option<Duration>,
     /// How many more times it may be rerun if its helper dies under it.
     pub retries: u32,
+    /// Shared by every job of one call: cancelling it cancels them all.
+    pub cancel: Arc<Cancel>,
     /// `None` once delivered; a job dropped undelivered fails as `Terminated`.
     pub reply: Option<Reply>,
 }
@@ -44,27 +47,6 @@ impl Job {
         let n = self.args.len();
         self.deliver(vec![Err(error); n]);
     }
-
-    /// True if the caller cancelled it.
-    pub fn is_cancelled(&self) -> bool {
-        matches!(&self.reply, Some(Reply::Slot(s)) if s.lock().cancelled)
-    }
-
-    /// Records that the job now runs on `helper`, so `cancel` can kill it.
-    /// Returns false if it was already cancelled.
-    pub fn start_on(&self, helper: &Arc<HelperCell>) -> bool {
-        let Some(Reply::Slot(slot)) = &self.reply else { return true };
-        let mut state = slot.lock();
-        state.running_on = Some(helper.clone());
-        !state.cancelled
-    }
-
-    /// Forgets the helper, before that helper is reaped (its pid reused).
-    pub fn stop_running(&self) {
-        if let Some(Reply::Slot(slot)) = &self.reply {
-            slot.lock().running_on = None;
-        }
-    }
 }
 
 impl Drop for Job {
@@ -86,12 +68,81 @@ fn send(reply: Reply, results: Vec<Outcome>) {
     }
 }
 
-/// A live helper process as seen by `cancel`.
+/// A live helper process, as a canceller sees it.
 pub(crate) struct HelperCell {
     pub pid: u32,
-    /// Set when a cancel killed this helper: whatever else it had in hand
-    /// is rerun, not failed.
-    pub killed_for_cancel: AtomicBool,
+    /// The pool's status words, and which is this helper's.
+    pub status: Arc<Status>,
+    pub index: usize,
+}
+
+impl HelperCell {
+    /// The helper's status word.
+    pub fn word(&self) -> &AtomicU64 {
+        self.status.word(self.index).expect("drivers are numbered within the pool's status segment")
+    }
+
+    /// Kills the helper if job `id` is (or is about to be) running on it;
+    /// leaves it alone if it has moved past `id` (the result is on its way).
+    pub fn stop_job(&self, id: u64) -> bool {
+        let running = status::hold(self.word());
+        if running > id {
+            status::release(self.word());
+            return false;
+        }
+        crate::os::kill(self.pid); // the hold stays: it starts nothing more
+        true
+    }
+}
+
+/// How one call's jobs are cancelled: a flag the drivers check before
+/// sending or while awaiting a job, and the helpers running its jobs now.
+#[derive(Default)]
+pub(crate) struct Cancel {
+    state: Mutex<CancelState>,
+    cancelled: AtomicBool,
+}
+
+#[derive(Default)]
+struct CancelState {
+    running: Vec<(Arc<HelperCell>, u64)>,
+}
+
+impl Cancel {
+    fn lock(&self) -> MutexGuard<'_, CancelState> {
+        // A panic while holding this lock leaves plain data behind; go on.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True once cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Records that job `id` now runs on `helper`, so a cancel can stop it;
+    /// false if already cancelled.
+    pub fn start_on(&self, helper: &Arc<HelperCell>, id: u64) -> bool {
+        let mut s = self.lock();
+        if self.is_cancelled() {
+            return false;
+        }
+        s.running.push((helper.clone(), id));
+        true
+    }
+
+    /// Forgets job `id` on `helper` (finished, or its helper is gone).
+    pub fn stop_running(&self, helper: &Arc<HelperCell>, id: u64) {
+        self.lock().running.retain(|(h, i)| !(Arc::ptr_eq(h, helper) && *i == id));
+    }
+
+    /// Cancels: queued jobs will never run, running ones are stopped.
+    pub fn cancel(&self) {
+        let mut s = self.lock();
+        self.cancelled.store(true, Ordering::Release);
+        for (helper, id) in s.running.drain(..) {
+            helper.stop_job(id);
+        }
+    }
 }
 
 /// The result cell behind a [`TaskHandle`](super::TaskHandle).
@@ -108,7 +159,6 @@ pub(crate) struct SlotState {
     pub result: Option<Outcome>,
     pub taken: bool,
     pub cancelled: bool,
-    pub running_on: Option<Arc<HelperCell>>,
     pub waker: Option<Waker>,
     pub notify: Option<(usize, Sender<usize>)>,
 }
@@ -127,7 +177,6 @@ impl Slot {
             return;
         }
         s.result = Some(if s.cancelled { Err(TaskError::Cancelled) } else { outcome });
-        s.running_on = None;
         if let Some(w) = s.waker.take() {
             w.wake();
         }
@@ -150,18 +199,15 @@ impl Slot {
         }
     }
 
-    /// Cancels: true unless the result was already there. A running task's
-    /// helper is killed now.
-    pub fn cancel(&self) -> bool {
+    /// Cancels through `cancel`: true unless the result was already there.
+    pub fn cancel(&self, cancel: &Cancel) -> bool {
         let mut s = self.lock();
         if s.result.is_some() || s.taken {
             return false;
         }
         s.cancelled = true;
-        if let Some(helper) = s.running_on.take() {
-            helper.killed_for_cancel.store(true, Ordering::SeqCst);
-            crate::os::kill(helper.pid);
-        }
+        drop(s);
+        cancel.cancel();
         true
     }
 }

@@ -13,6 +13,7 @@ mod ops;
 mod registry;
 mod spawn;
 mod spin;
+mod status;
 mod wire;
 
 use std::collections::VecDeque;
@@ -66,6 +67,8 @@ pub(crate) struct Inner {
     /// Drivers polling `queued` right now: new jobs wake only the others.
     spinning: AtomicUsize,
     helpers: Mutex<Vec<Option<Arc<HelperCell>>>>,
+    /// Which job each helper has started (shared with the helpers).
+    status: Arc<status::Status>,
 }
 
 struct Queue {
@@ -101,6 +104,7 @@ impl Pool {
 
     fn start(registry: Registry, config: Config) -> Result<Pool, PoolError> {
         let n = config.helpers;
+        let status = Arc::new(status::Status::create(n).map_err(|e| PoolError::Io(std::io::Error::other(e)))?);
         let queue = Queue { jobs: VecDeque::new(), closed: false, terminated: false, drivers: n, why_no_helper: None };
         let names = registry.names();
         let helpers = Mutex::new(vec![None; n]);
@@ -113,6 +117,7 @@ impl Pool {
             queued: AtomicUsize::new(0),
             spinning: AtomicUsize::new(0),
             helpers,
+            status,
         });
         let (tx, rx) = channel();
         let mut pool = Pool { inner: inner.clone(), drivers: Vec::with_capacity(n) };
@@ -122,8 +127,11 @@ impl Pool {
                 std::thread::Builder::new().name(format!("shmkit-helper-{i}")).spawn(move || driver::run(inner, i, tx));
             pool.drivers.push(spawned.map_err(PoolError::Io)?);
         }
+        drop(tx); // so that a driver that died without reporting ends the wait
         for _ in 0..n {
-            rx.recv().expect("every driver reports once")?; // on error, dropping `pool` stops the rest
+            // On error, dropping `pool` stops the rest.
+            let report = rx.recv().map_err(|_| PoolError::Io(std::io::Error::other("a pool driver thread died")))?;
+            report?;
         }
         Ok(pool)
     }

@@ -10,12 +10,16 @@ use serde::de::DeserializeOwned;
 use super::builtin;
 use super::error::TaskError;
 use super::handle::TaskHandle;
-use super::job::{Job, Outcome, Reply, Slot};
+use super::job::{Cancel, Job, Outcome, Reply, Slot};
 use super::registry::{ChunkArgs, ReadsRows, Task, WritesRows};
 use super::spin::{spin, WINDOW};
 use super::wire::{decode, encode};
 use super::Pool;
 use crate::{Element, SharedArray};
+
+/// What a call's jobs answer on, how many answers there are, and how to
+/// cancel them.
+type Sent = (Receiver<(usize, Vec<Outcome>)>, usize, Arc<Cancel>);
 
 /// How argument sets are grouped into messages.
 #[derive(Clone, Copy)]
@@ -39,13 +43,37 @@ pub struct Batch<'p> {
 }
 
 /// Results as tasks finish: `(index, result)`, from [`Batch::map_unordered`].
+///
+/// Dropping it before the last result cancels the tasks left: queued
+/// ones never run, running ones have their helpers killed and replaced.
 pub struct Unordered<'p, R> {
     rx: Receiver<(usize, Vec<Outcome>)>,
     ready: std::vec::IntoIter<(usize, Outcome)>,
     total: usize,
     done: usize,
     progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
+    cancel: Arc<Cancel>,
     _r: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> Drop for Unordered<'_, R> {
+    fn drop(&mut self) {
+        if self.done < self.total {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// Cancels a call's jobs if the caller unwinds (a progress callback that
+/// panics) before every result is in.
+struct CancelOnUnwind(Arc<Cancel>);
+
+impl Drop for CancelOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.cancel();
+        }
+    }
 }
 
 impl<'p> Batch<'p> {
@@ -98,8 +126,8 @@ impl<'p> Batch<'p> {
         args: impl IntoIterator<Item = F::Args>,
     ) -> Vec<Result<F::Output, TaskError>> {
         let _ = f;
-        let (rx, total) = self.send::<F>(encode_all::<F>(args), 1);
-        collect(rx, total, self.progress)
+        let (rx, total, cancel) = self.send::<F>(encode_all::<F>(args), 1);
+        collect(rx, total, cancel, self.progress)
     }
 
     /// [`map`](Self::map) for functions of two or three arguments, given as tuples.
@@ -118,13 +146,14 @@ impl<'p> Batch<'p> {
         args: impl IntoIterator<Item = F::Args>,
     ) -> Unordered<'p, F::Output> {
         let _ = f;
-        let (rx, total) = self.send::<F>(encode_all::<F>(args), 1);
+        let (rx, total, cancel) = self.send::<F>(encode_all::<F>(args), 1);
         Unordered {
             rx,
             ready: Vec::new().into_iter(),
             total,
             done: 0,
             progress: self.progress,
+            cancel,
             _r: std::marker::PhantomData,
         }
     }
@@ -132,13 +161,16 @@ impl<'p> Batch<'p> {
     /// Starts one task and returns its handle at once.
     pub fn submit<M, F: Task<M>>(self, f: F, arg: F::Args) -> TaskHandle<F::Output> {
         let _ = f;
-        let slot = Arc::new(Slot::default());
+        let (slot, cancel) = (Arc::new(Slot::default()), Arc::new(Cancel::default()));
         let (task, arg) = (self.task_id::<F>(), encode(&arg).map_err(TaskError::from));
         match task.and_then(|task| Ok((task, arg?))) {
-            Ok((task, arg)) => self.pool.inner.push(vec![self.job(task, vec![arg], Reply::Slot(slot.clone()))]),
+            Ok((task, arg)) => {
+                let job = self.job(task, vec![arg], Reply::Slot(slot.clone()), &cancel);
+                self.pool.inner.push(vec![job])
+            }
             Err(e) => slot.complete(Err(e)),
         }
-        TaskHandle::new(slot)
+        TaskHandle::new(slot, cancel)
     }
 
     /// Runs `f` on every chunk of rows of `array`, in place, in the helpers.
@@ -212,8 +244,8 @@ impl<'p> Batch<'p> {
         };
         let starts: Vec<usize> = if rows == 0 { vec![0] } else { (0..rows).step_by(per).collect() };
         let args = starts.into_iter().map(|s| encode(&chunk(s)).map_err(TaskError::from)).collect();
-        let (rx, total) = self.send::<F>(args, 1);
-        collect(rx, total, self.progress)
+        let (rx, total, cancel) = self.send::<F>(args, 1);
+        collect(rx, total, cancel, self.progress)
     }
 
     fn task_id<F: 'static>(&self) -> Result<u32, TaskError> {
@@ -221,10 +253,10 @@ impl<'p> Batch<'p> {
         id.ok_or(TaskError::NotRegistered(std::any::type_name::<F>()))
     }
 
-    fn job(&self, task: u32, args: Vec<Vec<u8>>, reply: Reply) -> Job {
+    fn job(&self, task: u32, args: Vec<Vec<u8>>, reply: Reply, cancel: &Arc<Cancel>) -> Job {
         let timeout = self.timeout.unwrap_or(self.pool.inner.config.timeout);
         let retries = self.retries.unwrap_or(self.pool.inner.config.retries);
-        Job { task, args, timeout, retries, reply: Some(reply) }
+        Job { task, args, timeout, retries, cancel: cancel.clone(), reply: Some(reply) }
     }
 
     /// Queues encoded arguments as jobs of `default` (or the set chunk
@@ -233,8 +265,9 @@ impl<'p> Batch<'p> {
         &self,
         args: Vec<Result<Vec<u8>, TaskError>>,
         default: usize,
-    ) -> (Receiver<(usize, Vec<Outcome>)>, usize) {
+    ) -> Sent {
         let (tx, rx) = channel();
+        let cancel = Arc::new(Cancel::default());
         let total = args.len();
         let per = match self.chunking {
             Chunking::Default => default,
@@ -245,7 +278,7 @@ impl<'p> Batch<'p> {
             Ok(task) => task,
             Err(e) => {
                 let _ = tx.send((0, vec![Err(e); total]));
-                return (rx, total);
+                return (rx, total, cancel);
             }
         };
         let mut jobs = Vec::with_capacity(total.div_ceil(per));
@@ -258,14 +291,15 @@ impl<'p> Batch<'p> {
                 Err(e) => drop(tx.send((i, vec![Err(e)]))),
             }
             if batch.len() == per || (!batch.is_empty() && first + batch.len() != i + 1) {
-                jobs.push(self.job(task, std::mem::take(&mut batch), Reply::Channel { first, tx: tx.clone() }));
+                let reply = Reply::Channel { first, tx: tx.clone() };
+                jobs.push(self.job(task, std::mem::take(&mut batch), reply, &cancel));
             }
         }
         if !batch.is_empty() {
-            jobs.push(self.job(task, batch, Reply::Channel { first, tx: tx.clone() }));
+            jobs.push(self.job(task, batch, Reply::Channel { first, tx: tx.clone() }, &cancel));
         }
         self.pool.inner.push(jobs);
-        (rx, total)
+        (rx, total, cancel)
     }
 }
 
@@ -281,8 +315,10 @@ fn decode_outcome<R: DeserializeOwned>(outcome: Outcome) -> Result<R, TaskError>
 fn collect<R: DeserializeOwned>(
     rx: Receiver<(usize, Vec<Outcome>)>,
     total: usize,
+    cancel: Arc<Cancel>,
     mut progress: Option<Box<dyn FnMut(usize, usize) + '_>>,
 ) -> Vec<Result<R, TaskError>> {
+    let _unwind = CancelOnUnwind(cancel);
     let mut out: Vec<Option<Result<R, TaskError>>> = (0..total).map(|_| None).collect();
     let mut done = 0;
     while done < total {

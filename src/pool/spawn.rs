@@ -11,19 +11,21 @@ use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::builder::Config;
 use super::error::{PoolError, TaskError};
 use super::job::HelperCell;
+use super::status::{self, Status};
 use super::wire::{send, Fill, FrameReader, FromHelper, ToHelper};
 
 /// Tells a process it is a helper, and where to connect.
 pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_SOCKET";
 /// The coordinator's pid, so a helper can tell it has been orphaned.
 pub(crate) const PARENT_VAR: &str = "SHMKIT_HELPER_PARENT";
+/// `NAME:INDEX`: the pool's status segment and this helper's word in it.
+pub(crate) const STATUS_VAR: &str = "SHMKIT_HELPER_STATUS";
 
 /// A running, handshaken helper.
 pub(crate) struct Helper {
@@ -46,13 +48,16 @@ impl Drop for Reaper {
     }
 }
 
-/// Starts one helper and waits until it is ready to run `names`.
-pub(crate) fn start(cfg: &Config, names: &[String]) -> Result<Helper, PoolError> {
-    let deadline = Instant::now() + cfg.start_timeout;
+/// Starts helper `index` and waits until it is ready to run `names`.
+pub(crate) fn start(cfg: &Config, names: &[String], status: &Arc<Status>, index: usize) -> Result<Helper, PoolError> {
+    let deadline = Instant::now().checked_add(cfg.start_timeout); // None: wait as long as it takes
     let (listener, address) = listen()?;
+    let word = status.word(index).expect("drivers are numbered within the status segment");
+    status::reset(word);
     let mut cmd = Command::new(&cfg.program);
     cmd.args(&cfg.args).envs(cfg.env.iter().map(|(k, v)| (k, v)));
     cmd.env(SOCKET_VAR, &address).env(PARENT_VAR, std::process::id().to_string()).stdin(Stdio::null());
+    cmd.env(STATUS_VAR, format!("{}:{index}", status.name()));
     if cfg.quiet {
         cmd.stdout(Stdio::null());
     }
@@ -63,7 +68,7 @@ pub(crate) fn start(cfg: &Config, names: &[String]) -> Result<Helper, PoolError>
     let mut reader = FrameReader::new();
     handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline)?;
     let child = reaper.0.take().expect("child");
-    let cell = Arc::new(HelperCell { pid: child.id(), killed_for_cancel: AtomicBool::new(false) });
+    let cell = Arc::new(HelperCell { pid: child.id(), status: status.clone(), index });
     Ok(Helper { child, reader, stream, cell })
 }
 
@@ -81,7 +86,7 @@ fn listen() -> io::Result<(UnixListener, String)> {
 fn accept(
     listener: &UnixListener,
     child: &mut Child,
-    deadline: Instant,
+    deadline: Option<Instant>,
     limit: Duration,
 ) -> Result<UnixStream, PoolError> {
     loop {
@@ -97,7 +102,7 @@ fn accept(
         if let Some(status) = child.try_wait()? {
             return Err(PoolError::HelperExited(status.to_string()));
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(PoolError::StartTimeout(limit));
         }
         wait_readable(listener, Some(Duration::from_millis(2)));
@@ -125,14 +130,19 @@ fn handshake(
     names: &[String],
     cfg: &Config,
     child: &mut Child,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<(), PoolError> {
     let exited = |child: &mut Child, e: io::Error| match e.kind() {
         io::ErrorKind::TimedOut => PoolError::StartTimeout(cfg.start_timeout),
         _ => PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string())),
     };
-    let FromHelper::Ready { tasks } = recv_by(reader, stream, deadline).map_err(|e| exited(child, e))? else {
-        return Err(PoolError::Io(io::Error::other("helper sent something other than Ready")));
+    let tasks = match recv_by(reader, stream, deadline).map_err(|e| exited(child, e))? {
+        FromHelper::Ready { tasks } => tasks,
+        FromHelper::NotInitialized => {
+            let _ = child.wait(); // it exits on its own right after saying so
+            return Err(PoolError::NotInitialized { program: cfg.program.display().to_string() });
+        }
+        FromHelper::Done { .. } => return Err(PoolError::Io(io::Error::other("helper sent a result before Ready"))),
     };
     if let Some(index) = (0..names.len().max(tasks.len())).find(|&i| names.get(i) != tasks.get(i)) {
         return Err(PoolError::TaskMismatch {
@@ -152,17 +162,17 @@ fn handshake(
     }
 }
 
-/// The next frame, waiting no later than `deadline`.
-fn recv_by(reader: &mut FrameReader, stream: &UnixStream, deadline: Instant) -> io::Result<FromHelper> {
+/// The next frame, waiting no later than `deadline` (forever if `None`).
+fn recv_by(reader: &mut FrameReader, stream: &UnixStream, deadline: Option<Instant>) -> io::Result<FromHelper> {
     loop {
         if let Some(msg) = reader.next() {
             return msg;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        if wait_readable(stream, Some(left)) && reader.fill(stream, false)? == Fill::Eof {
+        if wait_readable(stream, left) && reader.fill(stream, false)? == Fill::Eof {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }

@@ -128,3 +128,9 @@ impl<T: Pod> Drop for MutexGuard<'_, T> {
         self.mutex.seg.unpin();
     }
 }
+
+impl<T: Pod + Send + std::fmt::Debug> std::fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("MutexGuard").field(&**self).finish()
+    }
+}

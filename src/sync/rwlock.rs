@@ -293,3 +293,15 @@ impl<T: Pod> Drop for WriteGuard<'_, T> {
         futex_wake_all(lock.seg.atomic_u32(CHANGED));
     }
 }
+
+impl<T: Pod + Send + Sync + std::fmt::Debug> std::fmt::Debug for ReadGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ReadGuard").field(&**self).finish()
+    }
+}
+
+impl<T: Pod + Send + Sync + std::fmt::Debug> std::fmt::Debug for WriteGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WriteGuard").field(&**self).finish()
+    }
+}

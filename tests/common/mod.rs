@@ -23,12 +23,23 @@ pub fn child_arg() -> Option<String> {
 
 /// Re-runs this test binary on exactly `test`, as a child told `arg`.
 pub fn spawn_child(test: &str, arg: &str, stdout: Stdio) -> Child {
-    Command::new(std::env::current_exe().expect("current_exe"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_VAR, arg)
-        .stdout(stdout)
-        .spawn()
-        .expect("spawn child test process")
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env(CHILD_VAR, arg).stdout(stdout);
+    dies_with_parent(&mut cmd).spawn().expect("spawn child test process")
+}
+
+/// Makes `cmd`'s process get SIGKILL when the test process ends, even by
+/// abort (a watchdog): no test leaves a process behind.
+pub fn dies_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is a single async-signal-safe
+    // syscall, which is all a pre_exec closure may do.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            Ok(())
+        })
+    }
 }
 
 /// Runs a child (see [`spawn_child`]) to the end under a 60 s watchdog.

@@ -83,8 +83,18 @@ pub fn panic_in_first_chunk(start: usize, rows: ArrayViewMut1<f64>) -> usize {
     rows.len()
 }
 
+/// Sleeps 20 s if the argument starts with 1: a task that hangs, behind
+/// arguments large enough to fill the helper's socket.
+pub fn big_arg(v: Vec<u8>) -> usize {
+    if v.first() == Some(&1) {
+        std::thread::sleep(Duration::from_secs(20));
+    }
+    v.len()
+}
+
 pub fn register(r: &mut shmkit::Registry) {
     r.add(square).add(add).add(slow_square).add(sleep_ms).add(panics).add(fails);
     r.add(pid).add(abort).add(set_marker).add(marker).add(double).add(count_rows);
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
+    r.add(big_arg);
 }

@@ -1,0 +1,123 @@
+//! Which job each helper has started: one word per helper in a segment
+//! the pool owns, written by the helper, read by its driver.
+//!
+//! A helper runs the jobs it is sent strictly in order, and writes each
+//! job's result to its socket before it starts the next. So when a helper
+//! must be killed (its job timed out or was cancelled) or has died, the
+//! word tells its driver exactly which job was running: that one alone is
+//! blamed, jobs it finished are read from the socket, and jobs after it
+//! never started and are safe to run elsewhere. Nothing is ever run twice
+//! by mistake (an in-place job run twice would double its rows).
+//!
+//! The word is `job id << 1 | hold`. Before a kill the driver sets `hold`
+//! with one atomic `fetch_or`, which also reads the running job; from then
+//! on the helper cannot start another (it waits while `hold` is set), so
+//! the kill hits the job that was read, and if that one had already
+//! finished the driver clears `hold` and the helper goes on.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::kind::SegmentKind;
+use crate::segment::{head_for, Segment};
+use crate::{name, Result};
+
+/// Bytes per helper: a cache line each, so helpers never share one.
+const STRIDE: usize = 64;
+
+/// A pool's status words.
+pub(crate) struct Status {
+    seg: Segment,
+    helpers: usize,
+}
+
+impl Status {
+    /// Creates the segment for `helpers` helpers, all idle.
+    pub fn create(helpers: usize) -> Result<Status> {
+        let len = helpers.max(1) * STRIDE;
+        let make = |n: &str| Segment::create(n, SegmentKind::Pool, &head_for(SegmentKind::Pool, None), len, |_| Ok(()));
+        Ok(Status { seg: name::retry_unique(make)?, helpers })
+    }
+
+    /// Opens a pool's status segment in a helper.
+    pub fn open(name: &str) -> Result<Status> {
+        let seg = Segment::open(name, SegmentKind::Pool)?;
+        let helpers = seg.data_len() / STRIDE;
+        Ok(Status { seg, helpers })
+    }
+
+    /// The segment's name, for the helpers' environment.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Helper `index`'s word; `None` past the segment (a helper told a bad
+    /// index: everything from the environment is checked).
+    pub fn word(&self, index: usize) -> Option<&AtomicU64> {
+        (index < self.helpers).then(|| self.seg.atomic_u64(index * STRIDE))
+    }
+}
+
+/// Driver side: a new helper in this slot has started nothing yet.
+pub(crate) fn reset(word: &AtomicU64) {
+    word.store(0, Ordering::Release);
+}
+
+/// Helper side: records that job `id` starts now, after any hold is lifted.
+pub(crate) fn begin(word: &AtomicU64, id: u64) {
+    let mut waited = 0u32;
+    loop {
+        let now = word.load(Ordering::Acquire);
+        if now & 1 == 0 && word.compare_exchange(now, id << 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            return;
+        }
+        // Held: the driver is deciding whether to kill this helper, which
+        // takes microseconds; wait without burning a core if it is longer.
+        waited += 1;
+        match waited < 100 {
+            true => std::hint::spin_loop(),
+            false => std::thread::sleep(Duration::from_micros(50)),
+        }
+    }
+}
+
+/// Driver side: stops the helper from starting another job and returns
+/// the id of the last job it started (0 if none).
+pub(crate) fn hold(word: &AtomicU64) -> u64 {
+    word.fetch_or(1, Ordering::AcqRel) >> 1
+}
+
+/// Driver side: lets the helper go on after a [`hold`] that killed nothing.
+pub(crate) fn release(word: &AtomicU64) {
+    word.fetch_and(!1, Ordering::AcqRel);
+}
+
+/// Driver side, once the helper is dead: the last job it started.
+pub(crate) fn last_started(word: &AtomicU64) -> u64 {
+    word.load(Ordering::Acquire) >> 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_freezes_the_helper_between_jobs_and_reports_the_running_one() {
+        let status = Status::create(2).unwrap();
+        let word = status.word(1).unwrap();
+        assert!(status.word(2).is_none());
+        begin(word, 7);
+        assert_eq!(hold(word), 7);
+        let waiter = std::thread::scope(|s| {
+            let t = s.spawn(|| begin(word, 8));
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(last_started(word), 7, "held: job 8 must not start");
+            release(word);
+            t.join()
+        });
+        assert!(waiter.is_ok());
+        assert_eq!(last_started(word), 8);
+        reset(word);
+        assert_eq!(last_started(word), 0);
+    }
+}

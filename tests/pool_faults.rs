@@ -1,0 +1,160 @@
+//! The pool's misuse and fault holes found in review, each pinned by a test
+//! in real processes: a timeout behind large arguments, a forgotten
+//! `shmkit::init`, dropped handles and iterators, `Duration::MAX`.
+
+mod common;
+#[path = "common/tasks.rs"]
+mod tasks;
+
+use std::time::{Duration, Instant};
+
+use common::Watchdog;
+use shmkit::{Pool, PoolBuilder, PoolError, TaskError};
+use tasks::*;
+
+fn pool(test: &str, helpers: usize) -> PoolBuilder {
+    Pool::builder().tasks(register).helpers(helpers).in_test(test)
+}
+
+#[test]
+fn a_timeout_fires_even_when_large_arguments_fill_the_helpers_socket() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let test = "a_timeout_fires_even_when_large_arguments_fill_the_helpers_socket";
+    let pool = pool(test, 1).build().unwrap();
+    let mut args: Vec<Vec<u8>> = (0..40).map(|_| vec![0u8; 200_000]).collect();
+    args[0][0] = 1; // this one hangs for 20 s
+    let limit = Duration::from_millis(300);
+    let mut results = Vec::new();
+    let unordered = pool.batch().timeout(limit).map_unordered(big_arg, args); // encodes 8 MB first
+    let start = Instant::now();
+    for (i, r) in unordered {
+        results.push((i, r, start.elapsed()));
+    }
+    let (_, hung, at) = results.iter().find(|(i, _, _)| *i == 0).expect("a result for the hung task");
+    assert_eq!(hung, &Err(TaskError::TimedOut(limit)));
+    assert!(*at < limit + Duration::from_millis(100), "TimedOut came after {at:?}");
+    assert_eq!(results.len(), 40);
+    assert!(results.iter().filter(|(i, _, _)| *i != 0).all(|(_, r, _)| r == &Ok(200_000)), "{results:?}");
+    println!("hung task: TimedOut after {at:?}; all 40 results in {:?}", start.elapsed());
+}
+
+/// The processes whose parent is `pid`, and theirs, and so on.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parent_of = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+    };
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| Some((p, parent_of(p)?)))
+        .collect();
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(all.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
+#[test]
+fn forgetting_init_is_a_clear_error_and_never_a_fork_bomb() {
+    // No shmkit::init in this test, on purpose. It runs its coordinator as a
+    // child process (so that only that pool's processes are counted); the
+    // helpers re-run this test too, reach build() and must stop there.
+    let test = "forgetting_init_is_a_clear_error_and_never_a_fork_bomb";
+    let helpers = 4;
+    if common::child_arg().is_some() {
+        let built = pool(test, helpers).start_timeout(Duration::from_secs(20)).build();
+        let Err(err) = built else { panic!("a pool of helpers without init was built") };
+        assert!(matches!(err, PoolError::NotInitialized { .. }), "{err}");
+        assert!(err.to_string().contains("shmkit::init"), "{err}");
+        println!("forgotten init: {err}");
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let start = Instant::now();
+    let mut coordinator = common::spawn_child(test, "coordinator", std::process::Stdio::piped());
+    let mut most = 0;
+    let status = loop {
+        most = most.max(descendants(coordinator.id()).len());
+        if let Some(status) = coordinator.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the coordinator hangs");
+        std::thread::sleep(Duration::from_micros(300));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(coordinator.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success() && out.contains("1 passed"), "{status}:\n{out}");
+    assert!(most <= helpers, "{most} processes at once for a pool of {helpers}");
+    println!(
+        "{} (after {:?}, at most {most} helper processes at once)",
+        out.lines().find(|l| l.starts_with("forgotten")).unwrap_or(""),
+        start.elapsed()
+    );
+    shmkit::collect_garbage(false).unwrap(); // the child's status segment, if its drop did not run
+}
+
+#[test]
+fn a_dropped_handle_cancels_its_task_and_frees_its_helper() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_dropped_handle_cancels_its_task_and_frees_its_helper", 1).build().unwrap();
+    let busy = pool.submit(sleep_ms, 15_000);
+    std::thread::sleep(Duration::from_millis(100)); // it is running now
+    drop(busy);
+    let start = Instant::now();
+    assert_eq!(pool.submit(square, 12).wait(), Ok(144));
+    assert!(start.elapsed() < Duration::from_secs(1), "the next task waited {:?}", start.elapsed());
+    // Queued, never started: dropped too.
+    let queued: Vec<_> = (0..5).map(|_| pool.submit(sleep_ms, 15_000)).collect();
+    drop(queued);
+    let start = Instant::now();
+    assert_eq!(pool.submit(square, 3).wait(), Ok(9));
+    assert!(start.elapsed() < Duration::from_secs(1), "the next task waited {:?}", start.elapsed());
+    // A detached task runs on.
+    let marker = pool.submit(sleep_ms, 200);
+    marker.detach();
+    let start = Instant::now();
+    assert_eq!(pool.submit(square, 4).wait(), Ok(16));
+    assert!(start.elapsed() >= Duration::from_millis(150), "the detached task was cancelled");
+}
+
+#[test]
+fn a_dropped_unordered_map_cancels_what_is_left() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_dropped_unordered_map_cancels_what_is_left", 2).build().unwrap();
+    let mut results = pool.map_unordered(sleep_ms, [1, 15_000, 15_000, 15_000, 15_000, 15_000]);
+    assert_eq!(results.next().map(|(i, r)| (i, r.unwrap())), Some((0, 1)));
+    drop(results);
+    let start = Instant::now();
+    assert_eq!(pool.map(square, 0..4).into_iter().collect::<Result<Vec<_>, _>>().unwrap(), [0, 1, 4, 9]);
+    assert!(start.elapsed() < Duration::from_secs(1), "the next map waited {:?}", start.elapsed());
+    let handles: Vec<_> = (0..4).map(|_| pool.submit(sleep_ms, 15_000)).collect();
+    let pending = shmkit::as_completed(handles);
+    drop(pending); // its handles, never waited on, go with it
+    let start = Instant::now();
+    assert_eq!(pool.submit(square, 5).wait(), Ok(25));
+    assert!(start.elapsed() < Duration::from_secs(1), "after as_completed: {:?}", start.elapsed());
+}
+
+#[test]
+fn duration_max_timeouts_mean_no_timeout() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("duration_max_timeouts_mean_no_timeout", 1)
+        .timeout(Duration::MAX)
+        .start_timeout(Duration::MAX)
+        .build()
+        .expect("build with Duration::MAX start timeout");
+    assert_eq!(pool.submit(sleep_ms, 50).wait(), Ok(50));
+    assert_eq!(pool.batch().timeout(Duration::MAX).map(square, 0..3), [Ok(0), Ok(1), Ok(4)]);
+    assert_eq!(pool.submit(square, 6).wait(), Ok(36), "the driver survived");
+}
