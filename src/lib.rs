@@ -49,6 +49,9 @@ compile_error!("shmkit writes little-endian .npy headers and needs a little-endi
 mod array;
 mod dtype;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gc;
 mod info;
 mod kind;

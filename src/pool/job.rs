@@ -211,3 +211,29 @@ impl Slot {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decision a timeout or a cancel makes before killing: kill only
+    /// if the job meant is (or is about to be) the one running.
+    #[test]
+    fn stop_job_kills_only_while_the_job_meant_runs() {
+        let status = Arc::new(Status::create(1).unwrap());
+        let spawn = || std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = spawn();
+        let cell = HelperCell { pid: child.id(), status: status.clone(), index: 0 };
+        status::begin(cell.word(), 8); // job 7 finished, job 8 (in place, say) has started
+        assert!(!cell.stop_job(7), "job 7 is done: its result is on its way");
+        assert!(child.try_wait().unwrap().is_none(), "the helper running job 8 was spared");
+        assert!(cell.stop_job(8));
+        assert!(child.wait().unwrap().code().is_none(), "killed");
+        status::reset(cell.word());
+        let mut child = spawn();
+        let cell = HelperCell { pid: child.id(), status, index: 0 };
+        assert!(cell.stop_job(3), "job 3 has not started: stop the helper before it does");
+        child.wait().unwrap();
+    }
+}
+

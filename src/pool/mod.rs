@@ -14,7 +14,7 @@ mod registry;
 mod spawn;
 mod spin;
 mod status;
-mod wire;
+pub(crate) mod wire;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -91,6 +91,12 @@ impl FrameReader {
         FrameReader { buf: vec![0; 64 << 10], start: 0, end: 0 }
     }
 
+    /// A reader holding `bytes` as if they had arrived (for the fuzzer).
+    #[cfg(fuzzing)]
+    pub fn from_bytes(bytes: &[u8]) -> FrameReader {
+        FrameReader { buf: bytes.to_vec(), start: 0, end: bytes.len() }
+    }
+
     /// The next whole buffered frame, decoded; `None` until one is there.
     pub fn next<T: for<'de> Deserialize<'de>>(&mut self) -> Option<io::Result<T>> {
         let avail = &self.buf[self.start..self.end];

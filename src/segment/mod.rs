@@ -31,6 +31,8 @@ use rustix::fd::{BorrowedFd, OwnedFd};
 
 pub(crate) use layout::{data_len, segment_len, Header, Trailer, FLAG_PERSISTENT, TRAILER_FLAGS, TRAILER_LEN};
 pub(crate) use mapping::Backing;
+#[cfg(fuzzing)]
+pub(crate) use probe::read_layout;
 pub(crate) use probe::{probe, read_trailer, Layout};
 
 use crate::kind::SegmentKind;

@@ -1,0 +1,375 @@
+//! Fault injection: each round runs one workload (pool maps, plain and in
+//! place; queue traffic between processes; a mutex, a reader-writer lock
+//! or a barrier shared with processes) and SIGKILLs, or SIGSTOPs and later
+//! SIGCONTs, a random process of it (a helper, a producer, a consumer, a
+//! lock holder) at a random moment. Then it checks the invariants:
+//!
+//! - every pool task has exactly one outcome, and a correct one if `Ok`;
+//! - no in-place chunk is ever applied twice;
+//! - queue records arrive at most once, and exactly once except the one a
+//!   killed consumer may lose (and the one a killed producer may have
+//!   pushed without recording it);
+//! - no call blocks past its timeout + 100 ms;
+//! - no process and no `/dev/shm` entry is left.
+//!
+//! `SHMKIT_FAULT_ROUNDS` sets the number of rounds (default 300, about a
+//! minute); `SHMKIT_FAULT_SEED` the seed. It prints one line: rounds,
+//! faults injected, violations.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{child_arg, spawn_child, unique, Watchdog};
+use ndarray::{ArrayViewMut1, Ix1};
+use rustix::process::Signal;
+use shmkit::sync::{EventMode, LockError, PopError, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock};
+use shmkit::{Pool, SharedArray, TaskError};
+
+const TEST: &str = "fault_injection_harness";
+/// The slack every timed call gets: "no call blocks past its timeout + 100 ms".
+const SLACK: Duration = Duration::from_millis(100);
+
+fn sleepy_square(x: u64, us: u64) -> u64 {
+    std::thread::sleep(Duration::from_micros(us));
+    x * x
+}
+
+/// Adds 1 to its rows in two halves with a pause between: a kill can land
+/// mid-chunk, and a chunk run twice would show 2.
+fn bump(start: usize, mut rows: ArrayViewMut1<u32>) {
+    let half = rows.len() / 2;
+    rows.iter_mut().take(half).for_each(|x| *x += 1);
+    std::thread::sleep(Duration::from_micros(200 * (start as u64 % 7)));
+    rows.iter_mut().skip(half).for_each(|x| *x += 1);
+}
+
+fn tasks(r: &mut shmkit::Registry) {
+    r.add(sleepy_square).add(bump);
+}
+
+/// A small xorshift generator.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+
+    fn chance(&mut self, one_in: u64) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+/// A fault: which signal, how long a stop lasts.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Kill,
+    Stop(Duration),
+}
+
+fn send(pid: u32, sig: Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Injects `fault` into a process `pick` chooses, `after` from now, on a
+/// thread; returns whether it was injected (the target may be gone).
+fn inject(after: Duration, fault: Fault, pick: impl FnOnce() -> Option<u32> + Send + 'static) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let Some(pid) = pick() else { return false };
+        match fault {
+            Fault::Kill => send(pid, Signal::KILL),
+            Fault::Stop(d) => {
+                send(pid, Signal::STOP);
+                std::thread::sleep(d);
+                send(pid, Signal::CONT);
+            }
+        }
+        true
+    })
+}
+
+/// What the rounds found.
+#[derive(Default)]
+struct Tally {
+    rounds: usize,
+    faults: usize,
+    violations: Vec<String>,
+}
+
+impl Tally {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            let v = what();
+            eprintln!("VIOLATION: {v}");
+            self.violations.push(v);
+        }
+    }
+
+    /// A timed call must end by its timeout plus the slack.
+    fn on_time(&mut self, took: Duration, limit: Duration, what: &str) {
+        self.check(took <= limit + SLACK, || format!("{what} took {took:?} for a timeout of {limit:?}"));
+    }
+}
+
+fn fault(rng: &mut Rng) -> Fault {
+    match rng.chance(2) {
+        true => Fault::Kill,
+        false => Fault::Stop(Duration::from_millis(rng.below(60))),
+    }
+}
+
+fn pick_helper(pool: &Pool, rng: &mut Rng) -> impl FnOnce() -> Option<u32> + Send + 'static {
+    let pids = pool.helper_pids();
+    let k = rng.below(pids.len() as u64) as usize;
+    move || pids.get(k).copied()
+}
+
+/// A map of tiny-to-short tasks with a per-task timeout, a helper hit.
+fn round_map(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
+    let n = 20 + rng.below(40);
+    let limit = Duration::from_millis(40);
+    let args: Vec<(u64, u64)> = (0..n).map(|x| (x, rng.below(3000))).collect();
+    let injector = inject(Duration::from_micros(rng.below(40_000)), fault(rng), pick_helper(pool, rng));
+    let results = pool.batch().timeout(limit).map(sleepy_square, args.clone());
+    t.faults += usize::from(injector.join().unwrap());
+    t.check(results.len() == n as usize, || format!("map of {n} gave {} results", results.len()));
+    for (k, r) in results.iter().enumerate() {
+        let allowed = matches!(r, Err(TaskError::WorkerDied { .. } | TaskError::TimedOut(_)));
+        t.check(r == &Ok(args[k].0 * args[k].0) || allowed, || format!("map task {k}: {r:?}"));
+    }
+}
+
+/// A submitted task with a timeout, its helper stopped or killed: its
+/// outcome arrives by the timeout plus the slack.
+fn round_submit(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
+    let limit = Duration::from_millis(30 + rng.below(50));
+    let start = Instant::now();
+    let h = pool.batch().timeout(limit).submit(sleepy_square, (7, rng.below(limit.as_micros() as u64 * 2)));
+    let injector = inject(Duration::from_micros(rng.below(limit.as_micros() as u64)), fault(rng), pick_helper(pool, rng));
+    let r = h.wait();
+    t.on_time(start.elapsed(), limit, "a submitted task");
+    t.faults += usize::from(injector.join().unwrap());
+    let allowed = matches!(r, Ok(49) | Err(TaskError::WorkerDied { .. } | TaskError::TimedOut(_)));
+    t.check(allowed, || format!("submitted task: {r:?}"));
+}
+
+/// Chunks applied in place while a helper is hit, some past their timeout.
+fn round_in_place(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
+    let rows = 64 + rng.below(256) as usize;
+    let mut a = SharedArray::<u32, Ix1>::create_unique(rows).unwrap();
+    let per = 1 + rng.below(16) as usize;
+    let limit = Duration::from_millis(1 + rng.below(3));
+    let injector = inject(Duration::from_micros(rng.below(5000)), fault(rng), pick_helper(pool, rng));
+    let result = pool.batch().chunksize(per).timeout(limit).for_each_chunk_mut(&mut a, bump);
+    t.faults += usize::from(injector.join().unwrap());
+    let values = a.as_slice().unwrap();
+    let twice = values.iter().position(|&x| x > 1);
+    t.check(twice.is_none(), || format!("in place: row {twice:?} applied twice ({:?})", &values[..values.len().min(16)]));
+    if result.is_ok() {
+        t.check(values.iter().all(|&x| x == 1), || "in place: Ok, yet some rows were not applied".into());
+    }
+}
+
+/// Records 0..n through a queue from a producer process to a consumer
+/// process, one of them hit; the parent drains what is left.
+fn round_queue(rng: &mut Rng, t: &mut Tally) {
+    let base = unique("fh-q");
+    let n = 2000 + rng.below(6000);
+    let q = ShmQueue::<u64>::create(&format!("{base}-q"), 1 + rng.below(64)).unwrap();
+    let progress = ShmCounter::create(&format!("{base}-progress"), 0).unwrap();
+    let seen = SharedArray::<u8, Ix1>::create(&format!("{base}-seen"), n as usize).unwrap();
+    let mut producer = spawn_child(TEST, &format!("producer:{base}:{n}"), Stdio::null());
+    let mut consumer = spawn_child(TEST, &format!("consumer:{base}"), Stdio::null());
+    let (hit_producer, f) = (rng.chance(2), fault(rng));
+    let target = if hit_producer { producer.id() } else { consumer.id() };
+    let injector = inject(Duration::from_micros(rng.below(30_000)), f, move || Some(target));
+    // The parent consumes too (a dead consumer must not stall the producer),
+    // with timed pops that must stay on time whatever the others suffer.
+    let mut mine = vec![0u8; n as usize];
+    let started = Instant::now();
+    while producer.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
+        let limit = Duration::from_millis(1 + rng.below(10));
+        let start = Instant::now();
+        match q.pop_timeout(limit) {
+            Ok(x) => mine[x as usize] += 1,
+            Err(PopError::Timeout) => {}
+            Err(e) => t.check(false, || format!("pop_timeout: {e:?}")),
+        }
+        t.on_time(start.elapsed(), limit, "queue pop_timeout");
+    }
+    let produced = wait(&mut producer, t, "producer");
+    t.faults += usize::from(injector.join().unwrap());
+    q.close();
+    let _ = wait(&mut consumer, t, "consumer");
+    for x in std::iter::from_fn(|| q.try_pop().ok()) {
+        mine[x as usize] += 1;
+    }
+    let theirs = seen.as_slice().unwrap();
+    let counted = progress.get();
+    let (mut twice, mut lost) = (0, 0);
+    for i in 0..n as usize {
+        let got = theirs[i] + mine[i];
+        twice += usize::from(got > 1);
+        lost += usize::from(got == 0 && (i as u64) < counted);
+    }
+    t.check(twice == 0, || format!("queue: {twice} records delivered twice"));
+    // The documented loss: a consumer killed inside pop loses that record.
+    let may_lose = usize::from(!hit_producer && matches!(f, Fault::Kill));
+    t.check(lost <= may_lose, || format!("queue: {lost} records lost (allowed {may_lose}, producer ok: {produced})"));
+    let _ = shmkit::collect_garbage(false); // a killed child's handles are garbage now
+}
+
+/// Waits for a child of a round, at most 30 s; true if it exited cleanly.
+fn wait(child: &mut Child, t: &mut Tally, what: &str) -> bool {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.success();
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            t.check(false, || format!("{what} hung"));
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// A mutex, a reader-writer lock and a barrier shared with two processes
+/// that loop over them; one is hit; the parent's timed calls stay on time.
+fn round_locks(rng: &mut Rng, t: &mut Tally) {
+    let base = unique("fh-l");
+    let m = ShmMutex::create(&format!("{base}-m"), 0u64).unwrap();
+    let rw = ShmRwLock::create(&format!("{base}-rw"), 0u64).unwrap();
+    let _bar = ShmBarrier::create(&format!("{base}-bar"), 2).unwrap();
+    let go = ShmEvent::create(&format!("{base}-go"), EventMode::Manual).unwrap();
+    let mut kids: Vec<Child> = (0..2).map(|_| spawn_child(TEST, &format!("locker:{base}"), Stdio::null())).collect();
+    let _ = go.wait_timeout(Duration::from_secs(10));
+    let target = kids[rng.below(2) as usize].id();
+    let f = fault(rng);
+    let injector = inject(Duration::from_micros(rng.below(20_000)), f, move || Some(target));
+    for _ in 0..20 {
+        let limit = Duration::from_millis(5 + rng.below(20));
+        let start = Instant::now();
+        match m.lock_timeout(limit) {
+            Ok(mut g) => *g += 1,
+            Err(LockError::OwnerDied(d)) => *d.acknowledge() += 1,
+            Err(LockError::Timeout) => {}
+            Err(e) => t.check(false, || format!("mutex: {e:?}")),
+        }
+        t.on_time(start.elapsed(), limit, "mutex lock_timeout");
+        let start = Instant::now();
+        match rw.write_timeout(limit) {
+            Ok(mut g) => *g += 1,
+            Err(LockError::OwnerDied(d)) => *d.acknowledge() += 1,
+            Err(LockError::Timeout) => {}
+            Err(e) => t.check(false, || format!("rwlock: {e:?}")),
+        }
+        t.on_time(start.elapsed(), limit, "rwlock write_timeout");
+    }
+    t.faults += usize::from(injector.join().unwrap());
+    send(target, Signal::CONT);
+    for k in &mut kids {
+        send(k.id(), Signal::KILL);
+        let _ = k.wait();
+    }
+    let _ = shmkit::collect_garbage(false);
+}
+
+/// A child's part in a round.
+fn child(arg: &str) {
+    let parts: Vec<&str> = arg.split(':').collect();
+    match parts.as_slice() {
+        ["producer", base, n] => {
+            let q = ShmQueue::<u64>::open(&format!("{base}-q")).unwrap();
+            let progress = ShmCounter::open(&format!("{base}-progress")).unwrap();
+            for i in 0..n.parse::<u64>().unwrap() {
+                q.push(i).unwrap();
+                progress.set(i + 1); // after the push: may be one behind
+            }
+        }
+        ["consumer", base] => {
+            let q = ShmQueue::<u64>::open(&format!("{base}-q")).unwrap();
+            let mut seen = SharedArray::<u8, Ix1>::open(&format!("{base}-seen")).unwrap();
+            let mut seen = seen.as_slice_mut().unwrap();
+            while let Ok(x) = q.pop() {
+                seen[x as usize] += 1;
+            }
+        }
+        ["locker", base] => {
+            let m = ShmMutex::<u64>::open(&format!("{base}-m")).unwrap();
+            let rw = ShmRwLock::<u64>::open(&format!("{base}-rw")).unwrap();
+            let bar = ShmBarrier::open(&format!("{base}-bar")).unwrap();
+            ShmEvent::open(&format!("{base}-go")).unwrap().set();
+            loop {
+                let _ = m.lock().map(|mut g| *g += 1).or_else(|e| match e {
+                    LockError::OwnerDied(d) => Ok(*d.acknowledge() += 1),
+                    e => Err(e),
+                });
+                drop(rw.read());
+                let _ = rw.write().map(|mut g| *g += 1).or_else(|e| match e {
+                    LockError::OwnerDied(d) => Ok(*d.acknowledge() += 1),
+                    e => Err(e),
+                });
+                let _ = bar.wait_timeout(Duration::from_millis(50));
+            }
+        }
+        other => panic!("unknown child role {other:?}"),
+    }
+}
+
+fn dev_shm() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn fault_injection_harness() {
+    shmkit::init(tasks);
+    if let Some(arg) = child_arg() {
+        return child(&arg);
+    }
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let rounds = env("SHMKIT_FAULT_ROUNDS").unwrap_or(300);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seed = env("SHMKIT_FAULT_SEED").unwrap_or(now.as_nanos() as u64);
+    let _w = Watchdog::new(Duration::from_secs(60 + rounds * 2));
+    let before = dev_shm();
+    let mut rng = Rng(seed | 1);
+    let mut t = Tally::default();
+    let start = Instant::now();
+    let pool = Pool::builder().tasks(tasks).helpers(2).pipeline(2).in_test(TEST).build().unwrap();
+    for _ in 0..rounds {
+        match rng.below(6) {
+            0 => round_map(&pool, &mut rng, &mut t),
+            1 => round_submit(&pool, &mut rng, &mut t),
+            2 | 3 => round_in_place(&pool, &mut rng, &mut t),
+            4 => round_queue(&mut rng, &mut t),
+            _ => round_locks(&mut rng, &mut t),
+        }
+        t.rounds += 1;
+    }
+    let helpers = pool.helper_pids();
+    drop(pool);
+    let _ = shmkit::collect_garbage(false);
+    t.check(helpers.iter().all(|&p| !common::alive(p)), || "helpers outlived the pool".into());
+    let left: Vec<String> = dev_shm().difference(&before).cloned().collect();
+    t.check(left.is_empty(), || format!("/dev/shm entries left: {left:?}"));
+    println!(
+        "fault harness: {} rounds, {} faults injected, {} violations, in {:.1} s (seed {seed})",
+        t.rounds,
+        t.faults,
+        t.violations.len(),
+        start.elapsed().as_secs_f64()
+    );
+    assert!(t.violations.is_empty(), "violations: {:#?}", t.violations);
+}
