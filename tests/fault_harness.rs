@@ -81,7 +81,11 @@ fn send(pid: u32, sig: Signal) {
 
 /// Injects `fault` into a process `pick` chooses, `after` from now, on a
 /// thread; returns whether it was injected (the target may be gone).
-fn inject(after: Duration, fault: Fault, pick: impl FnOnce() -> Option<u32> + Send + 'static) -> std::thread::JoinHandle<bool> {
+fn inject(
+    after: Duration,
+    fault: Fault,
+    pick: impl FnOnce() -> Option<u32> + Send + 'static,
+) -> std::thread::JoinHandle<bool> {
     std::thread::spawn(move || {
         std::thread::sleep(after);
         let Some(pid) = pick() else { return false };
@@ -154,7 +158,8 @@ fn round_submit(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
     let limit = Duration::from_millis(30 + rng.below(50));
     let start = Instant::now();
     let h = pool.batch().timeout(limit).submit(sleepy_square, (7, rng.below(limit.as_micros() as u64 * 2)));
-    let injector = inject(Duration::from_micros(rng.below(limit.as_micros() as u64)), fault(rng), pick_helper(pool, rng));
+    let injector =
+        inject(Duration::from_micros(rng.below(limit.as_micros() as u64)), fault(rng), pick_helper(pool, rng));
     let r = h.wait();
     t.on_time(start.elapsed(), limit, "a submitted task");
     t.faults += usize::from(injector.join().unwrap());
@@ -173,7 +178,9 @@ fn round_in_place(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
     t.faults += usize::from(injector.join().unwrap());
     let values = a.as_slice().unwrap();
     let twice = values.iter().position(|&x| x > 1);
-    t.check(twice.is_none(), || format!("in place: row {twice:?} applied twice ({:?})", &values[..values.len().min(16)]));
+    t.check(twice.is_none(), || {
+        format!("in place: row {twice:?} applied twice ({:?})", &values[..values.len().min(16)])
+    });
     if result.is_ok() {
         t.check(values.iter().all(|&x| x == 1), || "in place: Ok, yet some rows were not applied".into());
     }
@@ -313,12 +320,18 @@ fn child(arg: &str) {
             ShmEvent::open(&format!("{base}-go")).unwrap().set();
             loop {
                 let _ = m.lock().map(|mut g| *g += 1).or_else(|e| match e {
-                    LockError::OwnerDied(d) => Ok(*d.acknowledge() += 1),
+                    LockError::OwnerDied(d) => {
+                        *d.acknowledge() += 1;
+                        Ok(())
+                    }
                     e => Err(e),
                 });
                 drop(rw.read());
                 let _ = rw.write().map(|mut g| *g += 1).or_else(|e| match e {
-                    LockError::OwnerDied(d) => Ok(*d.acknowledge() += 1),
+                    LockError::OwnerDied(d) => {
+                        *d.acknowledge() += 1;
+                        Ok(())
+                    }
                     e => Err(e),
                 });
                 let _ = bar.wait_timeout(Duration::from_millis(50));

@@ -100,6 +100,17 @@ fn fortran_ordered_npy_from_numpy_has_the_right_view() {
     let a = SharedArray::<f32, Ix2>::open(&name).unwrap();
     assert_eq!(*a.view().unwrap(), ndarray::array![[0.0f32, 1.0, 2.0], [3.0, 4.0, 5.0]]);
     assert_eq!(*a.as_slice().unwrap(), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0], "memory order is column-major");
+    // Distinct rows are distinct elements, interleaved in memory: two
+    // handles may write one row each, but not a row and the whole array.
+    let (mut top, mut bottom) = (SharedArray::<f32, Ix2>::open(&name).unwrap(), a);
+    let mut row0 = top.rows_mut(0..1).unwrap();
+    let mut row1 = bottom.rows_mut(1..2).unwrap();
+    row0.fill(-1.0);
+    row1.fill(-2.0);
+    drop(row1);
+    assert!(matches!(bottom.view(), Err(Error::Busy { .. })), "row 0 is claimed");
+    drop(row0);
+    assert_eq!(*bottom.view().unwrap(), ndarray::array![[-1.0f32, -1.0, -1.0], [-2.0, -2.0, -2.0]]);
     let one_byte = format!("{}.npy", unique("np-u1"));
     let _cleanup2 = ShmFile(one_byte.clone());
     run_python(&format!("import numpy as np\nnp.save('/dev/shm/{one_byte}', np.array([1, 2, 250], dtype=np.uint8))"));

@@ -158,3 +158,67 @@ fn duration_max_timeouts_mean_no_timeout() {
     assert_eq!(pool.batch().timeout(Duration::MAX).map(square, 0..3), [Ok(0), Ok(1), Ok(4)]);
     assert_eq!(pool.submit(square, 6).wait(), Ok(36), "the driver survived");
 }
+
+#[test]
+fn a_message_too_large_to_send_fails_its_task_with_advice_and_nothing_else() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let test = "a_message_too_large_to_send_fails_its_task_with_advice_and_nothing_else";
+    let pool = pool(test, 1).build().unwrap();
+    let helper = pool.helper_pids();
+    let huge = 300 << 20; // over the 256 MiB a message carries
+    match pool.submit(str_len, "A".repeat(huge)).wait() {
+        Err(TaskError::Codec(msg)) => {
+            assert!(msg.contains("SharedArray"), "{msg}");
+            println!("too-large argument: {msg}");
+        }
+        other => panic!("a 300 MiB argument: {other:?}"),
+    }
+    match pool.submit(big_result, huge).wait() {
+        Err(TaskError::Codec(msg)) => {
+            assert!(msg.contains("SharedArray"), "{msg}");
+            println!("too-large result: {msg}");
+        }
+        other => panic!("a 300 MiB result: {:?}", other.map(|v| v.len())),
+    }
+    assert_eq!(pool.submit(big_result, 10).wait().unwrap(), "Z".repeat(10), "the helper goes on");
+    assert_eq!(pool.helper_pids(), helper, "and is the same helper: nothing crashed");
+}
+
+#[test]
+fn a_process_a_task_starts_runs_its_main_as_usual() {
+    shmkit::init(register);
+    let test = "a_process_a_task_starts_runs_its_main_as_usual";
+    if std::env::var_os("SHMKIT_TEST_GRANDCHILD").is_some() {
+        // A helper's child inherits its environment, which names a pool.
+        println!("grandchild main ran; is_helper={}", shmkit::is_helper());
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool(test, 1).build().unwrap();
+    let out = pool.submit(run_self, test.to_owned()).wait().unwrap();
+    assert!(out.contains("grandchild main ran; is_helper=false"), "{out}");
+    assert!(out.contains("1 passed"), "{out}");
+}
+
+#[test]
+fn a_helper_whose_pool_is_gone_exits_before_main_runs() {
+    shmkit::init(register);
+    let test = "a_helper_whose_pool_is_gone_exits_before_main_runs";
+    if common::child_arg().is_some() {
+        println!("main ran");
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    // Started as a pool's helper, by a pool process that has already gone
+    // (a pid that was never an ancestor), as if it died during the start.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env("SHMKIT_TEST_CHILD", "orphan");
+    cmd.env("SHMKIT_HELPER_SOCKET", "shmkit-nobody").env("SHMKIT_HELPER_PARENT", gone.id().to_string());
+    let out = common::dies_with_parent(&mut cmd).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("main ran"), "{stdout}");
+}

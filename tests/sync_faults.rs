@@ -161,7 +161,19 @@ fn a_stopped_process_holding_the_queue_lock_never_blocks_try_or_timeout_calls() 
         std::thread::sleep(Duration::from_micros(200)); // let the stop land
         let t = Instant::now();
         match q.try_pop() {
-            Err(PopError::Busy) => busy += 1,
+            Err(PopError::Busy) => {
+                busy += 1;
+                let t = Instant::now();
+                // Held by the stopped process (a running one lets go within
+                // microseconds): closing would have to wait for it.
+                assert_eq!(q.close_timeout(Duration::from_millis(20)), Err(shmkit::sync::Timeout), "round {round}");
+                assert!(!q.is_closed(), "round {round}: a close that timed out leaves the queue open");
+                assert!(
+                    t.elapsed() < Duration::from_millis(120),
+                    "round {round}: close_timeout took {:?}",
+                    t.elapsed()
+                );
+            }
             Ok(_) | Err(PopError::Empty) => {}
             other => panic!("round {round}: {other:?}"),
         }
@@ -175,6 +187,8 @@ fn a_stopped_process_holding_the_queue_lock_never_blocks_try_or_timeout_calls() 
     }
     signal(&child, rustix::process::Signal::KILL);
     child.wait().unwrap();
+    q.close_timeout(Duration::from_secs(10)).expect("a dead holder releases the lock");
+    assert!(q.is_closed());
     println!("stopped the queue's user {rounds} times, {busy} of them holding its lock; no call blocked");
     assert!(busy > 0, "no stop landed inside the lock: the test proved nothing");
 }

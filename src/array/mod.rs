@@ -310,12 +310,12 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         0..self.len() * size_of::<T>()
     }
 
-    /// The bytes of rows `range`: contiguous in C order, the whole array
-    /// in Fortran order.
+    /// What views of rows `range` claim. Claims are tokens checked among
+    /// views, not memory protection, so rows map to bytes as in C order
+    /// whatever the layout: distinct rows are distinct elements in Fortran
+    /// order too (interleaved, not contiguous), so their claims must not
+    /// conflict, and any claim of the whole array covers them all.
     fn row_bytes(&self, range: &Range<usize>) -> Range<usize> {
-        if self.fortran {
-            return self.all_bytes();
-        }
         let row = self.shape()[1..].iter().product::<usize>() * size_of::<T>();
         range.start * row..range.end * row
     }

@@ -310,6 +310,14 @@ pub(crate) fn own_start_time() -> u64 {
     rest.split_whitespace().nth(19).and_then(|t| t.parse().ok()).unwrap_or(0)
 }
 
+/// The parent of process `pid` (`/proc/PID/stat` field 4, see
+/// `proc_pid_stat(5)`), or `None` if it is gone or `/proc` cannot tell.
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The inode of this process's PID namespace (`/proc/self/ns/pid`, see
 /// `pid_namespaces(7)`); 0 if unknown. A pid means something only in the
 /// namespace it was recorded in.
@@ -325,6 +333,7 @@ mod tests {
     fn own_start_time_and_namespace_are_readable() {
         assert!(own_start_time() > 0);
         assert!(pid_namespace() > 0);
+        assert_eq!(parent_of(current_pid()), Some(std::os::unix::process::parent_id()));
     }
 
     #[test]

@@ -26,11 +26,16 @@ use super::job::Job;
 use super::spawn::{self, Helper};
 use super::spin::{spin, WINDOW};
 use super::status;
-use super::wire::{frame, send, Failure, Fill, FromHelper, ToHelper};
+use super::wire::{blobs_len, fits, frame, send, too_large, Failure, Fill, FromHelper, ToHelper};
 use super::{Inner, Work};
 
 /// Consecutive failed starts after which a driver gives up.
 const MAX_START_FAILURES: u32 = 3;
+
+/// Helpers that may die with a job next in line, not yet started, before
+/// the job is failed instead of requeued: a job whose message kills a
+/// helper before it starts must not take down helper after helper.
+const MAX_BOUNCES: u32 = 3;
 
 /// Longest a driver sleeps without looking at its job's cancellation.
 const CANCEL_CHECK: Duration = Duration::from_millis(20);
@@ -86,8 +91,8 @@ struct InFlight {
 enum Death {
     /// It died, or its stream broke.
     Lost,
-    /// The running job passed its timeout (the given one); it was killed.
-    TimedOut(Duration),
+    /// Job `.1` passed its timeout `.0`; its helper was killed.
+    TimedOut(Duration, u64),
     /// The running (or next) job was cancelled; it was killed.
     Cancelled,
 }
@@ -148,13 +153,26 @@ impl Session<'_> {
                 job.fail(TaskError::Cancelled);
                 continue;
             }
-            if self.inflight.is_empty() && exited(&mut self.h.child) {
+            if self.inflight.is_empty() && has_exited(&self.h.child) {
                 self.inner.requeue(vec![job]); // not this job's fault
                 return false;
             }
             let (id, task) = (self.next_id, job.task);
+            let run = ToHelper::Run { job: id, task, args: Cow::Borrowed(&job.args) };
+            let bytes = match fits(blobs_len(job.args.iter().map(Vec::as_slice))).then(|| frame(&run)) {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(e)) => {
+                    job.fail(TaskError::Codec(format!("the arguments could not be sent: {e}")));
+                    continue;
+                }
+                None => {
+                    let len = blobs_len(job.args.iter().map(Vec::as_slice));
+                    job.fail(TaskError::Codec(format!("the arguments take {}", too_large(len))));
+                    continue;
+                }
+            };
             self.next_id += 1;
-            self.outbox.extend(frame(&ToHelper::Run { job: id, task, args: Cow::Borrowed(&job.args) }));
+            self.outbox.extend(bytes);
             self.sent += 1;
             self.inflight.push_back(InFlight { job, id, started: None });
         }
@@ -201,7 +219,7 @@ impl Session<'_> {
                 None => {}
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                self.stop_front(Death::TimedOut(timeout.expect("a deadline has a timeout")))?;
+                self.stop_front(Death::TimedOut(timeout.expect("a deadline has a timeout"), id))?;
             }
             if self.inflight.front().is_some_and(|f| f.job.cancel.is_cancelled()) {
                 self.stop_front(Death::Cancelled)?;
@@ -271,16 +289,12 @@ impl Session<'_> {
         let cell = self.h.cell.clone();
         self.inflight.iter().for_each(|f| f.job.cancel.stop_running(&cell, f.id));
         self.inner.set_helper(self.index, None); // before reaping frees the pid
-        let _ = self.h.child.kill();
-        while let Ok(FromHelper::Done { job, results }) = self.h.reader.recv(&self.h.stream) {
-            if self.inflight.front().is_none_or(|f| f.id != job) || !self.complete_front(results) {
-                break;
-            }
-        }
+        cell.kill();
         let status = self.h.child.wait().ok();
+        self.drain_results();
         let (signal, code) = (status.and_then(|s| s.signal()), status.and_then(|s| s.code()));
         // Final now that the helper is reaped: the one job it was running.
-        let last_started = status::last_started(cell.word());
+        let (last_started, _) = status::last_started(cell.word());
         let terminated = self.inner.is_terminated();
         let mut requeue = Vec::new();
         for (k, mut f) in self.inflight.drain(..).enumerate() {
@@ -288,7 +302,12 @@ impl Session<'_> {
             match (k, death) {
                 _ if terminated => f.job.fail(TaskError::Terminated),
                 _ if f.job.cancel.is_cancelled() => f.job.fail(TaskError::Cancelled),
-                (0, Death::TimedOut(t)) => f.job.fail(TaskError::TimedOut(t)),
+                (0, Death::TimedOut(t, target)) if f.id == target => f.job.fail(TaskError::TimedOut(t)),
+                (0, _) if !ran && f.job.bounced >= MAX_BOUNCES => f.job.fail(TaskError::WorkerDied { signal, code }),
+                (0, _) if !ran => {
+                    f.job.bounced += 1; // next in line when its helper died
+                    requeue.push(f.job);
+                }
                 _ if !ran => requeue.push(f.job), // never started: safe to run elsewhere
                 _ if f.job.retries > 0 => {
                     f.job.retries -= 1;
@@ -302,6 +321,18 @@ impl Session<'_> {
             End::Stop
         } else {
             End::Replace
+        }
+    }
+
+    /// Delivers the results a dead helper wrote before it died, in order.
+    /// It is reaped, so what it wrote is all in the socket: read without
+    /// waiting (a process it started may still hold the socket open).
+    fn drain_results(&mut self) {
+        while let Ok(Fill::Data) = self.h.reader.fill(&self.h.stream, false) {}
+        while let Some(Ok(FromHelper::Done { job, results })) = self.h.reader.next() {
+            if self.inflight.front().is_none_or(|f| f.id != job) || !self.complete_front(results) {
+                break;
+            }
         }
     }
 
@@ -325,4 +356,14 @@ impl Session<'_> {
 /// True if `child` has exited (and is now reaped).
 fn exited(child: &mut Child) -> bool {
     !matches!(child.try_wait(), Ok(None))
+}
+
+/// True if `child` has exited, leaving it unreaped (`waitid(2)` with
+/// `WNOWAIT`): its pid stays its own until `on_death` has taken the
+/// helper out of every list a canceller reads.
+fn has_exited(child: &Child) -> bool {
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else { return true };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    !matches!(waitid(WaitId::Pid(pid), options), Ok(None))
 }

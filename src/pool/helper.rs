@@ -17,7 +17,7 @@ use super::registry::Registry;
 use super::spawn::{PARENT_VAR, SOCKET_VAR, STATUS_VAR};
 use super::spin::{spin, WINDOW};
 use super::status::{self, Status};
-use super::wire::{send, Failure, Fill, FrameReader, FromHelper, ToHelper};
+use super::wire::{blobs_len, fits, send, too_large, Failure, Fill, FrameReader, FromHelper, ToHelper};
 
 /// Makes this process serve as a pool helper if a pool started it;
 /// otherwise returns at once. Call it first thing in `main` (or in a test
@@ -35,10 +35,51 @@ use super::wire::{send, Failure, Fill, FrameReader, FromHelper, ToHelper};
 /// }
 /// ```
 pub fn init(tasks: fn(&mut Registry)) {
-    if let Some(address) = std::env::var_os(SOCKET_VAR) {
-        SERVING.store(true, Ordering::SeqCst);
-        serve_at(&address.to_string_lossy(), tasks);
+    match role() {
+        Role::Helper(address) => {
+            SERVING.store(true, Ordering::SeqCst);
+            serve_at(&address, tasks);
+        }
+        // Started as a helper, but the pool is gone already: nobody would
+        // use this process, and `main` must not run in its place.
+        Role::Orphan => crate::os::exit_now(1),
+        Role::None => {}
     }
+}
+
+/// What this process is to shmkit, read from the environment a pool gives
+/// its helpers and checked against the process tree.
+enum Role {
+    /// A pool started this process as a helper: the socket to serve on.
+    Helper(String),
+    /// A pool started it, but that pool's process has gone.
+    Orphan,
+    /// Not a helper. This includes processes a task starts (a helper's
+    /// children inherit its environment, whose variables name the pool's
+    /// process as the parent while theirs is the helper): they run their
+    /// `main` as usual.
+    None,
+}
+
+fn role() -> Role {
+    let Some(address) = std::env::var_os(SOCKET_VAR) else { return Role::None };
+    let Some(pool) = std::env::var(PARENT_VAR).ok().and_then(|p| p.parse::<u32>().ok()) else { return Role::None };
+    let parent = std::os::unix::process::parent_id();
+    if parent == pool {
+        return Role::Helper(address.to_string_lossy().into_owned());
+    }
+    // A descendant of a helper has the pool's process among its
+    // ancestors; an orphaned helper (re-parented to init or a subreaper)
+    // does not.
+    let mut at = parent;
+    for _ in 0..64 {
+        match crate::os::parent_of(at) {
+            Some(p) if p == pool => return Role::None,
+            Some(p) if p > 1 => at = p,
+            _ => break,
+        }
+    }
+    Role::Orphan
 }
 
 /// Set once this process serves as a helper (inside [`init`]).
@@ -49,7 +90,7 @@ static SERVING: AtomicBool = AtomicBool::new(false);
 /// helpers that do the same, without end. Instead, tell the coordinator
 /// (its `build` returns `PoolError::NotInitialized`) and exit at once.
 pub(crate) fn refuse_pool_in_uninitialised_helper() {
-    let Some(address) = std::env::var_os(SOCKET_VAR) else { return };
+    let Role::Helper(address) = role() else { return };
     if SERVING.load(Ordering::SeqCst) {
         return; // a task building a pool of its own: fine
     }
@@ -57,7 +98,7 @@ pub(crate) fn refuse_pool_in_uninitialised_helper() {
         "shmkit helper {}: main built a pool without calling shmkit::init(tasks) first; exiting",
         std::process::id()
     );
-    let addr = SocketAddr::from_abstract_name(address.to_string_lossy().as_bytes());
+    let addr = SocketAddr::from_abstract_name(address.as_bytes());
     if let Ok(stream) = addr.and_then(|a| UnixStream::connect_addr(&a)) {
         let _ = send(&mut &stream, &FromHelper::NotInitialized);
     }
@@ -68,13 +109,14 @@ pub(crate) fn refuse_pool_in_uninitialised_helper() {
 /// that started it, then exits. Exits with status 2 if no pool did.
 pub fn serve(tasks: fn(&mut Registry)) -> ! {
     init(tasks);
-    eprintln!("shmkit helper: not started by a shmkit pool ({SOCKET_VAR} is not set)");
+    eprintln!("shmkit helper: not started by a shmkit pool (run it through PoolBuilder::program, not by hand)");
     std::process::exit(2)
 }
 
-/// True in a process a pool started as a helper.
+/// True in a process a pool started as a helper (not in the processes
+/// its tasks start).
 pub fn is_helper() -> bool {
-    std::env::var_os(SOCKET_VAR).is_some()
+    SERVING.load(Ordering::SeqCst) || matches!(role(), Role::Helper(_))
 }
 
 fn serve_at(address: &str, tasks: fn(&mut Registry)) -> ! {
@@ -104,11 +146,32 @@ fn serve_at(address: &str, tasks: fn(&mut Registry)) -> ! {
         // Each result is written as soon as it exists: if this helper
         // dies in the next task, the coordinator knows this one finished.
         let results = args.iter().map(|a| run_one(&registry, &mut cache, task, a)).collect();
-        if send(&mut writer, &FromHelper::Done { job, results }).is_err() {
+        if send(&mut writer, &FromHelper::Done { job, results: fit(results) }).is_err() {
             break;
         }
+        // Written: a kill from now on loses nothing of this job.
+        status::finish(word, job);
     }
     std::process::exit(0)
+}
+
+/// Replaces each result that would make the message too large to send
+/// with a `Codec` failure saying so, so the task fails and not the helper.
+fn fit(mut results: Vec<Result<Vec<u8>, Failure>>) -> Vec<Result<Vec<u8>, Failure>> {
+    let mut total = 0usize;
+    for r in &mut results {
+        let len = match r {
+            Ok(bytes) => blobs_len([bytes.as_slice()]),
+            Err(f) => postcard::to_stdvec(f).map_or(0, |v| v.len()).saturating_add(10),
+        };
+        if fits(total.saturating_add(len)) {
+            total += len;
+        } else if let Ok(bytes) = r {
+            *r = Err(Failure::Codec(format!("the result takes {}", too_large(bytes.len()))));
+            total = total.saturating_add(200);
+        }
+    }
+    results
 }
 
 /// Waits for more input: polls briefly (the next task often follows at

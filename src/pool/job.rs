@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use rustix::fd::OwnedFd;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -21,6 +23,9 @@ pub(crate) struct Job {
     pub timeout: Option<Duration>,
     /// How many more times it may be rerun if its helper dies under it.
     pub retries: u32,
+    /// How many helpers died with this job next in line but not started:
+    /// not its fault, unless it keeps happening (see `driver::on_death`).
+    pub bounced: u32,
     /// Shared by every job of one call: cancelling it cancels them all.
     pub cancel: Arc<Cancel>,
     /// `None` once delivered; a job dropped undelivered fails as `Terminated`.
@@ -71,6 +76,10 @@ fn send(reply: Reply, results: Vec<Outcome>) {
 /// A live helper process, as a canceller sees it.
 pub(crate) struct HelperCell {
     pub pid: u32,
+    /// A pidfd (`pidfd_open(2)`) when the kernel has them: signals through
+    /// it reach this process and never another that reused its pid, even
+    /// after the helper was reaped.
+    pub pidfd: Option<OwnedFd>,
     /// The pool's status words, and which is this helper's.
     pub status: Arc<Status>,
     pub index: usize,
@@ -83,15 +92,26 @@ impl HelperCell {
     }
 
     /// Kills the helper if job `id` is (or is about to be) running on it;
-    /// leaves it alone if it has moved past `id` (the result is on its way).
+    /// leaves it alone if `id` is done (its result is written: the driver
+    /// will read it) or the helper has moved past it.
     pub fn stop_job(&self, id: u64) -> bool {
-        let running = status::hold(self.word());
-        if running > id {
+        let (running, done) = status::hold(self.word());
+        if running > id || (running == id && done) {
             status::release(self.word());
             return false;
         }
-        crate::os::kill(self.pid); // the hold stays: it starts nothing more
+        self.kill(); // the hold stays: it starts nothing more
         true
+    }
+
+    /// SIGKILLs the helper, through its pidfd when there is one.
+    pub fn kill(&self) {
+        match &self.pidfd {
+            Some(fd) => {
+                let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            }
+            None => crate::os::kill(self.pid),
+        }
     }
 }
 
@@ -170,21 +190,24 @@ impl Slot {
     }
 
     /// Stores the result (a cancelled task's result becomes `Cancelled`)
-    /// and wakes every kind of waiter.
+    /// and wakes every kind of waiter, after releasing the lock: a waker
+    /// may poll or drop the handle on this very thread, which locks again.
     pub fn complete(&self, outcome: Outcome) {
         let mut s = self.lock();
         if s.result.is_some() || s.taken {
             return;
         }
         s.result = Some(if s.cancelled { Err(TaskError::Cancelled) } else { outcome });
-        if let Some(w) = s.waker.take() {
+        let (waker, notify) = (s.waker.take(), s.notify.take());
+        self.ready.store(true, Ordering::Release);
+        drop(s);
+        self.done.notify_all();
+        if let Some(w) = waker {
             w.wake();
         }
-        if let Some((i, tx)) = s.notify.take() {
+        if let Some((i, tx)) = notify {
             let _ = tx.send(i);
         }
-        self.ready.store(true, Ordering::Release);
-        self.done.notify_all();
     }
 
     /// Waits up to `limit` (forever if `None`) for the result.
@@ -222,18 +245,22 @@ mod tests {
     fn stop_job_kills_only_while_the_job_meant_runs() {
         let status = Arc::new(Status::create(1).unwrap());
         let spawn = || std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let cell =
+            |child: &std::process::Child| HelperCell { pid: child.id(), pidfd: None, status: status.clone(), index: 0 };
         let mut child = spawn();
-        let cell = HelperCell { pid: child.id(), status: status.clone(), index: 0 };
-        status::begin(cell.word(), 8); // job 7 finished, job 8 (in place, say) has started
-        assert!(!cell.stop_job(7), "job 7 is done: its result is on its way");
+        let helper = cell(&child);
+        status::begin(helper.word(), 8); // job 7 finished, job 8 (in place, say) has started
+        assert!(!helper.stop_job(7), "job 7 is done: its result is on its way");
         assert!(child.try_wait().unwrap().is_none(), "the helper running job 8 was spared");
-        assert!(cell.stop_job(8));
+        status::finish(helper.word(), 8);
+        assert!(!helper.stop_job(8), "job 8's result is written: nothing to kill for");
+        status::begin(helper.word(), 9);
+        assert!(helper.stop_job(9));
         assert!(child.wait().unwrap().code().is_none(), "killed");
-        status::reset(cell.word());
+        status::reset(helper.word());
         let mut child = spawn();
-        let cell = HelperCell { pid: child.id(), status, index: 0 };
-        assert!(cell.stop_job(3), "job 3 has not started: stop the helper before it does");
+        let helper = cell(&child);
+        assert!(helper.stop_job(3), "job 3 has not started: stop the helper before it does");
         child.wait().unwrap();
     }
 }
-

@@ -305,7 +305,7 @@ impl Inner {
         self.work.notify_all();
         jobs.into_iter().for_each(|j| j.fail(TaskError::Terminated));
         for h in lock(&self.helpers).iter().flatten() {
-            crate::os::kill(h.pid);
+            h.kill();
         }
     }
 }

@@ -256,16 +256,12 @@ impl<'p> Batch<'p> {
     fn job(&self, task: u32, args: Vec<Vec<u8>>, reply: Reply, cancel: &Arc<Cancel>) -> Job {
         let timeout = self.timeout.unwrap_or(self.pool.inner.config.timeout);
         let retries = self.retries.unwrap_or(self.pool.inner.config.retries);
-        Job { task, args, timeout, retries, cancel: cancel.clone(), reply: Some(reply) }
+        Job { task, args, timeout, retries, bounced: 0, cancel: cancel.clone(), reply: Some(reply) }
     }
 
     /// Queues encoded arguments as jobs of `default` (or the set chunk
     /// size) each; arguments that failed to encode are answered at once.
-    fn send<F: 'static>(
-        &self,
-        args: Vec<Result<Vec<u8>, TaskError>>,
-        default: usize,
-    ) -> Sent {
+    fn send<F: 'static>(&self, args: Vec<Result<Vec<u8>, TaskError>>, default: usize) -> Sent {
         let (tx, rx) = channel();
         let cancel = Arc::new(Cancel::default());
         let total = args.len();

@@ -68,7 +68,8 @@ pub(crate) fn start(cfg: &Config, names: &[String], status: &Arc<Status>, index:
     let mut reader = FrameReader::new();
     handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline)?;
     let child = reaper.0.take().expect("child");
-    let cell = Arc::new(HelperCell { pid: child.id(), status: status.clone(), index });
+    let pidfd = pidfd_of(child.id());
+    let cell = Arc::new(HelperCell { pid: child.id(), pidfd, status: status.clone(), index });
     Ok(Helper { child, reader, stream, cell })
 }
 
@@ -107,6 +108,14 @@ fn accept(
         }
         wait_readable(listener, Some(Duration::from_millis(2)));
     }
+}
+
+/// A pidfd for our own unreaped child (`pidfd_open(2)`, Linux 5.3+):
+/// `None` on older kernels, where signals go by pid (still safe while the
+/// child is unreaped, which is how the driver keeps it).
+fn pidfd_of(pid: u32) -> Option<rustix::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
 }
 
 fn peer_pid(stream: &UnixStream) -> Option<u32> {

@@ -56,17 +56,42 @@ pub enum Failure {
     Unknown(u32),
 }
 
-/// Encodes `msg` into one length-prefixed frame.
-pub(crate) fn frame<T: Serialize>(msg: &T) -> Vec<u8> {
-    let mut out = postcard::to_extend(msg, vec![0u8; 4]).expect("encoding into a Vec cannot fail");
-    let len = u32::try_from(out.len() - 4).expect("frame over 4 GiB");
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    out
+/// Encodes `msg` into one length-prefixed frame; `Err` (with what to do)
+/// if it is larger than a frame may be.
+pub(crate) fn frame<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
+    let mut out = postcard::to_extend(msg, vec![0u8; 4]).map_err(io::Error::other)?;
+    let len = out.len() - 4;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, too_large(len)));
+    }
+    out[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(out)
+}
+
+/// Why a message of `len` bytes cannot be sent, and what to do instead.
+pub(crate) fn too_large(len: usize) -> String {
+    format!(
+        "{len} bytes, more than the {} MiB one message may carry: pass large data in a SharedArray (by name) instead",
+        MAX_FRAME >> 20
+    )
+}
+
+/// Bytes a list of encoded blobs adds to a frame (each is its length as
+/// a varint, at most 10 bytes, then its bytes): to refuse an oversized
+/// message before building it.
+pub(crate) fn blobs_len<'a>(blobs: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    blobs.into_iter().fold(0usize, |n, b| n.saturating_add(b.len()).saturating_add(10))
+}
+
+/// True if blobs adding `len` bytes fit in one frame, with room for the
+/// message around them.
+pub(crate) fn fits(len: usize) -> bool {
+    len <= MAX_FRAME - 64
 }
 
 /// Writes `msg` as one frame.
 pub(crate) fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
-    w.write_all(&frame(msg))
+    w.write_all(&frame(msg)?)
 }
 
 /// Reads length-prefixed frames from a socket, several per `recv` when
@@ -137,6 +162,7 @@ impl FrameReader {
     }
 
     /// The next frame, waiting as long as it takes; `UnexpectedEof` at end of stream.
+    #[cfg(test)]
     pub fn recv<T: for<'de> Deserialize<'de>>(&mut self, fd: impl rustix::fd::AsFd) -> io::Result<T> {
         loop {
             if let Some(msg) = self.next() {
@@ -255,9 +281,9 @@ mod tests {
     #[test]
     fn frame_reader_splits_coalesced_frames_and_waits_for_partial_ones() {
         let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut two = frame(&FromHelper::Ready { tasks: vec!["x".into()] });
-        two.extend(frame(&ToHelper::Exit));
-        let third = frame(&ToHelper::Exit);
+        let mut two = frame(&FromHelper::Ready { tasks: vec!["x".into()] }).unwrap();
+        two.extend(frame(&ToHelper::Exit).unwrap());
+        let third = frame(&ToHelper::Exit).unwrap();
         two.extend_from_slice(&third[..2]);
         a.write_all(&two).unwrap();
         let mut r = FrameReader::new();
@@ -270,6 +296,16 @@ mod tests {
         drop(a);
         assert!(matches!(r.recv::<ToHelper>(&b), Ok(ToHelper::Exit)));
         assert_eq!(r.recv::<ToHelper>(&b).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_before_it_is_sent() {
+        let big = vec![vec![0u8; MAX_FRAME]];
+        let e = frame(&ToHelper::Run { job: 1, task: 0, args: Cow::Borrowed(&big) }).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("SharedArray"), "{e}");
+        assert!(!fits(blobs_len(big.iter().map(Vec::as_slice))));
+        assert!(fits(blobs_len([&[0u8; 100][..]])));
     }
 
     #[test]

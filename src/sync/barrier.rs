@@ -21,6 +21,9 @@ const LEN: usize = 8;
 /// `wait_timeout` fail rather than hang (use it when that can happen).
 pub struct ShmBarrier {
     seg: Segment,
+    /// Read (and checked) once: another process scribbling over the
+    /// segment cannot change how many arrivals open the barrier here.
+    parties: u32,
 }
 
 /// What [`ShmBarrier::wait`] tells a participant.
@@ -39,7 +42,7 @@ impl ShmBarrier {
         let seg = super::create(name, SegmentKind::Barrier, LEN, |seg| {
             seg.atomic_u32(PARTIES).store(parties, Ordering::Relaxed);
         })?;
-        Ok(ShmBarrier { seg })
+        Ok(ShmBarrier { seg, parties })
     }
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
@@ -54,12 +57,12 @@ impl ShmBarrier {
         if parties == 0 || parties > 0xffff {
             return Err(Error::bad_header(name, format!("barrier with {parties} parties")));
         }
-        Ok(ShmBarrier { seg })
+        Ok(ShmBarrier { seg, parties })
     }
 
     /// Number of participants.
     pub fn parties(&self) -> u32 {
-        self.seg.atomic_u32(PARTIES).load(Ordering::Relaxed)
+        self.parties
     }
 
     fn word(&self) -> &AtomicU32 {
@@ -82,6 +85,8 @@ impl ShmBarrier {
         // Arrive and, for the last arrival, open the barrier in the same
         // atomic step: a waiter's take-back (below) then either happens
         // before the opening or fails, never after an arrival it undoes.
+        // `now + 1` never carries into the generation: it runs only while
+        // arrivals are below `parties`, which is at most 0xffff.
         let arrive = |now: u32| {
             let (generation, arrived) = (now >> 16, (now & 0xffff) + 1);
             Some(if arrived >= parties { ((generation + 1) & 0xffff) << 16 } else { now + 1 })

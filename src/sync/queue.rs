@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::queue_lifetime;
 use super::raw::{futex_wait, futex_wake_all, left, Acquired, Failed, RawMutex, Wait};
+use super::{queue_lifetime, Timeout};
 use crate::kind::SegmentKind;
 use crate::segment::Segment;
 use crate::{Error, Result};
@@ -282,9 +282,29 @@ impl<T: Pod + Send> ShmQueue<T> {
 
     /// Closes the queue: pushes fail from now on, and consumers get
     /// [`PopError::Closed`] once they have drained what is left.
+    ///
+    /// Takes the queue's internal lock, so that no push lands after it
+    /// returns: it waits while another process holds that lock (only for
+    /// the few instructions of a push or pop, unless that process is
+    /// stopped; a holder that dies releases it). To bound the wait, use
+    /// [`close_timeout`](Self::close_timeout).
     pub fn close(&self) {
-        // The flag is one word: a queue whose lock is broken still closes.
-        let locked = self.enter(Wait::Forever).is_ok();
+        let _ = self.close_with(Wait::Forever);
+    }
+
+    /// Like [`close`](Self::close), waiting at most `limit` for the
+    /// internal lock; on [`Timeout`] the queue is left open.
+    pub fn close_timeout(&self, limit: Duration) -> Result<(), Timeout> {
+        self.close_with(super::deadline(limit).map_or(Wait::Forever, Wait::Until))
+    }
+
+    fn close_with(&self, wait: Wait) -> Result<(), Timeout> {
+        let locked = match self.enter(wait) {
+            Ok(()) => true,
+            Err(Stuck::Busy) => return Err(Timeout),
+            // The flag is one word: a queue whose lock is broken still closes.
+            Err(Stuck::Broken) => false,
+        };
         self.word(CLOSED).store(1, Ordering::Release);
         if locked {
             self.lock.unlock();
@@ -293,6 +313,7 @@ impl<T: Pod + Send> ShmQueue<T> {
             self.word(seq).fetch_add(1, Ordering::SeqCst);
             futex_wake_all(self.word(seq));
         }
+        Ok(())
     }
 
     /// True once closed.

@@ -14,7 +14,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::AtomicU32;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Bytes a mutex takes; callers reserve 64 for it.
 pub(crate) const MUTEX_SIZE: usize = size_of::<libc::pthread_mutex_t>();
@@ -108,17 +108,14 @@ impl RawMutex {
     }
 
     /// Locks, waiting until `deadline` (forever if `None`):
-    /// `pthread_mutex_lock(3)` / `pthread_mutex_timedlock(3)`.
+    /// `pthread_mutex_lock(3)` / `pthread_mutex_clocklock(3)`.
     pub fn lock(&self, deadline: Option<Instant>) -> Result<Acquired, Failed> {
         let code = match deadline {
             // SAFETY: self.ptr points at an initialised mutex in a live mapping
             // (the constructors' contract).
             None => unsafe { libc::pthread_mutex_lock(self.ptr) },
-            Some(d) => {
-                let abs = realtime_after(d.saturating_duration_since(Instant::now()));
-                // SAFETY: as above; `abs` is a valid timespec on the stack.
-                unsafe { libc::pthread_mutex_timedlock(self.ptr, &abs) }
-            }
+            // SAFETY: as above.
+            Some(d) => unsafe { timed_lock(self.ptr, d) },
         };
         outcome(code)
     }
@@ -164,10 +161,48 @@ fn outcome(code: i32) -> Result<Acquired, Failed> {
     }
 }
 
-/// CLOCK_REALTIME `after` from now, as `pthread_mutex_timedlock` wants it;
-/// saturates at the largest time a `time_t` holds.
-fn realtime_after(after: Duration) -> libc::timespec {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+#[cfg(target_env = "gnu")]
+extern "C" {
+    /// glibc 2.30+: `pthread_mutex_timedlock` against a chosen clock.
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> i32;
+}
+
+/// Locks `mutex`, giving up at `deadline`. With glibc the deadline is
+/// passed on CLOCK_MONOTONIC, the clock `Instant` reads, so setting the
+/// wall clock neither shortens nor stretches the wait; elsewhere it falls
+/// back to `pthread_mutex_timedlock` on CLOCK_REALTIME.
+///
+/// # Safety
+/// `mutex` points at an initialised mutex in a live mapping.
+unsafe fn timed_lock(mutex: *mut libc::pthread_mutex_t, deadline: Instant) -> i32 {
+    let after = deadline.saturating_duration_since(Instant::now());
+    #[cfg(target_env = "gnu")]
+    {
+        let abs = clock_after(libc::CLOCK_MONOTONIC, after);
+        // SAFETY: `mutex` is valid (caller's contract); `abs` is a valid
+        // timespec on the stack, read during the call only.
+        unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &abs) }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let abs = clock_after(libc::CLOCK_REALTIME, after);
+        // SAFETY: as above.
+        unsafe { libc::pthread_mutex_timedlock(mutex, &abs) }
+    }
+}
+
+/// `after` from now on `clock`, as an absolute timespec; saturates at the
+/// largest time a `time_t` holds (`Duration::MAX` waits forever).
+fn clock_after(clock: libc::clockid_t, after: Duration) -> libc::timespec {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid, writable timespec; the clock ids used are
+    // ones every Linux has, so the call cannot fail.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    let now = Duration::new(now.tv_sec.max(0) as u64, now.tv_nsec as u32);
     let t = now.checked_add(after).unwrap_or(Duration::MAX);
     let secs = libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX);
     libc::timespec { tv_sec: secs, tv_nsec: t.subsec_nanos() as _ }

@@ -92,9 +92,31 @@ pub fn big_arg(v: Vec<u8>) -> usize {
     v.len()
 }
 
+/// `n` bytes: a result may be too large for one message. (Strings encode
+/// with one copy; a `Vec<u8>` byte by byte, slow in debug builds.)
+pub fn big_result(n: usize) -> String {
+    "Z".repeat(n)
+}
+
+/// The length of a string argument.
+pub fn str_len(s: String) -> usize {
+    s.len()
+}
+
+/// Runs this program's test `test` as a child of the helper (marked by
+/// `SHMKIT_TEST_GRANDCHILD`) and returns what it printed, and how it ended.
+pub fn run_self(test: String) -> String {
+    let out = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["--exact", &test, "--nocapture", "--test-threads=1"])
+        .env("SHMKIT_TEST_GRANDCHILD", "1")
+        .output()
+        .expect("start the test binary");
+    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), out.status)
+}
+
 pub fn register(r: &mut shmkit::Registry) {
     r.add(square).add(add).add(slow_square).add(sleep_ms).add(panics).add(fails);
     r.add(pid).add(abort).add(set_marker).add(marker).add(double).add(count_rows);
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
-    r.add(big_arg);
+    r.add(big_arg).add(big_result).add(str_len).add(run_self);
 }
