@@ -55,6 +55,8 @@ pub mod fuzzing;
 mod gc;
 mod info;
 mod kind;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod name;
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
 mod os;

@@ -1,0 +1,125 @@
+//! `mpi_heat`, a global sum and a replicated table, each as shmkit node
+//! segments and as plain message passing, in one run, over 1, 2 and 4 ranks
+//! on 1 and 2 simulated nodes (feature `mpi`; needs OpenMPI).
+//!
+//! ```text
+//! cargo bench --features mpi --bench mpi            # a few minutes on 2 cores
+//! cargo bench --features mpi --bench mpi -- --quick
+//! ```
+//!
+//! Each configuration runs both sides in alternating order, `REPS` times;
+//! the table shows medians. Writes `target/bench/mpi.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const REPS: usize = 3;
+
+/// The examples under test, built in release first.
+fn example(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--features", "mpi", "--example", name])
+        .current_dir(root)
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building example {name} failed");
+    root.join("target/release/examples").join(name)
+}
+
+/// Runs `exe args` on `ranks` ranks in nodes of `node_size`; its stdout.
+fn mpirun(exe: &Path, ranks: usize, node_size: usize, args: &[String]) -> String {
+    let out = Command::new("mpirun")
+        .args(["-n", &ranks.to_string(), "--oversubscribe", "-x", &format!("SHMKIT_MPI_NODE_SIZE={node_size}")])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .arg(exe)
+        .args(args)
+        .output()
+        .expect("mpirun (OpenMPI) is needed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{} failed: {}\n{text}", exe.display(), String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+/// The seconds a run printed (`... in 0.123 s` or `...: 0.123 s`).
+fn seconds(text: &str) -> f64 {
+    let line = text.lines().find(|l| l.ends_with(" s") && !l.starts_with("checksum")).expect("a timing line");
+    line.rsplit(' ').nth(1).and_then(|s| s.parse().ok()).expect("seconds")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds of shmkit and of the baseline, interleaved.
+fn both(exe: &Path, ranks: usize, node_size: usize, args: &[String]) -> (f64, f64, String) {
+    let (mut shm, mut base) = (Vec::new(), Vec::new());
+    let mut checksum = String::new();
+    for rep in 0..REPS {
+        let mut baseline_args = args.to_vec();
+        baseline_args.push("--baseline".into());
+        let order = if rep % 2 == 0 { [false, true] } else { [true, false] };
+        for is_base in order {
+            let text = mpirun(exe, ranks, node_size, if is_base { &baseline_args } else { args });
+            let sum = text.lines().find(|l| l.starts_with("checksum")).unwrap_or("").to_owned();
+            assert!(checksum.is_empty() || sum == checksum, "checksums differ: {sum} vs {checksum}");
+            checksum = sum;
+            match is_base {
+                true => base.push(seconds(&text)),
+                false => shm.push(seconds(&text)),
+            }
+        }
+    }
+    (median(shm), median(base), checksum)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (size, steps, elements) = if quick { (256, 500, 1 << 22) } else { (512, 2000, 1 << 25) };
+    let table_mib = if quick { 256 } else { 1024 };
+    let heat = example("mpi_heat");
+    let sum = example("mpi_sum");
+    let configs = [(1, 1), (2, 1), (2, 2), (4, 1), (4, 2)];
+    let mut md = String::new();
+    writeln!(md, "| ranks | nodes | mpi_heat {size}² × {steps}: shmkit | message passing | ratio | sum of {elements} f64: shmkit | message passing | ratio |").unwrap();
+    writeln!(md, "|---|---|---|---|---|---|---|---|").unwrap();
+    let mut checksums = Vec::new();
+    for (ranks, nodes) in configs {
+        let node_size = ranks / nodes;
+        eprintln!("mpi bench: {ranks} ranks on {nodes} nodes ...");
+        let heat_args = vec!["--size".into(), size.to_string(), "--steps".into(), steps.to_string()];
+        let (hs, hb, checksum) = both(&heat, ranks, node_size, &heat_args);
+        checksums.push(checksum);
+        let (ss, sb, _) = both(&sum, ranks, node_size, &["--elements".into(), elements.to_string()]);
+        writeln!(
+            md,
+            "| {ranks} | {nodes} | {hs:.3} s | {hb:.3} s | {:.2}× | {ss:.4} s | {sb:.4} s | {:.2}× |",
+            hb / hs,
+            sb / ss
+        )
+        .unwrap();
+    }
+    assert!(checksums.windows(2).all(|w| w[0] == w[1]), "checksums differ between configurations: {checksums:?}");
+    let mib = |text: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with("replicated")).expect("a memory line");
+        line.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).expect("MiB")
+    };
+    let table_args = |base: bool| {
+        let mut a = vec!["--elements".to_string(), "1024".into(), "--replicated-mib".into(), table_mib.to_string()];
+        if base {
+            a.push("--baseline".into());
+        }
+        a
+    };
+    let (shm_mib, base_mib) =
+        (mib(&mpirun(&sum, 4, 2, &table_args(false))), mib(&mpirun(&sum, 4, 2, &table_args(true))));
+    writeln!(md, "\nA replicated read-only table of {table_mib} MiB on 4 ranks, 2 per node: {shm_mib:.0} MiB per node with shmkit (one copy per node), {base_mib:.0} MiB per node as plain message passing (one copy per rank).").unwrap();
+    writeln!(md, "\nEvery configuration and both sides printed the same heat checksum: `{}`.", checksums[0]).unwrap();
+    println!("{md}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mpi.md"), &md).unwrap();
+}

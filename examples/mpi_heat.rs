@@ -1,0 +1,133 @@
+//! `heat_diffusion` across MPI nodes: the plate's rows are spread over
+//! nodes, each node keeps its rows (plus one halo row on each side) once in
+//! a shared segment that all its ranks compute on, and only node leaders
+//! exchange edge rows with the nodes above and below. The last line is the
+//! same `checksum` `heat_diffusion` prints for the same size and steps.
+//!
+//! With `--baseline`, the same stencil as plain message passing: every rank
+//! keeps private rows and exchanges halo rows with its neighbour ranks,
+//! inside a node too (what the comparison in the README measures).
+//!
+//! ```text
+//! cargo build --release --features mpi --example mpi_heat
+//! OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+//!   mpirun -n 4 --oversubscribe -x SHMKIT_MPI_NODE_SIZE=2 target/release/examples/mpi_heat -- --size 512 --steps 4000
+//! ```
+
+#[path = "shared/heat.rs"]
+mod heat;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use shmkit::mpi::rsmpi::point_to_point as p2p;
+use shmkit::mpi::rsmpi::traits::*;
+use shmkit::mpi::{block, Cluster, DistArray};
+
+fn flag(name: &str, default: usize) -> Result<usize> {
+    Ok(match std::env::args().skip_while(|a| a != name).nth(1) {
+        Some(v) => v.parse().with_context(|| format!("{name} {v}"))?,
+        None => default,
+    })
+}
+
+fn main() -> Result<()> {
+    let (n, steps) = (flag("--size", 512)?, flag("--steps", 4000)?);
+    let baseline = std::env::args().any(|a| a == "--baseline");
+    let (_universe, cluster) = Cluster::init()?;
+    let start = Instant::now();
+    let sum = match baseline {
+        false => with_nodes(&cluster, n, steps)?,
+        true => with_messages(&cluster, n, steps),
+    };
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(sum) = sum {
+        let mode = if baseline { "message passing" } else { "shmkit nodes" };
+        println!(
+            "{n}x{n} plate, {steps} steps, {} ranks on {} nodes ({mode}): {secs:.3} s",
+            cluster.world_size(),
+            cluster.nodes()
+        );
+        println!("checksum {sum}");
+    }
+    Ok(())
+}
+
+/// Node segments with halos; ranks compute their rows in place.
+fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> {
+    let mut grids =
+        [DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?, DistArray::create(cluster, "heat-b", &[n, n], 1)?];
+    for g in &mut grids {
+        let first = g.rank_rows().start;
+        for (k, mut row) in g.rows_mut()?.outer_iter_mut().enumerate() {
+            row.fill(heat::initial(first + k));
+        }
+        g.exchange_halos()?;
+    }
+    for k in 0..steps {
+        let (a, b) = grids.split_at_mut(1);
+        let (cur, next) = if k % 2 == 0 { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
+        {
+            let rows = next.rank_rows();
+            let local: Vec<usize> = rows.clone().map(|g| cur.local_row(g)).collect();
+            let node = cur.node_view()?;
+            let row = |r: usize| node.row(r).to_slice().expect("C-order rows");
+            let mut out = next.rows_mut()?;
+            for ((g, l), mut o) in rows.zip(local).zip(out.outer_iter_mut()) {
+                let (up, down) = (l.saturating_sub(1), (l + 1).min(node.nrows() - 1));
+                heat::step_row(g, n, row(up), row(l), row(down), o.as_slice_mut().expect("C-order rows"));
+            }
+        }
+        next.exchange_halos()?; // node barriers inside: all rows written, halos in
+    }
+    let grid = grids[steps % 2].gather()?;
+    Ok(grid.map(|g| heat::checksum(g.outer_iter().map(|r| r.to_slice().expect("C-order rows")))))
+}
+
+/// Plain message passing: private rows plus halos per rank, neighbour
+/// ranks swap edge rows every step, whether or not they share a node.
+fn with_messages(cluster: &Cluster, n: usize, steps: usize) -> Option<f64> {
+    let world = cluster.world();
+    let (me, size) = (world.rank() as usize, world.size() as usize);
+    let rows = block(n, size, me);
+    let h = rows.len() + 2;
+    let init = |g: usize| vec![heat::initial(g); n];
+    let mut cur: Vec<Vec<f64>> =
+        (0..h).map(|l| if l == 0 || l == h - 1 { vec![0.0; n] } else { init(rows.start + l - 1) }).collect();
+    let mut next = cur.clone();
+    for k in 0..=steps {
+        // Halos of `cur`: my edge rows go to my neighbours.
+        if me > 0 {
+            let up = world.process_at_rank(me as i32 - 1);
+            let (send, mut recv) = (cur[1].clone(), vec![0.0; n]);
+            p2p::send_receive_into(&send[..], &up, &mut recv[..], &up);
+            cur[0] = recv;
+        }
+        if me + 1 < size {
+            let down = world.process_at_rank(me as i32 + 1);
+            let (send, mut recv) = (cur[h - 2].clone(), vec![0.0; n]);
+            p2p::send_receive_into(&send[..], &down, &mut recv[..], &down);
+            cur[h - 1] = recv;
+        }
+        if k == steps {
+            break;
+        }
+        for (l, g) in (1..h - 1).zip(rows.clone()) {
+            heat::step_row(g, n, &cur[l - 1], &cur[l], &cur[l + 1], &mut next[l]);
+        }
+        std::mem::swap(&mut cur, &mut next);
+    }
+    let mine: Vec<f64> = cur[1..h - 1].concat();
+    let root = world.process_at_rank(0);
+    if me == 0 {
+        let mut all = vec![0.0; n * n];
+        let counts: Vec<i32> = (0..size).map(|r| (block(n, size, r).len() * n) as i32).collect();
+        let displs: Vec<i32> = (0..size).map(|r| (block(n, size, r).start * n) as i32).collect();
+        let mut part = shmkit::mpi::rsmpi::datatype::PartitionMut::new(&mut all[..], counts, displs);
+        root.gather_varcount_into_root(&mine[..], &mut part);
+        Some(heat::checksum(all.chunks(n)))
+    } else {
+        root.gather_varcount_into(&mine[..]);
+        None
+    }
+}

@@ -1,0 +1,119 @@
+//! The global sum of a distributed array, checked against its closed form:
+//! each rank fills and sums its own rows of its node's segment, then one
+//! MPI allreduce adds the partial sums.
+//!
+//! With `--baseline`, the same with every rank's rows in private memory.
+//! With `--replicated-mib M`, also a read-only table of M MiB broadcast
+//! to every rank, and the memory it takes per node: one copy per node in
+//! a segment (shmkit), or one per rank (`--baseline`).
+//!
+//! ```text
+//! cargo build --release --features mpi --example mpi_sum
+//! OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+//!   mpirun -n 4 --oversubscribe -x SHMKIT_MPI_NODE_SIZE=2 target/release/examples/mpi_sum -- --elements 33554432
+//! ```
+
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use ndarray::{ArrayD, IxDyn};
+use shmkit::mpi::rsmpi::collective::SystemOperation;
+use shmkit::mpi::rsmpi::traits::*;
+use shmkit::mpi::{block, Cluster, DistArray, ReplicatedArray};
+
+fn flag(name: &str, default: usize) -> Result<usize> {
+    Ok(match std::env::args().skip_while(|a| a != name).nth(1) {
+        Some(v) => v.parse().with_context(|| format!("{name} {v}"))?,
+        None => default,
+    })
+}
+
+fn main() -> Result<()> {
+    let elements = flag("--elements", 1 << 25)?;
+    let table_mib = flag("--replicated-mib", 0)?;
+    let baseline = std::env::args().any(|a| a == "--baseline");
+    let (_universe, cluster) = Cluster::init()?;
+    let start = Instant::now();
+    let sum = match baseline {
+        false => {
+            let mut a = DistArray::<f64>::create(&cluster, "sum", &[elements], 0)?;
+            let first = a.rank_rows().start;
+            a.rows_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = (first + i) as f64);
+            a.sum()?
+        }
+        true => {
+            let rows = block(elements, cluster.world_size(), cluster.world_rank());
+            let mine: Vec<f64> = rows.map(|i| i as f64).collect();
+            let local: f64 = mine.iter().sum();
+            let mut total = 0.0;
+            cluster.world().all_reduce_into(&local, &mut total, SystemOperation::sum());
+            total
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let n = elements as f64;
+    let closed = n * (n - 1.0) / 2.0;
+    if cluster.world_rank() == 0 {
+        let mode = if baseline { "message passing" } else { "shmkit nodes" };
+        let (ranks, nodes) = (cluster.world_size(), cluster.nodes());
+        println!("{elements} elements on {ranks} ranks, {nodes} nodes ({mode}): sum {sum} in {secs:.4} s");
+        ensure!(sum == closed, "sum {sum} differs from the closed form {closed}");
+        println!("matches the closed form n(n-1)/2 = {closed}");
+    }
+    if table_mib > 0 {
+        replicated(&cluster, table_mib << 20, baseline)?;
+    }
+    Ok(())
+}
+
+/// Broadcasts a table of `bytes` to every rank and reports the memory per
+/// node: each rank's private memory, plus the node's segments once.
+fn replicated(cluster: &Cluster, bytes: usize, baseline: bool) -> Result<()> {
+    let len = bytes / 8;
+    let before = rss_anon();
+    let data = (cluster.world_rank() == 0).then(|| ArrayD::<f64>::from_shape_fn(IxDyn(&[len]), |i| i[0] as f64));
+    let after_source = rss_anon();
+    let (table, private);
+    if baseline {
+        let mut mine = vec![0.0f64; len];
+        if let Some(d) = &data {
+            mine.copy_from_slice(d.as_slice().expect("contiguous"));
+        }
+        for chunk in mine.chunks_mut(1 << 28) {
+            cluster.world().process_at_rank(0).broadcast_into(chunk);
+        }
+        table = None;
+        private = mine;
+    } else {
+        table = Some(ReplicatedArray::<f64>::broadcast(cluster, "table", &[len], data.as_ref().map(|d| d.view()))?);
+        private = Vec::new();
+    }
+    let check = match &table {
+        Some(t) => t.view()?[[len - 1]],
+        None => private[len - 1],
+    };
+    ensure!(check == (len - 1) as f64, "the table arrived wrong");
+    // Private memory this rank gained, not counting rank 0's source copy.
+    let mine = rss_anon().saturating_sub(before) - (after_source - before);
+    let shared = if cluster.is_leader() && table.is_some() { bytes as u64 } else { 0 };
+    let mut node_total = 0u64;
+    cluster.node().all_reduce_into(&(mine + shared), &mut node_total, SystemOperation::sum());
+    if cluster.world_rank() == 0 {
+        let mode = if baseline { "message passing" } else { "shmkit nodes" };
+        println!(
+            "replicated {} MiB table ({mode}): {:.0} MiB per node ({} ranks per node)",
+            bytes >> 20,
+            node_total as f64 / (1 << 20) as f64,
+            cluster.node_size()
+        );
+    }
+    drop(private);
+    Ok(())
+}
+
+/// This process's private resident memory in bytes (`RssAnon`).
+fn rss_anon() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0) * 1024
+}

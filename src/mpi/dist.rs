@@ -1,0 +1,255 @@
+//! `DistArray`: a global array whose rows are spread over nodes, one
+//! segment per node.
+
+use std::ops::Range;
+
+use ::mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+use ::mpi::datatype::{Equivalence, Partition, PartitionMut};
+use ::mpi::point_to_point as p2p;
+use ::mpi::topology::Communicator;
+use ndarray::{Array2, ArrayView2, Ix2};
+
+use super::{block, count, Cluster, MpiError, Result};
+
+use crate::{Element, SharedArray, View, ViewMut};
+
+/// A global array of `T` whose rows (first axis) are block-distributed
+/// over the nodes of a [`Cluster`], and within a node over its ranks.
+///
+/// Each node holds one segment with its block of rows plus `halo` rows
+/// above and below, for stencils that read their neighbours' rows: the
+/// node's leader creates it and the node's other ranks open it by name.
+/// Each rank owns (writes) its own rows; every rank of a node can read
+/// the whole node block. Axes after the first are flattened: a row is
+/// `row_len` elements.
+pub struct DistArray<'c, T: Element + Equivalence> {
+    cluster: &'c Cluster,
+    shape: Vec<usize>,
+    row_len: usize,
+    node_rows: Range<usize>,
+    rank_rows: Range<usize>,
+    halo: usize,
+    seg: SharedArray<T, Ix2>,
+}
+
+impl<'c, T: Element + Equivalence> DistArray<'c, T> {
+    /// Creates a zeroed distributed array of global `shape` with `halo`
+    /// rows on each side of every node's block (collective). `tag` names
+    /// it within the job.
+    pub fn create(cluster: &'c Cluster, tag: &str, shape: &[usize], halo: usize) -> Result<Self> {
+        let (&rows, rest) = shape.split_first().ok_or_else(|| MpiError::Invalid("a 0-d array has no rows".into()))?;
+        let row_len = rest.iter().product::<usize>();
+        let node_rows = block(rows, cluster.nodes(), cluster.node_index());
+        let within = block(node_rows.len(), cluster.node_size(), cluster.node_rank());
+        let rank_rows = node_rows.start + within.start..node_rows.start + within.end;
+        if halo > 0 && cluster.nodes() > 1 && rows / cluster.nodes() < halo {
+            return Err(MpiError::Invalid(format!(
+                "{rows} rows over {} nodes leave fewer than {halo} halo rows",
+                cluster.nodes()
+            )));
+        }
+        let name = cluster.segment_name(tag);
+        let local = (node_rows.len() + 2 * halo, row_len);
+        let seg = cluster
+            .leader_then_others(|| SharedArray::create(&name, local), || SharedArray::open_with_shape(&name, local))?;
+        Ok(DistArray { cluster, shape: shape.to_vec(), row_len, node_rows, rank_rows, halo, seg })
+    }
+
+    /// The global shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Elements per row (the product of the axes after the first).
+    pub fn row_len(&self) -> usize {
+        self.row_len
+    }
+
+    /// Global rows this rank owns.
+    pub fn rank_rows(&self) -> Range<usize> {
+        self.rank_rows.clone()
+    }
+
+    /// Global rows this node holds (without halos).
+    pub fn node_rows(&self) -> Range<usize> {
+        self.node_rows.clone()
+    }
+
+    /// Halo rows on each side of the node's block.
+    pub fn halo(&self) -> usize {
+        self.halo
+    }
+
+    /// The segment's row of global row `g` (halo rows included: from
+    /// `node_rows().start - halo` to `node_rows().end + halo`).
+    pub fn local_row(&self, g: usize) -> usize {
+        g + self.halo - self.node_rows.start
+    }
+
+    /// This rank's rows, read-only.
+    pub fn rows(&self) -> crate::Result<View<'_, T, Ix2>> {
+        self.seg.rows(self.local_rows(&self.rank_rows))
+    }
+
+    /// This rank's rows, to write: ranks of a node write disjoint rows at
+    /// once without locks.
+    pub fn rows_mut(&mut self) -> crate::Result<ViewMut<'_, T, Ix2>> {
+        let rows = self.local_rows(&self.rank_rows);
+        self.seg.rows_mut(rows)
+    }
+
+    /// The node's whole block, halos included, read-only: what a stencil
+    /// reads. Drop it before the node's next barrier.
+    pub fn node_view(&self) -> crate::Result<View<'_, T, Ix2>> {
+        self.seg.view()
+    }
+
+    fn local_rows(&self, global: &Range<usize>) -> Range<usize> {
+        self.local_row(global.start)..self.local_row(global.end)
+    }
+
+    /// Sum of all elements, in f64: local sums, then an MPI allreduce
+    /// (collective).
+    pub fn sum(&self) -> Result<f64> {
+        let local = self.cluster.agree(self.rows().map(|v| v.iter().map(|x| x.to_f64()).sum::<f64>()))?;
+        let mut total = 0.0;
+        self.cluster.world.all_reduce_into(&local, &mut total, SystemOperation::sum());
+        Ok(total)
+    }
+
+    /// Smallest element, `None` if the array is empty (collective).
+    pub fn min(&self) -> Result<Option<T>> {
+        self.reduce(|v| v.iter().copied().reduce(|a, b| if b < a { b } else { a }), |a, b| if b < a { b } else { a })
+    }
+
+    /// Largest element, `None` if the array is empty (collective).
+    pub fn max(&self) -> Result<Option<T>> {
+        self.reduce(|v| v.iter().copied().reduce(|a, b| if b > a { b } else { a }), |a, b| if b > a { b } else { a })
+    }
+
+    /// A custom reduction (collective): `local` reduces this rank's rows
+    /// (`None` for none), the partial results of every rank are gathered
+    /// to all, and `combine` folds them in rank order, so every rank gets
+    /// the same result whatever `combine` is.
+    pub fn reduce<R: Equivalence + bytemuck::Pod>(
+        &self,
+        local: impl FnOnce(&View<'_, T, Ix2>) -> Option<R>,
+        combine: impl Fn(R, R) -> R,
+    ) -> Result<Option<R>> {
+        let mine = self.cluster.agree(self.rows().map(|v| local(&v)))?;
+        let world = &self.cluster.world;
+        let n = world.size() as usize;
+        let (mut values, mut present) = (vec![R::zeroed(); n], vec![0u8; n]);
+        world.all_gather_into(&mine.unwrap_or_else(R::zeroed), &mut values[..]);
+        world.all_gather_into(&u8::from(mine.is_some()), &mut present[..]);
+        Ok(values.into_iter().zip(present).filter(|(_, p)| *p == 1).map(|(v, _)| v).reduce(combine))
+    }
+
+    /// The whole array on world rank 0 (`None` elsewhere), as rows by
+    /// `row_len` (collective). Only node leaders send: one message per node.
+    pub fn gather(&self) -> Result<Option<Array2<T>>> {
+        let cluster = self.cluster;
+        cluster.node_barrier(); // every rank's writes are in the segment
+        let mine =
+            cluster.leaders.as_ref().map(|_| self.seg.rows(self.local_rows(&self.node_rows)).map(|v| v.to_owned()));
+        let block = cluster.agree(mine.transpose())?;
+        let mut out = None;
+        if let (Some(leaders), Some(block)) = (&cluster.leaders, block) {
+            let send = block.as_slice().expect("an owned array is contiguous");
+            let root = leaders.process_at_rank(0);
+            if leaders.rank() == 0 {
+                let (counts, displs) = self.partition(leaders.size() as usize)?;
+                let mut all = Array2::<T>::from_elem((self.shape[0], self.row_len), T::zeroed());
+                let buf = all.as_slice_mut().expect("a fresh array is contiguous");
+                root.gather_varcount_into_root(send, &mut PartitionMut::new(buf, counts, displs));
+                out = Some(all);
+            } else {
+                root.gather_varcount_into(send);
+            }
+        }
+        cluster.node_barrier();
+        Ok(out)
+    }
+
+    /// Fills the array from `data` on world rank 0 (ignored elsewhere;
+    /// `rows × row_len` elements) (collective). Only node leaders receive.
+    pub fn scatter(&mut self, data: Option<ArrayView2<'_, T>>) -> Result<()> {
+        let cluster = self.cluster;
+        let fits = data.as_ref().is_some_and(|d| d.dim() == (self.shape[0], self.row_len));
+        let data = cluster.agree(match (cluster.world_rank(), fits) {
+            (0, true) => Ok(data.map(|d| d.as_standard_layout().into_owned())),
+            (0, false) => Err(crate::Error::InvalidArgument("world rank 0 must pass rows × row_len elements".into())),
+            _ => Ok(None),
+        })?;
+        cluster.node_barrier(); // no rank still reads the old values
+        let rows = self.local_rows(&self.node_rows);
+        let parts = cluster.leaders.as_ref().map(|l| self.partition(l.size() as usize)).transpose()?;
+        let mine = cluster.leaders.as_ref().map(|_| self.seg.rows_mut(rows));
+        let mut block = cluster.agree(mine.transpose())?;
+        if let (Some(leaders), Some(block)) = (&cluster.leaders, block.as_mut()) {
+            let recv = block.as_slice_mut().expect("rows of a C-order array are contiguous");
+            let root = leaders.process_at_rank(0);
+            match (&data, parts) {
+                (Some(all), Some((counts, displs))) => {
+                    let send = all.as_slice().expect("standard layout");
+                    root.scatter_varcount_into_root(&Partition::new(send, counts, displs), recv);
+                }
+                _ => root.scatter_varcount_into(recv),
+            }
+        }
+        drop(block);
+        cluster.node_barrier();
+        Ok(())
+    }
+
+    /// Element counts and offsets of every node's block, in node order.
+    fn partition(&self, nodes: usize) -> Result<(Vec<i32>, Vec<i32>)> {
+        count(self.shape[0].saturating_mul(self.row_len))?;
+        let blocks = (0..nodes).map(|i| block(self.shape[0], nodes, i));
+        let counts = blocks.clone().map(|b| count(b.len() * self.row_len)).collect::<Result<_>>()?;
+        let displs = blocks.map(|b| count(b.start * self.row_len)).collect::<Result<_>>()?;
+        Ok((counts, displs))
+    }
+
+    /// Copies each node's edge rows into its neighbours' halo rows
+    /// (collective). Only node leaders talk MPI, with the nodes above and
+    /// below; the ranks of a node wait at node barriers before and after.
+    /// Edge halos of the first and last node are left as they are.
+    pub fn exchange_halos(&mut self) -> Result<()> {
+        let cluster = self.cluster;
+        cluster.node_barrier(); // every rank is done with the node's rows
+        let (h, len) = (self.halo, self.node_rows.len() + 2 * self.halo);
+        let copy = |rows: Range<usize>| self.seg.rows(rows).map(|v| v.iter().copied().collect::<Vec<T>>());
+        let mine =
+            cluster.leaders.as_ref().filter(|_| h > 0).map(|_| Ok((copy(h..2 * h)?, copy(len - 2 * h..len - h)?)));
+        let edges = cluster.agree(mine.transpose())?;
+        let mut written = Ok(());
+        if let (Some(leaders), Some((top, bottom))) = (&cluster.leaders, edges) {
+            let (me, n) = (leaders.rank(), leaders.size());
+            let (mut from_above, mut from_below) = (vec![T::zeroed(); top.len()], vec![T::zeroed(); top.len()]);
+            if me > 0 {
+                let up = leaders.process_at_rank(me - 1); // my top rows go up, its bottom rows come down
+                p2p::send_receive_into(&top[..], &up, &mut from_above[..], &up);
+            }
+            if me + 1 < n {
+                let down = leaders.process_at_rank(me + 1);
+                p2p::send_receive_into(&bottom[..], &down, &mut from_below[..], &down);
+            }
+            if me > 0 {
+                written = self.write_rows(0..h, &from_above);
+            }
+            if me + 1 < n && written.is_ok() {
+                written = self.write_rows(len - h..len, &from_below);
+            }
+        }
+        cluster.agree(written)?;
+        cluster.node_barrier();
+        Ok(())
+    }
+
+    fn write_rows(&mut self, rows: Range<usize>, data: &[T]) -> crate::Result<()> {
+        let mut view = self.seg.rows_mut(rows)?;
+        view.as_slice_mut().expect("rows of a C-order array are contiguous").copy_from_slice(data);
+        Ok(())
+    }
+}

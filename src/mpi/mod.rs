@@ -1,0 +1,254 @@
+//! Shared arrays across machines: MPI for what crosses nodes, named
+//! segments for what stays on one (feature `mpi`, rsmpi 0.8).
+//!
+//! MPI-3 programs share memory within a node through shared windows, which
+//! the Rust bindings lack; shmkit's named segments are that piece. A
+//! [`Cluster`] groups the ranks of an MPI job by node; on each node one
+//! rank, the *leader*, creates the node's segments and the others open them
+//! by name, so a node holds one copy of its data however many ranks it
+//! runs. Only leaders exchange data between nodes (halo rows, gathers,
+//! scatters, broadcasts); the ranks of a node meet at a node barrier.
+//!
+//! - [`DistArray`]: a global array whose rows are block-distributed over
+//!   nodes (and, within a node, over its ranks), with optional halo rows;
+//!   reductions, gather, scatter and halo exchange.
+//! - [`ReplicatedArray`]: one read-only copy per node, not per rank.
+//!
+//! **Nodes.** A node is what `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`
+//! groups, unless `SHMKIT_MPI_NODE_SIZE=m` is set: then consecutive groups
+//! of `m` ranks form one simulated node, so that multi-node behaviour can
+//! be tested on one machine. Segment names carry a job id agreed at start
+//! and the node index (`shmkit-mpi-JOB-nNODE-TAG`), so concurrent jobs and
+//! simulated nodes never collide.
+//!
+//! **Faults.** A job ends with every segment removed on every node (the
+//! leaders own them). A rank killed by a signal makes `mpirun` abort the
+//! job; whatever it leaves on a node is garbage that `shmkit gc` removes
+//! (creators are gone). MPI errors abort the job, as MPI's default error
+//! handler does; shmkit's own errors (a segment that cannot be made on
+//! some node) are agreed on by every rank and returned as [`MpiError`].
+//!
+//! ```no_run
+//! use shmkit::mpi::{Cluster, DistArray};
+//! let (_universe, cluster) = Cluster::init()?;
+//! let mut a = DistArray::<f64>::create(&cluster, "a", &[1_000_000], 0)?;
+//! let first = a.rank_rows().start;
+//! a.rows_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = (first + i) as f64);
+//! let total = a.sum()?; // local sums, then an MPI allreduce
+//! # Ok::<(), shmkit::mpi::MpiError>(())
+//! ```
+
+mod dist;
+mod replicated;
+
+use std::ops::Range;
+
+pub use ::mpi as rsmpi;
+use ::mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+use ::mpi::environment::Universe;
+use ::mpi::topology::{Color, Communicator, SimpleCommunicator};
+
+pub use dist::DistArray;
+pub use replicated::ReplicatedArray;
+
+/// The environment variable that makes consecutive groups of ranks form
+/// simulated nodes.
+pub const NODE_SIZE_VAR: &str = "SHMKIT_MPI_NODE_SIZE";
+
+/// What went wrong in a collective shmkit call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MpiError {
+    /// MPI was initialised already (by this program, before `Cluster::init`).
+    #[error("MPI is already initialised: call Cluster::new(universe.world()) with your communicator instead")]
+    AlreadyInitialized,
+    /// `SHMKIT_MPI_NODE_SIZE` is not a positive whole number.
+    #[error("{NODE_SIZE_VAR}={0:?} is not a positive whole number of ranks per node")]
+    BadNodeSize(String),
+    /// A segment operation failed on this rank's node.
+    #[error("on node {node}: {source}")]
+    Segment {
+        /// The node it failed on.
+        node: usize,
+        /// What failed.
+        #[source]
+        source: crate::Error,
+    },
+    /// It failed on another node; every rank returns an error together.
+    #[error("failed on another node (see that node's error); all ranks stop together")]
+    OtherNode,
+    /// A message would exceed what one MPI call can count (2^31 - 1 elements).
+    #[error("{0} elements in one MPI message: more than MPI's counts can hold")]
+    TooLarge(usize),
+    /// Arguments do not fit the array.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Short for `Result<T, MpiError>`.
+pub type Result<T, E = MpiError> = std::result::Result<T, E>;
+
+/// The ranks of an MPI job grouped by node, and the names their segments
+/// share. Every constructor and method of the types built on it that is
+/// documented as *collective* must be called by every rank of the world.
+pub struct Cluster {
+    world: SimpleCommunicator,
+    node: SimpleCommunicator,
+    /// Node leaders only (one rank per node); `None` on the others.
+    leaders: Option<SimpleCommunicator>,
+    node_index: usize,
+    nodes: usize,
+    job: u64,
+}
+
+impl Cluster {
+    /// Initialises MPI and groups the world's ranks by node (collective).
+    /// Keep the `Universe`: MPI is finalised when it is dropped.
+    pub fn init() -> Result<(Universe, Cluster)> {
+        let universe = ::mpi::initialize().ok_or(MpiError::AlreadyInitialized)?;
+        let cluster = Cluster::new(universe.world())?;
+        Ok((universe, cluster))
+    }
+
+    /// Groups the ranks of `world` by node (collective over `world`): real
+    /// shared-memory nodes, or simulated ones of `SHMKIT_MPI_NODE_SIZE`.
+    pub fn new(world: SimpleCommunicator) -> Result<Cluster> {
+        let rank = world.rank();
+        let simulated = match std::env::var(NODE_SIZE_VAR) {
+            Ok(v) => Some(v.trim().parse::<i32>().ok().filter(|&m| m > 0).ok_or(MpiError::BadNodeSize(v))?),
+            Err(_) => None,
+        };
+        let node = match simulated {
+            Some(m) => world.split_by_color_with_key(Color::with_value(rank / m), rank).expect("a defined color"),
+            None => world.split_shared(rank),
+        };
+        let leader = node.rank() == 0;
+        let leaders = world.split_by_color(if leader { Color::with_value(0) } else { Color::undefined() });
+        let mut place = leaders.as_ref().map_or([0u64; 2], |l| [l.rank() as u64, l.size() as u64]);
+        node.process_at_rank(0).broadcast_into(&mut place[..]);
+        let mut job = if rank == 0 { crate::os::random_u64().unwrap_or(std::process::id() as u64) } else { 0 };
+        world.process_at_rank(0).broadcast_into(&mut job);
+        Ok(Cluster { world, node, leaders, node_index: place[0] as usize, nodes: place[1] as usize, job })
+    }
+
+    /// All ranks of the job.
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// The ranks of this node.
+    pub fn node(&self) -> &SimpleCommunicator {
+        &self.node
+    }
+
+    /// This rank's index in the world.
+    pub fn world_rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    /// Ranks in the world.
+    pub fn world_size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    /// This rank's index within its node (0 for the leader).
+    pub fn node_rank(&self) -> usize {
+        self.node.rank() as usize
+    }
+
+    /// Ranks on this node.
+    pub fn node_size(&self) -> usize {
+        self.node.size() as usize
+    }
+
+    /// Which node this rank is on, from 0.
+    pub fn node_index(&self) -> usize {
+        self.node_index
+    }
+
+    /// Number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// True on the one rank per node that creates its segments and talks
+    /// to the other nodes.
+    pub fn is_leader(&self) -> bool {
+        self.leaders.is_some()
+    }
+
+    /// The job id every rank agreed on at start (names carry it).
+    pub fn job_id(&self) -> u64 {
+        self.job
+    }
+
+    /// Waits until every rank of this node has arrived.
+    pub fn node_barrier(&self) {
+        self.node.barrier();
+    }
+
+    /// The segment name of `tag` on this node: `shmkit-mpi-JOB-nNODE-TAG`.
+    pub fn segment_name(&self, tag: &str) -> String {
+        format!("shmkit-mpi-{:016x}-n{}-{tag}", self.job, self.node_index)
+    }
+
+    /// Runs `f` on the leader, `open` elsewhere after it; all ranks learn
+    /// whether every node succeeded (collective).
+    fn leader_then_others<T>(
+        &self,
+        create: impl FnOnce() -> crate::Result<T>,
+        open: impl FnOnce() -> crate::Result<T>,
+    ) -> Result<T> {
+        let made = if self.is_leader() { Some(create()) } else { None };
+        let mut created_ok = u8::from(made.as_ref().is_none_or(|r| r.is_ok()));
+        self.node.process_at_rank(0).broadcast_into(&mut created_ok);
+        let mine = match (made, created_ok) {
+            (Some(r), _) => r,
+            (None, 1) => open(),
+            (None, _) => Err(crate::Error::InvalidArgument("the node's leader failed to create it".into())),
+        };
+        self.agree(mine)
+    }
+
+    /// Makes every rank fail if any rank failed (collective).
+    fn agree<T>(&self, mine: crate::Result<T>) -> Result<T> {
+        let mut failed = u8::from(mine.is_err());
+        let local = failed;
+        self.world.all_reduce_into(&local, &mut failed, SystemOperation::max());
+        match (mine, failed) {
+            (Ok(v), 0) => Ok(v),
+            (Err(source), _) => Err(MpiError::Segment { node: self.node_index, source }),
+            (Ok(_), _) => Err(MpiError::OtherNode),
+        }
+    }
+}
+
+/// Part `i` of `0..total` split into `parts` nearly equal blocks, larger
+/// ones first: how rows are spread over nodes, and over a node's ranks.
+pub fn block(total: usize, parts: usize, i: usize) -> Range<usize> {
+    let (base, extra) = (total / parts, total % parts);
+    let start = i * base + i.min(extra);
+    start..start + base + usize::from(i < extra)
+}
+
+/// A count as MPI takes it.
+pub(crate) fn count(n: usize) -> Result<i32> {
+    i32::try_from(n).map_err(|_| MpiError::TooLarge(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block;
+
+    #[test]
+    fn blocks_cover_everything_once_and_differ_by_at_most_one() {
+        for (total, parts) in [(10, 3), (3, 5), (0, 2), (1024, 4)] {
+            let blocks: Vec<_> = (0..parts).map(|i| block(total, parts, i)).collect();
+            assert_eq!(blocks.first().unwrap().start, 0);
+            assert_eq!(blocks.last().unwrap().end, total);
+            assert!(blocks.windows(2).all(|w| w[0].end == w[1].start));
+            let (lo, hi) = (blocks.iter().map(|b| b.len()).min(), blocks.iter().map(|b| b.len()).max());
+            assert!(hi.unwrap() - lo.unwrap() <= 1);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Distributed and replicated arrays under a real `mpirun` (feature `mpi`).
+//!
+//! Run by `cargo test --features mpi --test mpi`: started without MPI, this
+//! binary launches itself with `mpirun -n 4 --oversubscribe` and
+//! `SHMKIT_MPI_NODE_SIZE=2` (two simulated nodes of two ranks), checks its
+//! exit status, and then runs the fault case: a rank SIGKILLed mid-run
+//! makes `mpirun` end the job within 15 s, and `shmkit gc` then leaves
+//! nothing of the job in `/dev/shm`. Needs OpenMPI (`.ci/run` installs it).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, ArrayD, IxDyn};
+use shmkit::mpi::rsmpi::traits::*;
+
+use shmkit::mpi::{Cluster, DistArray, MpiError, ReplicatedArray};
+
+const RANKS: usize = 4;
+const NODE_SIZE: usize = 2;
+
+fn main() {
+    match std::env::var("OMPI_COMM_WORLD_SIZE") {
+        Ok(_) => rank(),
+        Err(_) => launcher(),
+    }
+}
+
+/// `mpirun -n 4 ... EXE ARGS` with two ranks per simulated node.
+fn mpirun(exe: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-n", &RANKS.to_string(), "--oversubscribe", "-x", &format!("SHMKIT_MPI_NODE_SIZE={NODE_SIZE}")]);
+    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    cmd.arg(exe).args(args);
+    cmd
+}
+
+fn this_test() -> std::path::PathBuf {
+    std::env::current_exe().expect("current_exe")
+}
+
+fn shm_entries(prefix: &str) -> Vec<String> {
+    let entries = std::fs::read_dir("/dev/shm").expect("/dev/shm").flatten();
+    entries.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect()
+}
+
+/// Runs the checks under mpirun, then the fault case.
+fn launcher() {
+    let start = Instant::now();
+    let out = mpirun(&this_test(), &[]).stderr(Stdio::inherit()).output();
+    let out = out.expect("mpirun (OpenMPI) is needed: apt-get install openmpi-bin");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the MPI checks failed under mpirun: {}\n{stdout}", out.status);
+    for r in 0..RANKS {
+        assert!(stdout.contains(&format!("rank {r}: all checks passed")), "rank {r} did not finish:\n{stdout}");
+    }
+    println!(
+        "mpi: {RANKS} ranks on {} simulated nodes: every check passed in {:?}",
+        RANKS / NODE_SIZE,
+        start.elapsed()
+    );
+    assert!(shm_entries("shmkit-mpi-").is_empty(), "a normal end left segments: {:?}", shm_entries("shmkit-mpi-"));
+
+    let job_file = std::env::temp_dir().join(format!("shmkit-mpi-job-{}", std::process::id()));
+    let mut job = mpirun(&this_test(), &["--kill-one", job_file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !job_file.exists() {
+        assert!(Instant::now() < deadline, "the job never reached its kill");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(50)); // the file is written, then the rank kills itself
+    let killed = Instant::now();
+    let job_id = std::fs::read_to_string(&job_file).unwrap();
+    std::fs::remove_file(&job_file).unwrap();
+    let prefix = format!("shmkit-mpi-{}", job_id.trim());
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        if killed.elapsed() > Duration::from_secs(15) {
+            let _ = job.kill();
+            panic!("mpirun still running 15 s after a rank was killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "mpirun should report the killed rank");
+    let took = killed.elapsed();
+    let left = shm_entries(&prefix);
+    let removed = shmkit::collect_garbage(false).unwrap();
+    assert!(shm_entries(&prefix).is_empty(), "gc left {:?} (it removed {removed:?})", shm_entries(&prefix));
+    println!(
+        "mpi: a rank SIGKILLed mid-run: mpirun ended {took:?} later; gc removed the {} segments it left",
+        left.len()
+    );
+    same_checksum_as_heat_diffusion();
+}
+
+/// `target/PROFILE/examples/NAME`, built with the `mpi` feature.
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(std::path::Path::parent).expect("target/PROFILE");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "--features", "mpi", "--example", name]);
+    if profile.ends_with("release") {
+        cmd.arg("--release");
+    }
+    assert!(cmd.status().is_ok_and(|s| s.success()), "could not build example {name}");
+    profile.join("examples").join(name)
+}
+
+/// `mpi_heat` (on 2 nodes, and as plain message passing) and
+/// `heat_diffusion` (helpers on one machine) print the same last line.
+fn same_checksum_as_heat_diffusion() {
+    let args = ["--size", "96", "--steps", "150"];
+    let last = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_owned()
+    };
+    let single = last(Command::new(example("heat_diffusion")).args(args).output().unwrap());
+    assert!(single.starts_with("checksum "), "{single}");
+    let mpi_heat = example("mpi_heat");
+    let across = last(mpirun(&mpi_heat, &args).output().unwrap());
+    let messages = last(mpirun(&mpi_heat, &[&args[..], &["--baseline"]].concat()).output().unwrap());
+    assert_eq!(across, single, "mpi_heat on 2 nodes");
+    assert_eq!(messages, single, "mpi_heat as message passing");
+    println!("mpi: heat_diffusion, mpi_heat on 2 nodes and mpi_heat as message passing all print `{single}`");
+}
+
+/// Under mpirun: every check, on every rank; or the fault case's job.
+fn rank() {
+    let args: Vec<String> = std::env::args().collect();
+    let (_universe, cluster) = Cluster::init().expect("MPI initialises");
+    if let Some(i) = args.iter().position(|a| a == "--kill-one") {
+        return kill_one(&cluster, &args[i + 1]);
+    }
+    topology(&cluster);
+    distributed(&cluster);
+    halos(&cluster);
+    replicated(&cluster);
+    misuse(&cluster);
+    cluster.world().barrier();
+    let prefix = format!("shmkit-mpi-{:016x}-", cluster.job_id());
+    assert!(shm_entries(&prefix).is_empty(), "rank {}: left {:?}", cluster.world_rank(), shm_entries(&prefix));
+    println!("rank {}: all checks passed", cluster.world_rank());
+}
+
+fn topology(c: &Cluster) {
+    let r = c.world_rank();
+    assert_eq!((c.world_size(), c.nodes(), c.node_size()), (RANKS, RANKS / NODE_SIZE, NODE_SIZE));
+    assert_eq!((c.node_index(), c.node_rank(), c.is_leader()), (r / NODE_SIZE, r % NODE_SIZE, r % NODE_SIZE == 0));
+    let mut ids = vec![0u64; RANKS];
+    c.world().all_gather_into(&c.job_id(), &mut ids[..]);
+    assert!(ids.iter().all(|&id| id == c.job_id()), "one job id for all: {ids:?}");
+}
+
+/// Global row `g`, column `j` of the test arrays.
+fn value(g: usize, j: usize, row_len: usize) -> f64 {
+    (g * row_len + j) as f64
+}
+
+fn distributed(c: &Cluster) {
+    let (rows, cols) = (11, 3); // 11 rows: blocks of unequal size
+    let mut a = DistArray::<f64>::create(c, "dist", &[rows, cols], 0).unwrap();
+    let mine = a.rank_rows();
+    for (k, mut row) in a.rows_mut().unwrap().rows_mut().into_iter().enumerate() {
+        row.iter_mut().enumerate().for_each(|(j, x)| *x = value(mine.start + k, j, cols));
+    }
+    // One segment per node, shared by its ranks: not one per rank.
+    c.world().barrier();
+    let prefix = format!("shmkit-mpi-{:016x}-", c.job_id());
+    assert_eq!(shm_entries(&prefix).len(), c.nodes(), "{:?}", shm_entries(&prefix));
+    let n = (rows * cols) as f64;
+    assert_eq!(a.sum().unwrap(), n * (n - 1.0) / 2.0);
+    assert_eq!((a.min().unwrap(), a.max().unwrap()), (Some(0.0), Some(n - 1.0)));
+    let count = a.reduce(|v| Some(v.len() as u64), |x, y| x + y).unwrap();
+    assert_eq!(count, Some((rows * cols) as u64));
+    let expect = Array2::from_shape_fn((rows, cols), |(g, j)| value(g, j, cols));
+    match a.gather().unwrap() {
+        Some(all) => assert_eq!((c.world_rank(), all), (0, expect.clone())),
+        None => assert_ne!(c.world_rank(), 0),
+    }
+    let negated = expect.mapv(|x| -x);
+    a.scatter((c.world_rank() == 0).then(|| negated.view())).unwrap();
+    let got = a.rows().unwrap().to_owned();
+    assert_eq!(got, negated.slice(ndarray::s![mine.clone(), ..]), "rank {} after scatter", c.world_rank());
+}
+
+fn halos(c: &Cluster) {
+    let (rows, cols, h) = (12, 4, 2);
+    let mut a = DistArray::<f64>::create(c, "halo", &[rows, cols], h).unwrap();
+    let mine = a.rank_rows();
+    for (k, mut row) in a.rows_mut().unwrap().rows_mut().into_iter().enumerate() {
+        row.iter_mut().enumerate().for_each(|(j, x)| *x = value(mine.start + k, j, cols));
+    }
+    a.exchange_halos().unwrap();
+    let block = a.node_rows();
+    let view = a.node_view().unwrap();
+    let first = c.node_index() == 0;
+    let last = c.node_index() + 1 == c.nodes();
+    for g in block.start.saturating_sub(h)..(block.end + h).min(rows) {
+        let is_halo = !block.contains(&g);
+        if is_halo && ((g < block.start && first) || (g >= block.end && last)) {
+            continue;
+        }
+        let row = view.row(a.local_row(g));
+        let want: Vec<f64> = (0..cols).map(|j| value(g, j, cols)).collect();
+        assert_eq!(row.to_vec(), want, "node {} global row {g} (halo: {is_halo})", c.node_index());
+    }
+}
+
+fn replicated(c: &Cluster) {
+    let shape = [3, 5];
+    let data = ArrayD::from_shape_fn(IxDyn(&shape), |i| (i[0] * 10 + i[1]) as u32);
+    let r = ReplicatedArray::<u32>::broadcast(c, "table", &shape, (c.world_rank() == 0).then(|| data.view())).unwrap();
+    assert_eq!(*r.view().unwrap(), data);
+    assert!(r.name().contains(&format!("-n{}-", c.node_index())), "{}", r.name());
+    let node = c.node_index() as u64;
+    let w = ReplicatedArray::<u64>::create_with(c, "computed", &[4], |mut v| v.fill(node * 100)).unwrap();
+    assert!(w.view().unwrap().iter().all(|&x| x == node * 100));
+}
+
+/// Misuse is an error on every rank together, never a hang or a crash.
+fn misuse(c: &Cluster) {
+    let too_thin = DistArray::<f64>::create(c, "thin", &[3, 2], 2);
+    assert!(matches!(too_thin, Err(MpiError::Invalid(_))), "halo deeper than a node's rows");
+    let mut a = DistArray::<f64>::create(c, "badscatter", &[8, 2], 0).unwrap();
+    let wrong = Array2::<f64>::zeros((7, 2));
+    let e = a.scatter((c.world_rank() == 0).then(|| wrong.view())).unwrap_err();
+    match c.world_rank() {
+        0 => assert!(matches!(e, MpiError::Segment { .. }), "{e}"),
+        _ => assert!(matches!(e, MpiError::OtherNode), "{e}"),
+    }
+    let taken = DistArray::<f64>::create(c, "dist-twice", &[4], 0).unwrap();
+    let again = DistArray::<f64>::create(c, "dist-twice", &[4], 0);
+    assert!(again.is_err(), "a tag in use is refused on every rank");
+    drop(taken);
+    let ones = Array2::<f64>::ones((8, 2));
+    a.scatter((c.world_rank() == 0).then(|| ones.view())).expect("usable after a refused call");
+    assert_eq!(a.sum().unwrap(), 16.0);
+}
+
+/// The fault case: a leader is SIGKILLed while its node's segments exist;
+/// the others wait in a barrier that never completes, until mpirun ends it.
+fn kill_one(c: &Cluster, job_file: &str) {
+    let _a = DistArray::<f64>::create(c, "victim", &[64, 64], 1).unwrap();
+    let _r = ReplicatedArray::<u8>::create_with(c, "victim-table", &[1 << 20], |mut v| v.fill(7)).unwrap();
+    c.world().barrier();
+    if c.world_rank() == 2 {
+        let tmp = format!("{job_file}.tmp");
+        std::fs::write(&tmp, format!("{:016x}", c.job_id())).unwrap();
+        std::fs::rename(&tmp, job_file).unwrap();
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL).unwrap();
+    }
+    c.world().barrier(); // never completes
+    unreachable!("the job should have been ended by mpirun");
+}
