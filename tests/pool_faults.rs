@@ -62,43 +62,80 @@ fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
+/// The pool of `test`, its helpers started through `timeout 120` (a
+/// launcher that forks its program and waits for it) when `launcher`.
+fn pool_via(test: &str, helpers: usize, launcher: bool) -> PoolBuilder {
+    if !launcher {
+        return pool(test, helpers);
+    }
+    let exe = std::env::current_exe().unwrap();
+    Pool::builder().tasks(register).helpers(helpers).program("timeout").arg("120").arg(exe).in_test(test)
+}
+
 #[test]
 fn forgetting_init_is_a_clear_error_and_never_a_fork_bomb() {
     // No shmkit::init in this test, on purpose. It runs its coordinator as a
     // child process (so that only that pool's processes are counted); the
-    // helpers re-run this test too, reach build() and must stop there.
+    // helpers re-run this test too, reach build() and must stop there, also
+    // behind a launcher (then each helper is two processes).
     let test = "forgetting_init_is_a_clear_error_and_never_a_fork_bomb";
     let helpers = 4;
-    if common::child_arg().is_some() {
-        let built = pool(test, helpers).start_timeout(Duration::from_secs(20)).build();
+    if let Some(how) = common::child_arg() {
+        let built = pool_via(test, helpers, how == "launcher").start_timeout(Duration::from_secs(20)).build();
         let Err(err) = built else { panic!("a pool of helpers without init was built") };
         assert!(matches!(err, PoolError::NotInitialized { .. }), "{err}");
         assert!(err.to_string().contains("shmkit::init"), "{err}");
         println!("forgotten init: {err}");
         return;
     }
-    let _w = Watchdog::new(Duration::from_secs(60));
-    let start = Instant::now();
-    let mut coordinator = common::spawn_child(test, "coordinator", std::process::Stdio::piped());
-    let mut most = 0;
-    let status = loop {
-        most = most.max(descendants(coordinator.id()).len());
-        if let Some(status) = coordinator.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "the coordinator hangs");
-        std::thread::sleep(Duration::from_micros(300));
-    };
-    let mut out = String::new();
-    std::io::Read::read_to_string(coordinator.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert!(status.success() && out.contains("1 passed"), "{status}:\n{out}");
-    assert!(most <= helpers, "{most} processes at once for a pool of {helpers}");
-    println!(
-        "{} (after {:?}, at most {most} helper processes at once)",
-        out.lines().find(|l| l.starts_with("forgotten")).unwrap_or(""),
-        start.elapsed()
-    );
+    let _w = Watchdog::new(Duration::from_secs(120));
+    for (how, per_helper) in [("direct", 1), ("launcher", 2)] {
+        let start = Instant::now();
+        let mut coordinator = common::spawn_child(test, how, std::process::Stdio::piped());
+        let mut most = 0;
+        let status = loop {
+            most = most.max(descendants(coordinator.id()).len());
+            if let Some(status) = coordinator.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{how}: the coordinator hangs");
+            std::thread::sleep(Duration::from_micros(300));
+        };
+        let mut out = String::new();
+        std::io::Read::read_to_string(coordinator.stdout.as_mut().unwrap(), &mut out).unwrap();
+        assert!(status.success() && out.contains("1 passed"), "{how}: {status}:\n{out}");
+        assert!(most <= helpers * per_helper, "{how}: {most} processes at once for a pool of {helpers}");
+        println!(
+            "{how}: {} (after {:?}, at most {most} processes at once)",
+            out.lines().find(|l| l.starts_with("forgotten")).unwrap_or(""),
+            start.elapsed()
+        );
+    }
     shmkit::collect_garbage(false).unwrap(); // the child's status segment, if its drop did not run
+}
+
+#[test]
+fn a_launcher_between_pool_and_helper_passes_the_socket_on() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let test = "a_launcher_between_pool_and_helper_passes_the_socket_on";
+    let pool = pool_via(test, 2, true).build().unwrap();
+    let squares: Vec<u64> = pool.map(square, 0..20u64).into_iter().map(Result::unwrap).collect();
+    assert_eq!(squares, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+    let limit = Duration::from_millis(200);
+    assert_eq!(pool.batch().timeout(limit).submit(sleep_ms, 20_000).wait(), Err(TaskError::TimedOut(limit)));
+    assert_eq!(pool.submit(square, 9).wait(), Ok(81), "a replacement serves behind its launcher too");
+    let launchers = pool.helper_pids();
+    let mut all: Vec<u32> = launchers.iter().flat_map(|&l| descendants(l)).collect();
+    assert_eq!(all.len(), launchers.len(), "one helper behind each launcher");
+    all.extend(&launchers);
+    drop(pool);
+    let start = Instant::now();
+    while all.iter().any(|&p| common::alive(p)) {
+        assert!(start.elapsed() < Duration::from_secs(10), "left behind: {all:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("behind `timeout`: 20 squares, a timeout, a replacement; launchers and helpers {all:?} gone");
 }
 
 #[test]
@@ -181,6 +218,10 @@ fn a_message_too_large_to_send_fails_its_task_with_advice_and_nothing_else() {
         }
         other => panic!("a 300 MiB result: {:?}", other.map(|v| v.len())),
     }
+    match pool.submit(big_error, huge).wait() {
+        Err(TaskError::Codec(msg)) => assert!(msg.contains("the error takes"), "{msg}"),
+        other => panic!("a 300 MiB error message: {:?}", other.map_err(|e| e.to_string().len())),
+    }
     assert_eq!(pool.submit(big_result, 10).wait().unwrap(), "Z".repeat(10), "the helper goes on");
     assert_eq!(pool.helper_pids(), helper, "and is the same helper: nothing crashed");
 }
@@ -210,15 +251,44 @@ fn a_helper_whose_pool_is_gone_exits_before_main_runs() {
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(60));
-    // Started as a pool's helper, by a pool process that has already gone
-    // (a pid that was never an ancestor), as if it died during the start.
-    let mut gone = std::process::Command::new("true").spawn().unwrap();
-    gone.wait().unwrap();
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env("SHMKIT_TEST_CHILD", "orphan");
-    cmd.env("SHMKIT_HELPER_SOCKET", "shmkit-nobody").env("SHMKIT_HELPER_PARENT", gone.id().to_string());
-    let out = common::dies_with_parent(&mut cmd).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // Started as a pool's helper by a pool that is already gone (our end of
+    // its socket is closed), as if the pool died during the start; and,
+    // for contrast, with variables that name another process as the pool.
+    let run = |pool_pid: u32| {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(ours);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env("SHMKIT_TEST_CHILD", "orphan");
+        cmd.env("SHMKIT_HELPER_FD", fd.to_string()).env("SHMKIT_HELPER_PARENT", pool_pid.to_string());
+        // SAFETY: one fcntl(2) call, async-signal-safe, on a descriptor the
+        // child inherited open (`theirs` lives until `output` returns).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                rustix::io::fcntl_setfd(rustix::fd::BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())?;
+                Ok(())
+            });
+        }
+        let out = common::dies_with_parent(&mut cmd).output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (status, stdout) = run(std::process::id());
+    assert!(!status.success(), "{status}: {stdout}");
     assert!(!stdout.contains("main ran"), "{stdout}");
+    let (status, stdout) = run(1);
+    assert!(status.success() && stdout.contains("main ran"), "not our socket: an ordinary process\n{stdout}");
+}
+
+#[test]
+fn a_cancelled_tasks_wait_returns_at_once_even_when_every_helper_is_busy() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_cancelled_tasks_wait_returns_at_once_even_when_every_helper_is_busy", 1).build().unwrap();
+    let busy = pool.submit(sleep_ms, 20_000);
+    let queued = pool.submit(square, 5);
+    assert!(queued.cancel());
+    let start = Instant::now();
+    assert_eq!(queued.wait(), Err(TaskError::Cancelled));
+    assert!(start.elapsed() < Duration::from_secs(1), "waited {:?} for a cancelled task", start.elapsed());
+    drop(busy);
 }

@@ -310,12 +310,19 @@ pub(crate) fn own_start_time() -> u64 {
     rest.split_whitespace().nth(19).and_then(|t| t.parse().ok()).unwrap_or(0)
 }
 
-/// The parent of process `pid` (`/proc/PID/stat` field 4, see
-/// `proc_pid_stat(5)`), or `None` if it is gone or `/proc` cannot tell.
-pub(crate) fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+/// The pid of the process at the other end of Unix socket `fd`, as
+/// `SO_PEERCRED` records it (for a `socketpair(2)`, the process that made
+/// the pair); `None` if `fd` is not an open Unix socket. Takes a raw
+/// number, not a borrowed descriptor: it is for checking a number read
+/// from the environment, which may name nothing (see `unix(7)`).
+pub(crate) fn peer_pid(fd: std::os::fd::RawFd) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a local of
+    // exactly that size; any descriptor number is acceptable (a closed or
+    // non-socket one fails with EBADF or ENOTSOCK, changing nothing).
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len) };
+    (r == 0 && len as usize == size_of::<libc::ucred>() && cred.pid > 0).then_some(cred.pid as u32)
 }
 
 /// The inode of this process's PID namespace (`/proc/self/ns/pid`, see
@@ -333,7 +340,17 @@ mod tests {
     fn own_start_time_and_namespace_are_readable() {
         assert!(own_start_time() > 0);
         assert!(pid_namespace() > 0);
-        assert_eq!(parent_of(current_pid()), Some(std::os::unix::process::parent_id()));
+    }
+
+    #[test]
+    fn a_socket_pairs_peer_is_the_process_that_made_it() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(peer_pid(a.as_raw_fd()), Some(current_pid()));
+        assert_eq!(peer_pid(b.as_raw_fd()), Some(current_pid()));
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert_eq!(peer_pid(file.as_raw_fd()), None, "not a socket");
+        assert_eq!(peer_pid(-1), None);
     }
 
     #[test]

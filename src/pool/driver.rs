@@ -303,10 +303,14 @@ impl Session<'_> {
                 _ if terminated => f.job.fail(TaskError::Terminated),
                 _ if f.job.cancel.is_cancelled() => f.job.fail(TaskError::Cancelled),
                 (0, Death::TimedOut(t, target)) if f.id == target => f.job.fail(TaskError::TimedOut(t)),
-                (0, _) if !ran && f.job.bounced >= MAX_BOUNCES => f.job.fail(TaskError::WorkerDied { signal, code }),
-                (0, _) if !ran => {
-                    f.job.bounced += 1; // next in line when its helper died
-                    requeue.push(f.job);
+                (0, Death::Lost) if !ran => {
+                    // Next in line when its helper died by itself: not its
+                    // fault, unless it keeps happening.
+                    f.job.bounced += 1;
+                    match f.job.bounced >= MAX_BOUNCES {
+                        true => f.job.fail(TaskError::WorkerDied { signal, code }),
+                        false => requeue.push(f.job),
+                    }
                 }
                 _ if !ran => requeue.push(f.job), // never started: safe to run elsewhere
                 _ if f.job.retries > 0 => {

@@ -1,20 +1,19 @@
 //! The helper side: what a helper process runs.
 //!
 //! A helper is this program (or a separate helper binary) started by a
-//! pool with `SHMKIT_HELPER_SOCKET` set. [`init`] at the top of `main`
-//! notices that, serves tasks until told to stop, and exits; in the
-//! coordinator it returns at once.
+//! pool with a socket to serve on (see `role`). [`init`] at the top of
+//! `main` notices that, serves tasks until told to stop, and exits; in
+//! any other process it returns at once.
 
 use std::cell::RefCell;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use super::cache::Cache;
 use super::registry::Registry;
-use super::spawn::{PARENT_VAR, SOCKET_VAR, STATUS_VAR};
+use super::role;
+use super::spawn::STATUS_VAR;
 use super::spin::{spin, WINDOW};
 use super::status::{self, Status};
 use super::wire::{blobs_len, fits, send, too_large, Failure, Fill, FrameReader, FromHelper, ToHelper};
@@ -35,51 +34,10 @@ use super::wire::{blobs_len, fits, send, too_large, Failure, Fill, FrameReader, 
 /// }
 /// ```
 pub fn init(tasks: fn(&mut Registry)) {
-    match role() {
-        Role::Helper(address) => {
-            SERVING.store(true, Ordering::SeqCst);
-            serve_at(&address, tasks);
-        }
-        // Started as a helper, but the pool is gone already: nobody would
-        // use this process, and `main` must not run in its place.
-        Role::Orphan => crate::os::exit_now(1),
-        Role::None => {}
+    if let Some(fd) = role::helper_socket() {
+        SERVING.store(true, Ordering::SeqCst);
+        serve_at(fd, tasks);
     }
-}
-
-/// What this process is to shmkit, read from the environment a pool gives
-/// its helpers and checked against the process tree.
-enum Role {
-    /// A pool started this process as a helper: the socket to serve on.
-    Helper(String),
-    /// A pool started it, but that pool's process has gone.
-    Orphan,
-    /// Not a helper. This includes processes a task starts (a helper's
-    /// children inherit its environment, whose variables name the pool's
-    /// process as the parent while theirs is the helper): they run their
-    /// `main` as usual.
-    None,
-}
-
-fn role() -> Role {
-    let Some(address) = std::env::var_os(SOCKET_VAR) else { return Role::None };
-    let Some(pool) = std::env::var(PARENT_VAR).ok().and_then(|p| p.parse::<u32>().ok()) else { return Role::None };
-    let parent = std::os::unix::process::parent_id();
-    if parent == pool {
-        return Role::Helper(address.to_string_lossy().into_owned());
-    }
-    // A descendant of a helper has the pool's process among its
-    // ancestors; an orphaned helper (re-parented to init or a subreaper)
-    // does not.
-    let mut at = parent;
-    for _ in 0..64 {
-        match crate::os::parent_of(at) {
-            Some(p) if p == pool => return Role::None,
-            Some(p) if p > 1 => at = p,
-            _ => break,
-        }
-    }
-    Role::Orphan
 }
 
 /// Set once this process serves as a helper (inside [`init`]).
@@ -89,17 +47,18 @@ static SERVING: AtomicBool = AtomicBool::new(false);
 /// whose `main` did not call [`init`] first, building a pool would start
 /// helpers that do the same, without end. Instead, tell the coordinator
 /// (its `build` returns `PoolError::NotInitialized`) and exit at once.
+/// Processes that helpers' tasks start are not helpers (see `role`): they
+/// build pools as any program does.
 pub(crate) fn refuse_pool_in_uninitialised_helper() {
-    let Role::Helper(address) = role() else { return };
     if SERVING.load(Ordering::SeqCst) {
         return; // a task building a pool of its own: fine
     }
+    let Some(fd) = role::helper_socket() else { return };
     eprintln!(
         "shmkit helper {}: main built a pool without calling shmkit::init(tasks) first; exiting",
         std::process::id()
     );
-    let addr = SocketAddr::from_abstract_name(address.as_bytes());
-    if let Ok(stream) = addr.and_then(|a| UnixStream::connect_addr(&a)) {
+    if let Some(stream) = role::adopt(fd) {
         let _ = send(&mut &stream, &FromHelper::NotInitialized);
     }
     crate::os::exit_now(3)
@@ -116,13 +75,12 @@ pub fn serve(tasks: fn(&mut Registry)) -> ! {
 /// True in a process a pool started as a helper (not in the processes
 /// its tasks start).
 pub fn is_helper() -> bool {
-    SERVING.load(Ordering::SeqCst) || matches!(role(), Role::Helper(_))
+    SERVING.load(Ordering::SeqCst) || role::helper_socket().is_some()
 }
 
-fn serve_at(address: &str, tasks: fn(&mut Registry)) -> ! {
-    watch_parent();
-    let addr = SocketAddr::from_abstract_name(address.as_bytes()).unwrap_or_else(|e| die(e));
-    let stream = UnixStream::connect_addr(&addr).unwrap_or_else(|e| die(e));
+fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
+    let stream = role::adopt(fd).unwrap_or_else(|| die("the helper socket is taken"));
+    watch_pool(&stream);
     let status = status_word().unwrap_or_else(|e| die(e));
     let word = status.0.word(status.1).expect("checked by status_word");
     let mut registry = Registry::new();
@@ -155,21 +113,22 @@ fn serve_at(address: &str, tasks: fn(&mut Registry)) -> ! {
     std::process::exit(0)
 }
 
-/// Replaces each result that would make the message too large to send
-/// with a `Codec` failure saying so, so the task fails and not the helper.
+/// Replaces each result or error that would make the message too large
+/// to send with a short `Codec` failure saying so, so that the task fails
+/// and not the helper.
 fn fit(mut results: Vec<Result<Vec<u8>, Failure>>) -> Vec<Result<Vec<u8>, Failure>> {
+    let size = |r: &Result<Vec<u8>, Failure>| match r {
+        Ok(bytes) => blobs_len([bytes.as_slice()]),
+        Err(f) => postcard::to_stdvec(f).map_or(usize::MAX, |v| v.len()).saturating_add(10),
+    };
     let mut total = 0usize;
     for r in &mut results {
-        let len = match r {
-            Ok(bytes) => blobs_len([bytes.as_slice()]),
-            Err(f) => postcard::to_stdvec(f).map_or(0, |v| v.len()).saturating_add(10),
-        };
-        if fits(total.saturating_add(len)) {
-            total += len;
-        } else if let Ok(bytes) = r {
-            *r = Err(Failure::Codec(format!("the result takes {}", too_large(bytes.len()))));
-            total = total.saturating_add(200);
+        let len = size(r);
+        if !fits(total.saturating_add(len)) {
+            let what = if r.is_ok() { "result" } else { "error" };
+            *r = Err(Failure::Codec(format!("the {what} takes {}", too_large(len))));
         }
+        total = total.saturating_add(size(r));
     }
     results
 }
@@ -223,20 +182,21 @@ fn record_panic(info: &panic::PanicHookInfo<'_>) {
     LAST_PANIC.set(Some(format!("{}{at}", msg.unwrap_or("Box<dyn Any>"))));
 }
 
-/// Ends this helper when its coordinator dies: `PR_SET_PDEATHSIG` kills it
-/// at once, and a watcher thread polling `getppid()` covers what that
-/// misses (the parent dying before the call, or a reparenting).
-fn watch_parent() {
-    let parent: Option<i32> = std::env::var(PARENT_VAR).ok().and_then(|p| p.parse().ok());
+/// Ends this helper when its pool's process dies: `PR_SET_PDEATHSIG`
+/// kills it with its parent at once, and a watcher thread exits when the
+/// socket's other end is gone (`POLLRDHUP`), which covers what that misses:
+/// a pool that died before this helper got here, or a launcher in between
+/// (then the parent is the launcher). Run before anything slow.
+fn watch_pool(stream: &UnixStream) {
+    use rustix::event::{poll, PollFd, PollFlags};
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-    let orphaned = move || rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != parent;
-    if orphaned() {
-        crate::os::exit_now(1);
-    }
+    let Ok(watch) = stream.try_clone() else { return };
     std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(100));
-        if orphaned() {
-            crate::os::exit_now(1);
+        let mut fds = [PollFd::new(&watch, PollFlags::RDHUP)];
+        match poll(&mut fds, None) {
+            Ok(_) => crate::os::exit_now(1), // hung up, or an error on the socket
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return, // cannot watch; the death signal still works
         }
     });
 }

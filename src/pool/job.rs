@@ -83,9 +83,17 @@ pub(crate) struct HelperCell {
     /// The pool's status words, and which is this helper's.
     pub status: Arc<Status>,
     pub index: usize,
+    /// Held while deciding whether to kill, so that two deciders (a
+    /// timeout and a cancel) never lift each other's hold; true once one
+    /// of them killed the helper.
+    killed: Mutex<bool>,
 }
 
 impl HelperCell {
+    pub fn new(pid: u32, pidfd: Option<OwnedFd>, status: Arc<Status>, index: usize) -> HelperCell {
+        HelperCell { pid, pidfd, status, index, killed: Mutex::new(false) }
+    }
+
     /// The helper's status word.
     pub fn word(&self) -> &AtomicU64 {
         self.status.word(self.index).expect("drivers are numbered within the pool's status segment")
@@ -93,14 +101,21 @@ impl HelperCell {
 
     /// Kills the helper if job `id` is (or is about to be) running on it;
     /// leaves it alone if `id` is done (its result is written: the driver
-    /// will read it) or the helper has moved past it.
+    /// will read it) or the helper has moved past it. True if the helper
+    /// is killed (by this call or an earlier one).
     pub fn stop_job(&self, id: u64) -> bool {
+        // A panic while holding this lock leaves a plain flag; go on.
+        let mut killed = self.killed.lock().unwrap_or_else(|e| e.into_inner());
+        if *killed {
+            return true;
+        }
         let (running, done) = status::hold(self.word());
         if running > id || (running == id && done) {
             status::release(self.word());
             return false;
         }
         self.kill(); // the hold stays: it starts nothing more
+        *killed = true;
         true
     }
 
@@ -190,14 +205,21 @@ impl Slot {
     }
 
     /// Stores the result (a cancelled task's result becomes `Cancelled`)
-    /// and wakes every kind of waiter, after releasing the lock: a waker
-    /// may poll or drop the handle on this very thread, which locks again.
+    /// and wakes every kind of waiter.
     pub fn complete(&self, outcome: Outcome) {
-        let mut s = self.lock();
+        let s = self.lock();
         if s.result.is_some() || s.taken {
             return;
         }
-        s.result = Some(if s.cancelled { Err(TaskError::Cancelled) } else { outcome });
+        let outcome = if s.cancelled { Err(TaskError::Cancelled) } else { outcome };
+        self.finish(s, outcome);
+    }
+
+    /// Stores `outcome` and wakes the waiters, after releasing the lock: a
+    /// waker may poll or drop the handle on this very thread, which locks
+    /// again.
+    fn finish(&self, mut s: MutexGuard<'_, SlotState>, outcome: Outcome) {
+        s.result = Some(outcome);
         let (waker, notify) = (s.waker.take(), s.notify.take());
         self.ready.store(true, Ordering::Release);
         drop(s);
@@ -223,13 +245,15 @@ impl Slot {
     }
 
     /// Cancels through `cancel`: true unless the result was already there.
+    /// The result is `Cancelled` from now on, whatever the job still does:
+    /// a waiter returns at once, not when a helper gets to the job.
     pub fn cancel(&self, cancel: &Cancel) -> bool {
         let mut s = self.lock();
         if s.result.is_some() || s.taken {
             return false;
         }
         s.cancelled = true;
-        drop(s);
+        self.finish(s, Err(TaskError::Cancelled));
         cancel.cancel();
         true
     }
@@ -245,8 +269,7 @@ mod tests {
     fn stop_job_kills_only_while_the_job_meant_runs() {
         let status = Arc::new(Status::create(1).unwrap());
         let spawn = || std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let cell =
-            |child: &std::process::Child| HelperCell { pid: child.id(), pidfd: None, status: status.clone(), index: 0 };
+        let cell = |child: &std::process::Child| HelperCell::new(child.id(), None, status.clone(), 0);
         let mut child = spawn();
         let helper = cell(&child);
         status::begin(helper.word(), 8); // job 7 finished, job 8 (in place, say) has started
@@ -257,6 +280,10 @@ mod tests {
         status::begin(helper.word(), 9);
         assert!(helper.stop_job(9));
         assert!(child.wait().unwrap().code().is_none(), "killed");
+        // A second decider (a cancel after a timeout) finds it killed, and
+        // must not lift the hold the first one set.
+        assert!(helper.stop_job(8), "already killed");
+        assert_eq!(helper.word().load(Ordering::Acquire) & 1, 1, "the hold stays");
         status::reset(helper.word());
         let mut child = spawn();
         let helper = cell(&child);

@@ -11,6 +11,7 @@ mod helper;
 mod job;
 mod ops;
 mod registry;
+mod role;
 mod spawn;
 mod spin;
 mod status;

@@ -1,18 +1,30 @@
 //! Starting a helper process and shaking hands with it.
 //!
 //! The helper is a new process running a program (by default this one),
-//! started with `posix_spawn`/`fork`+`exec` by `std::process::Command`:
-//! nothing of the coordinator's running state is forked, so pools are safe
-//! in threaded and async programs. It connects back to a Unix socket in
-//! the abstract namespace (no file to leak), bound for this one helper;
-//! the peer's pid (`SO_PEERCRED`) must be the child's.
+//! started with `fork`+`exec` by `std::process::Command`: nothing of the
+//! coordinator's running state survives the `exec`, so pools are safe in
+//! threaded and async programs. It talks to its driver over one end of a
+//! `socketpair(2)` that it inherits (the only descriptor it inherits from
+//! shmkit); the environment says which descriptor, and which process made
+//! the pair.
+//!
+//! Why an inherited socket, not an address to connect to: it is what makes
+//! a process a helper. A helper adopts the descriptor and marks it
+//! close-on-exec, so the processes its tasks start see the variables but
+//! not the socket, and run their `main` as usual; a launcher between the
+//! pool and the helper (`timeout`, `strace -f`, a shell script) passes the
+//! socket through, so the helper behind it still serves. Nothing is bound
+//! anywhere, so nothing can leak or be connected to by others.
 
 use std::io;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
 use super::builder::Config;
 use super::error::{PoolError, TaskError};
@@ -20,9 +32,10 @@ use super::job::HelperCell;
 use super::status::{self, Status};
 use super::wire::{send, Fill, FrameReader, FromHelper, ToHelper};
 
-/// Tells a process it is a helper, and where to connect.
-pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_SOCKET";
-/// The coordinator's pid, so a helper can tell it has been orphaned.
+/// Tells a process it may be a helper: the descriptor of its socket.
+pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_FD";
+/// The pid of the process that made the socket pair (the coordinator): a
+/// descriptor of that number whose peer is not that process is not ours.
 pub(crate) const PARENT_VAR: &str = "SHMKIT_HELPER_PARENT";
 /// `NAME:INDEX`: the pool's status segment and this helper's word in it.
 pub(crate) const STATUS_VAR: &str = "SHMKIT_HELPER_STATUS";
@@ -51,62 +64,46 @@ impl Drop for Reaper {
 /// Starts helper `index` and waits until it is ready to run `names`.
 pub(crate) fn start(cfg: &Config, names: &[String], status: &Arc<Status>, index: usize) -> Result<Helper, PoolError> {
     let deadline = Instant::now().checked_add(cfg.start_timeout); // None: wait as long as it takes
-    let (listener, address) = listen()?;
+                                                                  // Both ends close-on-exec: no other process this one starts, from any
+                                                                  // thread, inherits either. The child's end is opened up in the child
+                                                                  // alone, between fork and exec.
+    let (ours, theirs) =
+        socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).map_err(io::Error::from)?;
     let word = status.word(index).expect("drivers are numbered within the status segment");
     status::reset(word);
     let mut cmd = Command::new(&cfg.program);
     cmd.args(&cfg.args).envs(cfg.env.iter().map(|(k, v)| (k, v)));
-    cmd.env(SOCKET_VAR, &address).env(PARENT_VAR, std::process::id().to_string()).stdin(Stdio::null());
-    cmd.env(STATUS_VAR, format!("{}:{index}", status.name()));
+    cmd.env(SOCKET_VAR, theirs.as_raw_fd().to_string()).env(PARENT_VAR, std::process::id().to_string());
+    cmd.env(STATUS_VAR, format!("{}:{index}", status.name())).stdin(Stdio::null());
     if cfg.quiet {
         cmd.stdout(Stdio::null());
     }
+    inherit(&mut cmd, &theirs);
     let child =
         cmd.spawn().map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
+    drop(theirs); // the child's copy is now the only one: its death is our end-of-stream
     let mut reaper = Reaper(Some(child));
-    let stream = accept(&listener, reaper.0.as_mut().expect("child"), deadline, cfg.start_timeout)?;
+    let stream = UnixStream::from(ours);
     let mut reader = FrameReader::new();
     handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline)?;
     let child = reaper.0.take().expect("child");
     let pidfd = pidfd_of(child.id());
-    let cell = Arc::new(HelperCell { pid: child.id(), pidfd, status: status.clone(), index });
+    let cell = Arc::new(HelperCell::new(child.id(), pidfd, status.clone(), index));
     Ok(Helper { child, reader, stream, cell })
 }
 
-/// Binds a fresh abstract-namespace socket: `@shmkit-PID-RANDOM`.
-fn listen() -> io::Result<(UnixListener, String)> {
-    let mut random = [0u8; 8];
-    rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())?;
-    let name = format!("shmkit-{}-{:016x}", std::process::id(), u64::from_le_bytes(random));
-    let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?)?;
-    listener.set_nonblocking(true)?;
-    Ok((listener, name))
-}
-
-/// Accepts the child's connection, watching that it is still alive.
-fn accept(
-    listener: &UnixListener,
-    child: &mut Child,
-    deadline: Option<Instant>,
-    limit: Duration,
-) -> Result<UnixStream, PoolError> {
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) if peer_pid(&stream) == Some(child.id()) => {
-                stream.set_nonblocking(false)?;
-                return Ok(stream);
-            }
-            Ok(_) => continue, // someone else's connection: refuse it
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e.into()),
-        }
-        if let Some(status) = child.try_wait()? {
-            return Err(PoolError::HelperExited(status.to_string()));
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(PoolError::StartTimeout(limit));
-        }
-        wait_readable(listener, Some(Duration::from_millis(2)));
+/// Makes `fd` survive `exec` in the child `cmd` starts, and only there.
+fn inherit(cmd: &mut Command, fd: &OwnedFd) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: it makes one `fcntl(2)`
+    // call on a descriptor the child inherited open (the parent keeps it
+    // open until `spawn` returns).
+    unsafe {
+        cmd.pre_exec(move || match libc::fcntl(raw, libc::F_SETFD, 0) {
+            -1 => Err(io::Error::last_os_error()),
+            _ => Ok(()),
+        });
     }
 }
 
@@ -116,11 +113,6 @@ fn accept(
 fn pidfd_of(pid: u32) -> Option<rustix::fd::OwnedFd> {
     let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
     rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
-}
-
-fn peer_pid(stream: &UnixStream) -> Option<u32> {
-    let cred = rustix::net::sockopt::socket_peercred(stream).ok()?;
-    Some(cred.pid.as_raw_nonzero().get() as u32)
 }
 
 /// Blocks until `fd` is readable (or hung up) or `limit` passes; no limit

@@ -98,6 +98,11 @@ pub fn big_result(n: usize) -> String {
     "Z".repeat(n)
 }
 
+/// Fails with an error message of `n` bytes.
+pub fn big_error(n: usize) -> anyhow::Result<u32> {
+    Err(anyhow::anyhow!("E".repeat(n)))
+}
+
 /// The length of a string argument.
 pub fn str_len(s: String) -> usize {
     s.len()
@@ -118,5 +123,5 @@ pub fn register(r: &mut shmkit::Registry) {
     r.add(square).add(add).add(slow_square).add(sleep_ms).add(panics).add(fails);
     r.add(pid).add(abort).add(set_marker).add(marker).add(double).add(count_rows);
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
-    r.add(big_arg).add(big_result).add(str_len).add(run_self);
+    r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
 }

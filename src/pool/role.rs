@@ -1,0 +1,48 @@
+//! Whether this process is a pool's helper, and taking up its socket.
+//!
+//! A pool starts each helper with one end of a socket pair left open
+//! across `exec` and two variables: the descriptor's number and the pid of
+//! the process that made the pair. A process is a helper exactly when that
+//! descriptor is open and is a socket whose peer credentials (`SO_PEERCRED`,
+//! which for a socket pair name the process that made it) are that pid.
+//!
+//! The variables alone prove nothing: every process a helper's tasks start
+//! inherits them. The descriptor does not reach those: a helper marks it
+//! close-on-exec as it takes it up. So a task that runs this same program
+//! gets an ordinary process, which runs its `main` (and may build pools of
+//! its own), while a launcher between pool and helper (`timeout`, `strace`,
+//! a shell script) passes the descriptor on and the helper behind it
+//! serves. Nothing here depends on which process is whose parent.
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::spawn::{PARENT_VAR, SOCKET_VAR};
+
+/// The descriptor of this process's helper socket, if a pool started it
+/// (checked as the module says; read-only, so callable any number of times).
+pub(crate) fn helper_socket() -> Option<RawFd> {
+    let fd: RawFd = std::env::var(SOCKET_VAR).ok()?.parse().ok().filter(|&fd| fd >= 0)?;
+    let pool: u32 = std::env::var(PARENT_VAR).ok()?.parse().ok()?;
+    (crate::os::peer_pid(fd) == Some(pool)).then_some(fd)
+}
+
+/// Set once the socket has an owner in this process.
+static ADOPTED: AtomicBool = AtomicBool::new(false);
+
+/// Takes ownership of the helper socket `fd` (from [`helper_socket`]) and
+/// marks it close-on-exec, so no process started from here inherits it.
+/// `None` if it was taken already: a descriptor has one owner.
+pub(crate) fn adopt(fd: RawFd) -> Option<UnixStream> {
+    if ADOPTED.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: `fd` was just checked to be an open socket (its peer was
+    // read). Nothing else in this process owns it: it was inherited across
+    // `exec`, shmkit alone knows its number (from its own variable), and
+    // the flag above lets this line run once per process.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC).ok()?;
+    Some(UnixStream::from(owned))
+}
