@@ -19,7 +19,7 @@ mod heat;
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use shmkit::mpi::rsmpi::point_to_point as p2p;
 use shmkit::mpi::rsmpi::traits::*;
 use shmkit::mpi::{block, Cluster, DistArray};
@@ -35,6 +35,8 @@ fn main() -> Result<()> {
     let (n, steps) = (flag("--size", 512)?, flag("--steps", 4000)?);
     let baseline = std::env::args().any(|a| a == "--baseline");
     let (_universe, cluster) = Cluster::init()?;
+    // Checked on every rank alike, before any collective call.
+    ensure!(n >= cluster.world_size().max(3), "--size {n}: need at least one row per rank, and 3 rows");
     let start = Instant::now();
     let sum = match baseline {
         false => with_nodes(&cluster, n, steps)?,
@@ -53,13 +55,23 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Ends the whole job if this rank hit an error: returning alone would
+/// leave the other ranks waiting in the next collective call for good.
+/// (`Cluster::agree` is the alternative, at one collective per check.)
+fn or_abort<T>(cluster: &Cluster, r: shmkit::Result<T>) -> T {
+    r.unwrap_or_else(|e| {
+        eprintln!("rank {}: {e}", cluster.world_rank());
+        cluster.world().abort(2)
+    })
+}
+
 /// Node segments with halos; ranks compute their rows in place.
 fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> {
     let mut grids =
         [DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?, DistArray::create(cluster, "heat-b", &[n, n], 1)?];
     for g in &mut grids {
         let first = g.rank_rows().start;
-        for (k, mut row) in g.rows_mut()?.outer_iter_mut().enumerate() {
+        for (k, mut row) in or_abort(cluster, g.rows_mut()).outer_iter_mut().enumerate() {
             row.fill(heat::initial(first + k));
         }
         g.exchange_halos()?;
@@ -69,10 +81,10 @@ fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
         let (cur, next) = if k % 2 == 0 { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
         {
             let rows = next.rank_rows();
-            let local: Vec<usize> = rows.clone().map(|g| cur.local_row(g)).collect();
-            let node = cur.node_view()?;
+            let local: Vec<usize> = rows.clone().filter_map(|g| cur.local_row(g)).collect();
+            let node = or_abort(cluster, cur.node_view());
             let row = |r: usize| node.row(r).to_slice().expect("C-order rows");
-            let mut out = next.rows_mut()?;
+            let mut out = or_abort(cluster, next.rows_mut());
             for ((g, l), mut o) in rows.zip(local).zip(out.outer_iter_mut()) {
                 let (up, down) = (l.saturating_sub(1), (l + 1).min(node.nrows() - 1));
                 heat::step_row(g, n, row(up), row(l), row(down), o.as_slice_mut().expect("C-order rows"));

@@ -34,30 +34,37 @@ fn main() -> Result<()> {
     let baseline = std::env::args().any(|a| a == "--baseline");
     let (_universe, cluster) = Cluster::init()?;
     let start = Instant::now();
+    // Whole numbers, summed exactly in u64 (an f64 total stops being exact
+    // past 2^53, about 1.3e8 elements).
     let sum = match baseline {
         false => {
-            let mut a = DistArray::<f64>::create(&cluster, "sum", &[elements], 0)?;
-            let first = a.rank_rows().start;
-            a.rows_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = (first + i) as f64);
-            a.sum()?
+            let mut a = DistArray::<u64>::create(&cluster, "sum", &[elements], 0)?;
+            let first = a.rank_rows().start as u64;
+            let mut mine = cluster.agree(a.rows_mut())?;
+            mine.iter_mut().enumerate().for_each(|(i, x)| *x = first + i as u64);
+            drop(mine);
+            a.reduce(|v| Some(v.iter().sum::<u64>()), |x, y| x + y)?.unwrap_or(0)
         }
         true => {
             let rows = block(elements, cluster.world_size(), cluster.world_rank());
-            let mine: Vec<f64> = rows.map(|i| i as f64).collect();
-            let local: f64 = mine.iter().sum();
-            let mut total = 0.0;
+            let mine: Vec<u64> = rows.map(|i| i as u64).collect();
+            let local: u64 = mine.iter().sum();
+            let mut total = 0u64;
             cluster.world().all_reduce_into(&local, &mut total, SystemOperation::sum());
             total
         }
     };
     let secs = start.elapsed().as_secs_f64();
-    let n = elements as f64;
-    let closed = n * (n - 1.0) / 2.0;
+    let n = elements as u128;
+    let closed = n * n.saturating_sub(1) / 2;
     if cluster.world_rank() == 0 {
         let mode = if baseline { "message passing" } else { "shmkit nodes" };
         let (ranks, nodes) = (cluster.world_size(), cluster.nodes());
         println!("{elements} elements on {ranks} ranks, {nodes} nodes ({mode}): sum {sum} in {secs:.4} s");
-        ensure!(sum == closed, "sum {sum} differs from the closed form {closed}");
+    }
+    // Every rank has the total, so every rank checks it: all stop together.
+    ensure!(sum as u128 == closed, "sum {sum} differs from the closed form {closed}");
+    if cluster.world_rank() == 0 {
         println!("matches the closed form n(n-1)/2 = {closed}");
     }
     if table_mib > 0 {
@@ -89,12 +96,12 @@ fn replicated(cluster: &Cluster, bytes: usize, baseline: bool) -> Result<()> {
         private = Vec::new();
     }
     let check = match &table {
-        Some(t) => t.view()?[[len - 1]],
+        Some(t) => cluster.agree(t.view().map(|v| v[[len - 1]]))?,
         None => private[len - 1],
     };
-    ensure!(check == (len - 1) as f64, "the table arrived wrong");
-    // Private memory this rank gained, not counting rank 0's source copy.
-    let mine = rss_anon().saturating_sub(before) - (after_source - before);
+    ensure!(check == (len - 1) as f64, "the table arrived wrong"); // the same data on every rank
+                                                                   // Private memory this rank gained, not counting rank 0's source copy.
+    let mine = rss_anon().saturating_sub(before).saturating_sub(after_source.saturating_sub(before));
     let shared = if cluster.is_leader() && table.is_some() { bytes as u64 } else { 0 };
     let mut node_total = 0u64;
     cluster.node().all_reduce_into(&(mine + shared), &mut node_total, SystemOperation::sum());

@@ -1,11 +1,14 @@
 //! Distributed and replicated arrays under a real `mpirun` (feature `mpi`).
 //!
 //! Run by `cargo test --features mpi --test mpi`: started without MPI, this
-//! binary launches itself with `mpirun -n 4 --oversubscribe` and
-//! `SHMKIT_MPI_NODE_SIZE=2` (two simulated nodes of two ranks), checks its
-//! exit status, and then runs the fault case: a rank SIGKILLed mid-run
-//! makes `mpirun` end the job within 15 s, and `shmkit gc` then leaves
-//! nothing of the job in `/dev/shm`. Needs OpenMPI (`.ci/run` installs it).
+//! binary launches itself with `mpirun -n 4 --oversubscribe`, as two
+//! simulated nodes of two ranks (`SHMKIT_MPI_NODE_SIZE=2`) and as four
+//! nodes of one (so that a middle node swaps halos both ways), checks that
+//! every rank finished its checks, and then runs the fault cases: a node
+//! leader or another rank SIGKILLed mid-run makes `mpirun` end the job
+//! within 15 s, and `shmkit gc` then leaves nothing of the job in
+//! `/dev/shm`. Last, `mpi_heat` and `heat_diffusion` must print the same
+//! checksum. Needs OpenMPI (`.ci/run` installs it).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +19,6 @@ use shmkit::mpi::rsmpi::traits::*;
 use shmkit::mpi::{Cluster, DistArray, MpiError, ReplicatedArray};
 
 const RANKS: usize = 4;
-const NODE_SIZE: usize = 2;
 
 fn main() {
     match std::env::var("OMPI_COMM_WORLD_SIZE") {
@@ -25,13 +27,29 @@ fn main() {
     }
 }
 
-/// `mpirun -n 4 ... EXE ARGS` with two ranks per simulated node.
-fn mpirun(exe: &std::path::Path, args: &[&str]) -> Command {
+/// `mpirun -n 4 ... EXE ARGS` with `node_size` ranks per simulated node.
+fn mpirun(node_size: usize, exe: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("mpirun");
-    cmd.args(["-n", &RANKS.to_string(), "--oversubscribe", "-x", &format!("SHMKIT_MPI_NODE_SIZE={NODE_SIZE}")]);
+    cmd.args(["-n", &RANKS.to_string(), "--oversubscribe", "-x", &format!("SHMKIT_MPI_NODE_SIZE={node_size}")]);
     cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     cmd.arg(exe).args(args);
     cmd
+}
+
+/// Runs `cmd` to the end and returns its output; kills it (and fails) if
+/// it outlives `limit`: a job that hangs fails the test, never hangs it.
+fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let child = cmd.stdout(Stdio::piped()).spawn().expect("mpirun (OpenMPI) is needed: apt-get install openmpi-bin");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for mpirun"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("mpirun still running after {limit:?}: killed");
+        }
+    }
 }
 
 fn this_test() -> std::path::PathBuf {
@@ -43,36 +61,43 @@ fn shm_entries(prefix: &str) -> Vec<String> {
     entries.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect()
 }
 
-/// Runs the checks under mpirun, then the fault case.
+/// Runs the checks under mpirun, then the fault cases.
 fn launcher() {
-    let start = Instant::now();
-    let out = mpirun(&this_test(), &[]).stderr(Stdio::inherit()).output();
-    let out = out.expect("mpirun (OpenMPI) is needed: apt-get install openmpi-bin");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the MPI checks failed under mpirun: {}\n{stdout}", out.status);
-    for r in 0..RANKS {
-        assert!(stdout.contains(&format!("rank {r}: all checks passed")), "rank {r} did not finish:\n{stdout}");
+    let before = shm_entries("shmkit-mpi-");
+    for node_size in [2, 1] {
+        let start = Instant::now();
+        let out =
+            output_within(mpirun(node_size, &this_test(), &[]).stderr(Stdio::inherit()), Duration::from_secs(120));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "the MPI checks failed under mpirun: {}\n{stdout}", out.status);
+        for r in 0..RANKS {
+            assert!(stdout.contains(&format!("rank {r}: all checks passed")), "rank {r} did not finish:\n{stdout}");
+        }
+        let nodes = RANKS / node_size;
+        println!("mpi: {RANKS} ranks on {nodes} simulated nodes: every check passed in {:?}", start.elapsed());
+        let left: Vec<_> = shm_entries("shmkit-mpi-").into_iter().filter(|n| !before.contains(n)).collect();
+        assert!(left.is_empty(), "a normal end left segments: {left:?}");
     }
-    println!(
-        "mpi: {RANKS} ranks on {} simulated nodes: every check passed in {:?}",
-        RANKS / NODE_SIZE,
-        start.elapsed()
-    );
-    assert!(shm_entries("shmkit-mpi-").is_empty(), "a normal end left segments: {:?}", shm_entries("shmkit-mpi-"));
+    for (victim, what) in [(2, "a node leader"), (3, "a rank that is not a leader")] {
+        kill_case(victim, what);
+    }
+    same_checksum_as_heat_diffusion();
+}
 
-    let job_file = std::env::temp_dir().join(format!("shmkit-mpi-job-{}", std::process::id()));
-    let mut job = mpirun(&this_test(), &["--kill-one", job_file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// Rank `victim` SIGKILLs itself while its node's segments exist.
+fn kill_case(victim: usize, what: &str) {
+    let job_file = std::env::temp_dir().join(format!("shmkit-mpi-job-{}-{victim}", std::process::id()));
+    let args = ["--kill", &victim.to_string(), job_file.to_str().unwrap()];
+    let mut job = mpirun(2, &this_test(), &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !job_file.exists() {
-        assert!(Instant::now() < deadline, "the job never reached its kill");
+        if Instant::now() > deadline {
+            let _ = job.kill();
+            panic!("the job never reached its kill");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(50)); // the file is written, then the rank kills itself
-    let killed = Instant::now();
+    let killed = Instant::now(); // the victim writes the file, then kills itself
     let job_id = std::fs::read_to_string(&job_file).unwrap();
     std::fs::remove_file(&job_file).unwrap();
     let prefix = format!("shmkit-mpi-{}", job_id.trim());
@@ -82,20 +107,22 @@ fn launcher() {
         }
         if killed.elapsed() > Duration::from_secs(15) {
             let _ = job.kill();
-            panic!("mpirun still running 15 s after a rank was killed");
+            panic!("mpirun still running 15 s after {what} was killed");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!status.success(), "mpirun should report the killed rank");
     let took = killed.elapsed();
     let left = shm_entries(&prefix);
+    if victim % 2 == 0 {
+        assert!(!left.is_empty(), "a killed leader cannot remove its segments: the kill landed too late");
+    }
     let removed = shmkit::collect_garbage(false).unwrap();
     assert!(shm_entries(&prefix).is_empty(), "gc left {:?} (it removed {removed:?})", shm_entries(&prefix));
     println!(
-        "mpi: a rank SIGKILLed mid-run: mpirun ended {took:?} later; gc removed the {} segments it left",
+        "mpi: {what} SIGKILLed mid-run: mpirun ended {took:?} later; {} segments were left, gc removed them",
         left.len()
     );
-    same_checksum_as_heat_diffusion();
 }
 
 /// `target/PROFILE/examples/NAME`, built with the `mpi` feature.
@@ -119,22 +146,25 @@ fn same_checksum_as_heat_diffusion() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_owned()
     };
-    let single = last(Command::new(example("heat_diffusion")).args(args).output().unwrap());
+    let limit = Duration::from_secs(120);
+    let single = last(output_within(Command::new(example("heat_diffusion")).args(args), limit));
     assert!(single.starts_with("checksum "), "{single}");
     let mpi_heat = example("mpi_heat");
-    let across = last(mpirun(&mpi_heat, &args).output().unwrap());
-    let messages = last(mpirun(&mpi_heat, &[&args[..], &["--baseline"]].concat()).output().unwrap());
-    assert_eq!(across, single, "mpi_heat on 2 nodes");
+    for node_size in [2, 1] {
+        let across = last(output_within(&mut mpirun(node_size, &mpi_heat, &args), limit));
+        assert_eq!(across, single, "mpi_heat on {} nodes", RANKS / node_size);
+    }
+    let messages = last(output_within(&mut mpirun(2, &mpi_heat, &[&args[..], &["--baseline"]].concat()), limit));
     assert_eq!(messages, single, "mpi_heat as message passing");
-    println!("mpi: heat_diffusion, mpi_heat on 2 nodes and mpi_heat as message passing all print `{single}`");
+    println!("mpi: heat_diffusion, mpi_heat on 2 and 4 nodes and as message passing all print `{single}`");
 }
 
 /// Under mpirun: every check, on every rank; or the fault case's job.
 fn rank() {
     let args: Vec<String> = std::env::args().collect();
     let (_universe, cluster) = Cluster::init().expect("MPI initialises");
-    if let Some(i) = args.iter().position(|a| a == "--kill-one") {
-        return kill_one(&cluster, &args[i + 1]);
+    if let Some(i) = args.iter().position(|a| a == "--kill") {
+        return kill_one(&cluster, args[i + 1].parse().unwrap(), &args[i + 2]);
     }
     topology(&cluster);
     distributed(&cluster);
@@ -149,8 +179,9 @@ fn rank() {
 
 fn topology(c: &Cluster) {
     let r = c.world_rank();
-    assert_eq!((c.world_size(), c.nodes(), c.node_size()), (RANKS, RANKS / NODE_SIZE, NODE_SIZE));
-    assert_eq!((c.node_index(), c.node_rank(), c.is_leader()), (r / NODE_SIZE, r % NODE_SIZE, r % NODE_SIZE == 0));
+    let m: usize = std::env::var("SHMKIT_MPI_NODE_SIZE").unwrap().parse().unwrap();
+    assert_eq!((c.world_size(), c.nodes(), c.node_size()), (RANKS, RANKS / m, m));
+    assert_eq!((c.node_index(), c.node_rank(), c.is_leader()), (r / m, r % m, r % m == 0));
     let mut ids = vec![0u64; RANKS];
     c.world().all_gather_into(&c.job_id(), &mut ids[..]);
     assert!(ids.iter().all(|&id| id == c.job_id()), "one job id for all: {ids:?}");
@@ -177,6 +208,8 @@ fn distributed(c: &Cluster) {
     assert_eq!((a.min().unwrap(), a.max().unwrap()), (Some(0.0), Some(n - 1.0)));
     let count = a.reduce(|v| Some(v.len() as u64), |x, y| x + y).unwrap();
     assert_eq!(count, Some((rows * cols) as u64));
+    let order = a.reduce(|_| Some(c.world_rank() as u64 + 1), |x, y| x * 10 + y).unwrap();
+    assert_eq!(order, Some(1234), "partial results are combined in rank order");
     let expect = Array2::from_shape_fn((rows, cols), |(g, j)| value(g, j, cols));
     match a.gather().unwrap() {
         Some(all) => assert_eq!((c.world_rank(), all), (0, expect.clone())),
@@ -205,7 +238,7 @@ fn halos(c: &Cluster) {
         if is_halo && ((g < block.start && first) || (g >= block.end && last)) {
             continue;
         }
-        let row = view.row(a.local_row(g));
+        let row = view.row(a.local_row(g).expect("a row this node holds"));
         let want: Vec<f64> = (0..cols).map(|j| value(g, j, cols)).collect();
         assert_eq!(row.to_vec(), want, "node {} global row {g} (halo: {is_halo})", c.node_index());
     }
@@ -217,6 +250,9 @@ fn replicated(c: &Cluster) {
     let r = ReplicatedArray::<u32>::broadcast(c, "table", &shape, (c.world_rank() == 0).then(|| data.view())).unwrap();
     assert_eq!(*r.view().unwrap(), data);
     assert!(r.name().contains(&format!("-n{}-", c.node_index())), "{}", r.name());
+    c.world().barrier();
+    let copies = shm_entries(&format!("shmkit-mpi-{:016x}-", c.job_id())).into_iter().filter(|n| n.ends_with("-table"));
+    assert_eq!(copies.count(), c.nodes(), "one copy per node");
     let node = c.node_index() as u64;
     let w = ReplicatedArray::<u64>::create_with(c, "computed", &[4], |mut v| v.fill(node * 100)).unwrap();
     assert!(w.view().unwrap().iter().all(|&x| x == node * 100));
@@ -242,13 +278,13 @@ fn misuse(c: &Cluster) {
     assert_eq!(a.sum().unwrap(), 16.0);
 }
 
-/// The fault case: a leader is SIGKILLed while its node's segments exist;
+/// The fault case: rank `victim` is SIGKILLed while its node's segments exist;
 /// the others wait in a barrier that never completes, until mpirun ends it.
-fn kill_one(c: &Cluster, job_file: &str) {
+fn kill_one(c: &Cluster, victim: usize, job_file: &str) {
     let _a = DistArray::<f64>::create(c, "victim", &[64, 64], 1).unwrap();
     let _r = ReplicatedArray::<u8>::create_with(c, "victim-table", &[1 << 20], |mut v| v.fill(7)).unwrap();
     c.world().barrier();
-    if c.world_rank() == 2 {
+    if c.world_rank() == victim {
         let tmp = format!("{job_file}.tmp");
         std::fs::write(&tmp, format!("{:016x}", c.job_id())).unwrap();
         std::fs::rename(&tmp, job_file).unwrap();

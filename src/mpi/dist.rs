@@ -80,10 +80,12 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         self.halo
     }
 
-    /// The segment's row of global row `g` (halo rows included: from
-    /// `node_rows().start - halo` to `node_rows().end + halo`).
-    pub fn local_row(&self, g: usize) -> usize {
-        g + self.halo - self.node_rows.start
+    /// The segment's row of global row `g`, for rows from
+    /// `node_rows().start - halo` to `node_rows().end + halo` (halo rows
+    /// included); `None` for rows this node does not hold.
+    pub fn local_row(&self, g: usize) -> Option<usize> {
+        let local = (g + self.halo).checked_sub(self.node_rows.start)?;
+        (local < self.node_rows.len() + 2 * self.halo).then_some(local)
     }
 
     /// This rank's rows, read-only.
@@ -104,8 +106,10 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         self.seg.view()
     }
 
+    /// Segment rows of `global`, which lies within this node's rows.
     fn local_rows(&self, global: &Range<usize>) -> Range<usize> {
-        self.local_row(global.start)..self.local_row(global.end)
+        let start = global.start + self.halo - self.node_rows.start;
+        start..start + global.len()
     }
 
     /// Sum of all elements, in f64: local sums, then an MPI allreduce
@@ -117,14 +121,18 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         Ok(total)
     }
 
-    /// Smallest element, `None` if the array is empty (collective).
+    /// Smallest element, `None` if the array is empty or all NaN
+    /// (collective). NaNs are skipped, as numpy's `nanmin` does.
     pub fn min(&self) -> Result<Option<T>> {
-        self.reduce(|v| v.iter().copied().reduce(|a, b| if b < a { b } else { a }), |a, b| if b < a { b } else { a })
+        let pick = |a: T, b: T| if b < a { b } else { a };
+        self.reduce(|v| v.iter().copied().filter(is_number).reduce(pick), pick)
     }
 
-    /// Largest element, `None` if the array is empty (collective).
+    /// Largest element, `None` if the array is empty or all NaN
+    /// (collective). NaNs are skipped, as numpy's `nanmax` does.
     pub fn max(&self) -> Result<Option<T>> {
-        self.reduce(|v| v.iter().copied().reduce(|a, b| if b > a { b } else { a }), |a, b| if b > a { b } else { a })
+        let pick = |a: T, b: T| if b > a { b } else { a };
+        self.reduce(|v| v.iter().copied().filter(is_number).reduce(pick), pick)
     }
 
     /// A custom reduction (collective): `local` reduces this rank's rows
@@ -149,6 +157,7 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// `row_len` (collective). Only node leaders send: one message per node.
     pub fn gather(&self) -> Result<Option<Array2<T>>> {
         let cluster = self.cluster;
+        let (counts, displs) = self.partition(cluster.nodes())?;
         cluster.node_barrier(); // every rank's writes are in the segment
         let mine =
             cluster.leaders.as_ref().map(|_| self.seg.rows(self.local_rows(&self.node_rows)).map(|v| v.to_owned()));
@@ -158,7 +167,6 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
             let send = block.as_slice().expect("an owned array is contiguous");
             let root = leaders.process_at_rank(0);
             if leaders.rank() == 0 {
-                let (counts, displs) = self.partition(leaders.size() as usize)?;
                 let mut all = Array2::<T>::from_elem((self.shape[0], self.row_len), T::zeroed());
                 let buf = all.as_slice_mut().expect("a fresh array is contiguous");
                 root.gather_varcount_into_root(send, &mut PartitionMut::new(buf, counts, displs));
@@ -175,22 +183,22 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// `rows × row_len` elements) (collective). Only node leaders receive.
     pub fn scatter(&mut self, data: Option<ArrayView2<'_, T>>) -> Result<()> {
         let cluster = self.cluster;
+        let (counts, displs) = self.partition(cluster.nodes())?;
         let fits = data.as_ref().is_some_and(|d| d.dim() == (self.shape[0], self.row_len));
         let data = cluster.agree(match (cluster.world_rank(), fits) {
-            (0, true) => Ok(data.map(|d| d.as_standard_layout().into_owned())),
+            (0, true) => Ok(data.as_ref().map(|d| d.as_standard_layout())), // a copy only if not C-order
             (0, false) => Err(crate::Error::InvalidArgument("world rank 0 must pass rows × row_len elements".into())),
             _ => Ok(None),
         })?;
         cluster.node_barrier(); // no rank still reads the old values
         let rows = self.local_rows(&self.node_rows);
-        let parts = cluster.leaders.as_ref().map(|l| self.partition(l.size() as usize)).transpose()?;
         let mine = cluster.leaders.as_ref().map(|_| self.seg.rows_mut(rows));
         let mut block = cluster.agree(mine.transpose())?;
         if let (Some(leaders), Some(block)) = (&cluster.leaders, block.as_mut()) {
             let recv = block.as_slice_mut().expect("rows of a C-order array are contiguous");
             let root = leaders.process_at_rank(0);
-            match (&data, parts) {
-                (Some(all), Some((counts, displs))) => {
+            match &data {
+                Some(all) => {
                     let send = all.as_slice().expect("standard layout");
                     root.scatter_varcount_into_root(&Partition::new(send, counts, displs), recv);
                 }
@@ -202,7 +210,10 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         Ok(())
     }
 
-    /// Element counts and offsets of every node's block, in node order.
+    /// Element counts and offsets of every node's block, in node order;
+    /// the same on every rank (it depends on the shape and node count
+    /// only), so every rank fails together when they do not fit MPI's
+    /// counts, before any collective call.
     fn partition(&self, nodes: usize) -> Result<(Vec<i32>, Vec<i32>)> {
         count(self.shape[0].saturating_mul(self.row_len))?;
         let blocks = (0..nodes).map(|i| block(self.shape[0], nodes, i));
@@ -227,13 +238,24 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         if let (Some(leaders), Some((top, bottom))) = (&cluster.leaders, edges) {
             let (me, n) = (leaders.rank(), leaders.size());
             let (mut from_above, mut from_below) = (vec![T::zeroed(); top.len()], vec![T::zeroed(); top.len()]);
-            if me > 0 {
-                let up = leaders.process_at_rank(me - 1); // my top rows go up, its bottom rows come down
-                p2p::send_receive_into(&top[..], &up, &mut from_above[..], &up);
-            }
-            if me + 1 < n {
-                let down = leaders.process_at_rank(me + 1);
-                p2p::send_receive_into(&bottom[..], &down, &mut from_below[..], &down);
+            // My top rows go up and the bottom rows of the node above come
+            // down, and the same below. Even nodes swap downwards first and
+            // odd ones upwards first, so the pairs (0,1), (2,3), ... swap
+            // at once and then (1,2), (3,4), ...: two rounds whatever the
+            // number of nodes, not a chain through all of them.
+            for round in 0..2 {
+                let upwards = (me % 2 == 1) == (round == 0);
+                match upwards {
+                    true if me > 0 => {
+                        let up = leaders.process_at_rank(me - 1);
+                        p2p::send_receive_into(&top[..], &up, &mut from_above[..], &up);
+                    }
+                    false if me + 1 < n => {
+                        let down = leaders.process_at_rank(me + 1);
+                        p2p::send_receive_into(&bottom[..], &down, &mut from_below[..], &down);
+                    }
+                    _ => {}
+                }
             }
             if me > 0 {
                 written = self.write_rows(0..h, &from_above);
@@ -252,4 +274,9 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         view.as_slice_mut().expect("rows of a C-order array are contiguous").copy_from_slice(data);
         Ok(())
     }
+}
+
+/// False for NaN (the one value not ordered with itself).
+fn is_number<T: PartialOrd>(x: &T) -> bool {
+    x.partial_cmp(x).is_some()
 }

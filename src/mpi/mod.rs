@@ -16,14 +16,14 @@
 //!
 //! **Nodes.** A node is what `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`
 //! groups, unless `SHMKIT_MPI_NODE_SIZE=m` is set: then consecutive groups
-//! of `m` ranks form one simulated node, so that multi-node behaviour can
-//! be tested on one machine. Segment names carry a job id agreed at start
+//! of `m` ranks of each real node form one simulated node, so that
+//! multi-node behaviour can be tested on one machine. Segment names carry a job id agreed at start
 //! and the node index (`shmkit-mpi-JOB-nNODE-TAG`), so concurrent jobs and
 //! simulated nodes never collide.
 //!
 //! **Faults.** A job ends with every segment removed on every node (the
 //! leaders own them). A rank killed by a signal makes `mpirun` abort the
-//! job; whatever it leaves on a node is garbage that `shmkit gc` removes
+//! job, and so does a panic on any rank (see [`Cluster::new`]); whatever it leaves on a node is garbage that `shmkit gc` removes
 //! (creators are gone). MPI errors abort the job, as MPI's default error
 //! handler does; shmkit's own errors (a segment that cannot be made on
 //! some node) are agreed on by every rank and returned as [`MpiError`].
@@ -104,6 +104,9 @@ pub struct Cluster {
 impl Cluster {
     /// Initialises MPI and groups the world's ranks by node (collective).
     /// Keep the `Universe`: MPI is finalised when it is dropped.
+    ///
+    /// From then on a panic on any rank aborts the whole job (see
+    /// [`Cluster::new`]).
     pub fn init() -> Result<(Universe, Cluster)> {
         let universe = ::mpi::initialize().ok_or(MpiError::AlreadyInitialized)?;
         let cluster = Cluster::new(universe.world())?;
@@ -112,15 +115,28 @@ impl Cluster {
 
     /// Groups the ranks of `world` by node (collective over `world`): real
     /// shared-memory nodes, or simulated ones of `SHMKIT_MPI_NODE_SIZE`.
+    ///
+    /// It also makes a panic on any rank abort the whole job
+    /// (`MPI_Abort`), after the panic message is printed: a rank that
+    /// unwound instead would finalize MPI while the others wait for it in
+    /// their next collective call, and the job would hang. (This applies to
+    /// panics caught with `catch_unwind` too.)
     pub fn new(world: SimpleCommunicator) -> Result<Cluster> {
+        abort_job_on_panic();
         let rank = world.rank();
         let simulated = match std::env::var(NODE_SIZE_VAR) {
             Ok(v) => Some(v.trim().parse::<i32>().ok().filter(|&m| m > 0).ok_or(MpiError::BadNodeSize(v))?),
             Err(_) => None,
         };
+        // Simulated nodes are carved out of real ones, so that one never
+        // spans two machines (its ranks could not share a segment).
+        let shared = world.split_shared(rank);
         let node = match simulated {
-            Some(m) => world.split_by_color_with_key(Color::with_value(rank / m), rank).expect("a defined color"),
-            None => world.split_shared(rank),
+            Some(m) => {
+                let color = Color::with_value(shared.rank() / m);
+                shared.split_by_color_with_key(color, shared.rank()).expect("a defined color")
+            }
+            None => shared,
         };
         let leader = node.rank() == 0;
         let leaders = world.split_by_color(if leader { Color::with_value(0) } else { Color::undefined() });
@@ -210,8 +226,11 @@ impl Cluster {
         self.agree(mine)
     }
 
-    /// Makes every rank fail if any rank failed (collective).
-    fn agree<T>(&self, mine: crate::Result<T>) -> Result<T> {
+    /// Makes every rank fail if any rank failed (collective): each rank
+    /// passes its own outcome, and all get `Ok` only if all passed `Ok`;
+    /// the others get [`MpiError::OtherNode`]. For checks of your own
+    /// before a collective call that some rank could otherwise skip.
+    pub fn agree<T>(&self, mine: crate::Result<T>) -> Result<T> {
         let mut failed = u8::from(mine.is_err());
         let local = failed;
         self.world.all_reduce_into(&local, &mut failed, SystemOperation::max());
@@ -221,6 +240,21 @@ impl Cluster {
             (Ok(_), _) => Err(MpiError::OtherNode),
         }
     }
+}
+
+/// Chains a panic hook (once per process) that aborts the MPI job after
+/// the previous hook has reported the panic.
+fn abort_job_on_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            if ::mpi::environment::is_initialized() && !::mpi::environment::is_finalized() {
+                SimpleCommunicator::world().abort(101); // the exit code of a Rust panic
+            }
+        }));
+    });
 }
 
 /// Part `i` of `0..total` split into `parts` nearly equal blocks, larger
