@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const REPS: usize = 3;
+const REPS: usize = 5;
 
 /// The examples under test, built in release first.
 fn example(name: &str) -> PathBuf {
@@ -43,10 +43,10 @@ fn mpirun(exe: &Path, ranks: usize, node_size: usize, args: &[String]) -> String
     text
 }
 
-/// The seconds a run printed (`... in 0.123 s` or `...: 0.123 s`).
-fn seconds(text: &str) -> f64 {
-    let line = text.lines().find(|l| l.ends_with(" s") && !l.starts_with("checksum")).expect("a timing line");
-    line.rsplit(' ').nth(1).and_then(|s| s.parse().ok()).expect("seconds")
+/// The seconds a run printed after `label` (`... LABEL 0.123 s`).
+fn seconds(text: &str, label: &str) -> f64 {
+    let at = text.find(label).unwrap_or_else(|| panic!("no `{label}` in:\n{text}")) + label.len();
+    text[at..].split_whitespace().next().and_then(|s| s.parse().ok()).expect("seconds")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -54,9 +54,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median seconds of shmkit and of the baseline, interleaved.
-fn both(exe: &Path, ranks: usize, node_size: usize, args: &[String]) -> (f64, f64, String) {
-    let (mut shm, mut base) = (Vec::new(), Vec::new());
+/// Median seconds (after each of `labels`) of shmkit and of the
+/// baseline, runs interleaved.
+fn both(exe: &Path, ranks: usize, node_size: usize, args: &[String], labels: &[&str]) -> (Vec<f64>, Vec<f64>, String) {
+    let (mut shm, mut base) = (vec![Vec::new(); labels.len()], vec![Vec::new(); labels.len()]);
     let mut checksum = String::new();
     for rep in 0..REPS {
         let mut baseline_args = args.to_vec();
@@ -67,13 +68,13 @@ fn both(exe: &Path, ranks: usize, node_size: usize, args: &[String]) -> (f64, f6
             let sum = text.lines().find(|l| l.starts_with("checksum")).unwrap_or("").to_owned();
             assert!(checksum.is_empty() || sum == checksum, "checksums differ: {sum} vs {checksum}");
             checksum = sum;
-            match is_base {
-                true => base.push(seconds(&text)),
-                false => shm.push(seconds(&text)),
+            let side = if is_base { &mut base } else { &mut shm };
+            for (times, label) in side.iter_mut().zip(labels) {
+                times.push(seconds(&text, label));
             }
         }
     }
-    (median(shm), median(base), checksum)
+    (shm.into_iter().map(median).collect(), base.into_iter().map(median).collect(), checksum)
 }
 
 fn main() {
@@ -84,21 +85,30 @@ fn main() {
     let sum = example("mpi_sum");
     let configs = [(1, 1), (2, 1), (2, 2), (4, 1), (4, 2)];
     let mut md = String::new();
-    writeln!(md, "| ranks | nodes | mpi_heat {size}² × {steps}: shmkit | message passing | ratio | sum of {elements} f64: shmkit | message passing | ratio |").unwrap();
+    writeln!(
+        md,
+        "| ranks | nodes | mpi_heat {size}² × {steps}: shmkit | message passing | global sum of {elements} u64: shmkit | message passing | setup (allocate, fill): shmkit | message passing |"
+    )
+    .unwrap();
     writeln!(md, "|---|---|---|---|---|---|---|---|").unwrap();
     let mut checksums = Vec::new();
     for (ranks, nodes) in configs {
         let node_size = ranks / nodes;
         eprintln!("mpi bench: {ranks} ranks on {nodes} nodes ...");
         let heat_args = vec!["--size".into(), size.to_string(), "--steps".into(), steps.to_string()];
-        let (hs, hb, checksum) = both(&heat, ranks, node_size, &heat_args);
+        let (hs, hb, checksum) = both(&heat, ranks, node_size, &heat_args, &["time "]);
         checksums.push(checksum);
-        let (ss, sb, _) = both(&sum, ranks, node_size, &["--elements".into(), elements.to_string()]);
+        let sum_args = ["--elements".into(), elements.to_string()];
+        let (ss, sb, _) = both(&sum, ranks, node_size, &sum_args, &["global sum ", "setup (allocate and fill) "]);
         writeln!(
             md,
-            "| {ranks} | {nodes} | {hs:.3} s | {hb:.3} s | {:.2}× | {ss:.4} s | {sb:.4} s | {:.2}× |",
-            hb / hs,
-            sb / ss
+            "| {ranks} | {nodes} | {:.3} s | {:.3} s | {:.2} ms | {:.2} ms | {:.3} s | {:.3} s |",
+            hs[0],
+            hb[0],
+            ss[0] * 1e3,
+            sb[0] * 1e3,
+            ss[1],
+            sb[1]
         )
         .unwrap();
     }

@@ -46,7 +46,7 @@ fn main() -> Result<()> {
     if let Some(sum) = sum {
         let mode = if baseline { "message passing" } else { "shmkit nodes" };
         println!(
-            "{n}x{n} plate, {steps} steps, {} ranks on {} nodes ({mode}): {secs:.3} s",
+            "{n}x{n} plate, {steps} steps, {} ranks on {} nodes ({mode}): time {secs:.3} s",
             cluster.world_size(),
             cluster.nodes()
         );

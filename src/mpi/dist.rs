@@ -115,7 +115,13 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// Sum of all elements, in f64: local sums, then an MPI allreduce
     /// (collective).
     pub fn sum(&self) -> Result<f64> {
-        let local = self.cluster.agree(self.rows().map(|v| v.iter().map(|x| x.to_f64()).sum::<f64>()))?;
+        // Over a slice when the rows are contiguous (they are in C order):
+        // the compiler vectorises that, not an n-d iterator.
+        let add = |v: View<'_, T, Ix2>| match v.as_slice() {
+            Some(s) => s.iter().map(|x| x.to_f64()).sum::<f64>(),
+            None => v.iter().map(|x| x.to_f64()).sum::<f64>(),
+        };
+        let local = self.cluster.agree(self.rows().map(add))?;
         let mut total = 0.0;
         self.cluster.world.all_reduce_into(&local, &mut total, SystemOperation::sum());
         Ok(total)
@@ -224,49 +230,66 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
 
     /// Copies each node's edge rows into its neighbours' halo rows
     /// (collective). Only node leaders talk MPI, with the nodes above and
-    /// below; the ranks of a node wait at node barriers before and after.
-    /// Edge halos of the first and last node are left as they are.
+    /// below. Edge halos of the first and last node are left as they are.
+    ///
+    /// Synchronisation, per call: the ranks of each node meet at a node
+    /// barrier (their rows are written), the leaders swap edges, and one
+    /// one-byte allreduce over the world tells every rank whether every
+    /// leader succeeded; it also orders the leaders' halo writes before
+    /// any rank returns. On one node, or without halos, only the node
+    /// barrier. After an error the halo rows are unspecified.
     pub fn exchange_halos(&mut self) -> Result<()> {
         let cluster = self.cluster;
         cluster.node_barrier(); // every rank is done with the node's rows
+        if self.halo == 0 || cluster.nodes() == 1 {
+            return Ok(()); // nothing crosses a node
+        }
+        let outcome = match &cluster.leaders {
+            Some(leaders) => self.swap_edges(leaders),
+            None => Ok(()),
+        };
+        cluster.agree(outcome)
+    }
+
+    /// A leader's part of [`exchange_halos`](Self::exchange_halos). A
+    /// leader that cannot read its edges still takes part in every swap
+    /// (sending zeros), so that no neighbour waits for it for good.
+    fn swap_edges(&mut self, leaders: &::mpi::topology::SimpleCommunicator) -> crate::Result<()> {
         let (h, len) = (self.halo, self.node_rows.len() + 2 * self.halo);
         let copy = |rows: Range<usize>| self.seg.rows(rows).map(|v| v.iter().copied().collect::<Vec<T>>());
-        let mine =
-            cluster.leaders.as_ref().filter(|_| h > 0).map(|_| Ok((copy(h..2 * h)?, copy(len - 2 * h..len - h)?)));
-        let edges = cluster.agree(mine.transpose())?;
-        let mut written = Ok(());
-        if let (Some(leaders), Some((top, bottom))) = (&cluster.leaders, edges) {
-            let (me, n) = (leaders.rank(), leaders.size());
-            let (mut from_above, mut from_below) = (vec![T::zeroed(); top.len()], vec![T::zeroed(); top.len()]);
-            // My top rows go up and the bottom rows of the node above come
-            // down, and the same below. Even nodes swap downwards first and
-            // odd ones upwards first, so the pairs (0,1), (2,3), ... swap
-            // at once and then (1,2), (3,4), ...: two rounds whatever the
-            // number of nodes, not a chain through all of them.
-            for round in 0..2 {
-                let upwards = (me % 2 == 1) == (round == 0);
-                match upwards {
-                    true if me > 0 => {
-                        let up = leaders.process_at_rank(me - 1);
-                        p2p::send_receive_into(&top[..], &up, &mut from_above[..], &up);
-                    }
-                    false if me + 1 < n => {
-                        let down = leaders.process_at_rank(me + 1);
-                        p2p::send_receive_into(&bottom[..], &down, &mut from_below[..], &down);
-                    }
-                    _ => {}
+        let zeros = || vec![T::zeroed(); h * self.row_len];
+        let (top, bottom, mut outcome) = match (copy(h..2 * h), copy(len - 2 * h..len - h)) {
+            (Ok(top), Ok(bottom)) => (top, bottom, Ok(())),
+            (Err(e), _) | (_, Err(e)) => (zeros(), zeros(), Err(e)),
+        };
+        let (me, n) = (leaders.rank(), leaders.size());
+        let (mut from_above, mut from_below) = (zeros(), zeros());
+        // My top rows go up and the bottom rows of the node above come
+        // down, and the same below. Even nodes swap downwards first and
+        // odd ones upwards first, so the pairs (0,1), (2,3), ... swap at
+        // once and then (1,2), (3,4), ...: two rounds whatever the number
+        // of nodes, not a chain through all of them.
+        for round in 0..2 {
+            let upwards = (me % 2 == 1) == (round == 0);
+            match upwards {
+                true if me > 0 => {
+                    let up = leaders.process_at_rank(me - 1);
+                    p2p::send_receive_into(&top[..], &up, &mut from_above[..], &up);
                 }
-            }
-            if me > 0 {
-                written = self.write_rows(0..h, &from_above);
-            }
-            if me + 1 < n && written.is_ok() {
-                written = self.write_rows(len - h..len, &from_below);
+                false if me + 1 < n => {
+                    let down = leaders.process_at_rank(me + 1);
+                    p2p::send_receive_into(&bottom[..], &down, &mut from_below[..], &down);
+                }
+                _ => {}
             }
         }
-        cluster.agree(written)?;
-        cluster.node_barrier();
-        Ok(())
+        if outcome.is_ok() && me > 0 {
+            outcome = self.write_rows(0..h, &from_above);
+        }
+        if outcome.is_ok() && me + 1 < n {
+            outcome = self.write_rows(len - h..len, &from_below);
+        }
+        outcome
     }
 
     fn write_rows(&mut self, rows: Range<usize>, data: &[T]) -> crate::Result<()> {
