@@ -10,7 +10,7 @@ import os
 import statistics
 import threading
 import time
-from multiprocessing import Pool, shared_memory
+from multiprocessing import Manager, Pool, shared_memory
 
 import numpy as np
 
@@ -41,6 +41,30 @@ def square(x):
 
 def noop(_):
     return os.getpid()
+
+
+def manager_worker(args):
+    """The seed's Manager worker, over a range of keys."""
+    d, l, lo, hi = args
+    for k in range(lo, hi):
+        d[k] = 2 * k
+        l.append(f"processed_{k}")
+    return hi - lo
+
+
+def manager_ops(helpers, n):
+    """Set + append per key through Manager proxies from `helpers` pool
+    workers, one chunk of keys each: operations per second."""
+    with Manager() as m:
+        d, l = m.dict(), m.list()
+        with Pool(helpers) as pool:
+            pool.map(noop, range(helpers), chunksize=1)  # workers started, untimed
+            parts = [(d, l, lo, hi) for lo, hi in chunks(n, helpers)]
+            t = time.perf_counter()
+            done = sum(pool.map(manager_worker, parts, chunksize=1))
+            t = time.perf_counter() - t
+        assert done == n and len(d) == n and len(l) == n and d[n - 1] == 2 * (n - 1)
+    return 2 * n / t
 
 
 def rss_anon(pid):
@@ -102,6 +126,7 @@ def main():
     ap.add_argument("--tiny", type=int, default=200_000)
     ap.add_argument("--latency", type=int, default=5000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--manager", type=int, default=20_000)
     a = ap.parse_args()
     n, reps, res = a.elements, a.reps, {}
 
@@ -142,6 +167,7 @@ def main():
             s.close()
 
         res["attach_s"] = timed(attach_here, reps)
+        res["manager_ops"] = [manager_ops(a.helpers, a.manager) for _ in range(reps)]
     finally:
         shm.close()
         shm.unlink()

@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks: segment create and open (1 GiB), a
-//! submit→result round trip on a warm pool, pool start-up, and the shared
-//! queue's throughput (items/s).
+//! submit→result round trip on a warm pool, pool start-up, the shared
+//! queue's throughput (items/s), and a shared map's insert and get rates
+//! and a shared list's push rate from one thread.
 //!
 //! ```text
 //! cargo bench --bench micro
@@ -78,11 +79,38 @@ fn queue(c: &mut Criterion) {
     g.finish();
 }
 
+fn collections(c: &mut Criterion) {
+    use shmkit::collections::{ShmMap, ShmVec};
+    const N: u64 = 100_000;
+    let mut g = c.benchmark_group("collections");
+    g.throughput(Throughput::Elements(N)).sample_size(20).measurement_time(Duration::from_secs(4));
+    let map = ShmMap::<u64, u64>::create_unique(N as usize).expect("map");
+    g.bench_function("ShmMap<u64, u64> insert (overwriting after the first pass)", |b| {
+        b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.insert(k, 2 * k).expect("insert"))))
+    });
+    g.bench_function("ShmMap<u64, u64> get (all present)", |b| {
+        b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.get(&k).expect("get"))))
+    });
+    g.bench_function("ShmMap<u64, u64> update (+1)", |b| {
+        b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.update(k, |v| v.map(|v| v + 1)).expect("update"))))
+    });
+    g.bench_function("ShmVec<u64> push (a fresh list per pass, made untimed)", |b| {
+        let fresh = || ShmVec::<u64>::create_unique(N as usize).expect("list");
+        let fill = |list: ShmVec<u64>| {
+            (0..N).for_each(|x| _ = list.push(x).expect("push"));
+            list
+        };
+        b.iter_batched(fresh, fill, criterion::BatchSize::PerIteration)
+    });
+    g.finish();
+}
+
 fn main() {
     shmkit::init(tasks); // benchmark helpers are this binary again
     let mut c = Criterion::default().configure_from_args();
     segments(&mut c);
     pool(&mut c);
     queue(&mut c);
+    collections(&mut c);
     c.final_summary();
 }

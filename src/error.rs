@@ -180,6 +180,38 @@ pub enum Error {
         /// Which view was asked for.
         what: String,
     },
+    /// A map or list segment holds other key, value or element types than
+    /// the ones it was opened with.
+    #[error(
+        "segment '{name}' holds {found}, but it was opened as {expected}; open it with the types it was created with"
+    )]
+    WrongType {
+        /// The segment.
+        name: String,
+        /// The types asked for, e.g. `ShmMap<u64, f64>`.
+        expected: String,
+        /// The types recorded in the segment.
+        found: String,
+    },
+    /// A lock inside a map stayed held by another process past the
+    /// handle's lock timeout (a stopped process, most likely).
+    #[error("'{name}': {what} stayed locked by another process for {limit:?} (a stopped process?); the operation was not done")]
+    LockTimeout {
+        /// The segment.
+        name: String,
+        /// Which lock.
+        what: String,
+        /// The timeout.
+        limit: std::time::Duration,
+    },
+    /// A map or list has no room for another entry.
+    #[error("'{name}' is full: {what}; create it with a larger capacity")]
+    Full {
+        /// The segment.
+        name: String,
+        /// What ran out.
+        what: String,
+    },
     /// An argument is outside what the call accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

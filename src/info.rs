@@ -29,6 +29,8 @@ pub struct SegmentInfo {
     pub creator: Option<Creator>,
     /// Kept on purpose past its owner ([`SharedArray::persist`](crate::SharedArray::persist)).
     pub persistent: bool,
+    /// Entries and capacity of a map or list segment.
+    pub collection: Option<crate::collections::CollectionInfo>,
 }
 
 /// An array segment's `.npy` header.
@@ -96,7 +98,9 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
 pub(crate) fn describe(fd: impl AsFd, name: &str) -> Result<SegmentInfo> {
     let layout = probe(&fd, name)?;
     let presence = liveness::presence(&fd, liveness::CREATOR);
-    Ok(info_of(name, &layout, presence, read_flags(&fd, &layout)))
+    let mut info = info_of(name, &layout, presence, read_flags(&fd, &layout));
+    info.collection = crate::collections::summary(&fd, &layout);
+    Ok(info)
 }
 
 /// The trailer's flags word now (it changes after creation).
@@ -127,6 +131,7 @@ fn info_of(name: &str, layout: &Layout, presence: Presence, flags: u32) -> Segme
             presence,
         }),
         persistent: layout.trailer.is_some() && flags & FLAG_PERSISTENT != 0,
+        collection: None,
     }
 }
 

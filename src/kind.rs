@@ -24,11 +24,15 @@ pub enum SegmentKind {
     Queue,
     /// A pool's per-helper status words (internal to [`Pool`](crate::Pool)).
     Pool,
+    /// A [`ShmMap`](crate::collections::ShmMap).
+    Map,
+    /// A [`ShmVec`](crate::collections::ShmVec).
+    List,
     /// A kind this version does not know.
     Unknown(u32),
 }
 
-const KNOWN: [SegmentKind; 8] = [
+const KNOWN: [SegmentKind; 10] = [
     SegmentKind::Array,
     SegmentKind::Mutex,
     SegmentKind::RwLock,
@@ -37,6 +41,8 @@ const KNOWN: [SegmentKind; 8] = [
     SegmentKind::Counter,
     SegmentKind::Queue,
     SegmentKind::Pool,
+    SegmentKind::Map,
+    SegmentKind::List,
 ];
 
 impl SegmentKind {
@@ -51,6 +57,8 @@ impl SegmentKind {
             SegmentKind::Counter => 5,
             SegmentKind::Queue => 6,
             SegmentKind::Pool => 7,
+            SegmentKind::Map => 8,
+            SegmentKind::List => 9,
             SegmentKind::Unknown(n) => n,
         }
     }

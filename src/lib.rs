@@ -47,6 +47,7 @@ compile_error!("shmkit needs a 64-bit target (64-bit file offsets for its lock b
 compile_error!("shmkit writes little-endian .npy headers and needs a little-endian host");
 
 mod array;
+pub mod collections;
 mod dtype;
 mod error;
 #[cfg(fuzzing)]

@@ -143,3 +143,26 @@ fn ls_shows_a_segment_whose_name_was_removed_while_its_owner_runs() {
     let after = json(&["ls", "--json"]);
     assert!(!after["unnamed"].as_array().unwrap().iter().any(|u| u["name"] == name.as_str()), "gone with its owner");
 }
+
+#[test]
+fn ls_and_inspect_show_maps_and_lists_with_their_entries_and_capacity() {
+    use shmkit::collections::{ShmMap, ShmVec};
+    let map = ShmMap::<u64, f32>::create(&unique("cli-map"), 500).unwrap();
+    (0..7).for_each(|k| assert!(map.insert(k, 0.5).unwrap().is_none()));
+    let list = ShmVec::<[u8; 16]>::create(&unique("cli-list"), 64).unwrap();
+    (0..3).for_each(|_| assert!(list.push([1; 16]).is_ok()));
+    let listing = json(&["ls", "--json"]);
+    let entry = |n: &str| listing["segments"].as_array().unwrap().iter().find(|e| e["name"] == n).cloned().unwrap();
+    let (m, l) = (entry(map.name()), entry(list.name()));
+    assert_eq!((m["kind"].as_str(), m["entries"].as_u64(), m["capacity"].as_u64()), (Some("map"), Some(7), Some(500)));
+    assert_eq!((m["key_type"].as_str(), m["value_type"].as_str()), (Some("u64"), Some("f32")));
+    assert_eq!((l["kind"].as_str(), l["entries"].as_u64(), l["capacity"].as_u64()), (Some("list"), Some(3), Some(64)));
+    let text = stdout(&shmkit(&["ls"]));
+    let line = text.lines().find(|l| l.starts_with(map.name())).expect("the map is listed");
+    assert!(line.contains("map") && line.contains("u64→f32") && line.contains("7/500"), "{line}");
+    let shown = stdout(&shmkit(&["inspect", map.name()]));
+    assert!(shown.contains("entries     7 of 500 (u64 → f32)"), "{shown}");
+    assert!(shown.contains("recoveries  0"), "{shown}");
+    let shown = stdout(&shmkit(&["inspect", list.name()]));
+    assert!(shown.contains("elements    3 of 64 ([u8; 16])"), "{shown}");
+}

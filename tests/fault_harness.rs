@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{child_arg, spawn_child, unique, Watchdog};
+use common::{child_arg, spawn_child, unique, Rng, Watchdog};
 use ndarray::{ArrayViewMut1, Ix1};
 use rustix::process::Signal;
 use shmkit::sync::{EventMode, LockError, PopError, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock};
@@ -48,22 +48,6 @@ fn bump(start: usize, mut rows: ArrayViewMut1<u32>) {
 
 fn tasks(r: &mut shmkit::Registry) {
     r.add(sleepy_square).add(bump);
-}
-
-/// A small xorshift generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
 }
 
 /// A fault: which signal, how long a stop lasts.
@@ -357,7 +341,7 @@ fn fault_injection_harness() {
     let seed = env("SHMKIT_FAULT_SEED").unwrap_or(now.as_nanos() as u64);
     let _w = Watchdog::new(Duration::from_secs(60 + rounds * 2));
     let before = dev_shm();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut t = Tally::default();
     let start = Instant::now();
     let pool = Pool::builder().tasks(tasks).helpers(2).pipeline(2).in_test(TEST).build().unwrap();

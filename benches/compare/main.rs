@@ -28,6 +28,8 @@ pub struct Sizes {
     pub latency: usize,
     pub reps: usize,
     pub helpers: usize,
+    /// Keys of the Manager workload, the same on every side.
+    pub manager: usize,
 }
 
 /// Per-repetition values of one workload, one way.
@@ -38,8 +40,8 @@ fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let helpers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sizes = match quick {
-        true => Sizes { elements: 1 << 24, tiny: 20_000, latency: 1000, reps: 5, helpers },
-        false => Sizes { elements: 1 << 27, tiny: 200_000, latency: 5000, reps: 5, helpers },
+        true => Sizes { elements: 1 << 24, tiny: 20_000, latency: 1000, reps: 5, helpers, manager: 20_000 },
+        false => Sizes { elements: 1 << 27, tiny: 200_000, latency: 5000, reps: 5, helpers, manager: 200_000 },
     };
     let mib = (sizes.elements * 8) >> 20;
     eprintln!("compare: {mib} MiB array, {helpers} helpers / threads / workers, {} rounds after a warm-up", sizes.reps);

@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use ndarray::{ArrayViewMut1, Ix1};
 use rayon::prelude::*;
+use shmkit::collections::{FixedStr, ShmMap, ShmVec};
 use shmkit::{Pool, SharedArray};
 
 use crate::{Samples, Sizes};
@@ -30,8 +31,23 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// The seed's Manager worker, for keys `lo..hi`: `d[k] = 2k` and
+/// `l.append(f"processed_{k}")`, into a shared map and list opened by name
+/// once per task (Python's proxies connect once per worker too).
+fn manager((map, list, lo, hi): (String, String, u64, u64)) -> anyhow::Result<u64> {
+    let (d, l) = (ShmMap::<u64, u64>::open(&map)?, ShmVec::<Text>::open(&list)?);
+    for k in lo..hi {
+        d.insert(k, 2 * k)?;
+        l.push(Text::format(format_args!("processed_{k}"))?)?;
+    }
+    Ok(hi - lo)
+}
+
+/// The list's element: the seed appends short strings.
+type Text = FixedStr<24>;
+
 pub fn tasks(r: &mut shmkit::Registry) {
-    r.add(double).add(square);
+    r.add(double).add(square).add(manager);
 }
 
 /// Seconds `f` takes, and what it returned (dropped by the caller, untimed).
@@ -144,7 +160,23 @@ impl<'s> Rig<'s> {
         push(out, "latency_p99_s", p99);
         push(out, "pool_ready_s", time(|| Pool::builder().tasks(tasks).helpers(s.helpers).build())?.0); // drop untimed
         push(out, "attach_s", time(|| SharedArray::<f64, Ix1>::open(self.a.name()))?.0);
+        push(out, "manager_ops", self.manager_shmkit()?);
         Ok(())
+    }
+
+    /// Set + append per key from every helper, one chunk of keys each:
+    /// operations per second (a set and an append are two).
+    fn manager_shmkit(&self) -> Result<f64> {
+        let (n, helpers) = (self.s.manager as u64, self.s.helpers as u64);
+        let (d, l) = (ShmMap::<u64, u64>::create_unique(n as usize)?, ShmVec::<Text>::create_unique(n as usize)?);
+        let chunks: Vec<_> = (0..helpers)
+            .map(|h| (d.name().to_owned(), l.name().to_owned(), n * h / helpers, n * (h + 1) / helpers))
+            .collect();
+        let (t, done) = time(|| anyhow::Ok(self.pool.map(manager, chunks)))?;
+        ensure!(done.into_iter().map(|r| r.unwrap_or(0)).sum::<u64>() == n, "a manager task failed");
+        ensure!(d.len() == n as usize && l.len() == n as usize, "entries missing");
+        ensure!(d.get(&(n - 1))? == Some(2 * (n - 1)), "a wrong value");
+        Ok(2.0 * n as f64 / t)
     }
 
     fn rayon(&mut self, out: &mut Figures) -> Result<()> {
@@ -186,6 +218,26 @@ impl<'s> Rig<'s> {
             Ok(tp)
         };
         push(out, "pool_ready_s", time(ready)?.0);
+        push(out, "manager_ops", self.manager_rayon());
         Ok(())
+    }
+
+    /// The same set + append from threads, into a `Mutex<HashMap>` and a
+    /// `Mutex<Vec>`: the plain in-process way.
+    fn manager_rayon(&self) -> f64 {
+        use std::collections::HashMap as Map;
+        use std::sync::Mutex;
+        let n = self.s.manager as u64;
+        let (d, l) = (Mutex::new(Map::with_capacity(n as usize)), Mutex::new(Vec::with_capacity(n as usize)));
+        let t = Instant::now();
+        self.threads.install(|| {
+            (0..n).into_par_iter().for_each(|k| {
+                d.lock().expect("map").insert(k, 2 * k);
+                l.lock().expect("list").push(format!("processed_{k}"));
+            })
+        });
+        let t = t.elapsed().as_secs_f64();
+        assert_eq!((d.lock().expect("map").len(), l.lock().expect("list").len()), (n as usize, n as usize));
+        2.0 * n as f64 / t
     }
 }

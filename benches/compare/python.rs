@@ -56,6 +56,7 @@ impl Python {
         let mut cmd = Command::new(&self.exe);
         cmd.arg(script).args(["--helpers", &s.helpers.to_string(), "--elements", &s.elements.to_string()]);
         cmd.args(["--tiny", &s.tiny.to_string(), "--latency", &s.latency.to_string(), "--reps", "1"]);
+        cmd.args(["--manager", &s.manager.to_string()]);
         let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let out = wait(child, limit)?;
         ensure!(out.status.success(), "compare.py failed:\n{}", String::from_utf8_lossy(&out.stderr));

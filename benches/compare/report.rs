@@ -103,6 +103,14 @@ fn workloads() -> Vec<Workload> {
             scale: |t, _| t * 1e3,
         },
         Workload {
+            key: "manager_ops",
+            label: "Manager: set + append from N workers",
+            unit: "M ops/s",
+            higher_better: true,
+            target: Target::VsPython(300.0),
+            scale: |ops, _| ops / 1e6,
+        },
+        Workload {
             key: "double_extra_bytes",
             label: "extra memory while doubling",
             unit: "% of array",

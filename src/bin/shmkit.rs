@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ndarray::IxDyn;
 use serde_json::{json, Value};
+use shmkit::collections::CollectionInfo;
 use shmkit::{Creator, DType, Element, Listing, Presence, SegmentInfo, SharedArray, Unnamed};
 
 /// List, inspect and clean up shared-memory segments in /dev/shm.
@@ -105,9 +106,26 @@ fn creator_json(c: &Creator) -> Value {
 }
 
 fn info_json(i: &SegmentInfo) -> Value {
-    json!({"kind": i.kind.to_string(), "bytes": i.total_len, "data_offset": i.data_offset, "data_bytes": i.data_len,
+    let mut v = json!({"kind": i.kind.to_string(), "bytes": i.total_len, "data_offset": i.data_offset, "data_bytes": i.data_len,
         "persistent": i.persistent, "dtype": i.array.as_ref().map(|a| &a.dtype),
-        "shape": i.array.as_ref().map(|a| &a.shape), "fortran_order": i.array.as_ref().map(|a| a.fortran)})
+        "shape": i.array.as_ref().map(|a| &a.shape), "fortran_order": i.array.as_ref().map(|a| a.fortran)});
+    if let Some(c) = &i.collection {
+        v["entries"] = json!(c.len);
+        v["capacity"] = json!(c.capacity);
+        v["key_type"] = json!(c.key_type);
+        v["value_type"] = json!((!c.value_type.is_empty()).then_some(&c.value_type));
+        v["recoveries"] = json!(c.recoveries);
+    }
+    v
+}
+
+/// A map's or list's types in a few characters, for `ls`.
+fn types_text(c: &CollectionInfo) -> String {
+    let short = |t: &str| t.rsplit("::").next().unwrap_or(t).to_owned();
+    match c.value_type.is_empty() {
+        true => short(&c.key_type),
+        false => format!("{}→{}", short(&c.key_type), short(&c.value_type)),
+    }
 }
 
 fn describe(l: &Listing) -> Value {
@@ -147,8 +165,11 @@ fn ls(all: bool, json: bool) -> Result<()> {
         let creator = l.creator().map_or("-".into(), |c| creator_text(&c));
         let (kind, dtype, shape, bytes, mut note) = match &l.info {
             Ok(i) => {
-                let (d, s) =
-                    i.array.as_ref().map_or(("-".into(), "-".into()), |a| (a.dtype.clone(), format!("{:?}", a.shape)));
+                let (d, s) = match (&i.array, &i.collection) {
+                    (Some(a), _) => (a.dtype.clone(), format!("{:?}", a.shape)),
+                    (None, Some(c)) => (types_text(c), format!("{}/{}", c.len, c.capacity)),
+                    (None, None) => ("-".into(), "-".into()),
+                };
                 (i.kind.to_string(), d, s, i.total_len.to_string(), String::new())
             }
             Err(e) => ("?".into(), "-".into(), "-".into(), "-".into(), short(e)),
@@ -207,6 +228,15 @@ fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
     if let Some(a) = &info.array {
         println!("dtype       {}", a.dtype);
         println!("shape       {:?}{}", a.shape, if a.fortran { " (Fortran order)" } else { "" });
+    }
+    if let Some(c) = &info.collection {
+        match c.value_type.is_empty() {
+            true => println!("elements    {} of {} ({})", c.len, c.capacity, c.key_type),
+            false => println!("entries     {} of {} ({} → {})", c.len, c.capacity, c.key_type, c.value_type),
+        }
+        if info.kind == shmkit::SegmentKind::Map {
+            println!("recoveries  {} (repairs after a process died mid-operation)", c.recoveries);
+        }
     }
     println!("bytes       {} ({} of data at offset {})", info.total_len, info.data_len, info.data_offset);
     let creator = info.creator.map_or("none recorded (not created by shmkit)".into(), |c| {

@@ -25,7 +25,7 @@ mod probe;
 pub(crate) mod pyliteral;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use rustix::fd::{BorrowedFd, OwnedFd};
 
@@ -360,6 +360,12 @@ impl Segment {
     pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         assert!(offset.checked_add(4).is_some_and(|e| e <= self.data_len()), "u32 at {offset} past the data");
         self.map.atomic_u32(self.layout.data_offset + offset)
+    }
+
+    /// The atomic byte at `offset` of the data, shared with other processes.
+    pub fn atomic_u8(&self, offset: usize) -> &AtomicU8 {
+        assert!(offset < self.data_len(), "byte at {offset} past the data");
+        self.map.atomic_u8(self.layout.data_offset + offset)
     }
 
     /// The atomic u64 at `offset` of the data, shared with other processes.

@@ -13,7 +13,7 @@ mod counter;
 mod event;
 mod mutex;
 mod queue;
-mod raw;
+pub(crate) mod raw;
 mod rwlock;
 
 use std::fmt;
@@ -95,7 +95,7 @@ macro_rules! segment_lifetime {
         }
     };
 }
-use segment_lifetime;
+pub(crate) use segment_lifetime;
 
 /// [`segment_lifetime`] without `close`.
 macro_rules! queue_lifetime {
@@ -127,7 +127,7 @@ macro_rules! queue_lifetime {
         }
     };
 }
-use queue_lifetime;
+pub(crate) use queue_lifetime;
 
 /// Makes a lock guard `!Send` but keeps it `Sync` (as std's `MutexGuard`
 /// is): a lock must be released by the thread that took it.

@@ -1,0 +1,155 @@
+//! The first 192 bytes of a map's or list's body: what it holds and how it
+//! is laid out, written once by its creator and checked by every opener.
+//!
+//! ```text
+//!   0  magic       8 bytes, "SHMKMAP1" or "SHMKLST1"
+//!   8  capacity    u64, as asked for at create
+//!  16  key_size    u32 (a list's element size)
+//!  20  value_size  u32 (0 for a list)
+//!  24  stripes     u32 (1 for a list)
+//!  28  slots       u32 per stripe (0 for a list)
+//!  32  recoveries  u64, atomic: repairs after a process died mid-operation
+//!  40  reserved    24 bytes, zero
+//!  64  key type    64 bytes, `std::any::type_name`, NUL-padded (cut at 64)
+//! 128  value type  64 bytes, likewise
+//! ```
+//!
+//! Everything here comes from shared memory: [`Head::decode`] checks it
+//! before any offset is computed from it.
+
+use crate::segment::Segment;
+use crate::{Error, Result};
+
+/// Bytes of the head; the body's other parts start after it.
+pub(crate) const HEAD_LEN: usize = 192;
+/// Offset of the recoveries counter.
+pub(crate) const RECOVERIES: usize = 32;
+
+/// What a collection segment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Magic {
+    Map,
+    List,
+}
+
+impl Magic {
+    fn bytes(self) -> [u8; 8] {
+        match self {
+            Magic::Map => *b"SHMKMAP1",
+            Magic::List => *b"SHMKLST1",
+        }
+    }
+}
+
+/// The head's fixed fields and type names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub magic: Magic,
+    pub capacity: u64,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub stripes: u32,
+    pub slots: u32,
+    pub key_type: String,
+    pub value_type: String,
+}
+
+impl Head {
+    /// The head's bytes.
+    pub fn encode(&self) -> [u8; HEAD_LEN] {
+        let mut out = [0u8; HEAD_LEN];
+        out[0..8].copy_from_slice(&self.magic.bytes());
+        out[8..16].copy_from_slice(&self.capacity.to_le_bytes());
+        out[16..20].copy_from_slice(&self.key_size.to_le_bytes());
+        out[20..24].copy_from_slice(&self.value_size.to_le_bytes());
+        out[24..28].copy_from_slice(&self.stripes.to_le_bytes());
+        out[28..32].copy_from_slice(&self.slots.to_le_bytes());
+        put_name(&mut out[64..128], &self.key_type);
+        put_name(&mut out[128..192], &self.value_type);
+        out
+    }
+
+    /// Reads a head; `None` if the magic is neither kind's.
+    pub fn decode(bytes: &[u8; HEAD_LEN]) -> Option<Head> {
+        let magic = [Magic::Map, Magic::List].into_iter().find(|m| bytes[0..8] == m.bytes())?;
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        Some(Head {
+            magic,
+            capacity: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+            key_size: u32_at(16),
+            value_size: u32_at(20),
+            stripes: u32_at(24),
+            slots: u32_at(28),
+            key_type: get_name(&bytes[64..128]),
+            value_type: get_name(&bytes[128..192]),
+        })
+    }
+
+    /// Reads and checks the head of `seg` against the types it is opened
+    /// with: magic, sizes, and type names.
+    pub fn read_checked(seg: &Segment, want: &Head, what: impl Fn(&Head) -> String) -> Result<Head> {
+        let mut bytes = [0u8; HEAD_LEN];
+        if seg.data_len() < HEAD_LEN {
+            return Err(Error::bad_header(
+                seg.name(),
+                format!("{} bytes are too few for a {}", seg.data_len(), what(want)),
+            ));
+        }
+        // SAFETY: `bytes` checked that HEAD_LEN bytes lie in the data; the
+        // head is written once before the segment is published, never after.
+        unsafe { std::ptr::copy_nonoverlapping(seg.bytes(0, HEAD_LEN), bytes.as_mut_ptr(), HEAD_LEN) };
+        let found = Head::decode(&bytes).ok_or_else(|| Error::bad_header(seg.name(), "no map or list head"))?;
+        let same = found.magic == want.magic
+            && (found.key_size, found.value_size) == (want.key_size, want.value_size)
+            && (found.key_type.as_str(), found.value_type.as_str())
+                == (want.key_type.as_str(), want.value_type.as_str());
+        if !same {
+            return Err(Error::WrongType { name: seg.name().to_owned(), expected: what(want), found: what(&found) });
+        }
+        Ok(found)
+    }
+}
+
+/// A type's name as stored: its `type_name`, cut at 64 bytes on a
+/// character boundary.
+pub(crate) fn type_label<T>() -> String {
+    let name = std::any::type_name::<T>();
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
+fn put_name(out: &mut [u8], name: &str) {
+    let n = name.len().min(out.len());
+    out[..n].copy_from_slice(&name.as_bytes()[..n]);
+}
+
+fn get_name(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_round_trip_and_foreign_bytes_are_refused() {
+        let head = Head {
+            magic: Magic::Map,
+            capacity: 1000,
+            key_size: 8,
+            value_size: 16,
+            stripes: 16,
+            slots: 96,
+            key_type: type_label::<u64>(),
+            value_type: type_label::<[u64; 2]>(),
+        };
+        assert_eq!(Head::decode(&head.encode()), Some(head));
+        assert_eq!(Head::decode(&[0u8; HEAD_LEN]), None);
+        let long = type_label::<std::collections::HashMap<String, Vec<std::collections::BTreeMap<u8, u8>>>>();
+        assert!(long.len() <= 64);
+    }
+}

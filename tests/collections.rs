@@ -1,0 +1,283 @@
+//! `ShmMap` and `ShmVec` between real processes: many writers, atomic
+//! updates, writers SIGKILLed or stopped at random moments, and misuse.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{child_arg, spawn_child, unique, wait_with_watchdog, Watchdog};
+use shmkit::collections::{FixedStr, ShmMap, ShmVec};
+use shmkit::Error;
+
+/// A value whose halves must agree: a torn write shows.
+type Checked = [u64; 8];
+
+fn checked(x: u64) -> Checked {
+    [x, !x, x, !x, x, !x, x, !x]
+}
+
+fn is_whole(v: &Checked) -> bool {
+    v.chunks(2).all(|p| p[0] == v[0] && p[1] == !v[0])
+}
+
+/// Runs `test` as `n` child processes, child `i` told `ARG:i`, and waits
+/// for all of them to succeed.
+fn run_children(test: &str, arg: &str, n: usize) {
+    let children: Vec<_> = (0..n).map(|i| spawn_child(test, &format!("{arg}:{i}"), Stdio::null())).collect();
+    for child in children {
+        assert!(wait_with_watchdog(child, Duration::from_secs(120)).success(), "a child of {test} failed");
+    }
+}
+
+/// The child's argument, split at `:`.
+fn parts(arg: &str) -> (String, u64) {
+    let (name, i) = arg.rsplit_once(':').expect("NAME:INDEX");
+    (name.to_owned(), i.parse().expect("an index"))
+}
+
+#[test]
+fn two_writers_insert_a_million_distinct_keys_each_and_all_are_there() {
+    let test = "two_writers_insert_a_million_distinct_keys_each_and_all_are_there";
+    const EACH: u64 = 1_000_000;
+    if let Some(arg) = child_arg() {
+        let (name, w) = parts(&arg);
+        let map = ShmMap::<u64, u64>::open(&name).unwrap();
+        for k in w * EACH..(w + 1) * EACH {
+            assert_eq!(map.insert(k, 2 * k).unwrap(), None);
+        }
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(300));
+    let map = ShmMap::<u64, u64>::create(&unique("map-2m"), 2 * EACH as usize).unwrap();
+    run_children(test, map.name(), 2);
+    assert_eq!(map.len(), 2 * EACH as usize);
+    let mut all = map.snapshot().unwrap();
+    all.sort_unstable();
+    assert_eq!(all.len(), 2 * EACH as usize);
+    assert!(all.iter().enumerate().all(|(i, &(k, v))| k == i as u64 && v == 2 * k), "a key or value is wrong");
+    assert_eq!(map.get(&12345).unwrap(), Some(24690));
+    assert_eq!(map.get(&(2 * EACH)).unwrap(), None);
+    assert_eq!(map.recoveries(), 0);
+}
+
+#[test]
+fn concurrent_updates_from_two_processes_sum_exactly() {
+    let test = "concurrent_updates_from_two_processes_sum_exactly";
+    const EACH: u64 = 50_000;
+    if let Some(arg) = child_arg() {
+        let (name, _) = parts(&arg);
+        let map = ShmMap::<u32, u64>::open(&name).unwrap();
+        for i in 0..EACH {
+            map.update((i % 7) as u32, |n| Some(n.unwrap_or(0) + 1)).unwrap();
+        }
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let map = ShmMap::<u32, u64>::create(&unique("map-upd"), 16).unwrap();
+    run_children(test, map.name(), 2);
+    let total: u64 = map.snapshot().unwrap().iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 2 * EACH, "every increment counted once");
+    assert_eq!(map.len(), 7);
+}
+
+/// Writer for the kill tests: overwrites, removes and re-inserts keys
+/// 1000..1050 with whole values until killed; never touches keys below 1000.
+fn churn(name: &str) {
+    let map = ShmMap::<u64, Checked>::open(name).unwrap();
+    for round in 0u64.. {
+        let k = 1000 + round % 50;
+        match round % 3 {
+            0 => drop(map.insert(k, checked(round)).unwrap()),
+            1 => drop(map.update(k, |_| Some(checked(round + 1))).unwrap()),
+            _ => drop(map.remove(&k).unwrap()),
+        }
+    }
+}
+
+#[test]
+fn a_writer_killed_at_random_moments_never_leaves_a_torn_or_lost_entry() {
+    let test = "a_writer_killed_at_random_moments_never_leaves_a_torn_or_lost_entry";
+    if let Some(arg) = child_arg() {
+        return churn(&parts(&arg).0);
+    }
+    let _w = Watchdog::new(Duration::from_secs(300));
+    // One stripe (a small map), so that every kill lands in the stripe the
+    // next call takes; and a map of 64 stripes.
+    let map = ShmMap::<u64, Checked>::create(&unique("map-kill"), 100).unwrap();
+    let big = ShmMap::<u64, Checked>::create(&unique("map-kill-big"), 4000).unwrap();
+    for (m, keys) in [(&map, 0..20u64), (&big, 0..1000u64)] {
+        keys.for_each(|k| assert!(m.insert(k, checked(k)).unwrap().is_none()));
+    }
+    let mut rng = common::Rng::new(0x5eed);
+    let rounds = 150;
+    for round in 0..rounds {
+        let m = if round % 2 == 0 { &map } else { &big };
+        let mut child = spawn_child(test, &format!("{}:0", m.name()), Stdio::null());
+        std::thread::sleep(Duration::from_micros(rng.below(3000) + 200));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let all = m.snapshot().unwrap(); // repairs whatever the kill left
+        let kept = if round % 2 == 0 { 20 } else { 1000 };
+        assert_eq!(
+            all.iter().filter(|(k, _)| *k < kept).count(),
+            kept as usize,
+            "round {round}: an untouched key is gone"
+        );
+        for (k, v) in &all {
+            assert!(is_whole(v), "round {round}: key {k} has a torn value {v:?}");
+            assert!(*k >= 1000 || *v == checked(*k), "round {round}: untouched key {k} changed");
+        }
+        assert_eq!(m.len(), all.len(), "round {round}: the count disagrees with the entries");
+    }
+    let repaired = map.recoveries() + big.recoveries();
+    println!("{rounds} writers killed mid-churn: {repaired} stripes repaired, no entry torn or lost");
+    assert!(repaired > 0, "no kill landed inside an operation: the test proved nothing");
+}
+
+#[test]
+fn a_stopped_writer_holding_a_stripe_makes_a_timed_call_fail_not_hang() {
+    let test = "a_stopped_writer_holding_a_stripe_makes_a_timed_call_fail_not_hang";
+    if let Some(arg) = child_arg() {
+        return churn(&parts(&arg).0);
+    }
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let made = ShmMap::<u64, Checked>::create(&unique("map-stop"), 100).unwrap();
+    let map = ShmMap::<u64, Checked>::open(made.name()).unwrap().lock_timeout(Duration::from_millis(20));
+    let mut child = spawn_child(test, &format!("{}:0", map.name()), Stdio::null());
+    std::thread::sleep(Duration::from_millis(50));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let mut timed_out = 0;
+    for round in 0..300 {
+        rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+        let t = Instant::now();
+        match map.get(&1000) {
+            Ok(_) => {}
+            Err(Error::LockTimeout { .. }) => timed_out += 1,
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        assert!(t.elapsed() < Duration::from_millis(120), "round {round}: get took {:?}", t.elapsed());
+        rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    println!("stopped the writer 300 times, {timed_out} of them inside the stripe's lock; no call waited");
+    assert!(timed_out > 0, "no stop landed inside the lock: the test proved nothing");
+    assert!(map.snapshot().is_ok(), "usable once the holder is gone");
+}
+
+#[test]
+fn two_pushers_put_every_element_in_exactly_once() {
+    let test = "two_pushers_put_every_element_in_exactly_once";
+    const EACH: u64 = 300_000;
+    if let Some(arg) = child_arg() {
+        let (name, w) = parts(&arg);
+        let list = ShmVec::<u64>::open(&name).unwrap();
+        (w * EACH..(w + 1) * EACH).for_each(|x| assert!(list.push(x).is_ok()));
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let list = ShmVec::<u64>::create(&unique("vec-2"), 2 * EACH as usize).unwrap();
+    run_children(test, list.name(), 2);
+    let mut all = list.to_vec();
+    all.sort_unstable();
+    assert_eq!(all, (0..2 * EACH).collect::<Vec<_>>());
+    assert!(matches!(list.push(0), Err(Error::Full { .. })), "full at capacity");
+    assert_eq!(list.len(), 2 * EACH as usize, "a failed push takes no slot");
+}
+
+#[test]
+fn a_pusher_killed_at_random_moments_never_leaves_a_torn_element() {
+    let test = "a_pusher_killed_at_random_moments_never_leaves_a_torn_element";
+    if let Some(arg) = child_arg() {
+        let list = ShmVec::<Checked>::open(&parts(&arg).0).unwrap();
+        for x in 0u64.. {
+            if list.push(checked(x)).is_err() {
+                std::thread::sleep(Duration::from_secs(60)); // full: wait for the kill
+            }
+        }
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let list = ShmVec::<Checked>::create(&unique("vec-kill"), 4_000_000).unwrap();
+    let mut rng = common::Rng::new(7);
+    let rounds = 60;
+    for _ in 0..rounds {
+        let mut child = spawn_child(test, &format!("{}:0", list.name()), Stdio::null());
+        std::thread::sleep(Duration::from_micros(rng.below(4000) + 500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let complete = list.to_vec();
+    assert!(complete.iter().all(is_whole), "a torn element is visible");
+    let holes = list.len() - complete.len();
+    println!("{rounds} pushers killed: {} elements whole, {holes} slots left empty by a dead pusher", complete.len());
+    assert!(holes <= rounds, "more empty slots ({holes}) than kills");
+}
+
+#[test]
+fn misuse_gets_clear_errors() {
+    let map = ShmMap::<u64, u64>::create(&unique("map-misuse"), 10).unwrap();
+    let e = ShmMap::<u64, f64>::open(map.name()).unwrap_err();
+    assert!(matches!(e, Error::WrongType { .. }), "{e}");
+    assert!(e.to_string().contains("ShmMap<u64 (8 bytes), u64 (8 bytes)>"), "{e}");
+    assert!(matches!(ShmVec::<u64>::open(map.name()), Err(Error::WrongKind { .. })));
+    assert!(matches!(ShmMap::<u64, u64>::create("", 10), Err(Error::InvalidName { .. })));
+    assert!(matches!(ShmMap::<u64, u64>::create(&unique("map-zero"), 0), Err(Error::InvalidArgument(_))));
+    assert!(ShmMap::<u64, [u8; 4096]>::create(&unique("map-huge"), usize::MAX / 2).is_err());
+    assert!(ShmVec::<u64>::create(&unique("vec-huge"), usize::MAX / 4).is_err());
+    // Inside an update, the map is locked: using it is refused, not a deadlock.
+    let mut inner = None;
+    map.update(1, |_| {
+        inner = Some(map.get(&2));
+        Some(5)
+    })
+    .unwrap();
+    assert!(matches!(inner, Some(Err(Error::InvalidArgument(_)))), "{inner:?}");
+    assert_eq!(map.get(&1).unwrap(), Some(5), "and the map works on after it");
+    // Full: a tiny map takes its capacity, then refuses with advice.
+    let tiny = ShmMap::<u64, u64>::create(&unique("map-tiny"), 1).unwrap();
+    let mut inserted = 0;
+    let err = loop {
+        match tiny.insert(inserted, 0) {
+            Ok(_) => inserted += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(inserted >= 1 && matches!(err, Error::Full { .. }), "{err}");
+    assert!(err.to_string().contains("larger capacity"), "{err}");
+    let list = ShmVec::<u32>::create(&unique("vec-misuse"), 2).unwrap();
+    assert!(matches!(ShmVec::<u64>::open(list.name()), Err(Error::WrongType { .. })));
+    assert_eq!(list.get(0), None);
+}
+
+#[test]
+fn string_keys_round_trip_and_entries_come_back_through_any_handle() {
+    type Name = FixedStr<32>;
+    let map = ShmMap::<Name, f64>::create(&unique("map-str"), 100).unwrap();
+    let other = ShmMap::<Name, f64>::open(map.name()).unwrap();
+    map.insert(Name::new("a.npy").unwrap(), 1.5).unwrap();
+    other.insert(Name::new("b.npy").unwrap(), 2.5).unwrap();
+    assert_eq!(map.get(&Name::new("b.npy").unwrap()).unwrap(), Some(2.5));
+    assert_eq!(other.remove(&Name::new("a.npy").unwrap()).unwrap(), Some(1.5));
+    assert_eq!(map.len(), 1);
+    let mut names: Vec<String> = map.snapshot().unwrap().iter().map(|(k, _)| k.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["b.npy"]);
+    let info = shmkit::inspect(map.name()).unwrap();
+    let c = info.collection.expect("a map's summary");
+    assert_eq!((info.kind, c.len, c.capacity), (shmkit::SegmentKind::Map, 1, 100));
+    assert!(c.key_type.contains("FixedStr<32>") && c.value_type == "f64", "{c:?}");
+}
+
+#[test]
+fn the_manager_example_prints_and_checks_the_seeds_dict_and_list() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let out = std::process::Command::new(common::example("manager")).args(["--keys", "20000"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Dict: {0: 0, 1: 2, 2: 4, 3: 6, 4: 8, 5: 10, 6: 12, 7: 14, 8: 16, 9: 18}"), "{text}");
+    assert!(text.contains("'processed_9'") && text.contains("20000 keys by 4 helpers"), "{text}");
+}
