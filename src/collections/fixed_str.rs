@@ -8,8 +8,10 @@ use crate::{Error, Result};
 /// A UTF-8 string stored in exactly `N` bytes: a little-endian `u16`
 /// length, then the bytes, then zeros. `Pod`, so it can be a key or value
 /// of a [`ShmMap`](super::ShmMap) or an element of a
-/// [`ShmVec`](super::ShmVec); two `FixedStr`s are equal when their strings
-/// are. Holds up to `N - 2` bytes (and at most 65535).
+/// [`ShmVec`](super::ShmVec). Equality (and a map's key comparison) is
+/// by all `N` bytes, which for values made by [`new`](Self::new) or
+/// [`format`](Self::format) means by their strings. Holds up to `N - 2`
+/// bytes (and at most 65535).
 ///
 /// ```
 /// use shmkit::collections::FixedStr;

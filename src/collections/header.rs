@@ -95,9 +95,15 @@ impl Head {
                 format!("{} bytes are too few for a {}", seg.data_len(), what(want)),
             ));
         }
-        // SAFETY: `bytes` checked that HEAD_LEN bytes lie in the data; the
-        // head is written once before the segment is published, never after.
-        unsafe { std::ptr::copy_nonoverlapping(seg.bytes(0, HEAD_LEN), bytes.as_mut_ptr(), HEAD_LEN) };
+        for (from, to) in [(0, RECOVERIES), (RECOVERIES + 8, HEAD_LEN)] {
+            // SAFETY: `bytes` checked that the range lies in the data; these
+            // bytes are written once before the segment is published and
+            // never after (the recoveries counter between them changes, and
+            // is read only atomically).
+            unsafe {
+                std::ptr::copy_nonoverlapping(seg.bytes(from, to - from), bytes[from..to].as_mut_ptr(), to - from)
+            };
+        }
         let found = Head::decode(&bytes).ok_or_else(|| Error::bad_header(seg.name(), "no map or list head"))?;
         let same = found.magic == want.magic
             && (found.key_size, found.value_size) == (want.key_size, want.value_size)

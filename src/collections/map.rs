@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -30,8 +30,10 @@ use crate::{Error, Result};
 /// value back) before it goes on, and [`recoveries`](Self::recoveries)
 /// counts such repairs.
 ///
-/// A lock is held only for the few hundred nanoseconds of one operation,
-/// but a process stopped (SIGSTOP) inside one holds it until continued;
+/// A stripe's lock is held for one operation (tens to hundreds of
+/// nanoseconds; longer for an `update` closure, and a
+/// [`snapshot`](Self::snapshot) holds every stripe while it copies), but a
+/// process stopped (SIGSTOP) inside one holds it until continued;
 /// [`lock_timeout`](Self::lock_timeout) bounds the wait.
 ///
 /// ```
@@ -71,8 +73,12 @@ enum Probe {
 }
 
 impl<K: Pod, V: Pod> ShmMap<K, V> {
-    /// Creates map segment `name` holding up to `capacity` entries
-    /// (more if keys spread well: each stripe has a margin).
+    /// Creates map segment `name` for `capacity` entries. Keys are spread
+    /// over stripes by a fixed hash, and each stripe has room for its
+    /// share plus a margin (about 1.3× for large maps), so keys of any
+    /// ordinary kind fit `capacity` and usually more; keys crafted to
+    /// collide (the hash is not keyed) fill one stripe early, which then
+    /// reports [`Error::Full`].
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
         if capacity == 0 {
             return Err(Error::InvalidArgument("a map needs a capacity of at least 1".into()));
@@ -201,8 +207,12 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     /// (`None` if absent) and returns the new one (`None` removes it),
     /// all under the entry's stripe lock. Returns the new value.
     ///
-    /// `f` must not use any `ShmMap` (that would wait on locks while
-    /// holding one): such calls fail with [`Error::InvalidArgument`].
+    /// `f` runs under the entry's stripe lock, so keep it short, and it
+    /// must not wait for anything that needs this map. Map calls from `f`
+    /// itself (on this thread) fail with [`Error::InvalidArgument`]
+    /// instead of deadlocking; calls from threads or processes `f` waits
+    /// for are not caught, and would wait for good (or until
+    /// [`lock_timeout`](Self::lock_timeout)).
     pub fn update(&self, key: K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>> {
         let (s, start) = self.place(&key);
         let _held = self.lock(s)?;
@@ -228,7 +238,10 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     /// Entries now: exact while no operation is under way, otherwise a
     /// moment's count (it takes no lock).
     pub fn len(&self) -> usize {
-        (0..self.shape.stripes).map(|s| self.count(s).load(Ordering::Acquire) as usize).sum()
+        // Each count is clamped to its stripe's size: they are read from
+        // memory other processes write.
+        let count = |s| (self.count(s).load(Ordering::Acquire) as usize).min(self.shape.slots);
+        (0..self.shape.stripes).map(count).sum()
     }
 
     /// True if [`len`](Self::len) is 0.
@@ -244,7 +257,8 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     /// Every entry, as one consistent snapshot: it holds every stripe's
     /// lock while it copies (briefly stopping writers), in stripe order.
     pub fn snapshot(&self) -> Result<Vec<(K, V)>> {
-        let held = (0..self.shape.stripes).map(|s| self.lock(s)).collect::<Result<Vec<_>>>()?;
+        let wait = self.wait(); // one deadline for all the stripes
+        let held = (0..self.shape.stripes).map(|s| self.lock_with(s, wait)).collect::<Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(self.len());
         for s in 0..self.shape.stripes {
             for i in 0..self.shape.slots {
@@ -264,9 +278,9 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
         self.seg.populate();
     }
 
-    /// How many times a process found a stripe whose last holder died
-    /// mid-operation, and repaired it (undid the unfinished change and
-    /// recounted the stripe), over the map's whole life.
+    /// How many times a process found a stripe whose last holder died in
+    /// the middle of changing it, and repaired it (undid the unfinished
+    /// change and recounted the stripe), over the map's whole life.
     pub fn recoveries(&self) -> u64 {
         self.seg.atomic_u64(RECOVERIES).load(Ordering::Acquire)
     }
@@ -278,15 +292,23 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     /// Takes stripe `s`'s lock, repairing the stripe first if its last
     /// holder died.
     fn lock(&self, s: usize) -> Result<Held<'_>> {
+        self.lock_with(s, self.wait())
+    }
+
+    /// How long a lock may be waited for, from now.
+    fn wait(&self) -> Wait {
+        match self.wait {
+            None => Wait::Forever,
+            Some(d) => crate::sync::deadline(d).map_or(Wait::Forever, Wait::Until),
+        }
+    }
+
+    fn lock_with(&self, s: usize, wait: Wait) -> Result<Held<'_>> {
         if IN_UPDATE.get() {
             let why =
                 "a ShmMap's update closure may not use a ShmMap (it holds a stripe lock); compute before or after";
             return Err(Error::InvalidArgument(why.into()));
         }
-        let wait = match self.wait {
-            None => Wait::Forever,
-            Some(d) => crate::sync::deadline(d).map_or(Wait::Forever, Wait::Until),
-        };
         let lock = &self.locks[s];
         match lock.lock_with(wait) {
             Ok(Acquired::Clean) => {}
@@ -299,7 +321,10 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
                 return Err(Error::LockTimeout { name, what, limit: self.wait.unwrap_or(Duration::ZERO) });
             }
             Err(Failed::Deadlock) => {
-                return Err(Error::InvalidArgument("this thread already holds that stripe".into()))
+                // Robust mutexes name their holder by thread id: a process in
+                // another PID namespace may hold it under this thread's id.
+                let why = "this thread already holds that stripe's lock (or a process in another PID namespace, sharing /dev/shm, holds it under the same thread id)";
+                return Err(Error::InvalidArgument(why.into()));
             }
             Err(Failed::Unrecoverable) => {
                 let why = format!("the lock of stripe {s} is unusable: another process wrote over it");
@@ -315,16 +340,20 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     /// lock owner-dead again, and the next one repeats the repair.
     fn repair(&self, s: usize) {
         let word = self.seg.atomic_u64(self.shape.journal_at(s)).load(Ordering::Acquire);
+        let before = self.count(s).load(Ordering::Acquire);
         if let Some((Op::Overwrite, i)) = table::read_journal(word, self.shape.slots) {
             // The backup was complete before the journal named the slot.
             self.copy(self.shape.backup_at(s), self.shape.value_at(self.shape.slot_at(s, i)), size_of::<V>());
         }
         // Inserts and removes flip one state word: the slot is either in
         // or out. The count may be behind by one: recount.
-        let n = (0..self.shape.slots).filter(|&i| self.state(s, i).load(Ordering::Acquire) == FULL);
-        self.count(s).store(n.count() as u64, Ordering::Release);
+        let n = (0..self.shape.slots).filter(|&i| self.state(s, i).load(Ordering::Acquire) == FULL).count() as u64;
+        self.count(s).store(n, Ordering::Release);
         self.seg.atomic_u64(self.shape.journal_at(s)).store(0, Ordering::Release);
-        self.seg.atomic_u64(RECOVERIES).fetch_add(1, Ordering::AcqRel);
+        if word != 0 || n != before {
+            // It died changing the stripe (not just reading it): count it.
+            self.seg.atomic_u64(RECOVERIES).fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Looks for `key` in stripe `s` from slot `start` (lock held).
@@ -361,15 +390,36 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
         let at = self.shape.value_at(self.shape.slot_at(s, i));
         self.copy(at, self.shape.backup_at(s), size_of::<V>());
         self.journal(s, Op::Overwrite, i); // only now may a repair copy the backup back
+                                           // A release store keeps earlier writes before it, not later ones
+                                           // after it: without this fence the compiler could start writing the
+                                           // value first, and a kill in between would leave a torn value with
+                                           // nothing to undo it. (No other process reads without the lock, so
+                                           // the order in which the hardware shows the stores does not matter.)
+        compiler_fence(Ordering::SeqCst);
         self.seg.write(at, bytemuck::bytes_of(value));
         self.journal_done(s);
     }
 
-    /// Marks slot `i` removed.
+    /// Marks slot `i` removed. If the slot after it is empty, no probe
+    /// goes past `i`, so `i` becomes empty instead, and so do the removed
+    /// slots just before it: tombstones do not pile up under churn. Each
+    /// step is one store, so a death between steps leaves a correct table.
     fn unpublish(&self, s: usize, i: usize) {
         self.journal(s, Op::Remove, i);
         self.state(s, i).store(GONE, Ordering::Release);
         self.bump_count(s, -1);
+        let slots = self.shape.slots;
+        let next = |j: usize| if j + 1 == slots { 0 } else { j + 1 };
+        let prev = |j: usize| if j == 0 { slots - 1 } else { j - 1 };
+        let is = |j: usize, state: u32| self.state(s, j).load(Ordering::Acquire) == state;
+        let mut j = i;
+        for _ in 0..slots {
+            if !is(j, GONE) || !is(next(j), EMPTY) {
+                break;
+            }
+            self.state(s, j).store(EMPTY, Ordering::Release);
+            j = prev(j);
+        }
         self.journal_done(s);
     }
 
@@ -521,5 +571,18 @@ mod tests {
         assert_eq!(map.get(&6).unwrap(), Some([0; 4]), "published before the death: it stays");
         assert_eq!(map.len(), 2, "and the count was redone");
         assert_eq!(map.recoveries(), 2);
+    }
+
+    #[test]
+    fn removed_slots_become_empty_again_so_probes_stay_short() {
+        let map = ShmMap::<u64, [u64; 4]>::create(&format!("map-tomb-{}", std::process::id()), 100).unwrap();
+        assert_eq!(map.shape.stripes, 1);
+        for round in 0..50u64 {
+            (0..60).for_each(|k| assert!(map.insert(round * 1000 + k, [k; 4]).unwrap().is_none()));
+            (0..60).for_each(|k| assert_eq!(map.remove(&(round * 1000 + k)).unwrap(), Some([k; 4])));
+        }
+        let left = (0..map.shape.slots).filter(|&i| map.state(0, i).load(Ordering::Acquire) != EMPTY).count();
+        assert_eq!(left, 0, "3000 inserts and removes left {left} tombstones");
+        assert!(map.is_empty());
     }
 }

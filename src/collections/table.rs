@@ -57,7 +57,9 @@ impl Shape {
     /// The shape of a map with these parameters; `None` if they are out of
     /// range (as a head another process wrote may be) or overflow.
     pub fn new(stripes: usize, slots: usize, key: usize, value: usize) -> Option<Shape> {
-        if !stripes.is_power_of_two() || stripes > 4096 || slots == 0 || slots > u32::MAX as usize {
+        // At most MAX_STRIPES: `snapshot` holds every stripe's lock, and the
+        // kernel frees only 2048 robust locks of a thread that dies.
+        if !stripes.is_power_of_two() || stripes > MAX_STRIPES || slots == 0 || slots > u32::MAX as usize {
             return None;
         }
         let slot_len = round8(key.checked_add(value)?.checked_add(8)?)?;
@@ -198,7 +200,8 @@ mod tests {
         }
         assert!(Shape::new(3, 10, 8, 8).is_none(), "stripes must be a power of two");
         assert!(Shape::new(4, 0, 8, 8).is_none());
-        assert!(Shape::new(4096, u32::MAX as usize, 1 << 40, 8).is_none(), "overflow");
+        assert!(Shape::new(256, u32::MAX as usize, 1 << 40, 8).is_none(), "overflow");
+        assert!(Shape::new(512, 10, 8, 8).is_none(), "more stripes than create makes");
         assert!(Shape::for_capacity(usize::MAX, 8, 8).is_none());
     }
 

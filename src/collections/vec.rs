@@ -186,8 +186,9 @@ const LANES: usize = 16;
 
 /// Where slot `i` lies among the `capacity` slots (and ready bytes): dealt
 /// round-robin over [`LANES`] lanes, so that consecutive slots, which
-/// different processes push at the same moment, never share a cache line
-/// (sharing one makes each push wait for the other process's write).
+/// different processes push at the same moment, lie a lane apart and (but
+/// in small lists) on different cache lines: sharing one makes each push
+/// wait for the other process's write.
 fn place(i: usize, capacity: usize) -> usize {
     (i % LANES) * capacity.div_ceil(LANES) + i / LANES
 }
