@@ -12,7 +12,6 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Child;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use rustix::net::SendFlags;
 
 use super::error::{PoolError, TaskError};
 use super::job::Job;
+use super::process::Process;
 use super::spawn::{self, Helper};
 use super::spin::{spin, WINDOW};
 use super::status;
@@ -347,7 +347,7 @@ impl Session<'_> {
         let deadline = Instant::now() + Duration::from_secs(2);
         while !exited(&mut self.h.child) {
             if Instant::now() > deadline {
-                let _ = self.h.child.kill();
+                self.h.child.kill();
                 let _ = self.h.child.wait();
                 break;
             }
@@ -358,14 +358,14 @@ impl Session<'_> {
 }
 
 /// True if `child` has exited (and is now reaped).
-fn exited(child: &mut Child) -> bool {
+fn exited(child: &mut Process) -> bool {
     !matches!(child.try_wait(), Ok(None))
 }
 
 /// True if `child` has exited, leaving it unreaped (`waitid(2)` with
 /// `WNOWAIT`): its pid stays its own until `on_death` has taken the
 /// helper out of every list a canceller reads.
-fn has_exited(child: &Child) -> bool {
+fn has_exited(child: &Process) -> bool {
     use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
     let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else { return true };
     let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;

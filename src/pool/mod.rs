@@ -10,6 +10,7 @@ mod handle;
 mod helper;
 mod job;
 mod ops;
+mod process;
 mod registry;
 mod role;
 mod spawn;

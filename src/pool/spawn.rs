@@ -1,9 +1,9 @@
 //! Starting a helper process and shaking hands with it.
 //!
 //! The helper is a new process running a program (by default this one),
-//! started with `fork`+`exec` by `std::process::Command`: nothing of the
-//! coordinator's running state survives the `exec`, so pools are safe in
-//! threaded and async programs. It talks to its driver over one end of a
+//! started with `posix_spawn` (see `process`): nothing of the coordinator's
+//! running state survives the `exec`, so pools are safe in threaded and
+//! async programs. It talks to its driver over one end of a
 //! `socketpair(2)` that it inherits (the only descriptor it inherits from
 //! shmkit); the environment says which descriptor, and which process made
 //! the pair.
@@ -17,10 +17,8 @@
 //! anywhere, so nothing can leak or be connected to by others.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +27,7 @@ use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use super::builder::Config;
 use super::error::{PoolError, TaskError};
 use super::job::HelperCell;
+use super::process::{self, Process, Spawn};
 use super::status::{self, Status};
 use super::wire::{send, Fill, FrameReader, FromHelper, ToHelper};
 
@@ -42,7 +41,7 @@ pub(crate) const STATUS_VAR: &str = "SHMKIT_HELPER_STATUS";
 
 /// A running, handshaken helper.
 pub(crate) struct Helper {
-    pub child: Child,
+    pub child: Process,
     pub reader: FrameReader,
     pub stream: UnixStream,
     pub cell: Arc<HelperCell>,
@@ -50,12 +49,12 @@ pub(crate) struct Helper {
 
 /// Kills and reaps a child unless disarmed: no half-started helper is
 /// left behind when start-up fails.
-struct Reaper(Option<Child>);
+struct Reaper(Option<Process>);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
-            let _ = child.kill(); // already gone is fine
+            child.kill(); // already gone is fine
             let _ = child.wait();
         }
     }
@@ -71,16 +70,13 @@ pub(crate) fn start(cfg: &Config, names: &[String], status: &Arc<Status>, index:
         socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).map_err(io::Error::from)?;
     let word = status.word(index).expect("drivers are numbered within the status segment");
     status::reset(word);
-    let mut cmd = Command::new(&cfg.program);
-    cmd.args(&cfg.args).envs(cfg.env.iter().map(|(k, v)| (k, v)));
-    cmd.env(SOCKET_VAR, theirs.as_raw_fd().to_string()).env(PARENT_VAR, std::process::id().to_string());
-    cmd.env(STATUS_VAR, format!("{}:{index}", status.name())).stdin(Stdio::null());
-    if cfg.quiet {
-        cmd.stdout(Stdio::null());
-    }
-    inherit(&mut cmd, &theirs);
-    let child =
-        cmd.spawn().map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
+    let mut env = cfg.env.clone();
+    env.push((SOCKET_VAR.into(), theirs.as_raw_fd().to_string().into()));
+    env.push((PARENT_VAR.into(), std::process::id().to_string().into()));
+    env.push((STATUS_VAR.into(), format!("{}:{index}", status.name()).into()));
+    let what = Spawn { program: &cfg.program, args: &cfg.args, env, keep: theirs.as_fd(), quiet: cfg.quiet };
+    let child = process::spawn(&what)
+        .map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
     drop(theirs); // the child's copy is now the only one: its death is our end-of-stream
     let mut reaper = Reaper(Some(child));
     let stream = UnixStream::from(ours);
@@ -90,21 +86,6 @@ pub(crate) fn start(cfg: &Config, names: &[String], status: &Arc<Status>, index:
     let pidfd = pidfd_of(child.id());
     let cell = Arc::new(HelperCell::new(child.id(), pidfd, status.clone(), index));
     Ok(Helper { child, reader, stream, cell })
-}
-
-/// Makes `fd` survive `exec` in the child `cmd` starts, and only there.
-fn inherit(cmd: &mut Command, fd: &OwnedFd) {
-    let raw = fd.as_raw_fd();
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: it makes one `fcntl(2)`
-    // call on a descriptor the child inherited open (the parent keeps it
-    // open until `spawn` returns).
-    unsafe {
-        cmd.pre_exec(move || match libc::fcntl(raw, libc::F_SETFD, 0) {
-            -1 => Err(io::Error::last_os_error()),
-            _ => Ok(()),
-        });
-    }
 }
 
 /// A pidfd for our own unreaped child (`pidfd_open(2)`, Linux 5.3+):
@@ -130,10 +111,10 @@ fn handshake(
     stream: &UnixStream,
     names: &[String],
     cfg: &Config,
-    child: &mut Child,
+    child: &mut Process,
     deadline: Option<Instant>,
 ) -> Result<(), PoolError> {
-    let exited = |child: &mut Child, e: io::Error| match e.kind() {
+    let exited = |child: &mut Process, e: io::Error| match e.kind() {
         io::ErrorKind::TimedOut => PoolError::StartTimeout(cfg.start_timeout),
         _ => PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string())),
     };
