@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{child_arg, shm_exists, spawn_child, unique, wait_with_watchdog, ShmFile, Watchdog};
 use ndarray::Ix1;
+use shmkit::collections::{ShmMap, ShmVec};
 use shmkit::sync::{EventMode, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock};
 use shmkit::{Error, SegmentKind, SharedArray};
 
@@ -22,6 +23,8 @@ fn create(kind: SegmentKind, name: &str) -> Box<dyn std::any::Any> {
         SegmentKind::Barrier => Box::new(ShmBarrier::create(name, 2).unwrap()),
         SegmentKind::Counter => Box::new(ShmCounter::create(name, 0).unwrap()),
         SegmentKind::Queue => Box::new(ShmQueue::<u64>::create(name, 8).unwrap()),
+        SegmentKind::Map => Box::new(ShmMap::<u64, u64>::create(name, 8).unwrap()),
+        SegmentKind::List => Box::new(ShmVec::<u64>::create(name, 8).unwrap()),
         other => panic!("no public type for {other}"),
     }
 }
@@ -36,6 +39,8 @@ fn open_as(kind: SegmentKind, name: &str) -> Result<(), Error> {
         SegmentKind::Barrier => ShmBarrier::open(name).map(drop),
         SegmentKind::Counter => ShmCounter::open(name).map(drop),
         SegmentKind::Queue => ShmQueue::<u64>::open(name).map(drop),
+        SegmentKind::Map => ShmMap::<u64, u64>::open(name).map(drop),
+        SegmentKind::List => ShmVec::<u64>::open(name).map(drop),
         other => panic!("no public type for {other}"),
     }
 }

@@ -16,17 +16,13 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::io::Errno;
-use rustix::net::SendFlags;
-
 use super::error::{PoolError, TaskError};
 use super::job::Job;
 use super::process::Process;
+use super::ring::{self, Ring};
 use super::spawn::{self, Helper};
-use super::spin::{spin, WINDOW};
 use super::status;
-use super::wire::{blobs_len, fits, frame, send, too_large, Failure, Fill, FromHelper, ToHelper};
+use super::wire::{blobs_len, fits, frame, too_large, Failure, Fill, FromHelper, ToHelper};
 use super::{Inner, Work};
 
 /// Consecutive failed starts after which a driver gives up.
@@ -45,7 +41,7 @@ pub(crate) fn run(inner: Arc<Inner>, index: usize, ready: Sender<Result<(), Pool
     let mut ready = Some(ready);
     let mut failures = 0;
     loop {
-        let helper = match spawn::start(&inner.config, &inner.names, &inner.status, index) {
+        let helper = match spawn::start(&inner.config, &inner.names, &inner.region, index) {
             Ok(helper) => helper,
             Err(e) if ready.is_some() => {
                 let _ = ready.take().map(|tx| tx.send(Err(e)));
@@ -116,7 +112,7 @@ struct Session<'a> {
     written: usize,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
     fn run(mut self) -> End {
         loop {
             if !self.fill() {
@@ -176,20 +172,20 @@ impl Session<'_> {
             self.sent += 1;
             self.inflight.push_back(InFlight { job, id, started: None });
         }
-        // A dead helper shows up as end-of-stream when reading.
+        // A dead helper shows up as a hang-up when waiting.
         let _ = self.flush();
         true
     }
 
-    /// Writes what the socket takes now, never waiting.
+    /// Writes what the job ring takes now, never waiting, and rings the
+    /// helper if it sleeps.
     fn flush(&mut self) -> std::io::Result<()> {
-        while self.written < self.outbox.len() {
-            let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-            match rustix::net::send(&self.h.stream, &self.outbox[self.written..], flags) {
-                Ok(n) => self.written += n,
-                Err(Errno::AGAIN) => break,
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
+        if self.written < self.outbox.len() {
+            let jobs = self.jobs();
+            let n = jobs.write(&self.outbox[self.written..])?;
+            self.written += n;
+            if n > 0 && jobs.reader_to_wake() {
+                ring::ring_bell(&self.h.stream);
             }
         }
         if self.written == self.outbox.len() {
@@ -197,6 +193,14 @@ impl Session<'_> {
             self.written = 0;
         }
         Ok(())
+    }
+
+    fn jobs(&self) -> Ring<'a> {
+        self.inner.region.jobs(self.index).expect("drivers are numbered within the pool's segment")
+    }
+
+    fn results(&self) -> Ring<'a> {
+        self.inner.region.results(self.index).expect("drivers are numbered within the pool's segment")
     }
 
     /// Waits for the front job's result, up to its deadline, stopping it
@@ -247,29 +251,32 @@ impl Session<'_> {
     }
 
     /// Reads whatever results arrive: polls a short window (short tasks
-    /// answer within microseconds), then sleeps until data arrives, the
-    /// socket takes more of the outbox, or `limit` passes.
+    /// answer within microseconds), then sleeps on the doorbell until
+    /// results arrive, the job ring takes more of the outbox, or `limit`
+    /// passes. `Eof` once the helper is gone.
     fn read_some(&mut self, limit: Duration) -> std::io::Result<Fill> {
-        let (reader, stream) = (&mut self.h.reader, &self.h.stream);
-        let quick = spin(limit.min(WINDOW), || match reader.fill(stream, false) {
-            Ok(Fill::WouldBlock) => None,
-            other => Some(other),
-        });
-        if let Some(fill) = quick {
-            return fill;
-        }
-        let mut flags = PollFlags::IN;
-        if self.written < self.outbox.len() {
-            flags |= PollFlags::OUT;
-        }
-        let mut fds = [PollFd::new(stream, flags)];
-        let timeout = Timespec::try_from(limit).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(n) if n > 0 && fds[0].revents().intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) => {
-                reader.fill(stream, false)
+        let (results, jobs) = (self.results(), self.jobs());
+        let fill = self.h.reader.fill_ring(&results)?;
+        if fill == Fill::WouldBlock {
+            let pending = self.written < self.outbox.len();
+            if pending {
+                jobs.writer_waits(); // woken by room, too
             }
-            _ => Ok(Fill::WouldBlock),
+            let waited = ring::wait_readable(&results, &self.h.stream, Some(limit));
+            jobs.awake(false);
+            match waited {
+                Ok(_) => {}
+                Err(_) => return Ok(Fill::Eof),
+            }
         }
+        let fill = match fill {
+            Fill::Data => Fill::Data,
+            _ => self.h.reader.fill_ring(&results)?,
+        };
+        if fill == Fill::Data && results.writer_to_wake() {
+            ring::ring_bell(&self.h.stream); // the helper waits for room for its results
+        }
+        Ok(fill)
     }
 
     /// Delivers the front job's results; false if they do not fit it.
@@ -329,10 +336,10 @@ impl Session<'_> {
     }
 
     /// Delivers the results a dead helper wrote before it died, in order.
-    /// It is reaped, so what it wrote is all in the socket: read without
-    /// waiting (a process it started may still hold the socket open).
+    /// It is reaped, so what it wrote is all in its result ring.
     fn drain_results(&mut self) {
-        while let Ok(Fill::Data) = self.h.reader.fill(&self.h.stream, false) {}
+        let results = self.results();
+        while let Ok(Fill::Data) = self.h.reader.fill_ring(&results) {}
         while let Some(Ok(FromHelper::Done { job, results })) = self.h.reader.next() {
             if self.inflight.front().is_none_or(|f| f.id != job) || !self.complete_front(results) {
                 break;
@@ -343,7 +350,11 @@ impl Session<'_> {
     /// Asks an idle helper to exit, killing it if it has not within 2 s.
     fn retire(mut self, end: End) -> End {
         self.inner.set_helper(self.index, None);
-        let _ = send(&mut &self.h.stream, &ToHelper::Exit);
+        // Idle: every job was answered, so the ring has room for this.
+        if let Ok(bytes) = frame(&ToHelper::Exit) {
+            let _ =
+                ring::write_all(&self.jobs(), &self.h.stream, &bytes, Some(Instant::now() + Duration::from_secs(1)));
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         while !exited(&mut self.h.child) {
             if Instant::now() > deadline {

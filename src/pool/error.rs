@@ -104,6 +104,11 @@ pub enum PoolError {
         /// The helper's task there.
         theirs: Option<String>,
     },
+    /// A helper binary built with another version of shmkit.
+    #[error(
+        "helper speaks another protocol: {0}; build the helper binary with the same shmkit version as the coordinator"
+    )]
+    Protocol(String),
     /// The initializer failed in a helper.
     #[error("initializer failed in a helper: {0}")]
     InitFailed(TaskError),

@@ -11,12 +11,15 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cache::Cache;
+use super::region::Region;
 use super::registry::Registry;
+use super::ring::{self, Ring};
 use super::role;
 use super::spawn::STATUS_VAR;
-use super::spin::{spin, WINDOW};
-use super::status::{self, Status};
-use super::wire::{blobs_len, fits, send, too_large, Failure, Fill, FrameReader, FromHelper, ToHelper};
+use super::status;
+use super::wire::{
+    blobs_len, fits, frame, send, too_large, Failure, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL,
+};
 
 /// Makes this process serve as a pool helper if a pool started it;
 /// otherwise returns at once. Call it first thing in `main` (or in a test
@@ -81,18 +84,21 @@ pub fn is_helper() -> bool {
 fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     let stream = role::adopt(fd).unwrap_or_else(|| die("the helper socket is taken"));
     watch_pool(&stream);
-    let status = status_word().unwrap_or_else(|e| die(e));
-    let word = status.0.word(status.1).expect("checked by status_word");
+    let (region, index) = own_region().unwrap_or_else(|e| die(e));
+    let word = region.word(index).expect("checked by own_region");
+    let (jobs, out) = (region.jobs(index).expect("checked"), region.results(index).expect("checked"));
     let mut registry = Registry::new();
     tasks(&mut registry);
     panic::set_hook(Box::new(record_panic));
-    let (mut reader, mut writer) = (FrameReader::new(), &stream);
-    send(&mut writer, &FromHelper::Ready { tasks: registry.names() }).unwrap_or_else(|e| die(e));
-    let mut cache = Cache::default();
-    // Ends when the coordinator says Exit or goes away (EOF).
+    let ready = FromHelper::Ready { protocol: PROTOCOL, tasks: registry.names() };
+    send(&mut &stream, &ready).unwrap_or_else(|e| die(e));
+    let (mut reader, mut cache) = (FrameReader::new(), Cache::default());
+    // Jobs come through the job ring from here on, results go back through
+    // the result ring; the socket only carries doorbells. Ends when the
+    // coordinator says Exit or goes away.
     loop {
         let Some(msg) = reader.next::<ToHelper>() else {
-            match wait_for_input(&mut reader, &stream) {
+            match next_jobs(&mut reader, &jobs, &stream) {
                 true => continue,
                 false => break,
             }
@@ -101,13 +107,14 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
         // Recorded before the job touches anything: if this helper is
         // killed or dies now, its driver blames this job and no other.
         status::begin(word, job);
-        // Each result is written as soon as it exists: if this helper
-        // dies in the next task, the coordinator knows this one finished.
         let results = args.iter().map(|a| run_one(&registry, &mut cache, task, a)).collect();
-        if send(&mut writer, &FromHelper::Done { job, results: fit(results) }).is_err() {
+        let Ok(bytes) = frame(&FromHelper::Done { job, results: fit(results) }) else { break };
+        // Each result is in the ring (shared memory: it outlives this
+        // process) before the next job starts: if this helper dies in the
+        // next one, its driver still reads this one.
+        if ring::write_all(&out, &stream, &bytes, None).is_err() {
             break;
         }
-        // Written: a kill from now on loses nothing of this job.
         status::finish(word, job);
     }
     std::process::exit(0)
@@ -133,25 +140,36 @@ fn fit(mut results: Vec<Result<Vec<u8>, Failure>>) -> Vec<Result<Vec<u8>, Failur
     results
 }
 
-/// Waits for more input: polls briefly (the next task often follows at
-/// once), then blocks. False at end of stream.
-fn wait_for_input(reader: &mut FrameReader, stream: &UnixStream) -> bool {
-    let quick = spin(WINDOW, || match reader.fill(stream, false) {
-        Ok(Fill::WouldBlock) => None,
-        other => Some(other),
-    });
-    matches!(quick.unwrap_or_else(|| reader.fill(stream, true)), Ok(Fill::Data))
+/// Reads more of the job ring, waiting for it (spinning briefly, then
+/// asleep on the doorbell); rings the driver if it waits for room. False
+/// when the coordinator is gone or the ring is broken.
+fn next_jobs(reader: &mut FrameReader, jobs: &Ring<'_>, stream: &UnixStream) -> bool {
+    loop {
+        match reader.fill_ring(jobs) {
+            Ok(Fill::Data) => {
+                if jobs.writer_to_wake() {
+                    ring::ring_bell(stream);
+                }
+                return true;
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        if ring::wait_readable(jobs, stream, None).is_err() {
+            return false;
+        }
+    }
 }
 
-/// The pool's status segment and this helper's index in it, from
+/// The pool's segment and this helper's index in it, from
 /// `SHMKIT_HELPER_STATUS` (checked: it comes from the environment).
-fn status_word() -> Result<(Status, usize), String> {
+fn own_region() -> Result<(Region, usize), String> {
     let value = std::env::var(STATUS_VAR).map_err(|_| format!("{STATUS_VAR} is not set"))?;
     let (name, index) = value.rsplit_once(':').ok_or_else(|| format!("{STATUS_VAR}={value} is not NAME:INDEX"))?;
     let index: usize = index.parse().map_err(|_| format!("{STATUS_VAR}={value} has no index"))?;
-    let status = Status::open(name).map_err(|e| e.to_string())?;
-    match status.word(index) {
-        Some(_) => Ok((status, index)),
+    let region = Region::open(name).map_err(|e| e.to_string())?;
+    match region.word(index) {
+        Some(_) => Ok((region, index)),
         None => Err(format!("{STATUS_VAR}={value}: no such helper")),
     }
 }

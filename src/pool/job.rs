@@ -10,8 +10,9 @@ use std::task::Waker;
 use std::time::Duration;
 
 use super::error::TaskError;
+use super::region::Region;
 use super::spin::{spin, WINDOW};
-use super::status::{self, Status};
+use super::status;
 
 /// An encoded result, or why there is none.
 pub(crate) type Outcome = Result<Vec<u8>, TaskError>;
@@ -81,7 +82,7 @@ pub(crate) struct HelperCell {
     /// after the helper was reaped.
     pub pidfd: Option<OwnedFd>,
     /// The pool's status words, and which is this helper's.
-    pub status: Arc<Status>,
+    pub region: Arc<Region>,
     pub index: usize,
     /// Held while deciding whether to kill, so that two deciders (a
     /// timeout and a cancel) never lift each other's hold; true once one
@@ -90,13 +91,13 @@ pub(crate) struct HelperCell {
 }
 
 impl HelperCell {
-    pub fn new(pid: u32, pidfd: Option<OwnedFd>, status: Arc<Status>, index: usize) -> HelperCell {
-        HelperCell { pid, pidfd, status, index, killed: Mutex::new(false) }
+    pub fn new(pid: u32, pidfd: Option<OwnedFd>, region: Arc<Region>, index: usize) -> HelperCell {
+        HelperCell { pid, pidfd, region, index, killed: Mutex::new(false) }
     }
 
     /// The helper's status word.
     pub fn word(&self) -> &AtomicU64 {
-        self.status.word(self.index).expect("drivers are numbered within the pool's status segment")
+        self.region.word(self.index).expect("drivers are numbered within the pool's segment")
     }
 
     /// Kills the helper if job `id` is (or is about to be) running on it;
@@ -267,7 +268,7 @@ mod tests {
     /// if the job meant is (or is about to be) the one running.
     #[test]
     fn stop_job_kills_only_while_the_job_meant_runs() {
-        let status = Arc::new(Status::create(1).unwrap());
+        let status = Arc::new(Region::create(1).unwrap());
         let spawn = || std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let cell = |child: &std::process::Child| HelperCell::new(child.id(), None, status.clone(), 0);
         let mut child = spawn();

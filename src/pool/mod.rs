@@ -11,7 +11,9 @@ mod helper;
 mod job;
 mod ops;
 mod process;
+mod region;
 mod registry;
+mod ring;
 mod role;
 mod spawn;
 mod spin;
@@ -69,8 +71,8 @@ pub(crate) struct Inner {
     /// Drivers polling `queued` right now: new jobs wake only the others.
     spinning: AtomicUsize,
     helpers: Mutex<Vec<Option<Arc<HelperCell>>>>,
-    /// Which job each helper has started (shared with the helpers).
-    status: Arc<status::Status>,
+    /// Each helper's status word and rings (shared with the helpers).
+    region: Arc<region::Region>,
 }
 
 struct Queue {
@@ -106,7 +108,7 @@ impl Pool {
 
     fn start(registry: Registry, config: Config) -> Result<Pool, PoolError> {
         let n = config.helpers;
-        let status = Arc::new(status::Status::create(n).map_err(|e| PoolError::Io(std::io::Error::other(e)))?);
+        let region = Arc::new(region::Region::create(n).map_err(|e| PoolError::Io(std::io::Error::other(e)))?);
         let queue = Queue { jobs: VecDeque::new(), closed: false, terminated: false, drivers: n, why_no_helper: None };
         let names = registry.names();
         let helpers = Mutex::new(vec![None; n]);
@@ -119,7 +121,7 @@ impl Pool {
             queued: AtomicUsize::new(0),
             spinning: AtomicUsize::new(0),
             helpers,
-            status,
+            region,
         });
         let (tx, rx) = channel();
         let mut pool = Pool { inner: inner.clone(), drivers: Vec::with_capacity(n) };

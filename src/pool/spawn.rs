@@ -28,8 +28,10 @@ use super::builder::Config;
 use super::error::{PoolError, TaskError};
 use super::job::HelperCell;
 use super::process::{self, Process, Spawn};
-use super::status::{self, Status};
-use super::wire::{send, Fill, FrameReader, FromHelper, ToHelper};
+use super::region::Region;
+use super::ring::{self, Ring};
+use super::status;
+use super::wire::{frame, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL};
 
 /// Tells a process it may be a helper: the descriptor of its socket.
 pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_FD";
@@ -61,19 +63,22 @@ impl Drop for Reaper {
 }
 
 /// Starts helper `index` and waits until it is ready to run `names`.
-pub(crate) fn start(cfg: &Config, names: &[String], status: &Arc<Status>, index: usize) -> Result<Helper, PoolError> {
+pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index: usize) -> Result<Helper, PoolError> {
     let deadline = Instant::now().checked_add(cfg.start_timeout); // None: wait as long as it takes
                                                                   // Both ends close-on-exec: no other process this one starts, from any
                                                                   // thread, inherits either. The child's end is opened up in the child
                                                                   // alone, between fork and exec.
     let (ours, theirs) =
         socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).map_err(io::Error::from)?;
-    let word = status.word(index).expect("drivers are numbered within the status segment");
+    let word = region.word(index).expect("drivers are numbered within the pool's segment");
     status::reset(word);
+    // The last helper in this slot is reaped: nobody else uses these now.
+    region.jobs(index).expect("numbered within").reset();
+    region.results(index).expect("numbered within").reset();
     let mut env = cfg.env.clone();
     env.push((SOCKET_VAR.into(), theirs.as_raw_fd().to_string().into()));
     env.push((PARENT_VAR.into(), std::process::id().to_string().into()));
-    env.push((STATUS_VAR.into(), format!("{}:{index}", status.name()).into()));
+    env.push((STATUS_VAR.into(), format!("{}:{index}", region.name()).into()));
     let what = Spawn { program: &cfg.program, args: &cfg.args, env, keep: theirs.as_fd(), quiet: cfg.quiet };
     let child = process::spawn(&what)
         .map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
@@ -81,10 +86,12 @@ pub(crate) fn start(cfg: &Config, names: &[String], status: &Arc<Status>, index:
     let mut reaper = Reaper(Some(child));
     let stream = UnixStream::from(ours);
     let mut reader = FrameReader::new();
-    handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline)?;
+    let rings = (region.jobs(index).expect("numbered within"), region.results(index).expect("numbered within"));
+    handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline, rings)?;
+    let reader = FrameReader::new(); // the socket carried the handshake; results come through the ring
     let child = reaper.0.take().expect("child");
     let pidfd = pidfd_of(child.id());
-    let cell = Arc::new(HelperCell::new(child.id(), pidfd, status.clone(), index));
+    let cell = Arc::new(HelperCell::new(child.id(), pidfd, region.clone(), index));
     Ok(Helper { child, reader, stream, cell })
 }
 
@@ -113,13 +120,20 @@ fn handshake(
     cfg: &Config,
     child: &mut Process,
     deadline: Option<Instant>,
+    rings: (Ring<'_>, Ring<'_>),
 ) -> Result<(), PoolError> {
     let exited = |child: &mut Process, e: io::Error| match e.kind() {
         io::ErrorKind::TimedOut => PoolError::StartTimeout(cfg.start_timeout),
         _ => PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string())),
     };
-    let tasks = match recv_by(reader, stream, deadline).map_err(|e| exited(child, e))? {
-        FromHelper::Ready { tasks } => tasks,
+    let tasks = match recv_by(reader, stream, deadline).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => PoolError::Protocol(format!("its first message is unreadable ({e})")),
+        _ => exited(child, e),
+    })? {
+        FromHelper::Ready { protocol, .. } if protocol != PROTOCOL => {
+            return Err(PoolError::Protocol(format!("it speaks version {protocol}, this pool {PROTOCOL}")));
+        }
+        FromHelper::Ready { tasks, .. } => tasks,
         FromHelper::NotInitialized => {
             let _ = child.wait(); // it exits on its own right after saying so
             return Err(PoolError::NotInitialized { program: cfg.program.display().to_string() });
@@ -134,13 +148,33 @@ fn handshake(
         });
     }
     let Some((task, arg)) = &cfg.init else { return Ok(()) };
-    send(&mut &*stream, &ToHelper::Run { job: 0, task: *task, args: std::borrow::Cow::Owned(vec![arg.clone()]) })?;
-    match recv_by(reader, stream, deadline).map_err(|e| exited(child, e))? {
+    // From Ready on, jobs and results go through the rings (see `ring`).
+    let run = frame(&ToHelper::Run { job: 0, task: *task, args: std::borrow::Cow::Owned(vec![arg.clone()]) })?;
+    ring::write_all(&rings.0, stream, &run, deadline).map_err(|e| exited(child, e))?;
+    match recv_ring(&rings.1, stream, deadline).map_err(|e| exited(child, e))? {
         FromHelper::Done { results, .. } => match results.into_iter().next() {
             Some(Err(f)) => Err(PoolError::InitFailed(TaskError::from(f))),
             _ => Ok(()),
         },
         _ => Err(PoolError::Io(io::Error::other("helper answered the initializer out of turn"))),
+    }
+}
+
+/// The next frame from the result ring, waiting no later than `deadline`
+/// (forever if `None`).
+fn recv_ring(results: &Ring<'_>, stream: &UnixStream, deadline: Option<Instant>) -> io::Result<FromHelper> {
+    let mut reader = FrameReader::new();
+    loop {
+        if let Some(msg) = reader.next() {
+            return msg;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        if ring::wait_readable(results, stream, left).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))? {
+            reader.fill_ring(results)?;
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Which job each helper has started: one word per helper in a segment
-//! the pool owns, written by the helper, read by its driver.
+//! Which job each helper has started: one word per helper in the pool's
+//! segment (see `region`), written by the helper, read by its driver.
 //!
 //! A helper runs the jobs it is sent strictly in order, and writes each
 //! job's result to its socket before it starts the next. So when a helper
@@ -19,46 +19,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use crate::kind::SegmentKind;
-use crate::segment::{head_for, Segment};
-use crate::{name, Result};
-
-/// Bytes per helper: a cache line each, so helpers never share one.
-const STRIDE: usize = 64;
-
-/// A pool's status words.
-pub(crate) struct Status {
-    seg: Segment,
-    helpers: usize,
-}
-
-impl Status {
-    /// Creates the segment for `helpers` helpers, all idle.
-    pub fn create(helpers: usize) -> Result<Status> {
-        let len = helpers.max(1) * STRIDE;
-        let make = |n: &str| Segment::create(n, SegmentKind::Pool, &head_for(SegmentKind::Pool, None), len, |_| Ok(()));
-        Ok(Status { seg: name::retry_unique(make)?, helpers })
-    }
-
-    /// Opens a pool's status segment in a helper.
-    pub fn open(name: &str) -> Result<Status> {
-        let seg = Segment::open(name, SegmentKind::Pool)?;
-        let helpers = seg.data_len() / STRIDE;
-        Ok(Status { seg, helpers })
-    }
-
-    /// The segment's name, for the helpers' environment.
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Helper `index`'s word; `None` past the segment (a helper told a bad
-    /// index: everything from the environment is checked).
-    pub fn word(&self, index: usize) -> Option<&AtomicU64> {
-        (index < self.helpers).then(|| self.seg.atomic_u64(index * STRIDE))
-    }
-}
 
 /// Driver side: a new helper in this slot has started nothing yet.
 pub(crate) fn reset(word: &AtomicU64) {
@@ -117,9 +77,9 @@ mod tests {
 
     #[test]
     fn a_hold_freezes_the_helper_between_jobs_and_reports_the_running_one() {
-        let status = Status::create(2).unwrap();
-        let word = status.word(1).unwrap();
-        assert!(status.word(2).is_none());
+        let region = super::super::region::Region::create(2).unwrap();
+        let word = region.word(1).unwrap();
+        assert!(region.word(2).is_none());
         begin(word, 7);
         assert_eq!(hold(word), (7, false));
         let waiter = std::thread::scope(|s| {

@@ -9,6 +9,11 @@ use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
+/// The version of the helper protocol (messages, rings, status words): a
+/// helper binary built with another shmkit is refused at start, not left
+/// to misread jobs. Version 2: jobs and results through shared-memory rings.
+pub(crate) const PROTOCOL: u32 = 2;
+
 /// Largest frame accepted; a longer length prefix means a corrupt stream.
 const MAX_FRAME: usize = 256 << 20;
 
@@ -30,8 +35,9 @@ pub(crate) enum ToHelper<'a> {
 /// Helper to coordinator.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromHelper {
-    /// Started, initialised, and registers these task names in this order.
-    Ready { tasks: Vec<String> },
+    /// Started, speaks protocol `protocol` (see [`PROTOCOL`]), and
+    /// registers these task names in this order.
+    Ready { protocol: u32, tasks: Vec<String> },
     /// Results of a `Run`, one per argument.
     Done {
         job: u64,
@@ -137,15 +143,7 @@ impl FrameReader {
 
     /// Reads what the socket has (waiting for data if `block`).
     pub fn fill(&mut self, fd: impl rustix::fd::AsFd, block: bool) -> io::Result<Fill> {
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
-        } else if self.buf.len() - self.end < 4096 {
-            self.buf.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
-        }
-        if self.end == self.buf.len() {
-            self.buf.resize(self.buf.len() * 2, 0); // a frame larger than the buffer
-        }
+        self.make_room();
         let flags = if block { rustix::net::RecvFlags::empty() } else { rustix::net::RecvFlags::DONTWAIT };
         loop {
             return match rustix::net::recv(&fd, &mut self.buf[self.end..], flags) {
@@ -158,6 +156,31 @@ impl FrameReader {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => Err(e.into()),
             };
+        }
+    }
+
+    /// Reads what the ring has, never waiting.
+    pub fn fill_ring(&mut self, ring: &super::ring::Ring<'_>) -> io::Result<Fill> {
+        self.make_room();
+        match ring.read(&mut self.buf[self.end..])? {
+            0 => Ok(Fill::WouldBlock),
+            n => {
+                self.end += n;
+                Ok(Fill::Data)
+            }
+        }
+    }
+
+    /// Compacts or grows the buffer so that a read has room.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.buf.len() - self.end < 4096 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0); // a frame larger than the buffer
         }
     }
 
@@ -281,7 +304,7 @@ mod tests {
     #[test]
     fn frame_reader_splits_coalesced_frames_and_waits_for_partial_ones() {
         let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut two = frame(&FromHelper::Ready { tasks: vec!["x".into()] }).unwrap();
+        let mut two = frame(&FromHelper::Ready { protocol: PROTOCOL, tasks: vec!["x".into()] }).unwrap();
         two.extend(frame(&ToHelper::Exit).unwrap());
         let third = frame(&ToHelper::Exit).unwrap();
         two.extend_from_slice(&third[..2]);

@@ -70,6 +70,30 @@ impl Segment {
         data_len: usize,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
+        Segment::create_inner(name, kind, head, data_len, true, init)
+    }
+
+    /// Like [`create`](Self::create), with every page reserved but none
+    /// mapped here: for segments whose users map their own parts (a
+    /// pool's, where each helper touches only its rings).
+    pub fn create_unpopulated(
+        name: &str,
+        kind: SegmentKind,
+        head: &[u8],
+        data_len: usize,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Segment> {
+        Segment::create_inner(name, kind, head, data_len, false, init)
+    }
+
+    fn create_inner(
+        name: &str,
+        kind: SegmentKind,
+        head: &[u8],
+        data_len: usize,
+        populate: bool,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Segment> {
         let name = name::validate(name)?;
         let total = layout::segment_len(head.len(), data_len)
             .ok_or_else(|| Error::InvalidArgument(format!("a segment of {data_len} bytes overflows")))?;
@@ -91,7 +115,7 @@ impl Segment {
             data_len: data_len as u64,
             pid_namespace: os::pid_namespace(),
         };
-        let mut seg = Segment::build(fd, total, true, backing, head, Some(trailer), init)?;
+        let mut seg = Segment::build(fd, total, populate, backing, head, Some(trailer), init)?;
         os::link(seg.map.fd(), dir, name).map_err(|e| link_error(name, e))?;
         seg.map.own();
         seg.creator = true;

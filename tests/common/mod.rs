@@ -146,12 +146,14 @@ pub fn shmkit_bin() -> std::path::PathBuf {
     built(&["shmkit"], &["--features", "cli", "--bin", "shmkit"])
 }
 
-/// `target/PROFILE/<parts>`, running `cargo build <args>` if it is missing.
+/// `target/PROFILE/<parts>`, after `cargo build <args>` (a no-op when up to date).
 fn built(parts: &[&str], args: &[&str]) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/PROFILE");
     let path = parts.iter().fold(profile_dir.to_path_buf(), |p, part| p.join(part));
-    if !path.exists() {
+    // Always: cargo does nothing if it is up to date, and a stale binary
+    // (built by an earlier `cargo test` of other code) would test old code.
+    {
         let release = profile_dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--quiet"]).args(args);

@@ -1,0 +1,341 @@
+//! A one-way byte stream in shared memory between a driver and its helper:
+//! one writer, one reader, no lock, no system call while both are busy.
+//!
+//! ```text
+//! +0    tail: u64, bytes written so far (the writer's)   | writer_waiting: u32
+//! +64   head: u64, bytes read so far (the reader's)      | reader_waiting: u32
+//! +192  data: `cap` bytes, a power of two; byte n is at n % cap
+//! ```
+//!
+//! The writer copies bytes in, then publishes them by moving `tail`
+//! (release); the reader copies them out after reading `tail` (acquire),
+//! then frees them by moving `head` (release). Frames (see `wire`) travel
+//! as on a socket: a frame longer than the ring goes through in pieces.
+//!
+//! **Waking.** A side with nothing to do spins briefly, then sleeps in
+//! `poll(2)` on the helper's socket, which then carries only one-byte
+//! *doorbells* (and end-of-stream when a process dies). Before sleeping it
+//! sets its waiting flag and checks the ring once more; the other side,
+//! after moving `tail` or `head`, swaps the flag back to 0 and, if it was
+//! set, rings: one byte on the socket. Either the sleeper's re-check sees
+//! the move, or the mover sees the flag (both are sequentially consistent),
+//! so no wake-up is lost; a spurious one costs a re-check.
+//!
+//! `tail` and `head` are written by the other process: a ring whose
+//! counters claim more than `cap` bytes in flight is broken, and reported
+//! so, never followed.
+
+use std::io;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use crate::segment::Segment;
+
+/// Bytes of a ring's header.
+pub(crate) const HEADER: usize = 192;
+const TAIL: usize = 0;
+const WRITER_WAITING: usize = 8;
+const HEAD: usize = 64;
+const READER_WAITING: usize = 72;
+
+/// One ring in a segment: its header at `at`, then `cap` bytes of data.
+#[derive(Clone, Copy)]
+pub(crate) struct Ring<'a> {
+    seg: &'a Segment,
+    at: usize,
+    cap: usize,
+}
+
+/// The ring's counters say more than it holds: another process wrote over
+/// them. The stream is lost; its helper must be replaced.
+fn broken() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "a pool ring's counters are inconsistent")
+}
+
+impl<'a> Ring<'a> {
+    /// The ring at `at` of `seg`, of `cap` data bytes (a power of two).
+    pub fn new(seg: &'a Segment, at: usize, cap: usize) -> Ring<'a> {
+        debug_assert!(cap.is_power_of_two());
+        // Every later access is bounds-checked by `Segment`; check the
+        // whole extent once so that a bad layout fails here, loudly.
+        let _ = seg.bytes(at, HEADER + cap);
+        Ring { seg, at, cap }
+    }
+
+    fn word(&self, offset: usize) -> &'a AtomicU64 {
+        self.seg.atomic_u64(self.at + offset)
+    }
+
+    fn flag(&self, offset: usize) -> &'a AtomicU32 {
+        self.seg.atomic_u32(self.at + offset)
+    }
+
+    /// Empties the ring and clears its flags, for a new pair of ends.
+    pub fn reset(&self) {
+        for w in [TAIL, HEAD] {
+            self.word(w).store(0, Ordering::SeqCst);
+        }
+        for f in [WRITER_WAITING, READER_WAITING] {
+            self.flag(f).store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Bytes written and not yet read, checked.
+    fn in_flight(&self, tail: u64, head: u64) -> io::Result<usize> {
+        let n = tail.checked_sub(head).ok_or_else(broken)?;
+        usize::try_from(n).ok().filter(|&n| n <= self.cap).ok_or_else(broken)
+    }
+
+    /// Writer: copies as much of `bytes` as fits, never waiting; the count.
+    pub fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        let tail = self.word(TAIL).load(Ordering::Relaxed); // ours
+        let head = self.word(HEAD).load(Ordering::Acquire); // the reader's: its reads are done
+        let free = self.cap - self.in_flight(tail, head)?;
+        let n = free.min(bytes.len());
+        self.copy_in(tail, &bytes[..n]);
+        self.word(TAIL).store(tail + n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// Reader: copies up to `out.len()` bytes out, never waiting; the count.
+    pub fn read(&self, out: &mut [u8]) -> io::Result<usize> {
+        let head = self.word(HEAD).load(Ordering::Relaxed); // ours
+        let tail = self.word(TAIL).load(Ordering::Acquire); // the writer's: its bytes are in
+        let n = self.in_flight(tail, head)?.min(out.len());
+        self.copy_out(head, &mut out[..n]);
+        self.word(HEAD).store(head + n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// True if there is nothing to read.
+    pub fn is_empty(&self) -> bool {
+        self.word(TAIL).load(Ordering::SeqCst) == self.word(HEAD).load(Ordering::SeqCst)
+    }
+
+    /// True if there is no room to write.
+    pub fn is_full(&self) -> bool {
+        let (tail, head) = (self.word(TAIL).load(Ordering::SeqCst), self.word(HEAD).load(Ordering::SeqCst));
+        self.in_flight(tail, head).map_or(true, |n| n == self.cap)
+    }
+
+    /// Reader, about to sleep: asks the writer to ring after its next write.
+    pub fn reader_waits(&self) {
+        self.flag(READER_WAITING).store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Writer, about to sleep: asks the reader to ring after its next read.
+    pub fn writer_waits(&self) {
+        self.flag(WRITER_WAITING).store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Writer, after a write: true if the reader sleeps and must be rung
+    /// (once: the flag is cleared).
+    pub fn reader_to_wake(&self) -> bool {
+        self.flag(READER_WAITING).swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Reader, after a read: true if the writer sleeps and must be rung.
+    pub fn writer_to_wake(&self) -> bool {
+        self.flag(WRITER_WAITING).swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Clears this side's waiting flags after a sleep.
+    pub fn awake(&self, reader: bool) {
+        let f = if reader { READER_WAITING } else { WRITER_WAITING };
+        self.flag(f).store(0, Ordering::SeqCst);
+    }
+
+    /// Copies `bytes` into the data from stream position `pos`, wrapping.
+    fn copy_in(&self, pos: u64, bytes: &[u8]) {
+        let start = (pos as usize) & (self.cap - 1);
+        let first = bytes.len().min(self.cap - start);
+        let data = self.at + HEADER;
+        // `Segment::write` checks bounds; the reader does not touch these
+        // bytes until `tail` moves past them (release, after the copy).
+        self.seg.write(data + start, &bytes[..first]);
+        self.seg.write(data, &bytes[first..]);
+    }
+
+    /// Copies bytes out of the data from stream position `pos`, wrapping.
+    fn copy_out(&self, pos: u64, out: &mut [u8]) {
+        let start = (pos as usize) & (self.cap - 1);
+        let first = out.len().min(self.cap - start);
+        let data = self.at + HEADER;
+        let (a, b) = out.split_at_mut(first);
+        for (from, to) in [(data + start, a), (data, b)] {
+            let src = self.seg.bytes(from, to.len());
+            // SAFETY: `bytes` checked the range lies in the data; the writer
+            // published these bytes (`tail`, acquire) and does not touch them
+            // again until `head` moves past them (release, after this copy);
+            // `to` is our own buffer, so the two do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(src, to.as_mut_ptr(), to.len()) };
+        }
+    }
+}
+
+/// Rings the other side's doorbell: one byte on the socket, never waiting
+/// (a full socket already holds a ring the other side has not heard).
+pub(crate) fn ring_bell(socket: &impl rustix::fd::AsFd) {
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    let _ = rustix::net::send(socket, &[1], flags);
+}
+
+/// After a sleep: reads every doorbell byte waiting on the socket. False
+/// at end of stream (the other process is gone).
+pub(crate) fn drain_bells(socket: &impl rustix::fd::AsFd) -> bool {
+    let mut sink = [0u8; 64];
+    loop {
+        match rustix::net::recv(socket, &mut sink, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((0, _)) => return false,
+            Ok(_) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Sleeps until the socket has a doorbell or hangs up, or `limit` passes
+/// (`None`: no limit). False if the other end is gone.
+pub(crate) fn sleep_on_bell(socket: &impl rustix::fd::AsFd, limit: Option<std::time::Duration>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(socket, PollFlags::IN | PollFlags::RDHUP)];
+    let timeout = limit.map(|l| Timespec::try_from(l).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 }));
+    match poll(&mut fds, timeout.as_ref()) {
+        Ok(n) if n > 0 => {
+            let r = fds[0].revents();
+            !r.intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL) && drain_bells(socket)
+        }
+        _ => true, // timed out, or interrupted: the caller re-checks
+    }
+}
+
+/// Writes all of `bytes` into `ring`, ringing its reader as they go, and
+/// waiting for room when it is full: briefly spinning, then asleep on the
+/// doorbell. `TimedOut` past `deadline`; `BrokenPipe` if the other end hung up.
+pub(crate) fn write_all(
+    ring: &Ring<'_>,
+    socket: &impl rustix::fd::AsFd,
+    mut bytes: &[u8],
+    deadline: Option<std::time::Instant>,
+) -> io::Result<()> {
+    use super::spin::{spin, WINDOW};
+    while !bytes.is_empty() {
+        let n = ring.write(bytes)?;
+        bytes = &bytes[n..];
+        if n > 0 && ring.reader_to_wake() {
+            ring_bell(socket);
+        }
+        if bytes.is_empty() || spin(WINDOW, || (!ring.is_full()).then_some(())).is_some() {
+            continue;
+        }
+        ring.writer_waits();
+        if ring.is_full() {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                ring.awake(false);
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            if !sleep_on_bell(socket, left) {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+        }
+        ring.awake(false);
+    }
+    Ok(())
+}
+
+/// Reader: waits until `ring` has bytes (true), spinning briefly, then
+/// asleep on the doorbell for at most `limit` (false when it ran out);
+/// `BrokenPipe` if the other end hung up.
+pub(crate) fn wait_readable(
+    ring: &Ring<'_>,
+    socket: &impl rustix::fd::AsFd,
+    limit: Option<std::time::Duration>,
+) -> io::Result<bool> {
+    use super::spin::{spin, WINDOW};
+    let window = limit.map_or(WINDOW, |l| l.min(WINDOW));
+    if spin(window, || (!ring.is_empty()).then_some(())).is_some() {
+        return Ok(true);
+    }
+    ring.reader_waits();
+    let alive = ring.is_empty().then(|| sleep_on_bell(socket, limit)).unwrap_or(true);
+    ring.awake(true);
+    match alive {
+        true => Ok(!ring.is_empty()),
+        false => Err(io::ErrorKind::BrokenPipe.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::SegmentKind;
+    use crate::segment::head_for;
+
+    fn segment(len: usize) -> Segment {
+        let name = format!("shmkit-ring-test-{}-{len}", std::process::id());
+        Segment::create(&name, SegmentKind::Pool, &head_for(SegmentKind::Pool, None), len, |_| Ok(())).unwrap()
+    }
+
+    #[test]
+    fn bytes_come_out_in_order_across_the_wrap_and_a_full_ring_takes_nothing() {
+        let seg = segment(HEADER + 64);
+        let ring = Ring::new(&seg, 0, 64);
+        let mut out = [0u8; 64];
+        let mut next = 0u8;
+        let mut expect = 0u8;
+        for round in 0..50 {
+            let chunk: Vec<u8> = (0..(round % 40 + 1))
+                .map(|_| {
+                    next = next.wrapping_add(1);
+                    next
+                })
+                .collect();
+            let n = ring.write(&chunk).unwrap();
+            assert_eq!(n, chunk.len(), "room for it");
+            let got = ring.read(&mut out).unwrap();
+            assert_eq!(got, n);
+            for &b in &out[..got] {
+                expect = expect.wrapping_add(1);
+                assert_eq!(b, expect);
+            }
+        }
+        assert_eq!(ring.write(&[7; 100]).unwrap(), 64);
+        assert!(ring.is_full());
+        assert_eq!(ring.write(&[7]).unwrap(), 0);
+        assert_eq!(ring.read(&mut out[..10]).unwrap(), 10);
+        assert_eq!(ring.write(&[7; 20]).unwrap(), 10);
+    }
+
+    #[test]
+    fn counters_another_process_scribbled_are_reported_not_followed() {
+        let seg = segment(HEADER + 64);
+        let ring = Ring::new(&seg, 0, 64);
+        seg.atomic_u64(TAIL).store(1000, Ordering::SeqCst);
+        assert_eq!(ring.read(&mut [0; 8]).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        seg.atomic_u64(TAIL).store(0, Ordering::SeqCst);
+        seg.atomic_u64(HEAD).store(5, Ordering::SeqCst);
+        assert_eq!(ring.write(&[1]).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        ring.reset();
+        assert_eq!(ring.write(&[1]).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_waiting_flag_is_answered_once() {
+        let seg = segment(HEADER + 64);
+        let ring = Ring::new(&seg, 0, 64);
+        assert!(!ring.reader_to_wake());
+        ring.reader_waits();
+        assert!(ring.reader_to_wake());
+        assert!(!ring.reader_to_wake(), "one ring per sleep");
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        ring_bell(&a);
+        ring_bell(&a);
+        assert!(sleep_on_bell(&b, Some(std::time::Duration::from_secs(5))));
+        assert!(drain_bells(&b), "drained, still connected");
+        drop(a);
+        assert!(!sleep_on_bell(&b, Some(std::time::Duration::from_secs(5))), "the other end is gone");
+    }
+}
