@@ -260,7 +260,7 @@ pub(crate) fn wait_readable(
         return Ok(true);
     }
     ring.reader_waits();
-    let alive = ring.is_empty().then(|| sleep_on_bell(socket, limit)).unwrap_or(true);
+    let alive = if ring.is_empty() { sleep_on_bell(socket, limit) } else { true };
     ring.awake(true);
     match alive {
         true => Ok(!ring.is_empty()),
