@@ -4,9 +4,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::codec;
 use super::error::{PoolError, TaskError};
 use super::registry::{Registry, Task};
-use super::wire::encode;
 use super::Pool;
 
 /// Settings shared by the coordinator's driver threads.
@@ -158,7 +158,8 @@ impl PoolBuilder {
     /// starts (and in every replacement). If it fails, `build` fails.
     pub fn initializer<M, F: Task<M>>(mut self, f: F, arg: F::Args) -> Self {
         let _ = f;
-        let arg = encode(&arg);
+        let mut encoded = Vec::new();
+        let arg = codec::put(&mut encoded, &arg).map(|()| encoded);
         self.init = Some(Box::new(move |registry: &Registry| {
             let missing = TaskError::NotRegistered(std::any::type_name::<F>());
             let id = registry.id_of::<F>().ok_or(PoolError::NotRegistered(missing))?;

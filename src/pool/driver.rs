@@ -22,7 +22,7 @@ use super::process::Process;
 use super::ring::{self, Ring};
 use super::spawn::{self, Helper};
 use super::status;
-use super::wire::{blobs_len, fits, frame, too_large, Failure, Fill, FromHelper, ToHelper};
+use super::wire::{fits, frame, frame_into, too_large, Batch, Fill, FromHelper, ToHelper};
 use super::{Inner, Work};
 
 /// Consecutive failed starts after which a driver gives up.
@@ -154,21 +154,17 @@ impl<'a> Session<'a> {
                 return false;
             }
             let (id, task) = (self.next_id, job.task);
-            let run = ToHelper::Run { job: id, task, args: Cow::Borrowed(&job.args) };
-            let bytes = match fits(blobs_len(job.args.iter().map(Vec::as_slice))).then(|| frame(&run)) {
-                Some(Ok(bytes)) => bytes,
-                Some(Err(e)) => {
-                    job.fail(TaskError::Codec(format!("the arguments could not be sent: {e}")));
-                    continue;
-                }
-                None => {
-                    let len = blobs_len(job.args.iter().map(Vec::as_slice));
-                    job.fail(TaskError::Codec(format!("the arguments take {}", too_large(len))));
-                    continue;
-                }
-            };
+            if !fits(job.args.len()) {
+                let why = format!("the arguments take {}", too_large(job.args.len()));
+                job.fail(TaskError::Codec(why));
+                continue;
+            }
+            let run = ToHelper::Run { job: id, task, count: job.count, args: Cow::Borrowed(&job.args) };
+            if let Err(e) = frame_into(&mut self.outbox, &run) {
+                job.fail(TaskError::Codec(format!("the arguments could not be sent: {e}")));
+                continue;
+            }
             self.next_id += 1;
-            self.outbox.extend(bytes);
             self.sent += 1;
             self.inflight.push_back(InFlight { job, id, started: None });
         }
@@ -280,13 +276,13 @@ impl<'a> Session<'a> {
     }
 
     /// Delivers the front job's results; false if they do not fit it.
-    fn complete_front(&mut self, results: Vec<Result<Vec<u8>, Failure>>) -> bool {
-        if self.inflight.front().is_none_or(|f| f.job.args.len() != results.len()) {
+    fn complete_front(&mut self, results: Batch) -> bool {
+        if self.inflight.front().is_none_or(|f| f.job.count != results.count) {
             return false;
         }
         let done = self.inflight.pop_front().expect("checked above");
         done.job.cancel.stop_running(&self.h.cell, done.id);
-        done.job.deliver(results.into_iter().map(|r| r.map_err(TaskError::from)).collect());
+        done.job.deliver(Ok(results));
         true
     }
 

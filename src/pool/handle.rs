@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::codec;
 use super::error::TaskError;
 use super::job::{Cancel, Slot, SlotState};
-use super::wire::decode;
+use super::wire::Failure;
 
 /// A task submitted with [`Pool::submit`](super::Pool::submit).
 ///
@@ -42,7 +43,7 @@ impl<R> Drop for TaskHandle<R> {
     }
 }
 
-impl<R: DeserializeOwned> TaskHandle<R> {
+impl<R: DeserializeOwned + 'static> TaskHandle<R> {
     pub(crate) fn new(slot: Arc<Slot>, cancel: Arc<Cancel>) -> Self {
         TaskHandle { slot, cancel, detached: false, _result: PhantomData }
     }
@@ -91,13 +92,14 @@ impl<R: DeserializeOwned> TaskHandle<R> {
     }
 }
 
-fn take<R: DeserializeOwned>(state: &mut SlotState) -> Result<R, TaskError> {
+fn take<R: DeserializeOwned + 'static>(state: &mut SlotState) -> Result<R, TaskError> {
     state.taken = true;
-    let bytes = state.result.take().expect("result present")?;
-    decode(&bytes).map_err(TaskError::from)
+    let batch = state.result.take().expect("result present")?;
+    let first = codec::items::<R>(&batch).next();
+    first.unwrap_or_else(|| Err(Failure::Codec("the helper sent no result".into()))).map_err(TaskError::from)
 }
 
-impl<R: DeserializeOwned> Future for TaskHandle<R> {
+impl<R: DeserializeOwned + 'static> Future for TaskHandle<R> {
     type Output = Result<R, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -121,7 +123,7 @@ impl<R: DeserializeOwned> Future for TaskHandle<R> {
 ///     println!("task {i}: {:?}", result);
 /// }
 /// ```
-pub fn as_completed<R: DeserializeOwned>(handles: impl IntoIterator<Item = TaskHandle<R>>) -> AsCompleted<R> {
+pub fn as_completed<R: DeserializeOwned + 'static>(handles: impl IntoIterator<Item = TaskHandle<R>>) -> AsCompleted<R> {
     let (tx, rx) = channel();
     let handles: Vec<_> = handles.into_iter().map(Some).collect();
     for (i, h) in handles.iter().flatten().enumerate() {
@@ -141,7 +143,7 @@ pub struct AsCompleted<R> {
     left: usize,
 }
 
-impl<R: DeserializeOwned> Iterator for AsCompleted<R> {
+impl<R: DeserializeOwned + 'static> Iterator for AsCompleted<R> {
     type Item = (usize, Result<R, TaskError>);
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -5,12 +5,11 @@
 //! `main` notices that, serves tasks until told to stop, and exits; in
 //! any other process it returns at once.
 
-use std::cell::RefCell;
 use std::os::unix::net::UnixStream;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cache::Cache;
+use super::panics;
 use super::region::Region;
 use super::registry::Registry;
 use super::ring::{self, Ring};
@@ -18,7 +17,7 @@ use super::role;
 use super::spawn::STATUS_VAR;
 use super::status;
 use super::wire::{
-    blobs_len, fits, frame, send, too_large, Failure, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL,
+    fits, frame_into, send, too_large, Batch, Failure, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL,
 };
 
 /// Makes this process serve as a pool helper if a pool started it;
@@ -89,10 +88,10 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     let (jobs, out) = (region.jobs(index).expect("checked"), region.results(index).expect("checked"));
     let mut registry = Registry::new();
     tasks(&mut registry);
-    panic::set_hook(Box::new(record_panic));
+    panics::install_hook();
     let ready = FromHelper::Ready { protocol: PROTOCOL, tasks: registry.names() };
     send(&mut &stream, &ready).unwrap_or_else(|e| die(e));
-    let (mut reader, mut cache) = (FrameReader::new(), Cache::default());
+    let (mut reader, mut cache, mut encoded) = (FrameReader::new(), Cache::default(), Vec::new());
     // Jobs come through the job ring from here on, results go back through
     // the result ring; the socket only carries doorbells. Ends when the
     // coordinator says Exit or goes away.
@@ -103,16 +102,19 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
                 false => break,
             }
         };
-        let Ok(ToHelper::Run { job, task, args }) = msg else { break };
+        let Ok(ToHelper::Run { job, task, count, args }) = msg else { break };
         // Recorded before the job touches anything: if this helper is
         // killed or dies now, its driver blames this job and no other.
         status::begin(word, job);
-        let results = args.iter().map(|a| run_one(&registry, &mut cache, task, a)).collect();
-        let Ok(bytes) = frame(&FromHelper::Done { job, results: fit(results) }) else { break };
-        // Each result is in the ring (shared memory: it outlives this
+        let results = fit(registry.run(&mut cache, task, &args, count));
+        encoded.clear();
+        if frame_into(&mut encoded, &FromHelper::Done { job, results }).is_err() {
+            break; // cannot happen after `fit`; if it did, the job fails as a death
+        }
+        // The results are in the ring (shared memory: it outlives this
         // process) before the next job starts: if this helper dies in the
-        // next one, its driver still reads this one.
-        if ring::write_all(&out, &stream, &bytes, None).is_err() {
+        // next one, its driver still reads these.
+        if ring::write_all(&out, &stream, &encoded, None).is_err() {
             break;
         }
         status::finish(word, job);
@@ -120,24 +122,27 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     std::process::exit(0)
 }
 
-/// Replaces each result or error that would make the message too large
-/// to send with a short `Codec` failure saying so, so that the task fails
-/// and not the helper.
-fn fit(mut results: Vec<Result<Vec<u8>, Failure>>) -> Vec<Result<Vec<u8>, Failure>> {
-    let size = |r: &Result<Vec<u8>, Failure>| match r {
-        Ok(bytes) => blobs_len([bytes.as_slice()]),
-        Err(f) => postcard::to_stdvec(f).map_or(usize::MAX, |v| v.len()).saturating_add(10),
-    };
-    let mut total = 0usize;
-    for r in &mut results {
-        let len = size(r);
-        if !fits(total.saturating_add(len)) {
-            let what = if r.is_ok() { "result" } else { "error" };
-            *r = Err(Failure::Codec(format!("the {what} takes {}", too_large(len))));
+/// Makes `results` fit one message: an error too large to send becomes a
+/// short `Codec` failure saying so, and if the results together are still
+/// too large, every result of the job does (its errors stay), so that the
+/// tasks fail and not the helper.
+fn fit(mut results: Batch) -> Batch {
+    let size = |f: &Failure| postcard::to_stdvec(f).map_or(usize::MAX, |v| v.len());
+    let mut total = results.data.len();
+    for (_, f) in &mut results.failures {
+        let len = size(f);
+        if !fits(len) {
+            *f = Failure::Codec(format!("the error takes {}", too_large(len)));
         }
-        total = total.saturating_add(size(r));
+        total = total.saturating_add(size(f));
     }
-    results
+    if fits(total) {
+        return results;
+    }
+    let why = Failure::Codec(format!("the results take {}", too_large(results.data.len())));
+    let mut failures = results.failures.into_iter().peekable();
+    let all = (0..results.count).map(|i| failures.next_if(|(at, _)| *at == i).unwrap_or((i, why.clone())));
+    Batch { data: Vec::new(), count: results.count, failures: all.collect() }
 }
 
 /// Reads more of the job ring, waiting for it (spinning briefly, then
@@ -177,27 +182,6 @@ fn own_region() -> Result<(Region, usize), String> {
 fn die(e: impl std::fmt::Display) -> ! {
     eprintln!("shmkit helper: cannot reach the pool: {e}");
     std::process::exit(3)
-}
-
-/// Runs one call, turning a panic into [`Failure::Panic`].
-fn run_one(registry: &Registry, cache: &mut Cache, task: u32, args: &[u8]) -> Result<Vec<u8>, Failure> {
-    match panic::catch_unwind(AssertUnwindSafe(|| registry.run(cache, task, args))) {
-        Ok(result) => result,
-        Err(_) => Err(Failure::Panic(LAST_PANIC.take().unwrap_or_else(|| "panic".to_owned()))),
-    }
-}
-
-thread_local! {
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Panic hook: keeps "message at file:line" for the error sent back,
-/// instead of printing it (the coordinator reports it).
-fn record_panic(info: &panic::PanicHookInfo<'_>) {
-    let payload = info.payload();
-    let msg = payload.downcast_ref::<&str>().copied().or(payload.downcast_ref::<String>().map(String::as_str));
-    let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-    LAST_PANIC.set(Some(format!("{}{at}", msg.unwrap_or("Box<dyn Any>"))));
 }
 
 /// Ends this helper when its pool's process dies: `PR_SET_PDEATHSIG`

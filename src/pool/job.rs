@@ -13,14 +13,22 @@ use super::error::TaskError;
 use super::region::Region;
 use super::spin::{spin, WINDOW};
 use super::status;
+use super::wire::Batch;
 
-/// An encoded result, or why there is none.
-pub(crate) type Outcome = Result<Vec<u8>, TaskError>;
+/// A job's results (one per argument, failures among them), or why the
+/// whole job has none (its helper died, it timed out, was cancelled...).
+pub(crate) type Outcome = Result<Batch, TaskError>;
+
+/// What a batch call receives per job: the index of its first argument,
+/// how many arguments it had, and its outcome.
+pub(crate) type Delivery = (usize, u32, Outcome);
 
 /// One message's worth of work: a task and one or more argument sets.
 pub(crate) struct Job {
     pub task: u32,
-    pub args: Vec<Vec<u8>>,
+    /// `count` arguments, encoded one after another (see `codec`).
+    pub args: Vec<u8>,
+    pub count: u32,
     pub timeout: Option<Duration>,
     /// How many more times it may be rerun if its helper dies under it.
     pub retries: u32,
@@ -39,19 +47,18 @@ pub(crate) enum Reply {
     Slot(Arc<Slot>),
     /// One result per argument, for arguments `first..`, to a batch call:
     /// one message per job, however many arguments it carries.
-    Channel { first: usize, tx: Sender<(usize, Vec<Outcome>)> },
+    Channel { first: usize, tx: Sender<Delivery> },
 }
 
 impl Job {
-    /// Hands each result to whoever waits for it.
-    pub fn deliver(mut self, results: Vec<Outcome>) {
-        send(self.reply.take().expect("a job is delivered once"), results);
+    /// Hands the outcome to whoever waits for it.
+    pub fn deliver(mut self, outcome: Outcome) {
+        send(self.reply.take().expect("a job is delivered once"), self.count, outcome);
     }
 
     /// Fails every argument set of the job with `error`.
     pub fn fail(self, error: TaskError) {
-        let n = self.args.len();
-        self.deliver(vec![Err(error); n]);
+        self.deliver(Err(error));
     }
 }
 
@@ -59,17 +66,17 @@ impl Drop for Job {
     fn drop(&mut self) {
         // Every waiter gets an answer, even if the pool goes away under it.
         if let Some(reply) = self.reply.take() {
-            send(reply, vec![Err(TaskError::Terminated); self.args.len()]);
+            send(reply, self.count, Err(TaskError::Terminated));
         }
     }
 }
 
-/// Hands `results` to whoever waits on `reply`.
-fn send(reply: Reply, results: Vec<Outcome>) {
+/// Hands `outcome` (of `count` arguments) to whoever waits on `reply`.
+fn send(reply: Reply, count: u32, outcome: Outcome) {
     match reply {
-        Reply::Slot(slot) => slot.complete(results.into_iter().next().unwrap_or(Err(TaskError::Terminated))),
+        Reply::Slot(slot) => slot.complete(outcome),
         Reply::Channel { first, tx } => {
-            let _ = tx.send((first, results)); // the caller may have stopped listening
+            let _ = tx.send((first, count, outcome)); // the caller may have stopped listening
         }
     }
 }

@@ -4,12 +4,14 @@
 mod builder;
 mod builtin;
 mod cache;
+mod codec;
 mod driver;
 mod error;
 mod handle;
 mod helper;
 mod job;
 mod ops;
+mod panics;
 mod process;
 mod region;
 mod registry;

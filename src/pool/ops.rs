@@ -8,18 +8,19 @@ use ndarray::Dimension;
 use serde::de::DeserializeOwned;
 
 use super::builtin;
+use super::codec;
 use super::error::TaskError;
 use super::handle::TaskHandle;
-use super::job::{Cancel, Job, Outcome, Reply, Slot};
+use super::job::{Cancel, Delivery, Job, Reply, Slot};
 use super::registry::{ChunkArgs, ReadsRows, Task, WritesRows};
 use super::spin::{spin, WINDOW};
-use super::wire::{decode, encode};
+use super::wire::Batch as Encoded;
 use super::Pool;
 use crate::{Element, SharedArray};
 
 /// What a call's jobs answer on, how many answers there are, and how to
 /// cancel them.
-type Sent = (Receiver<(usize, Vec<Outcome>)>, usize, Arc<Cancel>);
+type Sent = (Receiver<Delivery>, usize, Arc<Cancel>);
 
 /// How argument sets are grouped into messages.
 #[derive(Clone, Copy)]
@@ -47,8 +48,8 @@ pub struct Batch<'p> {
 /// Dropping it before the last result cancels the tasks left: queued
 /// ones never run, running ones have their helpers killed and replaced.
 pub struct Unordered<'p, R> {
-    rx: Receiver<(usize, Vec<Outcome>)>,
-    ready: std::vec::IntoIter<(usize, Outcome)>,
+    rx: Receiver<Delivery>,
+    ready: std::vec::IntoIter<(usize, Result<R, TaskError>)>,
     total: usize,
     done: usize,
     progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
@@ -126,7 +127,7 @@ impl<'p> Batch<'p> {
         args: impl IntoIterator<Item = F::Args>,
     ) -> Vec<Result<F::Output, TaskError>> {
         let _ = f;
-        let (rx, total, cancel) = self.send::<F>(encode_all::<F>(args), 1);
+        let (rx, total, cancel) = self.send::<F>(args, 1);
         collect(rx, total, cancel, self.progress)
     }
 
@@ -146,7 +147,7 @@ impl<'p> Batch<'p> {
         args: impl IntoIterator<Item = F::Args>,
     ) -> Unordered<'p, F::Output> {
         let _ = f;
-        let (rx, total, cancel) = self.send::<F>(encode_all::<F>(args), 1);
+        let (rx, total, cancel) = self.send::<F>(args, 1);
         Unordered {
             rx,
             ready: Vec::new().into_iter(),
@@ -162,10 +163,11 @@ impl<'p> Batch<'p> {
     pub fn submit<M, F: Task<M>>(self, f: F, arg: F::Args) -> TaskHandle<F::Output> {
         let _ = f;
         let (slot, cancel) = (Arc::new(Slot::default()), Arc::new(Cancel::default()));
-        let (task, arg) = (self.task_id::<F>(), encode(&arg).map_err(TaskError::from));
-        match task.and_then(|task| Ok((task, arg?))) {
-            Ok((task, arg)) => {
-                let job = self.job(task, vec![arg], Reply::Slot(slot.clone()), &cancel);
+        let mut encoded = Vec::new();
+        let arg = codec::put(&mut encoded, &arg).map_err(TaskError::from);
+        match self.task_id::<F>().and_then(|task| arg.map(|()| task)) {
+            Ok(task) => {
+                let job = self.job(task, encoded, 1, Reply::Slot(slot.clone()), &cancel);
                 self.pool.inner.push(vec![job])
             }
             Err(e) => slot.complete(Err(e)),
@@ -243,8 +245,7 @@ impl<'p> Batch<'p> {
             end: (start + per).min(rows),
         };
         let starts: Vec<usize> = if rows == 0 { vec![0] } else { (0..rows).step_by(per).collect() };
-        let args = starts.into_iter().map(|s| encode(&chunk(s)).map_err(TaskError::from)).collect();
-        let (rx, total, cancel) = self.send::<F>(args, 1);
+        let (rx, total, cancel) = self.send::<F>(starts.into_iter().map(chunk), 1);
         collect(rx, total, cancel, self.progress)
     }
 
@@ -253,63 +254,90 @@ impl<'p> Batch<'p> {
         id.ok_or(TaskError::NotRegistered(std::any::type_name::<F>()))
     }
 
-    fn job(&self, task: u32, args: Vec<Vec<u8>>, reply: Reply, cancel: &Arc<Cancel>) -> Job {
+    fn job(&self, task: u32, args: Vec<u8>, count: u32, reply: Reply, cancel: &Arc<Cancel>) -> Job {
         let timeout = self.timeout.unwrap_or(self.pool.inner.config.timeout);
         let retries = self.retries.unwrap_or(self.pool.inner.config.retries);
-        Job { task, args, timeout, retries, bounced: 0, cancel: cancel.clone(), reply: Some(reply) }
+        Job { task, args, count, timeout, retries, bounced: 0, cancel: cancel.clone(), reply: Some(reply) }
     }
 
-    /// Queues encoded arguments as jobs of `default` (or the set chunk
-    /// size) each; arguments that failed to encode are answered at once.
-    fn send<F: 'static>(&self, args: Vec<Result<Vec<u8>, TaskError>>, default: usize) -> Sent {
+    /// Encodes arguments into jobs of `default` (or the set chunk size)
+    /// each, one buffer per job, and queues them; an argument that fails to
+    /// encode is answered at once (and ends its job early).
+    fn send<F: Task<impl Sized>>(&self, args: impl IntoIterator<Item = F::Args>, default: usize) -> Sent {
         let (tx, rx) = channel();
         let cancel = Arc::new(Cancel::default());
-        let total = args.len();
+        let args = args.into_iter();
+        let total_hint = args.size_hint().0;
         let per = match self.chunking {
             Chunking::Default => default,
-            Chunking::Auto => total.div_ceil(4 * self.pool.helpers()).max(1),
+            Chunking::Auto => total_hint.div_ceil(4 * self.pool.helpers()).max(1),
             Chunking::Fixed(n) => n,
-        };
-        let task = match self.task_id::<F>() {
-            Ok(task) => task,
-            Err(e) => {
-                let _ = tx.send((0, vec![Err(e); total]));
-                return (rx, total, cancel);
+        }
+        .min(u32::MAX as usize);
+        let task = self.task_id::<F>();
+        let mut jobs = Vec::with_capacity(total_hint.div_ceil(per));
+        let (mut buf, mut first, mut count, mut total) = (Vec::new(), 0, 0usize, 0);
+        for (i, arg) in args.enumerate() {
+            total += 1;
+            let put = match &task {
+                Ok(_) => codec::put(&mut buf, &arg).map_err(TaskError::from),
+                Err(e) => Err(e.clone()),
+            };
+            match put {
+                Ok(()) if count == 0 => (first, count) = (i, 1),
+                Ok(()) => count += 1,
+                Err(e) => {
+                    self.flush_job(&task, &mut buf, first, &mut count, &tx, &cancel, &mut jobs);
+                    let _ = tx.send((i, 1, Err(e)));
+                }
             }
-        };
-        let mut jobs = Vec::with_capacity(total.div_ceil(per));
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut first = 0;
-        for (i, arg) in args.into_iter().enumerate() {
-            match arg {
-                Ok(bytes) if batch.is_empty() => (first, batch) = (i, vec![bytes]),
-                Ok(bytes) => batch.push(bytes),
-                Err(e) => drop(tx.send((i, vec![Err(e)]))),
-            }
-            if batch.len() == per || (!batch.is_empty() && first + batch.len() != i + 1) {
-                let reply = Reply::Channel { first, tx: tx.clone() };
-                jobs.push(self.job(task, std::mem::take(&mut batch), reply, &cancel));
+            if count == per {
+                self.flush_job(&task, &mut buf, first, &mut count, &tx, &cancel, &mut jobs);
             }
         }
-        if !batch.is_empty() {
-            jobs.push(self.job(task, batch, Reply::Channel { first, tx: tx.clone() }, &cancel));
-        }
+        self.flush_job(&task, &mut buf, first, &mut count, &tx, &cancel, &mut jobs);
         self.pool.inner.push(jobs);
         (rx, total, cancel)
     }
+
+    /// Turns the arguments gathered so far into a job.
+    #[allow(clippy::too_many_arguments)] // the state of `send`'s loop
+    fn flush_job(
+        &self,
+        task: &Result<u32, TaskError>,
+        buf: &mut Vec<u8>,
+        first: usize,
+        count: &mut usize,
+        tx: &std::sync::mpsc::Sender<Delivery>,
+        cancel: &Arc<Cancel>,
+        jobs: &mut Vec<Job>,
+    ) {
+        if let (Ok(task), 1..) = (task, *count) {
+            let reply = Reply::Channel { first, tx: tx.clone() };
+            jobs.push(self.job(*task, std::mem::take(buf), *count as u32, reply, cancel));
+        }
+        *count = 0;
+    }
 }
 
-fn encode_all<F: Task<impl Sized>>(args: impl IntoIterator<Item = F::Args>) -> Vec<Result<Vec<u8>, TaskError>> {
-    args.into_iter().map(|a| encode(&a).map_err(TaskError::from)).collect()
+/// The results of one delivery, decoded, with their argument indices.
+fn decoded<R: DeserializeOwned + 'static>(
+    (first, count, outcome): Delivery,
+) -> impl Iterator<Item = (usize, Result<R, TaskError>)> {
+    let items: Vec<Result<R, TaskError>> = match outcome {
+        Ok(batch) => decode_batch(&batch),
+        Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
+    };
+    items.into_iter().enumerate().map(move |(k, r)| (first + k, r))
 }
 
-fn decode_outcome<R: DeserializeOwned>(outcome: Outcome) -> Result<R, TaskError> {
-    outcome.and_then(|bytes| decode(&bytes).map_err(TaskError::from))
+fn decode_batch<R: DeserializeOwned + 'static>(batch: &Encoded) -> Vec<Result<R, TaskError>> {
+    codec::items::<R>(batch).map(|r| r.map_err(TaskError::from)).collect()
 }
 
 /// Gathers `total` results into argument order.
-fn collect<R: DeserializeOwned>(
-    rx: Receiver<(usize, Vec<Outcome>)>,
+fn collect<R: DeserializeOwned + 'static>(
+    rx: Receiver<Delivery>,
     total: usize,
     cancel: Arc<Cancel>,
     mut progress: Option<Box<dyn FnMut(usize, usize) + '_>>,
@@ -318,9 +346,9 @@ fn collect<R: DeserializeOwned>(
     let mut out: Vec<Option<Result<R, TaskError>>> = (0..total).map(|_| None).collect();
     let mut done = 0;
     while done < total {
-        let Some((first, outcomes)) = next(&rx) else { break }; // every job answers, even when dropped
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            out[first + i] = Some(decode_outcome(outcome));
+        let Some(delivery) = next(&rx) else { break }; // every job answers, even when dropped
+        for (i, result) in decoded(delivery) {
+            out[i] = Some(result);
             done += 1;
             if let Some(p) = progress.as_mut() {
                 p(done, total);
@@ -331,7 +359,7 @@ fn collect<R: DeserializeOwned>(
 }
 
 /// The next job's results: polled for a moment, then waited for.
-fn next(rx: &Receiver<(usize, Vec<Outcome>)>) -> Option<(usize, Vec<Outcome>)> {
+fn next(rx: &Receiver<Delivery>) -> Option<Delivery> {
     spin(WINDOW, || rx.try_recv().ok()).or_else(|| rx.recv().ok())
 }
 
@@ -341,19 +369,18 @@ fn fold<R>(results: Vec<Result<R, TaskError>>, mut combine: impl FnMut(R, R) -> 
     it.try_fold(first, |acc, r| Ok(combine(acc, r?)))
 }
 
-impl<R: DeserializeOwned> Iterator for Unordered<'_, R> {
+impl<R: DeserializeOwned + 'static> Iterator for Unordered<'_, R> {
     type Item = (usize, Result<R, TaskError>);
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done == self.total {
             return None;
         }
-        let (i, outcome) = match self.ready.next() {
+        let item = match self.ready.next() {
             Some(ready) => ready,
             None => {
-                let (first, outcomes) = next(&self.rx)?;
-                let tagged: Vec<_> = outcomes.into_iter().enumerate().map(|(k, o)| (first + k, o)).collect();
-                self.ready = tagged.into_iter();
+                let delivery = next(&self.rx)?;
+                self.ready = decoded(delivery).collect::<Vec<_>>().into_iter();
                 self.ready.next()?
             }
         };
@@ -361,7 +388,7 @@ impl<R: DeserializeOwned> Iterator for Unordered<'_, R> {
         if let Some(p) = self.progress.as_mut() {
             p(self.done, self.total);
         }
-        Some((i, decode_outcome(outcome)))
+        Some(item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

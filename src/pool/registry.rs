@@ -15,11 +15,18 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
-use super::wire::{decode, encode, Failure};
+use super::codec;
+use super::panics;
+use super::wire::{Batch, Failure};
 use crate::{Element, SharedArray};
 
-/// Runs one call of a task in a helper: arguments in, result out.
-pub type Handler = Box<dyn Fn(&mut Cache, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync>;
+/// Runs a task in a helper on `count` arguments encoded one after another:
+/// a batch of results (or failures) back, one per argument. Opaque: made
+/// by [`Task::handler`] for the shapes [`Registry::add`] accepts.
+#[doc(hidden)]
+pub struct Handler(HandlerFn);
+
+type HandlerFn = Box<dyn Fn(&mut Cache, &[u8], u32) -> Batch + Send + Sync>;
 
 /// Where a chunk task finds its rows; sent instead of the data itself.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -97,10 +104,16 @@ impl Registry {
         self.entries.iter().map(|(n, _)| (*n).to_owned()).collect()
     }
 
-    /// Runs task `id` on encoded `args`.
-    pub(crate) fn run(&self, cache: &mut Cache, id: u32, args: &[u8]) -> Result<Vec<u8>, Failure> {
-        let (_, handler) = self.entries.get(id as usize).ok_or(Failure::Unknown(id))?;
-        handler(cache, args)
+    /// Runs task `id` on `count` encoded `args`.
+    pub(crate) fn run(&self, cache: &mut Cache, id: u32, args: &[u8], count: u32) -> Batch {
+        match self.entries.get(id as usize) {
+            Some((_, handler)) => (handler.0)(cache, args, count),
+            None => {
+                let mut out = Batch::with_count(count);
+                (0..count).for_each(|i| out.fail(i, Failure::Unknown(id)));
+                out
+            }
+        }
     }
 }
 
@@ -114,9 +127,9 @@ impl Default for Registry {
 /// accepts. `M` only tells the shapes apart.
 pub trait Task<M>: Copy + Send + Sync + 'static {
     /// The arguments, as sent to the helper.
-    type Args: Serialize + DeserializeOwned;
+    type Args: Serialize + DeserializeOwned + 'static;
     /// What the coordinator gets back.
-    type Output: Serialize + DeserializeOwned;
+    type Output: Serialize + DeserializeOwned + 'static;
     /// The helper-side wrapper.
     #[doc(hidden)]
     fn handler(self) -> Handler;
@@ -145,15 +158,51 @@ pub trait ReadsRows<T, D> {}
 impl<T, D, R> ReadsRows<T, D> for Rows<T, D, R> {}
 impl<T, D, R> ReadsRows<T, D> for RowsAt<T, D, R> {}
 
-fn plain<A: DeserializeOwned, R: Serialize>(f: impl Fn(A) -> R + Send + Sync + 'static) -> Handler {
-    Box::new(move |_, bytes| encode(&f(decode(bytes)?)))
+/// Runs `one` on each of `count` arguments decoded from `args`, each under
+/// its own panic guard, and encodes the results one after another: a panic
+/// or an error fails its own item only.
+fn run_batch<A, R>(args: &[u8], count: u32, mut one: impl FnMut(A) -> Result<R, Failure>) -> Batch
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    let (mut input, mut out) = (args, Batch::with_count(count));
+    let mut lost: Option<Failure> = None;
+    for i in 0..count {
+        let arg = match &lost {
+            Some(why) => Err(why.clone()),
+            None => codec::take::<A>(&mut input).inspect_err(|e| lost = Some(e.clone())), // the rest cannot be found
+        };
+        let done = arg.and_then(|a| panics::catching(|| one(a))).and_then(|r| codec::put(&mut out.data, &r));
+        if let Err(why) = done {
+            out.fail(i, why);
+        }
+    }
+    out
+}
+
+fn plain<A, R>(f: impl Fn(A) -> R + Send + Sync + 'static) -> Handler
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    Handler(Box::new(move |_, args, count| run_batch(args, count, |a| Ok(f(a)))))
+}
+
+fn fallible<A, R, E>(f: impl Fn(A) -> Result<R, E> + Send + Sync + 'static) -> Handler
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+    E: Into<anyhow::Error>,
+{
+    Handler(Box::new(move |_, args, count| run_batch(args, count, |a| f(a).map_err(|e| error_chain(e.into())))))
 }
 
 impl<F, A, R> Task<Plain<A, R>> for F
 where
     F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
 {
     type Args = A;
     type Output = R;
@@ -165,17 +214,14 @@ where
 impl<F, A, R, E> Task<Fallible<A, R, E>> for F
 where
     F: Fn(A) -> Result<R, E> + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
     E: Into<anyhow::Error>,
 {
     type Args = A;
     type Output = R;
     fn handler(self) -> Handler {
-        Box::new(move |_, bytes| match self(decode(bytes)?) {
-            Ok(r) => encode(&r),
-            Err(e) => Err(error_chain(e.into())),
-        })
+        fallible(self)
     }
 }
 
@@ -190,8 +236,8 @@ macro_rules! multi_arg {
         impl<F, $($a,)+ R> Task<$plain<$($a,)+ R>> for F
         where
             F: Fn($($a),+) -> R + Copy + Send + Sync + 'static,
-            ($($a,)+): Serialize + DeserializeOwned,
-            R: Serialize + DeserializeOwned,
+            ($($a,)+): Serialize + DeserializeOwned + 'static,
+            R: Serialize + DeserializeOwned + 'static,
         {
             type Args = ($($a,)+);
             type Output = R;
@@ -204,17 +250,14 @@ macro_rules! multi_arg {
         impl<F, $($a,)+ R, E> Task<$fallible<$($a,)+ R, E>> for F
         where
             F: Fn($($a),+) -> Result<R, E> + Copy + Send + Sync + 'static,
-            ($($a,)+): Serialize + DeserializeOwned,
-            R: Serialize + DeserializeOwned,
+            ($($a,)+): Serialize + DeserializeOwned + 'static,
+            R: Serialize + DeserializeOwned + 'static,
             E: Into<anyhow::Error>,
         {
             type Args = ($($a,)+);
             type Output = R;
             fn handler(self) -> Handler {
-                Box::new(move |_, bytes| match decode(bytes).map(|($($a,)+)| self($($a),+))? {
-                    Ok(r) => encode(&r),
-                    Err(e) => Err(error_chain(e.into())),
-                })
+                fallible(move |($($a,)+)| self($($a),+))
             }
         }
     };
@@ -229,15 +272,16 @@ pub(crate) fn error_chain(e: anyhow::Error) -> Failure {
     Failure::Error(e.chain().map(ToString::to_string).collect())
 }
 
-/// Wraps a row task: decode where the rows are, attach (cached), run.
-fn rows_handler<T: Element, D: Dimension + 'static, R: Serialize>(
+/// Wraps a row task: find where the rows are, attach (cached), run.
+fn rows_handler<T: Element, D: Dimension + 'static, R: Serialize + 'static>(
     run: impl Fn(&mut SharedArray<T, D>, &ChunkArgs) -> Result<R, crate::Error> + Send + Sync + 'static,
 ) -> Handler {
-    Box::new(move |cache, bytes| {
-        let args: ChunkArgs = decode(bytes)?;
-        let array = cache.array::<T, D>(&args).map_err(|e| error_chain(e.into()))?;
-        encode(&run(array, &args).map_err(|e| error_chain(e.into()))?)
-    })
+    Handler(Box::new(move |cache, bytes, count| {
+        run_batch(bytes, count, |args: ChunkArgs| {
+            let array = cache.array::<T, D>(&args).map_err(|e| error_chain(e.into()))?;
+            run(array, &args).map_err(|e| error_chain(e.into()))
+        })
+    }))
 }
 
 macro_rules! row_task {
@@ -247,7 +291,7 @@ macro_rules! row_task {
             F: for<'a> Fn($($at,)? $view<'a, T, D>) -> R + Copy + Send + Sync + 'static,
             T: Element,
             D: Dimension + 'static,
-            R: Serialize + DeserializeOwned,
+            R: Serialize + DeserializeOwned + 'static,
         {
             type Args = ChunkArgs;
             type Output = R;

@@ -149,12 +149,12 @@ fn handshake(
     }
     let Some((task, arg)) = &cfg.init else { return Ok(()) };
     // From Ready on, jobs and results go through the rings (see `ring`).
-    let run = frame(&ToHelper::Run { job: 0, task: *task, args: std::borrow::Cow::Owned(vec![arg.clone()]) })?;
+    let run = frame(&ToHelper::Run { job: 0, task: *task, count: 1, args: std::borrow::Cow::Borrowed(arg) })?;
     ring::write_all(&rings.0, stream, &run, deadline).map_err(|e| exited(child, e))?;
     match recv_ring(&rings.1, stream, deadline).map_err(|e| exited(child, e))? {
-        FromHelper::Done { results, .. } => match results.into_iter().next() {
-            Some(Err(f)) => Err(PoolError::InitFailed(TaskError::from(f))),
-            _ => Ok(()),
+        FromHelper::Done { results, .. } => match results.failures.into_iter().next() {
+            Some((_, f)) => Err(PoolError::InitFailed(TaskError::from(f))),
+            None => Ok(()),
         },
         _ => Err(PoolError::Io(io::Error::other("helper answered the initializer out of turn"))),
     }

@@ -21,12 +21,14 @@ const MAX_FRAME: usize = 256 << 20;
 /// Borrows the arguments when sending, so a job keeps them for a rerun.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToHelper<'a> {
-    /// Run task number `task` once per argument in `args`.
+    /// Run task number `task` once per item of `args`: `count` encoded
+    /// arguments one after another (see `codec`).
     Run {
         job: u64,
         task: u32,
-        #[serde(with = "blobs")]
-        args: Cow<'a, [Vec<u8>]>,
+        count: u32,
+        #[serde(with = "bytes")]
+        args: Cow<'a, [u8]>,
     },
     /// Finish and exit.
     Exit,
@@ -38,15 +40,35 @@ pub(crate) enum FromHelper {
     /// Started, speaks protocol `protocol` (see [`PROTOCOL`]), and
     /// registers these task names in this order.
     Ready { protocol: u32, tasks: Vec<String> },
-    /// Results of a `Run`, one per argument.
-    Done {
-        job: u64,
-        #[serde(with = "blob_results")]
-        results: Vec<Result<Vec<u8>, Failure>>,
-    },
+    /// Results of a `Run`, one per argument, failures among them.
+    Done { job: u64, results: Batch },
     /// This process was started as a helper but its `main` went on to
     /// build a pool instead of calling `shmkit::init` first; it exits.
     NotInitialized,
+}
+
+/// A run of encoded items: a job's arguments, or its results (see `codec`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Batch {
+    /// The items that did not fail, encoded one after another.
+    #[serde(with = "bytes")]
+    pub data: Vec<u8>,
+    /// How many items the batch stands for (failed ones included).
+    pub count: u32,
+    /// The items that failed, by index, ascending; they take no bytes.
+    pub failures: Vec<(u32, Failure)>,
+}
+
+impl Batch {
+    /// An empty batch for `count` items.
+    pub fn with_count(count: u32) -> Batch {
+        Batch { data: Vec::new(), count, failures: Vec::new() }
+    }
+
+    /// Records item `index` as failed.
+    pub fn fail(&mut self, index: u32, why: Failure) {
+        self.failures.push((index, why));
+    }
 }
 
 /// How a task failed inside a helper.
@@ -65,13 +87,38 @@ pub enum Failure {
 /// Encodes `msg` into one length-prefixed frame; `Err` (with what to do)
 /// if it is larger than a frame may be.
 pub(crate) fn frame<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
-    let mut out = postcard::to_extend(msg, vec![0u8; 4]).map_err(io::Error::other)?;
-    let len = out.len() - 4;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, too_large(len)));
-    }
-    out[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    let mut out = Vec::new();
+    frame_into(&mut out, msg)?;
     Ok(out)
+}
+
+/// Appends `msg` to `out` as one length-prefixed frame, with no buffer of
+/// its own; on `Err` (too large), `out` is as it was.
+pub(crate) fn frame_into<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let written = postcard::to_extend(msg, Appender(out)).map(|_| ());
+    let len = out.len() - start - 4;
+    let refused = match written {
+        Err(e) => Some(io::Error::other(e)),
+        Ok(()) if len > MAX_FRAME => Some(io::Error::new(io::ErrorKind::InvalidInput, too_large(len))),
+        Ok(()) => None,
+    };
+    if let Some(e) = refused {
+        out.truncate(start);
+        return Err(e);
+    }
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Lets postcard append to a buffer it does not own.
+pub(crate) struct Appender<'a>(pub &'a mut Vec<u8>);
+
+impl Extend<u8> for Appender<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
 }
 
 /// Why a message of `len` bytes cannot be sent, and what to do instead.
@@ -82,17 +129,10 @@ pub(crate) fn too_large(len: usize) -> String {
     )
 }
 
-/// Bytes a list of encoded blobs adds to a frame (each is its length as
-/// a varint, at most 10 bytes, then its bytes): to refuse an oversized
-/// message before building it.
-pub(crate) fn blobs_len<'a>(blobs: impl IntoIterator<Item = &'a [u8]>) -> usize {
-    blobs.into_iter().fold(0usize, |n, b| n.saturating_add(b.len()).saturating_add(10))
-}
-
-/// True if blobs adding `len` bytes fit in one frame, with room for the
-/// message around them.
+/// True if encoded items of `len` bytes fit in one frame, with room for
+/// the message around them (and, for results, a few failures).
 pub(crate) fn fits(len: usize) -> bool {
-    len <= MAX_FRAME - 64
+    len <= MAX_FRAME - 4096
 }
 
 /// Writes `msg` as one frame.
@@ -198,89 +238,33 @@ impl FrameReader {
     }
 }
 
-/// Encoded arguments and results travel as byte strings (`serialize_bytes`:
-/// a length, then one copy), not as sequences of `u8` that serde would
+/// `#[serde(with)]` for encoded items: a byte string (`serialize_bytes`:
+/// a length, then one copy), not a sequence of `u8` that serde would
 /// visit byte by byte: the same bytes on the wire, a memcpy instead of a
 /// loop (a 200 KB argument was 1 s of encoding in a debug build).
-struct BytesRef<'a>(&'a [u8]);
+pub(crate) mod bytes {
+    use serde::{Deserializer, Serializer};
 
-impl Serialize for BytesRef<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
+    pub fn serialize<S: Serializer, B: AsRef<[u8]>>(v: &B, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_ref())
     }
-}
 
-/// The receiving side of [`BytesRef`].
-struct ByteBuf(Vec<u8>);
-
-impl<'de> Deserialize<'de> for ByteBuf {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, B: From<Vec<u8>>>(d: D) -> Result<B, D::Error> {
         struct Visit;
         impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = ByteBuf;
+            type Value = Vec<u8>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a byte string")
             }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<ByteBuf, E> {
-                Ok(ByteBuf(v.to_vec()))
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
             }
-            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
-                Ok(ByteBuf(v))
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
             }
         }
-        d.deserialize_byte_buf(Visit)
+        d.deserialize_byte_buf(Visit).map(B::from)
     }
-}
-
-/// `#[serde(with)]` for a list of encoded arguments.
-mod blobs {
-    use std::borrow::Cow;
-
-    use serde::ser::SerializeSeq;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::{ByteBuf, BytesRef};
-
-    #[allow(clippy::ptr_arg)] // serde's `with` passes the field as it is
-    pub fn serialize<S: Serializer>(v: &Cow<'_, [Vec<u8>]>, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(v.len()))?;
-        v.iter().try_for_each(|b| seq.serialize_element(&BytesRef(b)))?;
-        seq.end()
-    }
-
-    pub fn deserialize<'de, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, [Vec<u8>]>, D::Error> {
-        let v: Vec<ByteBuf> = Vec::deserialize(d)?;
-        Ok(Cow::Owned(v.into_iter().map(|b| b.0).collect()))
-    }
-}
-
-/// `#[serde(with)]` for a list of encoded results.
-mod blob_results {
-    use serde::ser::SerializeSeq;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::{ByteBuf, BytesRef, Failure};
-
-    pub fn serialize<S: Serializer>(v: &[Result<Vec<u8>, Failure>], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(v.len()))?;
-        v.iter().try_for_each(|r| seq.serialize_element(&r.as_ref().map(|b| BytesRef(b))))?;
-        seq.end()
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Result<Vec<u8>, Failure>>, D::Error> {
-        let v: Vec<Result<ByteBuf, Failure>> = Vec::deserialize(d)?;
-        Ok(v.into_iter().map(|r| r.map(|b| b.0)).collect())
-    }
-}
-
-/// Serialises a task argument or result.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Failure> {
-    postcard::to_stdvec(value).map_err(|e| Failure::Codec(e.to_string()))
-}
-
-/// Deserialises a task argument or result.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Failure> {
-    postcard::from_bytes(bytes).map_err(|e| Failure::Codec(e.to_string()))
 }
 
 #[cfg(test)]
@@ -290,7 +274,7 @@ mod tests {
     #[test]
     fn frames_round_trip_back_to_back() {
         let mut buf = Vec::new();
-        send(&mut buf, &ToHelper::Run { job: 7, task: 2, args: Cow::Owned(vec![vec![1, 2, 3]]) }).unwrap();
+        send(&mut buf, &ToHelper::Run { job: 7, task: 2, count: 1, args: Cow::Owned(vec![1, 2, 3]) }).unwrap();
         send(&mut buf, &ToHelper::Exit).unwrap();
         let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.write_all(&buf).unwrap();
@@ -323,12 +307,15 @@ mod tests {
 
     #[test]
     fn an_oversized_message_is_refused_before_it_is_sent() {
-        let big = vec![vec![0u8; MAX_FRAME]];
-        let e = frame(&ToHelper::Run { job: 1, task: 0, args: Cow::Borrowed(&big) }).unwrap_err();
+        let big = vec![0u8; MAX_FRAME];
+        let mut out = vec![9u8; 3];
+        let e =
+            frame_into(&mut out, &ToHelper::Run { job: 1, task: 0, count: 1, args: Cow::Borrowed(&big) }).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert!(e.to_string().contains("SharedArray"), "{e}");
-        assert!(!fits(blobs_len(big.iter().map(Vec::as_slice))));
-        assert!(fits(blobs_len([&[0u8; 100][..]])));
+        assert_eq!(out, [9, 9, 9], "a refused frame leaves the buffer as it was");
+        assert!(!fits(big.len()));
+        assert!(fits(100));
     }
 
     #[test]
