@@ -14,9 +14,11 @@ use super::handle::TaskHandle;
 use super::job::{Cancel, Delivery, Job, Reply, Slot};
 use super::registry::{ChunkArgs, ReadsRows, Task, WritesRows};
 use super::spin::{spin, WINDOW};
-use super::wire::Batch as Encoded;
 use super::Pool;
 use crate::{Element, SharedArray};
+
+/// Jobs a call queues at once while it is still encoding the rest.
+const QUEUE_EVERY: usize = 16;
 
 /// What a call's jobs answer on, how many answers there are, and how to
 /// cancel them.
@@ -275,7 +277,7 @@ impl<'p> Batch<'p> {
         }
         .min(u32::MAX as usize);
         let task = self.task_id::<F>();
-        let mut jobs = Vec::with_capacity(total_hint.div_ceil(per));
+        let mut jobs = Vec::new();
         let (mut buf, mut first, mut count, mut total) = (Vec::new(), 0, 0usize, 0);
         for (i, arg) in args.enumerate() {
             total += 1;
@@ -293,6 +295,11 @@ impl<'p> Batch<'p> {
             }
             if count == per {
                 self.flush_job(&task, &mut buf, first, &mut count, &tx, &cancel, &mut jobs);
+                // Queue as we go, so that helpers start while the rest is
+                // encoded; in groups, as each push takes the queue's lock.
+                if jobs.len() >= QUEUE_EVERY || total == per {
+                    self.pool.inner.push(std::mem::take(&mut jobs));
+                }
             }
         }
         self.flush_job(&task, &mut buf, first, &mut count, &tx, &cancel, &mut jobs);
@@ -314,7 +321,8 @@ impl<'p> Batch<'p> {
     ) {
         if let (Ok(task), 1..) = (task, *count) {
             let reply = Reply::Channel { first, tx: tx.clone() };
-            jobs.push(self.job(*task, std::mem::take(buf), *count as u32, reply, cancel));
+            let args = std::mem::replace(buf, Vec::with_capacity(buf.len())); // the next is likely as long
+            jobs.push(self.job(*task, args, *count as u32, reply, cancel));
         }
         *count = 0;
     }
@@ -323,19 +331,18 @@ impl<'p> Batch<'p> {
 /// The results of one delivery, decoded, with their argument indices.
 fn decoded<R: DeserializeOwned + 'static>(
     (first, count, outcome): Delivery,
-) -> impl Iterator<Item = (usize, Result<R, TaskError>)> {
-    let items: Vec<Result<R, TaskError>> = match outcome {
-        Ok(batch) => decode_batch(&batch),
-        Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
-    };
-    items.into_iter().enumerate().map(move |(k, r)| (first + k, r))
+    mut each: impl FnMut(usize, Result<R, TaskError>),
+) {
+    match outcome {
+        Ok(batch) => {
+            codec::items::<R>(&batch).enumerate().for_each(|(k, r)| each(first + k, r.map_err(TaskError::from)))
+        }
+        Err(e) => (0..count as usize).for_each(|k| each(first + k, Err(e.clone()))),
+    }
 }
 
-fn decode_batch<R: DeserializeOwned + 'static>(batch: &Encoded) -> Vec<Result<R, TaskError>> {
-    codec::items::<R>(batch).map(|r| r.map_err(TaskError::from)).collect()
-}
-
-/// Gathers `total` results into argument order.
+/// Gathers `total` results into argument order, decoding each straight
+/// into its place.
 fn collect<R: DeserializeOwned + 'static>(
     rx: Receiver<Delivery>,
     total: usize,
@@ -343,19 +350,69 @@ fn collect<R: DeserializeOwned + 'static>(
     mut progress: Option<Box<dyn FnMut(usize, usize) + '_>>,
 ) -> Vec<Result<R, TaskError>> {
     let _unwind = CancelOnUnwind(cancel);
-    let mut out: Vec<Option<Result<R, TaskError>>> = (0..total).map(|_| None).collect();
+    let mut out = Places::new(total);
     let mut done = 0;
     while done < total {
         let Some(delivery) = next(&rx) else { break }; // every job answers, even when dropped
-        for (i, result) in decoded(delivery) {
-            out[i] = Some(result);
+        decoded(delivery, |i, r| {
+            out.put(i, r);
             done += 1;
             if let Some(p) = progress.as_mut() {
                 p(done, total);
             }
+        });
+    }
+    out.finish()
+}
+
+/// The results of a call, filled in any order, each place once: no
+/// placeholder written first and dropped, no pass to unwrap options.
+struct Places<T> {
+    values: Vec<std::mem::MaybeUninit<Result<T, TaskError>>>,
+    filled: Vec<bool>,
+}
+
+impl<T> Places<T> {
+    fn new(n: usize) -> Self {
+        let mut values = Vec::with_capacity(n);
+        values.resize_with(n, std::mem::MaybeUninit::uninit);
+        Places { values, filled: vec![false; n] }
+    }
+
+    fn put(&mut self, i: usize, value: Result<T, TaskError>) {
+        if std::mem::replace(&mut self.filled[i], true) {
+            // SAFETY: `filled[i]` was true: place i holds a value written below.
+            unsafe { self.values[i].assume_init_drop() };
+        }
+        self.values[i].write(value);
+    }
+
+    /// Every place, those never filled as `Terminated`.
+    fn finish(mut self) -> Vec<Result<T, TaskError>> {
+        for i in 0..self.values.len() {
+            if !self.filled[i] {
+                self.put(i, Err(TaskError::Terminated));
+            }
+        }
+        self.filled.clear(); // now owned by the Vec below: Drop must not touch them
+        let mut values = std::mem::ManuallyDrop::new(std::mem::take(&mut self.values));
+        let (ptr, len, cap) = (values.as_mut_ptr(), values.len(), values.capacity());
+        // SAFETY: every place was written (the loop above filled the rest);
+        // MaybeUninit<U> has the layout of U, so the allocation is that of a
+        // Vec<U> of the same length and capacity, and it is given up here.
+        unsafe { Vec::from_raw_parts(ptr.cast::<Result<T, TaskError>>(), len, cap) }
+    }
+}
+
+impl<T> Drop for Places<T> {
+    fn drop(&mut self) {
+        // Reached with values only when unwinding (a progress callback
+        // panicked): drop what was written.
+        for (v, _) in self.values.iter_mut().zip(&self.filled).filter(|(_, f)| **f) {
+            // SAFETY: a filled place holds a value written by `put`.
+            unsafe { v.assume_init_drop() };
         }
     }
-    out.into_iter().map(|r| r.unwrap_or(Err(TaskError::Terminated))).collect()
 }
 
 /// The next job's results: polled for a moment, then waited for.
@@ -380,7 +437,9 @@ impl<R: DeserializeOwned + 'static> Iterator for Unordered<'_, R> {
             Some(ready) => ready,
             None => {
                 let delivery = next(&self.rx)?;
-                self.ready = decoded(delivery).collect::<Vec<_>>().into_iter();
+                let mut ready = Vec::new();
+                decoded(delivery, |i, r| ready.push((i, r)));
+                self.ready = ready.into_iter();
                 self.ready.next()?
             }
         };

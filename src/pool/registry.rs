@@ -158,24 +158,37 @@ pub trait ReadsRows<T, D> {}
 impl<T, D, R> ReadsRows<T, D> for Rows<T, D, R> {}
 impl<T, D, R> ReadsRows<T, D> for RowsAt<T, D, R> {}
 
-/// Runs `one` on each of `count` arguments decoded from `args`, each under
-/// its own panic guard, and encodes the results one after another: a panic
-/// or an error fails its own item only.
+/// Runs `one` on each of `count` arguments decoded from `args` and encodes
+/// the results one after another: a panic or an error fails its own item
+/// only. One panic guard covers a run of items and is set again after a
+/// panic, from the next item on (a guard per item cost a third of the
+/// time of tiny tasks).
 fn run_batch<A, R>(args: &[u8], count: u32, mut one: impl FnMut(A) -> Result<R, Failure>) -> Batch
 where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
     let (mut input, mut out) = (args, Batch::with_count(count));
+    out.data.reserve(args.len());
     let mut lost: Option<Failure> = None;
-    for i in 0..count {
-        let arg = match &lost {
-            Some(why) => Err(why.clone()),
-            None => codec::take::<A>(&mut input).inspect_err(|e| lost = Some(e.clone())), // the rest cannot be found
-        };
-        let done = arg.and_then(|a| panics::catching(|| one(a))).and_then(|r| codec::put(&mut out.data, &r));
-        if let Err(why) = done {
-            out.fail(i, why);
+    let mut i = 0;
+    while i < count {
+        let guarded = panics::catching(|| {
+            while i < count {
+                let arg = match &lost {
+                    Some(why) => Err(why.clone()),
+                    None => codec::take::<A>(&mut input).inspect_err(|e| lost = Some(e.clone())), // the rest cannot be found
+                };
+                if let Err(why) = arg.and_then(&mut one).and_then(|r| codec::put(&mut out.data, &r)) {
+                    out.fail(i, why);
+                }
+                i += 1;
+            }
+            Ok(())
+        });
+        if let Err(panic) = guarded {
+            out.fail(i, panic); // item i panicked; its argument was taken, nothing of it written
+            i += 1;
         }
     }
     out
