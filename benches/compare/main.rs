@@ -12,6 +12,7 @@
 //! the three columns are measured side by side in time, not minutes
 //! apart. Prints a table with ratios; writes `target/bench/compare.{json,md,svg}`.
 
+mod curve;
 mod measure;
 mod python;
 mod report;
@@ -64,5 +65,7 @@ fn main() -> Result<()> {
         eprintln!("compare: no Python column: {why}");
     }
     let py = python.ok().map(|p| (py, p.version));
-    report::write(&sizes, &shm, &thr, py.as_ref())
+    eprintln!("compare: in-place pass, 1 MiB and up ...");
+    let curve = curve::run(&rig.pool, &rig.threads, quick)?;
+    report::write(&sizes, &shm, &thr, py.as_ref(), &curve)
 }

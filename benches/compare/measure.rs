@@ -20,7 +20,7 @@ use crate::{Samples, Sizes};
 /// Samples per workload key, for one side.
 pub type Figures = HashMap<&'static str, Samples>;
 
-fn double(mut rows: ArrayViewMut1<f64>) {
+pub fn double(mut rows: ArrayViewMut1<f64>) {
     match rows.as_slice_mut() {
         Some(s) => s.iter_mut().for_each(|x| *x *= 2.0),
         None => rows.iter_mut().for_each(|x| *x *= 2.0),
@@ -124,8 +124,8 @@ fn push(out: &mut Figures, key: &'static str, value: f64) {
 /// Both sides' machinery, over one shared array.
 pub struct Rig<'s> {
     s: &'s Sizes,
-    pool: Pool,
-    threads: rayon::ThreadPool,
+    pub pool: Pool,
+    pub threads: rayon::ThreadPool,
     a: SharedArray<f64, Ix1>,
 }
 

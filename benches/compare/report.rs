@@ -183,6 +183,7 @@ pub fn write(
     shmkit: &HashMap<&'static str, Samples>,
     threads: &HashMap<&'static str, Samples>,
     python: Option<&(HashMap<String, Samples>, String)>,
+    curve: &str,
 ) -> Result<()> {
     let py_samples = python.map(|p| &p.0);
     let mib = (s.elements * 8) >> 20;
@@ -212,6 +213,8 @@ pub fn write(
         bars.push((w.label, vt, vp));
     }
     md.push_str("\nRatios: above 1× means shmkit is better (faster, or less time / memory).\n");
+    md.push_str("\nThe fixed cost of an in-place pass (doubling, median time per pass; below 1.30× at 1 MiB is the target):\n\n");
+    md.push_str(curve);
     println!("{md}");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir)?;

@@ -47,6 +47,13 @@ pub struct PoolBuilder {
     init: Option<Init>,
 }
 
+/// Cores available to this process, read once: `available_parallelism`
+/// reads cgroup files each time, a few hundred microseconds of a pool's start.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder::new()
@@ -57,9 +64,8 @@ impl PoolBuilder {
     /// Defaults: one helper per core, this executable as the helper
     /// program, no timeout, no retries, helpers never recycled.
     pub fn new() -> PoolBuilder {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let config = Config {
-            helpers: cores,
+            helpers: cores(),
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             args: Vec::new(),
             env: Vec::new(),

@@ -115,9 +115,7 @@ struct Session<'a> {
 impl<'a> Session<'a> {
     fn run(mut self) -> End {
         loop {
-            if !self.fill() {
-                return self.on_death(Death::Lost);
-            }
+            self.fill();
             if self.inflight.is_empty() {
                 if self.sent >= self.inner.config.max_tasks.unwrap_or(usize::MAX) {
                     return self.retire(End::Replace); // recycle after max tasks
@@ -134,13 +132,14 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Queues jobs for the helper until the pipeline is full. False if
-    /// the helper turned out to have died while idle.
-    fn fill(&mut self) -> bool {
+    /// Queues jobs for the helper until the pipeline is full. (A helper
+    /// that died while idle shows up as a hang-up when its driver waits;
+    /// the job sent to it had not started, so it goes elsewhere.)
+    fn fill(&mut self) {
         let max = self.inner.config.max_tasks.unwrap_or(usize::MAX);
         let depth = self.inner.pipeline_depth();
         if depth > self.inner.config.pipeline && self.inflight.len() > depth / 2 {
-            return true; // deep pipeline: refill in batches, one write per half
+            return; // deep pipeline: refill in batches, one write per half
         }
         while self.inflight.len() < depth && self.sent < max {
             let next = if self.inflight.is_empty() { self.inner.try_pop() } else { self.inner.try_pop_ahead() };
@@ -148,10 +147,6 @@ impl<'a> Session<'a> {
             if job.cancel.is_cancelled() {
                 job.fail(TaskError::Cancelled);
                 continue;
-            }
-            if self.inflight.is_empty() && has_exited(&self.h.child) {
-                self.inner.requeue(vec![job]); // not this job's fault
-                return false;
             }
             let (id, task) = (self.next_id, job.task);
             if !fits(job.args.len()) {
@@ -170,7 +165,6 @@ impl<'a> Session<'a> {
         }
         // A dead helper shows up as a hang-up when waiting.
         let _ = self.flush();
-        true
     }
 
     /// Writes what the job ring takes now, never waiting, and rings the
@@ -367,14 +361,4 @@ impl<'a> Session<'a> {
 /// True if `child` has exited (and is now reaped).
 fn exited(child: &mut Process) -> bool {
     !matches!(child.try_wait(), Ok(None))
-}
-
-/// True if `child` has exited, leaving it unreaped (`waitid(2)` with
-/// `WNOWAIT`): its pid stays its own until `on_death` has taken the
-/// helper out of every list a canceller reads.
-fn has_exited(child: &Process) -> bool {
-    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
-    let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else { return true };
-    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    !matches!(waitid(WaitId::Pid(pid), options), Ok(None))
 }

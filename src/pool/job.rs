@@ -195,6 +195,8 @@ pub(crate) struct Slot {
     done: Condvar,
     /// Set with the result, for waiters that poll before they sleep.
     ready: AtomicBool,
+    /// Waiters asleep on `done` (or about to be: counted under the lock).
+    sleepers: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Default)]
@@ -231,7 +233,11 @@ impl Slot {
         let (waker, notify) = (s.waker.take(), s.notify.take());
         self.ready.store(true, Ordering::Release);
         drop(s);
-        self.done.notify_all();
+        // Only a waiter that went to sleep needs the (system-call) wake-up;
+        // a sleeper counts itself under the lock, before it sleeps.
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.done.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -246,10 +252,13 @@ impl Slot {
         spin(window, || self.ready.load(Ordering::Acquire).then_some(()));
         let ready = |s: &mut SlotState| s.result.is_none() && !s.taken;
         let guard = self.lock();
-        match limit {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let guard = match limit {
             None => self.done.wait_while(guard, ready).unwrap_or_else(|e| e.into_inner()),
             Some(d) => self.done.wait_timeout_while(guard, d, ready).unwrap_or_else(|e| e.into_inner()).0,
-        }
+        };
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        guard
     }
 
     /// Cancels through `cancel`: true unless the result was already there.

@@ -17,6 +17,10 @@ use super::spin::{spin, WINDOW};
 use super::Pool;
 use crate::{Element, SharedArray};
 
+/// Smallest chunk of an array operation's rows, in bytes, unless a chunk
+/// size is set: below it, a chunk's fixed cost outweighs spreading.
+const MIN_CHUNK_BYTES: usize = 2 << 20;
+
 /// Jobs a call queues at once while it is still encoding the rest.
 const QUEUE_EVERY: usize = 16;
 
@@ -236,7 +240,15 @@ impl<'p> Batch<'p> {
         let rows = array.shape().first().copied().unwrap_or(0);
         let per = match self.chunking {
             Chunking::Fixed(n) => n,
-            _ => rows.div_ceil(4 * self.pool.helpers()).max(1),
+            _ => {
+                // Four chunks per helper balance the load, but a chunk costs
+                // a few microseconds besides its rows: none smaller than
+                // MIN_CHUNK_BYTES, unless that leaves a helper idle.
+                let helpers = self.pool.helpers();
+                let row_bytes = (array.len() / rows.max(1)).max(1) * size_of::<T>();
+                let least = MIN_CHUNK_BYTES.div_ceil(row_bytes);
+                rows.div_ceil(4 * helpers).max(least).min(rows.div_ceil(helpers)).max(1)
+            }
         };
         let chunk = |start: usize| ChunkArgs {
             location: array.name().to_owned(),

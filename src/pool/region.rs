@@ -20,10 +20,11 @@ const MAGIC: [u8; 8] = *b"SHMKPOOL";
 const TOP: usize = 64;
 const WORD: usize = 64;
 
-/// Bytes of data per ring and direction: 256 KiB. Larger frames go
-/// through in pieces; a deeper ring only lets a busy helper's pipeline run
-/// further ahead.
-pub(crate) const RING: usize = 256 << 10;
+/// Bytes of data per ring and direction: 128 KiB, room for a pipeline of
+/// chunks of thousands of small arguments. Larger frames go through in
+/// pieces; a deeper ring would only let a busy helper's pipeline run
+/// further ahead, and cost a pool's start the time to reserve it.
+pub(crate) const RING: usize = 128 << 10;
 
 /// A pool's shared segment.
 pub(crate) struct Region {

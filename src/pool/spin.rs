@@ -23,7 +23,7 @@ pub(crate) fn spin<T>(window: Duration, mut ready: impl FnMut() -> Option<T>) ->
         if i % 16 == 15 && start.elapsed() >= window {
             break;
         }
-        match i < 50 {
+        match i < 2 {
             true => std::hint::spin_loop(),
             false => std::thread::yield_now(),
         }
