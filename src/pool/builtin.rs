@@ -3,7 +3,6 @@
 
 use ndarray::{ArrayView, IxDyn};
 
-use super::registry::Registry;
 use crate::Element;
 
 /// Sum of `values` in f64, with eight independent accumulators so the
@@ -49,19 +48,6 @@ pub(crate) fn pick<T: Element>(a: Option<T>, b: Option<T>, keep_b: impl Fn(T, T)
         (Some(a), Some(b)) => Some(if keep_b(a, b) || is_nan(a) { b } else { a }),
         (a, b) => a.or(b),
     }
-}
-
-macro_rules! register_all {
-    ($r:ident: $($t:ty),*) => {$(
-        $r.add(sum::<$t>);
-        $r.add(min::<$t>);
-        $r.add(max::<$t>);
-    )*};
-}
-
-/// Adds the built-ins to `r`, always first and in the same order.
-pub(crate) fn register(r: &mut Registry) {
-    register_all!(r: i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::any::{Any, TypeId};
 
 use ndarray::Dimension;
 
-use super::registry::ChunkArgs;
+use super::wire::ChunkArgs;
 use crate::os::FileId;
 use crate::{Element, Error, SharedArray};
 

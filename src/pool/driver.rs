@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use super::error::{PoolError, TaskError};
 use super::job::Job;
 use super::process::Process;
+use super::queue::{Inner, Work};
 use super::ring::{self, Ring};
 use super::spawn::{self, Helper};
 use super::status;
 use super::wire::{fits, frame, frame_into, too_large, Batch, Fill, FromHelper, ToHelper};
-use super::{Inner, Work};
 
 /// Consecutive failed starts after which a driver gives up.
 const MAX_START_FAILURES: u32 = 3;

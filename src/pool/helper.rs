@@ -13,8 +13,7 @@ use super::panics;
 use super::region::Region;
 use super::registry::Registry;
 use super::ring::{self, Ring};
-use super::role;
-use super::spawn::STATUS_VAR;
+use super::role::{self, STATUS_VAR};
 use super::status;
 use super::wire::{
     fits, frame_into, send, too_large, Batch, Failure, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL,

@@ -12,8 +12,9 @@ use super::codec;
 use super::error::TaskError;
 use super::handle::TaskHandle;
 use super::job::{Cancel, Delivery, Job, Reply, Slot};
-use super::registry::{ChunkArgs, ReadsRows, Task, WritesRows};
+use super::registry::{ReadsRows, Task, WritesRows};
 use super::spin::{spin, WINDOW};
+use super::wire::ChunkArgs;
 use super::Pool;
 use crate::{Element, SharedArray};
 

@@ -12,12 +12,12 @@ use std::marker::PhantomData;
 
 use ndarray::{ArrayView, ArrayViewMut, Dimension};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::cache::Cache;
 use super::codec;
 use super::panics;
-use super::wire::{Batch, Failure};
+use super::wire::{Batch, ChunkArgs, Failure};
 use crate::{Element, SharedArray};
 
 /// Runs a task in a helper on `count` arguments encoded one after another:
@@ -28,23 +28,18 @@ pub struct Handler(HandlerFn);
 
 type HandlerFn = Box<dyn Fn(&mut Cache, &[u8], u32) -> Batch + Send + Sync>;
 
-/// Where a chunk task finds its rows; sent instead of the data itself.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ChunkArgs {
-    /// Segment name or file path.
-    pub(crate) location: String,
-    /// True for a file-backed array.
-    pub(crate) file: bool,
-    /// Device and inode of the segment the coordinator means, so a helper
-    /// never writes into a stale mapping of a name that was since
-    /// recreated, nor into another mount's file with the same inode number.
-    pub(crate) dev: u64,
-    /// See `dev`.
-    pub(crate) ino: u64,
-    /// Rows along the first axis.
-    pub(crate) start: usize,
-    /// End of the rows (exclusive).
-    pub(crate) end: usize,
+/// Adds the built-in reductions (see `builtin`), always first and in the
+/// same order, so that their numbers agree in every process.
+fn register_builtins(r: &mut Registry) {
+    use super::builtin::{max, min, sum};
+    macro_rules! all {
+        ($($t:ty),*) => {$(
+            r.add(sum::<$t>);
+            r.add(min::<$t>);
+            r.add(max::<$t>);
+        )*};
+    }
+    all!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
 }
 
 /// `F`'s path without its crate: a helper binary that includes the same
@@ -76,7 +71,7 @@ impl Registry {
     /// An empty registry, apart from the built-in reductions.
     pub fn new() -> Registry {
         let mut r = Registry { entries: Vec::new(), index: HashMap::new() };
-        super::builtin::register(&mut r);
+        register_builtins(&mut r);
         r
     }
 

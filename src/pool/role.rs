@@ -18,7 +18,13 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::spawn::{PARENT_VAR, SOCKET_VAR};
+/// Tells a process it may be a helper: the descriptor of its socket.
+pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_FD";
+/// The pid of the process that made the socket pair (the coordinator): a
+/// descriptor of that number whose peer is not that process is not ours.
+pub(crate) const PARENT_VAR: &str = "SHMKIT_HELPER_PARENT";
+/// `NAME:INDEX`: the pool's status segment and this helper's word in it.
+pub(crate) const STATUS_VAR: &str = "SHMKIT_HELPER_STATUS";
 
 /// The descriptor of this process's helper socket, if a pool started it
 /// (checked as the module says; read-only, so callable any number of times).

@@ -30,16 +30,9 @@ use super::job::HelperCell;
 use super::process::{self, Process, Spawn};
 use super::region::Region;
 use super::ring::{self, Ring};
+use super::role::{PARENT_VAR, SOCKET_VAR, STATUS_VAR};
 use super::status;
 use super::wire::{frame, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL};
-
-/// Tells a process it may be a helper: the descriptor of its socket.
-pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_FD";
-/// The pid of the process that made the socket pair (the coordinator): a
-/// descriptor of that number whose peer is not that process is not ours.
-pub(crate) const PARENT_VAR: &str = "SHMKIT_HELPER_PARENT";
-/// `NAME:INDEX`: the pool's status segment and this helper's word in it.
-pub(crate) const STATUS_VAR: &str = "SHMKIT_HELPER_STATUS";
 
 /// A running, handshaken helper.
 pub(crate) struct Helper {

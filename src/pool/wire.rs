@@ -71,6 +71,25 @@ impl Batch {
     }
 }
 
+/// Where a chunk task finds its rows; sent instead of the data itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChunkArgs {
+    /// Segment name or file path.
+    pub(crate) location: String,
+    /// True for a file-backed array.
+    pub(crate) file: bool,
+    /// Device and inode of the segment the coordinator means, so a helper
+    /// never writes into a stale mapping of a name that was since
+    /// recreated, nor into another mount's file with the same inode number.
+    pub(crate) dev: u64,
+    /// See `dev`.
+    pub(crate) ino: u64,
+    /// Rows along the first axis.
+    pub(crate) start: usize,
+    /// End of the rows (exclusive).
+    pub(crate) end: usize,
+}
+
 /// How a task failed inside a helper.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Failure {
