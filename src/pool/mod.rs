@@ -1,5 +1,8 @@
 //! The process pool: helpers that attach arrays by name and run tasks,
 //! with timeouts and crash recovery that never hang.
+//!
+//! How it works (a job's life, the shared-memory rings, who sleeps when,
+//! what a fault does) is in the design note, `src/pool/README.md`.
 
 mod builder;
 mod builtin;
