@@ -3,7 +3,8 @@
 //! bytes to one of shmkit's readers; any outcome but a panic, a hang or a
 //! stack overflow is fine.
 
-use crate::pool::wire::{FrameReader, FromHelper, ToHelper};
+use crate::pool::codec::items;
+use crate::pool::wire::{Batch, FrameReader, FromHelper, ToHelper};
 use crate::segment::{pyliteral, read_layout, Header, TRAILER_LEN};
 
 /// `data` as the bytes of a whole segment: the validating reader (header,
@@ -18,11 +19,24 @@ pub fn read_segment(data: &[u8]) {
     }
 }
 
-/// `data` as bytes arriving on a helper's socket, read as frames for a
-/// helper and as frames for a coordinator.
+/// `data` as bytes arriving through a helper's ring, read as frames for a
+/// helper and as frames for a coordinator; every batch of results is
+/// decoded as numbers (copied as bytes) and as strings (postcard).
 pub fn decode_frames(data: &[u8]) {
     let mut r = FrameReader::from_bytes(data);
-    while let Some(Ok(_)) = r.next::<ToHelper>() {}
+    while let Some(Ok(msg)) = r.next::<ToHelper>() {
+        if let ToHelper::Run { count, args, .. } = msg {
+            let batch = Batch { data: args.into_owned(), count: count.min(1 << 16), failures: Vec::new() };
+            items::<u64>(&batch).for_each(drop);
+            items::<(String, i32)>(&batch).for_each(drop);
+        }
+    }
     let mut r = FrameReader::from_bytes(data);
-    while let Some(Ok(_)) = r.next::<FromHelper>() {}
+    while let Some(Ok(msg)) = r.next::<FromHelper>() {
+        if let FromHelper::Done { mut results, .. } = msg {
+            results.count = results.count.min(1 << 16); // a count is not a length to trust; cap the work
+            items::<u64>(&results).for_each(drop);
+            items::<String>(&results).for_each(drop);
+        }
+    }
 }

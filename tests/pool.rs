@@ -119,6 +119,7 @@ fn kill_9_during_a_map_fails_only_that_task_20_of_20() {
     shmkit::init(register);
     let _w = Watchdog::new(Duration::from_secs(120));
     let pool = pool("kill_9_during_a_map_fails_only_that_task_20_of_20", 2).build().unwrap();
+    let mut mid_task = 0;
     for trial in 0..20u64 {
         let victim = pool.helper_pids()[trial as usize % 2];
         let killer = std::thread::spawn(move || {
@@ -133,14 +134,19 @@ fn kill_9_during_a_map_fails_only_that_task_20_of_20() {
             "trial {trial}: map returned {:?} after the kill",
             killed_at.elapsed()
         );
+        // The one task that was running fails; none does if the kill landed
+        // while the helper waited between tasks (its next had not started).
         let died: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
-        assert_eq!(died, [&Err(TaskError::WorkerDied { signal: Some(9), code: None })], "trial {trial}");
+        assert!(died.len() <= 1, "trial {trial}: {died:?}");
+        assert!(died.iter().all(|r| **r == Err(TaskError::WorkerDied { signal: Some(9), code: None })), "{died:?}");
+        mid_task += died.len();
         for (x, r) in results.iter().enumerate().filter(|(_, r)| r.is_ok()) {
             assert_eq!(r, &Ok(x as u64 * x as u64));
         }
         assert!(!pool.helper_pids().contains(&victim) || !alive(victim));
     }
     assert_eq!(ok(pool.map(square, 0..10)).len(), 10, "the pool keeps working");
+    assert!(mid_task >= 10, "only {mid_task} of 20 kills landed in a task: the test proved little");
 }
 
 #[test]

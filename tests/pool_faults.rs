@@ -292,3 +292,57 @@ fn a_cancelled_tasks_wait_returns_at_once_even_when_every_helper_is_busy() {
     assert!(start.elapsed() < Duration::from_secs(1), "waited {:?} for a cancelled task", start.elapsed());
     drop(busy);
 }
+
+#[test]
+fn a_helper_that_dies_while_a_process_it_forked_holds_its_socket_is_still_seen() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_helper_that_dies_while_a_process_it_forked_holds_its_socket_is_still_seen", 1).build().unwrap();
+    let path = std::env::temp_dir().join(common::unique("forked-pid"));
+    let start = Instant::now();
+    let got = pool.submit(fork_and_die, path.display().to_string()).wait();
+    let took = start.elapsed();
+    let stray: i32 = std::fs::read_to_string(&path).unwrap().trim().parse().unwrap();
+    let _ = std::fs::remove_file(&path);
+    rustix::process::kill_process(rustix::process::Pid::from_raw(stray).unwrap(), rustix::process::Signal::KILL).ok();
+    assert_eq!(got, Err(TaskError::WorkerDied { signal: Some(6), code: None }));
+    assert!(took < Duration::from_secs(10), "the death was seen only when the forked child let go, after {took:?}");
+    assert_eq!(pool.submit(square, 5).wait(), Ok(25), "and a replacement serves");
+    println!("a helper died while its forked child held its socket: seen after {took:?}");
+}
+
+#[test]
+fn an_initializer_with_a_result_larger_than_a_ring_does_not_stall_the_start() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let test = "an_initializer_with_a_result_larger_than_a_ring_does_not_stall_the_start";
+    let built = pool(test, 2).initializer(big_result, 3_000_000).start_timeout(Duration::from_secs(20)).build();
+    let pool = built.expect("a 3 MB initializer result goes through the 128 KiB ring in pieces");
+    assert_eq!(pool.submit(square, 3).wait(), Ok(9));
+}
+
+#[test]
+fn a_coordinator_with_standard_input_and_output_closed_still_gets_helpers() {
+    let test = "a_coordinator_with_standard_input_and_output_closed_still_gets_helpers";
+    if common::child_arg().is_some() {
+        shmkit::init(register);
+        let pool = pool(test, 1).start_timeout(Duration::from_secs(20)).build().unwrap();
+        assert_eq!(pool.submit(square, 7).wait(), Ok(49));
+        std::process::exit(0);
+    }
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--test-threads=1"]).env("SHMKIT_TEST_CHILD", "closed");
+    // SAFETY: two close(2) calls, async-signal-safe, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::close(0);
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let status =
+        common::wait_with_watchdog(common::dies_with_parent(&mut cmd).spawn().unwrap(), Duration::from_secs(40));
+    assert!(status.success(), "{status}");
+}

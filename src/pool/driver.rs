@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use super::error::{PoolError, TaskError};
 use super::job::Job;
 use super::process::Process;
 use super::queue::{Inner, Work};
-use super::ring::{self, Ring};
+use super::ring::{self, Peer, Ring};
 use super::spawn::{self, Helper};
 use super::status;
 use super::wire::{fits, frame, frame_into, too_large, Batch, Fill, FromHelper, ToHelper};
@@ -68,6 +69,7 @@ pub(crate) fn run(inner: Arc<Inner>, index: usize, ready: Sender<Result<(), Pool
             next_id: 1,
             outbox: Vec::new(),
             written: 0,
+            queued_bytes: 0,
         };
         if session.run() == End::Stop {
             return inner.driver_gone("the pool is shut down".into());
@@ -80,6 +82,9 @@ struct InFlight {
     job: Job,
     id: u64,
     started: Option<Instant>,
+    /// Where its frame starts in the job ring's stream: the helper has
+    /// read some of it once the ring's read count passes this.
+    at: u64,
 }
 
 /// Why a helper is being given up.
@@ -110,6 +115,8 @@ struct Session<'a> {
     /// Frames not yet taken by the socket, and how much of them was.
     outbox: Vec<u8>,
     written: usize,
+    /// Bytes of frames put in the outbox since the helper started.
+    queued_bytes: u64,
 }
 
 impl<'a> Session<'a> {
@@ -155,13 +162,16 @@ impl<'a> Session<'a> {
                 continue;
             }
             let run = ToHelper::Run { job: id, task, count: job.count, args: Cow::Borrowed(&job.args) };
+            let before = self.outbox.len();
             if let Err(e) = frame_into(&mut self.outbox, &run) {
                 job.fail(TaskError::Codec(format!("the arguments could not be sent: {e}")));
                 continue;
             }
             self.next_id += 1;
             self.sent += 1;
-            self.inflight.push_back(InFlight { job, id, started: None });
+            let at = self.queued_bytes;
+            self.queued_bytes += (self.outbox.len() - before) as u64;
+            self.inflight.push_back(InFlight { job, id, started: None, at });
         }
         // A dead helper shows up as a hang-up when waiting.
         let _ = self.flush();
@@ -175,7 +185,7 @@ impl<'a> Session<'a> {
             let n = jobs.write(&self.outbox[self.written..])?;
             self.written += n;
             if n > 0 && jobs.reader_to_wake() {
-                ring::ring_bell(&self.h.stream);
+                ring::ring_bell(&self.peer());
             }
         }
         if self.written == self.outbox.len() {
@@ -248,15 +258,15 @@ impl<'a> Session<'a> {
         let (results, jobs) = (self.results(), self.jobs());
         let fill = self.h.reader.fill_ring(&results)?;
         if fill == Fill::WouldBlock {
-            let pending = self.written < self.outbox.len();
-            if pending {
-                jobs.writer_waits(); // woken by room, too
+            // Woken by room in the job ring too, while frames wait to go.
+            let room = (self.written < self.outbox.len()).then_some(&jobs);
+            if ring::wait_readable(&results, &self.peer(), Some(limit), room).is_err() {
+                return Ok(Fill::Eof);
             }
-            let waited = ring::wait_readable(&results, &self.h.stream, Some(limit));
-            jobs.awake(false);
-            match waited {
-                Ok(_) => {}
-                Err(_) => return Ok(Fill::Eof),
+            if self.h.cell.pidfd.is_none() && has_exited(&self.h.child) {
+                // No pidfd to wake on (Linux before 5.3): a helper whose
+                // socket a child of its own keeps open is seen here.
+                return Ok(Fill::Eof);
             }
         }
         let fill = match fill {
@@ -264,9 +274,14 @@ impl<'a> Session<'a> {
             _ => self.h.reader.fill_ring(&results)?,
         };
         if fill == Fill::Data && results.writer_to_wake() {
-            ring::ring_bell(&self.h.stream); // the helper waits for room for its results
+            ring::ring_bell(&self.peer()); // the helper waits for room for its results
         }
         Ok(fill)
+    }
+
+    /// The helper as a sleeper waits on it: its socket, and its pidfd.
+    fn peer(&self) -> Peer<'_> {
+        Peer { socket: self.h.stream.as_fd(), pidfd: self.h.cell.pidfd.as_ref().map(|f| f.as_fd()) }
     }
 
     /// Delivers the front job's results; false if they do not fit it.
@@ -288,6 +303,11 @@ impl<'a> Session<'a> {
         self.inner.set_helper(self.index, None); // before reaping frees the pid
         cell.kill();
         let status = self.h.child.wait().ok();
+        // Behind a launcher, the reaped process is the launcher; the helper
+        // itself ends a moment later: wait for its socket to close, so it
+        // writes nothing into rings reset for its successor.
+        ring::wait_hangup(self.h.stream.as_fd(), Duration::from_millis(200));
+        let consumed = self.jobs().consumed();
         self.drain_results();
         let (signal, code) = (status.and_then(|s| s.signal()), status.and_then(|s| s.code()));
         // Final now that the helper is reaped: the one job it was running.
@@ -300,8 +320,9 @@ impl<'a> Session<'a> {
                 _ if terminated => f.job.fail(TaskError::Terminated),
                 _ if f.job.cancel.is_cancelled() => f.job.fail(TaskError::Cancelled),
                 (0, Death::TimedOut(t, target)) if f.id == target => f.job.fail(TaskError::TimedOut(t)),
+                (0, Death::Lost) if !ran && consumed <= f.at => requeue.push(f.job), // never sent its way
                 (0, Death::Lost) if !ran => {
-                    // Next in line when its helper died by itself: not its
+                    // Its helper died by itself while reading it: not its
                     // fault, unless it keeps happening.
                     f.job.bounced += 1;
                     match f.job.bounced >= MAX_BOUNCES {
@@ -342,8 +363,7 @@ impl<'a> Session<'a> {
         self.inner.set_helper(self.index, None);
         // Idle: every job was answered, so the ring has room for this.
         if let Ok(bytes) = frame(&ToHelper::Exit) {
-            let _ =
-                ring::write_all(&self.jobs(), &self.h.stream, &bytes, Some(Instant::now() + Duration::from_secs(1)));
+            let _ = ring::write_all(&self.jobs(), &self.peer(), &bytes, Some(Instant::now() + Duration::from_secs(1)));
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         while !exited(&mut self.h.child) {
@@ -361,4 +381,13 @@ impl<'a> Session<'a> {
 /// True if `child` has exited (and is now reaped).
 fn exited(child: &mut Process) -> bool {
     !matches!(child.try_wait(), Ok(None))
+}
+
+/// True if `child` has exited, leaving it unreaped (`waitid(2)` with
+/// `WNOWAIT`): its pid stays its own until `on_death` reaps it.
+fn has_exited(child: &Process) -> bool {
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else { return true };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    !matches!(waitid(WaitId::Pid(pid), options), Ok(None))
 }

@@ -12,7 +12,7 @@ use super::cache::Cache;
 use super::panics;
 use super::region::Region;
 use super::registry::Registry;
-use super::ring::{self, Ring};
+use super::ring::{self, Peer, Ring};
 use super::role::{self, STATUS_VAR};
 use super::status;
 use super::wire::{
@@ -113,7 +113,7 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
         // The results are in the ring (shared memory: it outlives this
         // process) before the next job starts: if this helper dies in the
         // next one, its driver still reads these.
-        if ring::write_all(&out, &stream, &encoded, None).is_err() {
+        if ring::write_all(&out, &Peer::socket(&stream), &encoded, None).is_err() {
             break;
         }
         status::finish(word, job);
@@ -152,14 +152,14 @@ fn next_jobs(reader: &mut FrameReader, jobs: &Ring<'_>, stream: &UnixStream) -> 
         match reader.fill_ring(jobs) {
             Ok(Fill::Data) => {
                 if jobs.writer_to_wake() {
-                    ring::ring_bell(stream);
+                    ring::ring_bell(&Peer::socket(stream));
                 }
                 return true;
             }
             Ok(_) => {}
             Err(_) => return false,
         }
-        if ring::wait_readable(jobs, stream, None).is_err() {
+        if ring::wait_readable(jobs, &Peer::socket(stream), None, None).is_err() {
             return false;
         }
     }

@@ -7,7 +7,7 @@
 mod builder;
 mod builtin;
 mod cache;
-mod codec;
+pub(crate) mod codec;
 mod driver;
 mod error;
 mod handle;

@@ -143,11 +143,12 @@ impl FileActions {
     /// Actions: `dup2(copy, keep)`, standard input from `/dev/null`, and
     /// standard output too if `quiet`.
     fn new(keep: libc::c_int, copy: libc::c_int, quiet: bool) -> io::Result<FileActions> {
-        let mut fa = FileActions(Box::new(MaybeUninit::uninit()));
+        let mut storage = Box::new(MaybeUninit::uninit());
         // SAFETY: the pointer is to boxed, writable storage of the right
-        // type, which init initialises; if it fails, nothing is to destroy
-        // (the Drop below runs only for a value returned from here).
-        check(unsafe { libc::posix_spawn_file_actions_init(fa.0.as_mut_ptr()) })?;
+        // type, which init initialises; only once it has does the storage
+        // become a `FileActions`, whose Drop destroys it.
+        check(unsafe { libc::posix_spawn_file_actions_init(storage.as_mut_ptr()) })?;
+        let mut fa = FileActions(storage);
         let null = c"/dev/null";
         let ptr = fa.0.as_mut_ptr();
         // SAFETY: `ptr` is initialised above; `null` is a valid C string
@@ -180,9 +181,11 @@ struct Attributes(Box<MaybeUninit<libc::posix_spawnattr_t>>);
 
 impl Attributes {
     fn new() -> io::Result<Attributes> {
-        let mut a = Attributes(Box::new(MaybeUninit::uninit()));
-        // SAFETY: boxed storage of the right type for init to initialise.
-        check(unsafe { libc::posix_spawnattr_init(a.0.as_mut_ptr()) })?;
+        let mut storage = Box::new(MaybeUninit::uninit());
+        // SAFETY: boxed storage of the right type for init to initialise;
+        // only once it has does it become an `Attributes` (Drop destroys).
+        check(unsafe { libc::posix_spawnattr_init(storage.as_mut_ptr()) })?;
+        let mut a = Attributes(storage);
         let ptr = a.0.as_mut_ptr();
         let mut set = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: `ptr` was initialised above; `set` is initialised by

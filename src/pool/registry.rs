@@ -166,14 +166,19 @@ where
     let (mut input, mut out) = (args, Batch::with_count(count));
     out.data.reserve(args.len());
     let mut lost: Option<Failure> = None;
-    let mut i = 0;
+    let (mut i, mut item_start, mut taken) = (0, 0, false);
     while i < count {
+        // `taken` is read after a panic, which the unused-assignment lint
+        // cannot see.
+        #[allow(unused_assignments)]
         let guarded = panics::catching(|| {
             while i < count {
+                (item_start, taken) = (out.data.len(), false);
                 let arg = match &lost {
                     Some(why) => Err(why.clone()),
                     None => codec::take::<A>(&mut input).inspect_err(|e| lost = Some(e.clone())), // the rest cannot be found
                 };
+                taken = true;
                 if let Err(why) = arg.and_then(&mut one).and_then(|r| codec::put(&mut out.data, &r)) {
                     out.fail(i, why);
                 }
@@ -182,7 +187,14 @@ where
             Ok(())
         });
         if let Err(panic) = guarded {
-            out.fail(i, panic); // item i panicked; its argument was taken, nothing of it written
+            // Item i panicked: in the task, or in decoding its argument
+            // (then where the next one starts is unknown: the rest fail),
+            // or in encoding its result (whose partial bytes go).
+            out.data.truncate(item_start);
+            if !taken && lost.is_none() {
+                lost = Some(Failure::Codec(format!("decoding an argument panicked: {panic:?}")));
+            }
+            out.fail(i, panic);
             i += 1;
         }
     }
@@ -321,3 +333,39 @@ row_task!(RowsMut, (), ArrayViewMut, rows_mut, |f, a, args| f(rows_mut.view_mut(
 row_task!(Rows, (), ArrayView, rows, |f, a, args| f(rows.view()));
 row_task!(RowsMutAt, (usize), ArrayViewMut, rows_mut, |f, a, args| f(args.start, rows_mut.view_mut()));
 row_task!(RowsAt, (usize), ArrayView, rows, |f, a, args| f(args.start, rows.view()));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Deserializer};
+
+    /// A type whose decoding panics on 3.
+    #[derive(Debug, Serialize)]
+    struct Touchy(u32);
+
+    impl<'de> Deserialize<'de> for Touchy {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let n = u32::deserialize(d)?;
+            assert!(n != 3, "three");
+            Ok(Touchy(n))
+        }
+    }
+
+    #[test]
+    fn a_panic_in_decoding_fails_the_rest_and_one_in_the_task_only_its_item() {
+        let mut args = Vec::new();
+        (0..6u32).for_each(|n| codec::put(&mut args, &Touchy(n)).unwrap());
+        let out = run_batch(&args, 6, |t: Touchy| Ok(t.0 * 10));
+        let got: Vec<_> = codec::items::<u32>(&out).collect();
+        assert_eq!(got[..3], [Ok(0), Ok(10), Ok(20)]);
+        assert!(got[3..].iter().all(Result::is_err), "item 3 and all after it: {got:?}");
+        let mut args = Vec::new();
+        (0..6u32).for_each(|n| codec::put(&mut args, &n).unwrap());
+        let out = run_batch(&args, 6, |n: u32| {
+            assert!(n != 2, "two");
+            Ok(n)
+        });
+        let got: Vec<_> = codec::items::<u32>(&out).collect();
+        assert!(got[2].is_err() && got.iter().enumerate().all(|(i, r)| i == 2 || *r == Ok(i as u32)), "{got:?}");
+    }
+}

@@ -26,7 +26,11 @@
 //! so, never followed.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::spin::{spin, WINDOW};
 
 use crate::segment::Segment;
 
@@ -106,6 +110,11 @@ impl<'a> Ring<'a> {
         Ok(n)
     }
 
+    /// Bytes the reader has read since the ring was reset.
+    pub fn consumed(&self) -> u64 {
+        self.word(HEAD).load(Ordering::Acquire)
+    }
+
     /// True if there is nothing to read.
     pub fn is_empty(&self) -> bool {
         self.word(TAIL).load(Ordering::SeqCst) == self.word(HEAD).load(Ordering::SeqCst)
@@ -174,16 +183,33 @@ impl<'a> Ring<'a> {
     }
 }
 
+/// The other side, as a sleeper sees it: the helper's socket (doorbells,
+/// and end-of-stream when the other process is gone) and, on the driver's
+/// side, the helper's pidfd, readable once it has exited: the socket alone
+/// may never hang up, if the helper forked a child that still holds it.
+#[derive(Clone, Copy)]
+pub(crate) struct Peer<'a> {
+    pub socket: BorrowedFd<'a>,
+    pub pidfd: Option<BorrowedFd<'a>>,
+}
+
+impl<'a> Peer<'a> {
+    /// The other side through `socket` alone.
+    pub fn socket(socket: &'a impl AsFd) -> Peer<'a> {
+        Peer { socket: socket.as_fd(), pidfd: None }
+    }
+}
+
 /// Rings the other side's doorbell: one byte on the socket, never waiting
 /// (a full socket already holds a ring the other side has not heard).
-pub(crate) fn ring_bell(socket: &impl rustix::fd::AsFd) {
+pub(crate) fn ring_bell(peer: &Peer<'_>) {
     let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
-    let _ = rustix::net::send(socket, &[1], flags);
+    let _ = rustix::net::send(peer.socket, &[1], flags);
 }
 
 /// After a sleep: reads every doorbell byte waiting on the socket. False
 /// at end of stream (the other process is gone).
-pub(crate) fn drain_bells(socket: &impl rustix::fd::AsFd) -> bool {
+pub(crate) fn drain_bells(socket: BorrowedFd<'_>) -> bool {
     let mut sink = [0u8; 64];
     loop {
         match rustix::net::recv(socket, &mut sink, rustix::net::RecvFlags::DONTWAIT) {
@@ -196,16 +222,25 @@ pub(crate) fn drain_bells(socket: &impl rustix::fd::AsFd) -> bool {
     }
 }
 
-/// Sleeps until the socket has a doorbell or hangs up, or `limit` passes
-/// (`None`: no limit). False if the other end is gone.
-pub(crate) fn sleep_on_bell(socket: &impl rustix::fd::AsFd, limit: Option<std::time::Duration>) -> bool {
+/// Sleeps until a doorbell, the other side's end, or `limit` (`None`: no
+/// limit). False if the other side is gone.
+pub(crate) fn sleep_on_bell(peer: &Peer<'_>, limit: Option<Duration>) -> bool {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(socket, PollFlags::IN | PollFlags::RDHUP)];
+    let gone = PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL;
+    let mut fds =
+        [PollFd::new(&peer.socket, PollFlags::IN | PollFlags::RDHUP), PollFd::new(&peer.socket, PollFlags::empty())];
+    let n = match &peer.pidfd {
+        Some(pidfd) => {
+            fds[1] = PollFd::new(pidfd, PollFlags::IN);
+            2
+        }
+        None => 1,
+    };
     let timeout = limit.map(|l| Timespec::try_from(l).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 }));
-    match poll(&mut fds, timeout.as_ref()) {
-        Ok(n) if n > 0 => {
-            let r = fds[0].revents();
-            !r.intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL) && drain_bells(socket)
+    match poll(&mut fds[..n], timeout.as_ref()) {
+        Ok(k) if k > 0 => {
+            let exited = n == 2 && !fds[1].revents().is_empty();
+            !exited && !fds[0].revents().intersects(gone) && drain_bells(peer.socket)
         }
         _ => true, // timed out, or interrupted: the caller re-checks
     }
@@ -213,31 +248,30 @@ pub(crate) fn sleep_on_bell(socket: &impl rustix::fd::AsFd, limit: Option<std::t
 
 /// Writes all of `bytes` into `ring`, ringing its reader as they go, and
 /// waiting for room when it is full: briefly spinning, then asleep on the
-/// doorbell. `TimedOut` past `deadline`; `BrokenPipe` if the other end hung up.
+/// doorbell. `TimedOut` past `deadline`; `BrokenPipe` if the other side is gone.
 pub(crate) fn write_all(
     ring: &Ring<'_>,
-    socket: &impl rustix::fd::AsFd,
+    peer: &Peer<'_>,
     mut bytes: &[u8],
-    deadline: Option<std::time::Instant>,
+    deadline: Option<Instant>,
 ) -> io::Result<()> {
-    use super::spin::{spin, WINDOW};
     while !bytes.is_empty() {
         let n = ring.write(bytes)?;
         bytes = &bytes[n..];
         if n > 0 && ring.reader_to_wake() {
-            ring_bell(socket);
+            ring_bell(peer);
         }
         if bytes.is_empty() || spin(WINDOW, || (!ring.is_full()).then_some(())).is_some() {
             continue;
         }
         ring.writer_waits();
         if ring.is_full() {
-            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left.is_some_and(|l| l.is_zero()) {
                 ring.awake(false);
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            if !sleep_on_bell(socket, left) {
+            if !sleep_on_bell(peer, left) {
                 return Err(io::ErrorKind::BrokenPipe.into());
             }
         }
@@ -247,24 +281,49 @@ pub(crate) fn write_all(
 }
 
 /// Reader: waits until `ring` has bytes (true), spinning briefly, then
-/// asleep on the doorbell for at most `limit` (false when it ran out);
-/// `BrokenPipe` if the other end hung up.
+/// asleep on the doorbell for at most `limit` (false when it ran out, or
+/// when `also_room` is given and that ring has room: the caller has more
+/// to write); `BrokenPipe` if the other side is gone.
 pub(crate) fn wait_readable(
     ring: &Ring<'_>,
-    socket: &impl rustix::fd::AsFd,
-    limit: Option<std::time::Duration>,
+    peer: &Peer<'_>,
+    limit: Option<Duration>,
+    also_room: Option<&Ring<'_>>,
 ) -> io::Result<bool> {
-    use super::spin::{spin, WINDOW};
     let window = limit.map_or(WINDOW, |l| l.min(WINDOW));
-    if spin(window, || (!ring.is_empty()).then_some(())).is_some() {
-        return Ok(true);
+    let room = || also_room.is_some_and(|r| !r.is_full());
+    if spin(window, || (!ring.is_empty() || room()).then_some(())).is_some() {
+        return Ok(!ring.is_empty());
     }
     ring.reader_waits();
-    let alive = if ring.is_empty() { sleep_on_bell(socket, limit) } else { true };
+    if let Some(r) = also_room {
+        r.writer_waits();
+    }
+    // Checked again after the flags are up: a move before them is seen here,
+    // a move after them rings.
+    let alive = if ring.is_empty() && !room() { sleep_on_bell(peer, limit) } else { true };
     ring.awake(true);
+    if let Some(r) = also_room {
+        r.awake(false);
+    }
     match alive {
         true => Ok(!ring.is_empty()),
         false => Err(io::ErrorKind::BrokenPipe.into()),
+    }
+}
+
+/// After a helper's death: waits up to `limit` for its end of the socket
+/// to close. Its process is gone when its driver reaped it, but behind a
+/// launcher (`timeout`, `strace`) the reaped process is the launcher, and
+/// the helper dies a moment later (`PR_SET_PDEATHSIG`): until then it
+/// could still write into rings about to be reset for its successor.
+pub(crate) fn wait_hangup(socket: BorrowedFd<'_>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let peer = Peer { socket, pidfd: None };
+        if !sleep_on_bell(&peer, Some(deadline.saturating_duration_since(Instant::now()))) {
+            return;
+        }
     }
 }
 
@@ -331,11 +390,11 @@ mod tests {
         assert!(ring.reader_to_wake());
         assert!(!ring.reader_to_wake(), "one ring per sleep");
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        ring_bell(&a);
-        ring_bell(&a);
-        assert!(sleep_on_bell(&b, Some(std::time::Duration::from_secs(5))));
-        assert!(drain_bells(&b), "drained, still connected");
+        ring_bell(&Peer::socket(&a));
+        ring_bell(&Peer::socket(&a));
+        assert!(sleep_on_bell(&Peer::socket(&b), Some(Duration::from_secs(5))));
+        assert!(drain_bells(b.as_fd()), "drained, still connected");
         drop(a);
-        assert!(!sleep_on_bell(&b, Some(std::time::Duration::from_secs(5))), "the other end is gone");
+        assert!(!sleep_on_bell(&Peer::socket(&b), Some(Duration::from_secs(5))), "the other end is gone");
     }
 }

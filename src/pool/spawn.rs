@@ -29,7 +29,7 @@ use super::error::{PoolError, TaskError};
 use super::job::HelperCell;
 use super::process::{self, Process, Spawn};
 use super::region::Region;
-use super::ring::{self, Ring};
+use super::ring::{self, Peer, Ring};
 use super::role::{PARENT_VAR, SOCKET_VAR, STATUS_VAR};
 use super::status;
 use super::wire::{frame, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL};
@@ -57,12 +57,16 @@ impl Drop for Reaper {
 
 /// Starts helper `index` and waits until it is ready to run `names`.
 pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index: usize) -> Result<Helper, PoolError> {
-    let deadline = Instant::now().checked_add(cfg.start_timeout); // None: wait as long as it takes
-                                                                  // Both ends close-on-exec: no other process this one starts, from any
-                                                                  // thread, inherits either. The child's end is opened up in the child
-                                                                  // alone, between fork and exec.
+    // `None`: wait as long as it takes.
+    let deadline = Instant::now().checked_add(cfg.start_timeout);
+    // Both ends close-on-exec: no other process this one starts, from any
+    // thread, inherits either; the child's end is opened to it alone (see
+    // `process`). At 3 or above: if this process runs with standard input
+    // or output closed, the pair may have taken 0 or 1, which the child's
+    // /dev/null would then replace.
     let (ours, theirs) =
         socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).map_err(io::Error::from)?;
+    let theirs = rustix::io::fcntl_dupfd_cloexec(&theirs, 3).map_err(io::Error::from)?;
     let word = region.word(index).expect("drivers are numbered within the pool's segment");
     status::reset(word);
     // The last helper in this slot is reaped: nobody else uses these now.
@@ -117,7 +121,12 @@ fn handshake(
 ) -> Result<(), PoolError> {
     let exited = |child: &mut Process, e: io::Error| match e.kind() {
         io::ErrorKind::TimedOut => PoolError::StartTimeout(cfg.start_timeout),
-        _ => PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string())),
+        _ => {
+            // It may still run (a launcher that closed the socket): end it
+            // first, so that waiting for it cannot outlast the start timeout.
+            child.kill();
+            PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string()))
+        }
     };
     let tasks = match recv_by(reader, stream, deadline).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidData => PoolError::Protocol(format!("its first message is unreadable ({e})")),
@@ -143,7 +152,7 @@ fn handshake(
     let Some((task, arg)) = &cfg.init else { return Ok(()) };
     // From Ready on, jobs and results go through the rings (see `ring`).
     let run = frame(&ToHelper::Run { job: 0, task: *task, count: 1, args: std::borrow::Cow::Borrowed(arg) })?;
-    ring::write_all(&rings.0, stream, &run, deadline).map_err(|e| exited(child, e))?;
+    ring::write_all(&rings.0, &Peer::socket(stream), &run, deadline).map_err(|e| exited(child, e))?;
     match recv_ring(&rings.1, stream, deadline).map_err(|e| exited(child, e))? {
         FromHelper::Done { results, .. } => match results.failures.into_iter().next() {
             Some((_, f)) => Err(PoolError::InitFailed(TaskError::from(f))),
@@ -165,8 +174,12 @@ fn recv_ring(results: &Ring<'_>, stream: &UnixStream, deadline: Option<Instant>)
         if left.is_some_and(|l| l.is_zero()) {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        if ring::wait_readable(results, stream, left).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))? {
+        let peer = Peer::socket(stream);
+        if ring::wait_readable(results, &peer, left, None).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))? {
             reader.fill_ring(results)?;
+            if results.writer_to_wake() {
+                ring::ring_bell(&peer); // a result larger than the ring: the helper waits for room
+            }
         }
     }
 }

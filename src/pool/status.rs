@@ -2,15 +2,15 @@
 //! segment (see `region`), written by the helper, read by its driver.
 //!
 //! A helper runs the jobs it is sent strictly in order, and writes each
-//! job's result to its socket before it starts the next. So when a helper
+//! job's result to its result ring before it starts the next. So when a helper
 //! must be killed (its job timed out or was cancelled) or has died, the
 //! word tells its driver exactly which job was running: that one alone is
-//! blamed, jobs it finished are read from the socket, and jobs after it
+//! blamed, jobs it finished are read from its ring, and jobs after it
 //! never started and are safe to run elsewhere. Nothing is ever run twice
 //! by mistake (an in-place job run twice would double its rows).
 //!
 //! The word is `job id << 2 | done << 1 | hold`. The helper sets `done`
-//! once the job's result is written to its socket. Before a kill the
+//! once the job's result is written to its ring. Before a kill the
 //! driver sets `hold` with one atomic `fetch_or`, which also reads the
 //! running job and whether it is done; from then on the helper cannot
 //! start another (it waits while `hold` is set), so the kill hits the job

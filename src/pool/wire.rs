@@ -1,8 +1,10 @@
 //! Messages between a coordinator and its helpers, and their framing.
 //!
 //! Each message is a postcard-encoded enum behind a 4-byte little-endian
-//! length, written with one `write` so a frame is never interleaved. Bulk
-//! data never travels here: arrays are passed by segment name.
+//! length. Frames go through a helper's rings (see `ring`; one writer per
+//! ring, so frames never interleave; a long one goes in pieces), or, for
+//! the handshake, its socket. Bulk data never travels here: arrays are
+//! passed by segment name.
 
 use std::borrow::Cow;
 use std::io::{self, Write};

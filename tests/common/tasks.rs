@@ -119,9 +119,35 @@ pub fn run_self(test: String) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&out.stdout), out.status)
 }
 
+/// Forks a child that keeps this helper's descriptors (its socket among
+/// them) for 20 s, writes the child's pid to `path`, then aborts: a
+/// helper that dies while a process of its own still holds its socket.
+pub fn fork_and_die(path: String) {
+    let path = std::ffi::CString::new(path).unwrap();
+    // SAFETY: the child only makes async-signal-safe calls (open, write,
+    // close, sleep, _exit) before it exits; the parent aborts at once.
+    unsafe {
+        match libc::fork() {
+            0 => {
+                let pid = format!("{}", libc::getpid());
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600);
+                libc::write(fd, pid.as_ptr().cast(), pid.len());
+                libc::close(fd);
+                libc::sleep(20);
+                libc::_exit(0);
+            }
+            _ => {
+                libc::sleep(1); // let the child write its pid
+                std::process::abort();
+            }
+        }
+    }
+}
+
 pub fn register(r: &mut shmkit::Registry) {
     r.add(square).add(add).add(slow_square).add(sleep_ms).add(panics).add(fails);
     r.add(pid).add(abort).add(set_marker).add(marker).add(double).add(count_rows);
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
     r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
+    r.add(fork_and_die);
 }
