@@ -59,7 +59,7 @@ fn workloads() -> Vec<Workload> {
             label: "tiny tasks, chunk 1",
             unit: "k tasks/s",
             higher_better: true,
-            target: Target::VsPython(20.0),
+            target: Target::VsPython(40.0),
             scale: |t, s| s.tiny as f64 / t / 1e3,
         },
         Workload {
@@ -67,7 +67,7 @@ fn workloads() -> Vec<Workload> {
             label: "tiny tasks, chunk 1000",
             unit: "k tasks/s",
             higher_better: true,
-            target: Target::None,
+            target: Target::VsPython(10.0),
             scale: |t, s| s.tiny as f64 / t / 1e3,
         },
         Workload {
@@ -75,7 +75,7 @@ fn workloads() -> Vec<Workload> {
             label: "submit→result, median",
             unit: "µs",
             higher_better: false,
-            target: Target::AtMost(15.0),
+            target: Target::AtMost(5.0),
             scale: |t, _| t * 1e6,
         },
         Workload {
@@ -83,7 +83,7 @@ fn workloads() -> Vec<Workload> {
             label: "submit→result, p99",
             unit: "µs",
             higher_better: false,
-            target: Target::None,
+            target: Target::AtMost(25.0),
             scale: |t, _| t * 1e6,
         },
         Workload {
@@ -91,7 +91,7 @@ fn workloads() -> Vec<Workload> {
             label: "pool of N ready",
             unit: "ms",
             higher_better: false,
-            target: Target::AtMost(5.0),
+            target: Target::AtMost(2.0),
             scale: |t, _| t * 1e3,
         },
         Workload {

@@ -21,6 +21,8 @@ use crate::{Element, SharedArray};
 /// Smallest chunk of an array operation's rows, in bytes, unless a chunk
 /// size is set: below it, a chunk's fixed cost outweighs spreading.
 const MIN_CHUNK_BYTES: usize = 2 << 20;
+/// Nor larger than this (see `run_rows`).
+const MAX_CHUNK_BYTES: usize = 16 << 20;
 
 /// Jobs a call queues at once while it is still encoding the rest.
 const QUEUE_EVERY: usize = 16;
@@ -242,13 +244,16 @@ impl<'p> Batch<'p> {
         let per = match self.chunking {
             Chunking::Fixed(n) => n,
             _ => {
-                // Four chunks per helper balance the load, but a chunk costs
-                // a few microseconds besides its rows: none smaller than
+                // Four chunks per helper balance the load, and none larger
+                // than MAX_CHUNK_BYTES, so that a helper delayed by another
+                // process leaves a short tail; but a chunk costs a few
+                // microseconds besides its rows: none smaller than
                 // MIN_CHUNK_BYTES, unless that leaves a helper idle.
                 let helpers = self.pool.helpers();
                 let row_bytes = (array.len() / rows.max(1)).max(1) * size_of::<T>();
                 let least = MIN_CHUNK_BYTES.div_ceil(row_bytes);
-                rows.div_ceil(4 * helpers).max(least).min(rows.div_ceil(helpers)).max(1)
+                let most = (MAX_CHUNK_BYTES / row_bytes).max(1);
+                rows.div_ceil(4 * helpers).min(most).max(least).min(rows.div_ceil(helpers)).max(1)
             }
         };
         let chunk = |start: usize| ChunkArgs {
