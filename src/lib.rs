@@ -31,6 +31,11 @@
 //! - [`sync`]: a robust mutex, reader-writer lock, event, barrier, counter
 //!   and bounded queue, each in a named segment, each surviving the death
 //!   of a process that held it.
+//! - [`collections`]: `ShmMap` (a hash map) and `ShmVec` (an append-only
+//!   list) in named segments, Python's `Manager().dict()` and `.list()`
+//!   without a server; a process dying mid-operation corrupts neither.
+//! - `mpi` (feature `mpi`): arrays distributed over the nodes of an MPI
+//!   job, one segment per node shared by that node's ranks.
 //! - [`collect_garbage`] and the `shmkit` command: find and remove
 //!   segments whose creator has exited.
 //!
