@@ -312,6 +312,15 @@ fn a_helper_that_dies_while_a_process_it_forked_holds_its_socket_is_still_seen()
 }
 
 #[test]
+fn a_helper_that_dies_in_its_initializer_is_reported_as_exited_not_timed_out() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let test = "a_helper_that_dies_in_its_initializer_is_reported_as_exited_not_timed_out";
+    let built = pool(test, 1).initializer(abort, ()).start_timeout(Duration::from_secs(45)).build();
+    assert!(matches!(built, Err(PoolError::HelperExited(_))), "{:?}", built.err());
+}
+
+#[test]
 fn an_initializer_with_a_result_larger_than_a_ring_does_not_stall_the_start() {
     shmkit::init(register);
     let _w = Watchdog::new(Duration::from_secs(60));

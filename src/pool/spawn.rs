@@ -64,9 +64,10 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
     // `process`). At 3 or above: if this process runs with standard input
     // or output closed, the pair may have taken 0 or 1, which the child's
     // /dev/null would then replace.
-    let (ours, theirs) =
+    let (ours, first) =
         socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).map_err(io::Error::from)?;
-    let theirs = rustix::io::fcntl_dupfd_cloexec(&theirs, 3).map_err(io::Error::from)?;
+    let theirs = rustix::io::fcntl_dupfd_cloexec(&first, 3).map_err(io::Error::from)?;
+    drop(first); // else our copy of the child's end would hide its death
     let word = region.word(index).expect("drivers are numbered within the pool's segment");
     status::reset(word);
     // The last helper in this slot is reaped: nobody else uses these now.
@@ -137,7 +138,8 @@ fn handshake(
         }
         FromHelper::Ready { tasks, .. } => tasks,
         FromHelper::NotInitialized => {
-            let _ = child.wait(); // it exits on its own right after saying so
+            child.kill(); // it exits on its own right after saying so; a launcher may not
+            let _ = child.wait();
             return Err(PoolError::NotInitialized { program: cfg.program.display().to_string() });
         }
         FromHelper::Done { .. } => return Err(PoolError::Io(io::Error::other("helper sent a result before Ready"))),
