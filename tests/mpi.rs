@@ -81,6 +81,7 @@ fn launcher() {
     for (victim, what) in [(2, "a node leader"), (3, "a rank that is not a leader")] {
         kill_case(victim, what);
     }
+    a_node_size_bad_on_some_ranks_fails_every_rank();
     same_checksum_as_heat_diffusion();
 }
 
@@ -159,9 +160,35 @@ fn same_checksum_as_heat_diffusion() {
     println!("mpi: heat_diffusion, mpi_heat on 2 and 4 nodes and as message passing all print `{single}`");
 }
 
+/// `SHMKIT_MPI_NODE_SIZE` good on two ranks and bad on two (mpirun's
+/// MPMD form): every rank gets an error from `Cluster::init` and the job
+/// ends, instead of two ranks waiting for the others forever.
+fn a_node_size_bad_on_some_ranks_fails_every_rank() {
+    let exe = this_test().to_string_lossy().into_owned();
+    let apps = ["2", "two"].map(|size| {
+        let var = format!("SHMKIT_MPI_NODE_SIZE={size}");
+        ["-n", "2", "--oversubscribe", "-x", &var, &exe, "--node-size-case"].map(String::from).join(" ")
+    });
+    let mut cmd = Command::new("mpirun");
+    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    cmd.args(apps.join(" : ").split(' '));
+    let out = output_within(cmd.stderr(Stdio::inherit()), Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("is not a positive whole number").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("differs between ranks").count(), 2, "{stdout}");
+    println!("mpi: SHMKIT_MPI_NODE_SIZE bad on 2 of 4 ranks: every rank got an error, the job ended");
+}
+
 /// Under mpirun: every check, on every rank; or the fault case's job.
 fn rank() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--node-size-case") {
+        match Cluster::init() {
+            Ok(_) => println!("rank: Cluster::init succeeded"),
+            Err(e) => println!("rank: {e}"),
+        }
+        return;
+    }
     let (_universe, cluster) = Cluster::init().expect("MPI initialises");
     if let Some(i) = args.iter().position(|a| a == "--kill") {
         return kill_one(&cluster, args[i + 1].parse().unwrap(), &args[i + 2]);

@@ -65,6 +65,9 @@ pub enum MpiError {
     /// `SHMKIT_MPI_NODE_SIZE` is not a positive whole number.
     #[error("{NODE_SIZE_VAR}={0:?} is not a positive whole number of ranks per node")]
     BadNodeSize(String),
+    /// `SHMKIT_MPI_NODE_SIZE` is not the same on every rank.
+    #[error("{NODE_SIZE_VAR} differs between ranks (or is bad on some): set it alike for all (mpirun -x {NODE_SIZE_VAR})")]
+    NodeSizeDiffers,
     /// A segment operation failed on this rank's node.
     #[error("on node {node}: {source}")]
     Segment {
@@ -124,10 +127,7 @@ impl Cluster {
     pub fn new(world: SimpleCommunicator) -> Result<Cluster> {
         abort_job_on_panic();
         let rank = world.rank();
-        let simulated = match std::env::var(NODE_SIZE_VAR) {
-            Ok(v) => Some(v.trim().parse::<i32>().ok().filter(|&m| m > 0).ok_or(MpiError::BadNodeSize(v))?),
-            Err(_) => None,
-        };
+        let simulated = node_size_everywhere(&world)?;
         // Simulated nodes are carved out of real ones, so that one never
         // spans two machines (its ranks could not share a segment).
         let shared = world.split_shared(rank);
@@ -239,6 +239,25 @@ impl Cluster {
             (Err(source), _) => Err(MpiError::Segment { node: self.node_index, source }),
             (Ok(_), _) => Err(MpiError::OtherNode),
         }
+    }
+}
+
+/// `SHMKIT_MPI_NODE_SIZE` as every rank of `world` has it (collective):
+/// the same `Err` on every rank if it is bad anywhere or differs, so that
+/// no rank goes on to split the world while another has returned.
+fn node_size_everywhere(world: &SimpleCommunicator) -> Result<Option<i32>> {
+    let mine = match std::env::var(NODE_SIZE_VAR) {
+        Ok(v) => v.trim().parse::<i32>().ok().filter(|&m| m > 0).map(Some).ok_or(MpiError::BadNodeSize(v)),
+        Err(_) => Ok(None),
+    };
+    // 0 for unset, -1 for bad; the largest value and the negated smallest.
+    let code = mine.as_ref().map_or(-1, |m| m.unwrap_or(0));
+    let mut extremes = [0i32; 2];
+    world.all_reduce_into(&[code, -code][..], &mut extremes[..], SystemOperation::max());
+    match mine {
+        Err(e) => Err(e),
+        Ok(_) if extremes[0] != -extremes[1] => Err(MpiError::NodeSizeDiffers),
+        ok => ok,
     }
 }
 
