@@ -168,11 +168,7 @@ pub fn remove(name: &str) -> Result<()> {
         Err(e) => return Err(e),
     }
     let id = os::stat(&fd).map_err(|e| Error::from_io("fstat", name, e))?.id;
-    match os::remove_if(dir, name, id).map_err(|e| Error::from_io("unlink", name, e))? {
-        os::Removed::Yes => Ok(()),
-        os::Removed::Gone => Err(Error::NotFound { name: name.to_owned() }),
-        os::Removed::Other => Err(Error::Replaced { name: name.to_owned() }),
-    }
+    crate::segment::remove_named(name, id)
 }
 
 /// Removes entry `name` of `/dev/shm` whatever it is (`unlink(2)`, what

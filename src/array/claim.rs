@@ -35,7 +35,13 @@ pub(crate) struct Claim<'a> {
 impl Claims {
     /// Claims `bytes` (offsets within the data) for a view; `what` names
     /// them in the error.
-    pub fn take<'a>(&'a self, seg: &'a Segment, bytes: Range<usize>, shared: bool, what: &str) -> Result<Claim<'a>> {
+    pub fn take<'a>(
+        &'a self,
+        seg: &'a Segment,
+        bytes: Range<usize>,
+        shared: bool,
+        what: &dyn std::fmt::Display,
+    ) -> Result<Claim<'a>> {
         // Shared views of one handle can overlap each other; the count says
         // when the last is gone. Held across the lock call, so a release
         // never races a claim of the same handle.

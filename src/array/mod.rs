@@ -207,7 +207,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// [`Error::Busy`] while a mutable view of any of its bytes exists,
     /// through any handle in any process.
     pub fn view(&self) -> Result<View<'_, T, D>> {
-        let claim = self.claims.take(&self.seg, self.all_bytes(), true, "the whole array")?;
+        let claim = self.claims.take(&self.seg, self.all_bytes(), true, &"the whole array")?;
         // SAFETY: the layout was validated (len elements of T at an aligned,
         // in-bounds offset); the claim just taken keeps every mutable shmkit
         // view of these bytes away while this view lives.
@@ -218,7 +218,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// with [`Error::Busy`] while any other view of its bytes exists,
     /// through any handle in any process.
     pub fn view_mut(&mut self) -> Result<ViewMut<'_, T, D>> {
-        let claim = self.claims.take(&self.seg, self.all_bytes(), false, "the whole array")?;
+        let claim = self.claims.take(&self.seg, self.all_bytes(), false, &"the whole array")?;
         // SAFETY: as in `view`; the exclusive claim just taken keeps every
         // other shmkit view of these bytes away while this one lives.
         Ok(ViewMut { view: unsafe { self.view_mut_unchecked() }, _claim: claim })
@@ -228,7 +228,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// claims only those rows (all of them for a Fortran-order array).
     pub fn rows(&self, range: Range<usize>) -> Result<View<'_, T, D>> {
         let slice = self.check_rows(&range)?;
-        let claim = self.claims.take(&self.seg, self.row_bytes(&range), true, &format!("rows {range:?}"))?;
+        let claim = self.claims.take(&self.seg, self.row_bytes(&range), true, &format_args!("rows {range:?}"))?;
         // SAFETY: as in `view`; the claim covers every byte of these rows.
         let view = unsafe { self.view_unchecked() }.slice_axis_move(Axis(0), slice);
         Ok(View { view, _claim: claim })
@@ -239,7 +239,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// rows are [`Error::Busy`].
     pub fn rows_mut(&mut self, range: Range<usize>) -> Result<ViewMut<'_, T, D>> {
         let slice = self.check_rows(&range)?;
-        let claim = self.claims.take(&self.seg, self.row_bytes(&range), false, &format!("rows {range:?}"))?;
+        let claim = self.claims.take(&self.seg, self.row_bytes(&range), false, &format_args!("rows {range:?}"))?;
         // SAFETY: as in `view_mut`; the exclusive claim covers these rows.
         let view = unsafe { self.view_mut_unchecked() }.slice_axis_move(Axis(0), slice);
         Ok(ViewMut { view, _claim: claim })
@@ -255,7 +255,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
 
     /// All elements in memory order, read-only (claimed shared).
     pub fn as_slice(&self) -> Result<SliceRef<'_, T>> {
-        let claim = self.claims.take(&self.seg, self.all_bytes(), true, "the whole array")?;
+        let claim = self.claims.take(&self.seg, self.all_bytes(), true, &"the whole array")?;
         // SAFETY: as in `view`: len elements of T at an aligned, in-bounds
         // offset, claimed for as long as the slice lives.
         let slice = unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) };
@@ -264,7 +264,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
 
     /// All elements in memory order, mutable (claimed exclusively).
     pub fn as_slice_mut(&mut self) -> Result<SliceMut<'_, T>> {
-        let claim = self.claims.take(&self.seg, self.all_bytes(), false, "the whole array")?;
+        let claim = self.claims.take(&self.seg, self.all_bytes(), false, &"the whole array")?;
         // SAFETY: as in `as_slice`, claimed exclusively.
         let slice = unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len()) };
         Ok(SliceMut { slice, _claim: claim })

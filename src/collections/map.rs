@@ -299,7 +299,7 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     fn wait(&self) -> Wait {
         match self.wait {
             None => Wait::Forever,
-            Some(d) => crate::sync::deadline(d).map_or(Wait::Forever, Wait::Until),
+            Some(d) => Wait::within(d),
         }
     }
 

@@ -12,6 +12,7 @@
 //! its P slots), so one lock covers everything an operation touches.
 
 use crate::collections::header::HEAD_LEN;
+use crate::segment::align_up;
 
 /// Bytes per stripe header: its lock and bookkeeping, two cache lines.
 const STRIPE_LEN: usize = 128;
@@ -64,7 +65,7 @@ impl Shape {
         }
         let slot_len = round8(key.checked_add(value)?.checked_add(8)?)?;
         let backups_at = HEAD_LEN.checked_add(stripes.checked_mul(STRIPE_LEN)?)?;
-        let slots_at = round64(backups_at.checked_add(stripes.checked_mul(round8(value)?)?)?)?;
+        let slots_at = align_up(backups_at.checked_add(stripes.checked_mul(round8(value)?)?)?)?;
         let len = slots_at.checked_add(stripes.checked_mul(slots)?.checked_mul(slot_len)?)?;
         (len <= isize::MAX as usize).then_some(Shape {
             stripes,
@@ -124,10 +125,6 @@ impl Shape {
 
 fn round8(n: usize) -> Option<usize> {
     Some(n.checked_add(7)? & !7)
-}
-
-fn round64(n: usize) -> Option<usize> {
-    Some(n.checked_add(63)? & !63)
 }
 
 /// A key's hash: the same in every process and every build (no random

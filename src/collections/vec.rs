@@ -25,7 +25,7 @@ use bytemuck::Pod;
 
 use super::header::{type_label, Head, Magic, HEAD_LEN};
 use crate::kind::SegmentKind;
-use crate::segment::{head_for, Segment};
+use crate::segment::{align_up, head_for, Segment};
 use crate::{Error, Result};
 
 const CLAIMED: usize = HEAD_LEN;
@@ -123,7 +123,10 @@ impl<T: Pod> ShmVec<T> {
 
     /// Element `i`, if its push is complete.
     pub fn get(&self, i: usize) -> Option<T> {
-        if i >= self.len() || self.ready(i).load(Ordering::Acquire) != 1 {
+        // Bounded by the capacity, not `len()`: a set ready byte already
+        // says the slot was claimed, and `claimed` is the line every push
+        // writes.
+        if i >= self.capacity || self.ready(i).load(Ordering::Acquire) != 1 {
             return None;
         }
         let at = self.seg.bytes(self.element_at(i), size_of::<T>());
@@ -197,7 +200,7 @@ fn place(i: usize, capacity: usize) -> usize {
 /// elements of `size` bytes; `None` on overflow.
 fn layout(capacity: usize, size: usize) -> Option<(usize, usize)> {
     let slots = capacity.div_ceil(LANES).checked_mul(LANES)?;
-    let elements_at = READY.checked_add(slots)?.checked_add(63)? & !63;
+    let elements_at = align_up(READY.checked_add(slots)?)?;
     let len = elements_at.checked_add(slots.checked_mul(size)?)?;
     (len <= isize::MAX as usize).then_some((elements_at, len))
 }

@@ -66,7 +66,9 @@ pub enum MpiError {
     #[error("{NODE_SIZE_VAR}={0:?} is not a positive whole number of ranks per node")]
     BadNodeSize(String),
     /// `SHMKIT_MPI_NODE_SIZE` is not the same on every rank.
-    #[error("{NODE_SIZE_VAR} differs between ranks (or is bad on some): set it alike for all (mpirun -x {NODE_SIZE_VAR})")]
+    #[error(
+        "{NODE_SIZE_VAR} differs between ranks (or is bad on some): set it alike for all (mpirun -x {NODE_SIZE_VAR})"
+    )]
     NodeSizeDiffers,
     /// A segment operation failed on this rank's node.
     #[error("on node {node}: {source}")]

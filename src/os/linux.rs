@@ -332,6 +332,13 @@ pub(crate) fn pid_namespace() -> u64 {
     fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
+/// A `poll(2)` or `futex(2)` timeout: `None` for no limit; a limit past
+/// what a `timespec` holds saturates instead of failing.
+pub fn timespec(limit: Option<std::time::Duration>) -> Option<rustix::event::Timespec> {
+    use rustix::event::Timespec;
+    limit.map(|l| Timespec::try_from(l).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,7 +65,6 @@ pub(crate) fn run(inner: Arc<Inner>, index: usize, ready: Sender<Result<(), Pool
             index,
             h: helper,
             inflight: VecDeque::new(),
-            sent: 0,
             next_id: 1,
             outbox: Vec::new(),
             written: 0,
@@ -110,7 +109,7 @@ struct Session<'a> {
     index: usize,
     h: Helper,
     inflight: VecDeque<InFlight>,
-    sent: usize,
+    /// The id the next job gets; one more than the jobs sent so far.
     next_id: u64,
     /// Frames not yet taken by the socket, and how much of them was.
     outbox: Vec<u8>,
@@ -124,7 +123,7 @@ impl<'a> Session<'a> {
         loop {
             self.fill();
             if self.inflight.is_empty() {
-                if self.sent >= self.inner.config.max_tasks.unwrap_or(usize::MAX) {
+                if self.sent() >= self.inner.config.max_tasks.unwrap_or(usize::MAX) {
                     return self.retire(End::Replace); // recycle after max tasks
                 }
                 match self.inner.wait_for_work() {
@@ -148,7 +147,7 @@ impl<'a> Session<'a> {
         if depth > self.inner.config.pipeline && self.inflight.len() > depth / 2 {
             return; // deep pipeline: refill in batches, one write per half
         }
-        while self.inflight.len() < depth && self.sent < max {
+        while self.inflight.len() < depth && self.sent() < max {
             let next = if self.inflight.is_empty() { self.inner.try_pop() } else { self.inner.try_pop_ahead() };
             let Some(job) = next else { break };
             if job.cancel.is_cancelled() {
@@ -168,7 +167,6 @@ impl<'a> Session<'a> {
                 continue;
             }
             self.next_id += 1;
-            self.sent += 1;
             let at = self.queued_bytes;
             self.queued_bytes += (self.outbox.len() - before) as u64;
             self.inflight.push_back(InFlight { job, id, started: None, at });
@@ -193,6 +191,11 @@ impl<'a> Session<'a> {
             self.written = 0;
         }
         Ok(())
+    }
+
+    /// Jobs sent to this helper so far.
+    fn sent(&self) -> usize {
+        (self.next_id - 1) as usize
     }
 
     fn jobs(&self) -> Ring<'a> {
@@ -231,7 +234,7 @@ impl<'a> Session<'a> {
             if self.flush().is_err() {
                 return Err(Death::Lost);
             }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let left = crate::sync::raw::left(deadline);
             match self.read_some(left.map_or(CANCEL_CHECK, |l| l.min(CANCEL_CHECK))) {
                 Ok(Fill::Data | Fill::WouldBlock) => continue,
                 _ => return Err(Death::Lost),
@@ -263,7 +266,7 @@ impl<'a> Session<'a> {
             if ring::wait_readable(&results, &self.peer(), Some(limit), room).is_err() {
                 return Ok(Fill::Eof);
             }
-            if self.h.cell.pidfd.is_none() && has_exited(&self.h.child) {
+            if self.h.cell.pidfd.is_none() && self.h.child.has_exited() {
                 // No pidfd to wake on (Linux before 5.3): a helper whose
                 // socket a child of its own keeps open is seen here.
                 return Ok(Fill::Eof);
@@ -381,13 +384,4 @@ impl<'a> Session<'a> {
 /// True if `child` has exited (and is now reaped).
 fn exited(child: &mut Process) -> bool {
     !matches!(child.try_wait(), Ok(None))
-}
-
-/// True if `child` has exited, leaving it unreaped (`waitid(2)` with
-/// `WNOWAIT`): its pid stays its own until `on_death` reaps it.
-fn has_exited(child: &Process) -> bool {
-    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
-    let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else { return true };
-    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    !matches!(waitid(WaitId::Pid(pid), options), Ok(None))
 }

@@ -203,7 +203,6 @@ pub(crate) struct Slot {
 pub(crate) struct SlotState {
     pub result: Option<Outcome>,
     pub taken: bool,
-    pub cancelled: bool,
     pub waker: Option<Waker>,
     pub notify: Option<(usize, Sender<usize>)>,
 }
@@ -214,14 +213,13 @@ impl Slot {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores the result (a cancelled task's result becomes `Cancelled`)
-    /// and wakes every kind of waiter.
+    /// Stores the result and wakes every kind of waiter; does nothing if
+    /// a result is there already (a cancel stores `Cancelled` at once).
     pub fn complete(&self, outcome: Outcome) {
         let s = self.lock();
         if s.result.is_some() || s.taken {
             return;
         }
-        let outcome = if s.cancelled { Err(TaskError::Cancelled) } else { outcome };
         self.finish(s, outcome);
     }
 
@@ -265,11 +263,10 @@ impl Slot {
     /// The result is `Cancelled` from now on, whatever the job still does:
     /// a waiter returns at once, not when a helper gets to the job.
     pub fn cancel(&self, cancel: &Cancel) -> bool {
-        let mut s = self.lock();
+        let s = self.lock();
         if s.result.is_some() || s.taken {
             return false;
         }
-        s.cancelled = true;
         self.finish(s, Err(TaskError::Cancelled));
         cancel.cancel();
         true

@@ -368,69 +368,21 @@ fn collect<R: DeserializeOwned + 'static>(
     mut progress: Option<Box<dyn FnMut(usize, usize) + '_>>,
 ) -> Vec<Result<R, TaskError>> {
     let _unwind = CancelOnUnwind(cancel);
-    let mut out = Places::new(total);
+    // Places never filled (their job was lost with the pool) stay `Terminated`.
+    let mut out: Vec<Result<R, TaskError>> = Vec::with_capacity(total);
+    out.resize_with(total, || Err(TaskError::Terminated));
     let mut done = 0;
     while done < total {
         let Some(delivery) = next(&rx) else { break }; // every job answers, even when dropped
         decoded(delivery, |i, r| {
-            out.put(i, r);
+            out[i] = r;
             done += 1;
             if let Some(p) = progress.as_mut() {
                 p(done, total);
             }
         });
     }
-    out.finish()
-}
-
-/// The results of a call, filled in any order, each place once: no
-/// placeholder written first and dropped, no pass to unwrap options.
-struct Places<T> {
-    values: Vec<std::mem::MaybeUninit<Result<T, TaskError>>>,
-    filled: Vec<bool>,
-}
-
-impl<T> Places<T> {
-    fn new(n: usize) -> Self {
-        let mut values = Vec::with_capacity(n);
-        values.resize_with(n, std::mem::MaybeUninit::uninit);
-        Places { values, filled: vec![false; n] }
-    }
-
-    fn put(&mut self, i: usize, value: Result<T, TaskError>) {
-        if std::mem::replace(&mut self.filled[i], true) {
-            // SAFETY: `filled[i]` was true: place i holds a value written below.
-            unsafe { self.values[i].assume_init_drop() };
-        }
-        self.values[i].write(value);
-    }
-
-    /// Every place, those never filled as `Terminated`.
-    fn finish(mut self) -> Vec<Result<T, TaskError>> {
-        for i in 0..self.values.len() {
-            if !self.filled[i] {
-                self.put(i, Err(TaskError::Terminated));
-            }
-        }
-        self.filled.clear(); // now owned by the Vec below: Drop must not touch them
-        let mut values = std::mem::ManuallyDrop::new(std::mem::take(&mut self.values));
-        let (ptr, len, cap) = (values.as_mut_ptr(), values.len(), values.capacity());
-        // SAFETY: every place was written (the loop above filled the rest);
-        // MaybeUninit<U> has the layout of U, so the allocation is that of a
-        // Vec<U> of the same length and capacity, and it is given up here.
-        unsafe { Vec::from_raw_parts(ptr.cast::<Result<T, TaskError>>(), len, cap) }
-    }
-}
-
-impl<T> Drop for Places<T> {
-    fn drop(&mut self) {
-        // Reached with values only when unwinding (a progress callback
-        // panicked): drop what was written.
-        for (v, _) in self.values.iter_mut().zip(&self.filled).filter(|(_, f)| **f) {
-            // SAFETY: a filled place holds a value written by `put`.
-            unsafe { v.assume_init_drop() };
-        }
-    }
+    out
 }
 
 /// The next job's results: polled for a moment, then waited for.

@@ -115,6 +115,15 @@ impl Process {
         self.reap(libc::WNOHANG)
     }
 
+    /// True if it has exited, leaving it unreaped (`waitid(2)` with
+    /// `WNOWAIT`): its pid stays its own until it is reaped.
+    pub fn has_exited(&self) -> bool {
+        use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+        let Some(pid) = Pid::from_raw(self.pid) else { return true };
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        self.status.is_some() || !matches!(waitid(WaitId::Pid(pid), options), Ok(None))
+    }
+
     fn reap(&mut self, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
         if let Some(s) = self.status {
             return Ok(Some(s));

@@ -225,7 +225,7 @@ pub(crate) fn drain_bells(socket: BorrowedFd<'_>) -> bool {
 /// Sleeps until a doorbell, the other side's end, or `limit` (`None`: no
 /// limit). False if the other side is gone.
 pub(crate) fn sleep_on_bell(peer: &Peer<'_>, limit: Option<Duration>) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::event::{poll, PollFd, PollFlags};
     let gone = PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL;
     let mut fds =
         [PollFd::new(&peer.socket, PollFlags::IN | PollFlags::RDHUP), PollFd::new(&peer.socket, PollFlags::empty())];
@@ -236,8 +236,7 @@ pub(crate) fn sleep_on_bell(peer: &Peer<'_>, limit: Option<Duration>) -> bool {
         }
         None => 1,
     };
-    let timeout = limit.map(|l| Timespec::try_from(l).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 }));
-    match poll(&mut fds[..n], timeout.as_ref()) {
+    match poll(&mut fds[..n], crate::os::timespec(limit).as_ref()) {
         Ok(k) if k > 0 => {
             let exited = n == 2 && !fds[1].revents().is_empty();
             !exited && !fds[0].revents().intersects(gone) && drain_bells(peer.socket)
@@ -266,7 +265,7 @@ pub(crate) fn write_all(
         }
         ring.writer_waits();
         if ring.is_full() {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let left = crate::sync::raw::left(deadline);
             if left.is_some_and(|l| l.is_zero()) {
                 ring.awake(false);
                 return Err(io::ErrorKind::TimedOut.into());

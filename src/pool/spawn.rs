@@ -33,6 +33,7 @@ use super::ring::{self, Peer, Ring};
 use super::role::{PARENT_VAR, SOCKET_VAR, STATUS_VAR};
 use super::status;
 use super::wire::{frame, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL};
+use crate::sync::raw::left;
 
 /// A running, handshaken helper.
 pub(crate) struct Helper {
@@ -104,10 +105,9 @@ fn pidfd_of(pid: u32) -> Option<rustix::fd::OwnedFd> {
 /// Blocks until `fd` is readable (or hung up) or `limit` passes; no limit
 /// waits forever (`poll(2)`).
 pub(crate) fn wait_readable(fd: &impl rustix::fd::AsFd, limit: Option<Duration>) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::event::{poll, PollFd, PollFlags};
     let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    let timeout = limit.map(|l| Timespec::try_from(l).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 }));
-    poll(&mut fds, timeout.as_ref()).is_ok_and(|n| n > 0)
+    poll(&mut fds, crate::os::timespec(limit).as_ref()).is_ok_and(|n| n > 0)
 }
 
 /// Checks the helper's task list, then runs the initializer if any.
@@ -167,15 +167,7 @@ fn handshake(
 /// The next frame from the result ring, waiting no later than `deadline`
 /// (forever if `None`).
 fn recv_ring(results: &Ring<'_>, stream: &UnixStream, deadline: Option<Instant>) -> io::Result<FromHelper> {
-    let mut reader = FrameReader::new();
-    loop {
-        if let Some(msg) = reader.next() {
-            return msg;
-        }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left.is_some_and(|l| l.is_zero()) {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
+    recv_with(&mut FrameReader::new(), deadline, |reader, left| {
         let peer = Peer::socket(stream);
         if ring::wait_readable(results, &peer, left, None).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))? {
             reader.fill_ring(results)?;
@@ -183,21 +175,36 @@ fn recv_ring(results: &Ring<'_>, stream: &UnixStream, deadline: Option<Instant>)
                 ring::ring_bell(&peer); // a result larger than the ring: the helper waits for room
             }
         }
-    }
+        Ok(())
+    })
 }
 
-/// The next frame, waiting no later than `deadline` (forever if `None`).
+/// The next frame from the socket, waiting no later than `deadline`
+/// (forever if `None`).
 fn recv_by(reader: &mut FrameReader, stream: &UnixStream, deadline: Option<Instant>) -> io::Result<FromHelper> {
+    recv_with(reader, deadline, |reader, left| {
+        if wait_readable(stream, left) && reader.fill(stream, false)? == Fill::Eof {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
+    })
+}
+
+/// The next frame `reader` holds, calling `wait_and_fill` with the time
+/// left until it holds one, or `TimedOut` once `deadline` has passed.
+fn recv_with(
+    reader: &mut FrameReader,
+    deadline: Option<Instant>,
+    mut wait_and_fill: impl FnMut(&mut FrameReader, Option<Duration>) -> io::Result<()>,
+) -> io::Result<FromHelper> {
     loop {
         if let Some(msg) = reader.next() {
             return msg;
         }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let left = left(deadline);
         if left.is_some_and(|l| l.is_zero()) {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        if wait_readable(stream, left) && reader.fill(stream, false)? == Fill::Eof {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        wait_and_fill(reader, left)?;
     }
 }

@@ -176,12 +176,18 @@ impl Mapping {
     pub fn unlink(&mut self) -> Result<()> {
         let Backing::Shm { name, owner } = &mut self.backing else { return Ok(()) };
         *owner = false;
-        let dir = os::shm_dir().map_err(Error::shm_dir)?;
-        match os::remove_if(dir, name, self.id).map_err(|e| Error::from_io("unlink", name, e))? {
-            os::Removed::Yes => Ok(()),
-            os::Removed::Gone => Err(Error::NotFound { name: name.clone() }),
-            os::Removed::Other => Err(Error::Replaced { name: name.clone() }),
-        }
+        remove_named(name, self.id)
+    }
+}
+
+/// Removes `/dev/shm` entry `name` if it still leads to segment `id`:
+/// `NotFound` if the name is gone, `Replaced` if it leads elsewhere.
+pub(crate) fn remove_named(name: &str, id: FileId) -> Result<()> {
+    let dir = os::shm_dir().map_err(Error::shm_dir)?;
+    match os::remove_if(dir, name, id).map_err(|e| Error::from_io("unlink", name, e))? {
+        os::Removed::Yes => Ok(()),
+        os::Removed::Gone => Err(Error::NotFound { name: name.to_owned() }),
+        os::Removed::Other => Err(Error::Replaced { name: name.to_owned() }),
     }
 }
 

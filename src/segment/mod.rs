@@ -29,8 +29,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use rustix::fd::{BorrowedFd, OwnedFd};
 
-pub(crate) use layout::{data_len, segment_len, Header, Trailer, FLAG_PERSISTENT, TRAILER_FLAGS, TRAILER_LEN};
-pub(crate) use mapping::Backing;
+pub(crate) use layout::{
+    align_up, data_len, segment_len, Header, Trailer, FLAG_PERSISTENT, TRAILER_FLAGS, TRAILER_LEN,
+};
+pub(crate) use mapping::{remove_named, Backing};
 #[cfg(fuzzing)]
 pub(crate) use probe::read_layout;
 pub(crate) use probe::{probe, read_trailer, Layout};
@@ -169,9 +171,9 @@ impl Segment {
             // (by the guard) if anything below fails or panics.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
                 let fd = os::create_at(&dir, file_name, 0o644).map_err(io("create"))?;
-                let mut guard = RemoveOnDrop { dir: &dir, name: file_name };
+                let guard = RemoveOnDrop { dir: &dir, name: file_name };
                 let seg = Segment::build(fd, total, false, backing, head, None, init)?;
-                guard.name = std::ffi::OsStr::new("");
+                std::mem::forget(guard); // built: the file stays
                 Ok(seg)
             }
             Err(e) => Err(io("open(O_TMPFILE)")(e)),
@@ -407,9 +409,7 @@ struct RemoveOnDrop<'a> {
 
 impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
-        if !self.name.is_empty() {
-            let _ = os::unlink_at(self.dir, self.name);
-        }
+        let _ = os::unlink_at(self.dir, self.name);
     }
 }
 

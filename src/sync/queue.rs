@@ -187,7 +187,7 @@ impl<T: Pod + Send> ShmQueue<T> {
         match (block, deadline) {
             (true, None) => Wait::Forever,
             (true, Some(d)) => Wait::Until(d),
-            (false, _) => super::deadline(TRY_LOCK_WAIT).map_or(Wait::Forever, Wait::Until),
+            (false, _) => Wait::within(TRY_LOCK_WAIT),
         }
     }
 
@@ -295,7 +295,7 @@ impl<T: Pod + Send> ShmQueue<T> {
     /// Like [`close`](Self::close), waiting at most `limit` for the
     /// internal lock; on [`Timeout`] the queue is left open.
     pub fn close_timeout(&self, limit: Duration) -> Result<(), Timeout> {
-        self.close_with(super::deadline(limit).map_or(Wait::Forever, Wait::Until))
+        self.close_with(Wait::within(limit))
     }
 
     fn close_with(&self, wait: Wait) -> Result<(), Timeout> {

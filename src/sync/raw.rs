@@ -42,6 +42,14 @@ pub(crate) enum Wait {
     Until(Instant),
 }
 
+impl Wait {
+    /// A wait of `limit` from now; `Forever` past what `Instant` can hold
+    /// (`Duration::MAX`).
+    pub(crate) fn within(limit: Duration) -> Wait {
+        super::deadline(limit).map_or(Wait::Forever, Wait::Until)
+    }
+}
+
 /// How a lock was taken.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -212,10 +220,7 @@ fn clock_after(clock: libc::clockid_t, after: Duration) -> libc::timespec {
 /// shared between processes). Returns early on a wake, a change, or a signal.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, limit: Option<Duration>) {
     use rustix::thread::futex;
-    let timeout = limit.map(|l| {
-        rustix::event::Timespec::try_from(l).unwrap_or(rustix::event::Timespec { tv_sec: i64::MAX, tv_nsec: 0 })
-    });
-    let _ = futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref());
+    let _ = futex::wait(word, futex::Flags::empty(), expected, crate::os::timespec(limit).as_ref());
 }
 
 /// Wakes every process sleeping on `word` (`FUTEX_WAKE`).

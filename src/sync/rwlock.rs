@@ -115,7 +115,7 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
 
     /// Shared access, waiting at most `limit`.
     pub fn read_timeout(&self, limit: Duration) -> LockResult<ReadGuard<'_, T>> {
-        self.read_with(super::deadline(limit).map_or(Wait::Forever, Wait::Until))
+        self.read_with(Wait::within(limit))
     }
 
     fn read_with(&self, wait: Wait) -> LockResult<ReadGuard<'_, T>> {
@@ -132,15 +132,22 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
                     _ => Err(LockError::OwnerDied(OwnerDied { guard, recover: |_| {} })),
                 };
             }
-            let limit = match wait {
-                Wait::No => return Err(LockError::WouldBlock),
-                Wait::Until(d) if Instant::now() >= d => return Err(LockError::Timeout),
-                Wait::Until(d) => left(Some(d)),
-                Wait::Forever => None,
-            };
-            // Bounded: a slot freed by a reader's death is never signalled.
-            futex_wait(self.word(CHANGED), seen, Some(limit.unwrap_or(Duration::MAX).min(Duration::from_millis(20))));
+            self.pause(wait, seen)?;
         }
+    }
+
+    /// Sleeps until the readers' slots change from `seen`, or 20 ms pass
+    /// (a slot freed by a reader's death is never signalled); an error once
+    /// `wait` allows no more waiting.
+    fn pause<G>(&self, wait: Wait, seen: u32) -> Result<(), LockError<G>> {
+        let limit = match wait {
+            Wait::No => return Err(LockError::WouldBlock),
+            Wait::Until(d) if Instant::now() >= d => return Err(LockError::Timeout),
+            Wait::Until(d) => left(Some(d)),
+            Wait::Forever => None,
+        };
+        futex_wait(self.word(CHANGED), seen, Some(limit.unwrap_or(Duration::MAX).min(Duration::from_millis(20))));
+        Ok(())
     }
 
     /// Takes the gate; a holder's death is repaired at once and recorded
@@ -164,7 +171,7 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
         let slot = (0..MAX_READERS).filter(|&i| *held & (1 << i) == 0).find(|&i| {
             // Only one open file can hold the byte: a slot whose reader
             // died (word still set) is free again, and taken over here.
-            liveness::claim(self.seg.fd(), liveness::SLOTS + i as u64).unwrap_or(false)
+            liveness::take_over(self.seg.fd(), liveness::SLOTS + i as u64)
         })?;
         self.word(SLOTS + 4 * slot).store(1, Ordering::Release);
         *held |= 1 << slot;
@@ -183,7 +190,7 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
 
     /// Exclusive access, waiting at most `limit`.
     pub fn write_timeout(&self, limit: Duration) -> LockResult<WriteGuard<'_, T>> {
-        self.write_with(super::deadline(limit).map_or(Wait::Forever, Wait::Until))
+        self.write_with(Wait::within(limit))
     }
 
     fn write_with(&self, wait: Wait) -> LockResult<WriteGuard<'_, T>> {
@@ -195,14 +202,9 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
             if self.readers_gone() {
                 break;
             }
-            // The guard's drop releases the gate; POISONED stays as it is.
-            let limit = match wait {
-                Wait::No => return Err(LockError::WouldBlock),
-                Wait::Until(d) if Instant::now() >= d => return Err(LockError::Timeout),
-                Wait::Until(d) => left(Some(d)),
-                Wait::Forever => None,
-            };
-            futex_wait(self.word(CHANGED), seen, Some(limit.unwrap_or(Duration::MAX).min(Duration::from_millis(20))));
+            // On an error the guard's drop releases the gate; POISONED
+            // stays as it is.
+            self.pause(wait, seen)?;
         }
         match self.word(POISONED).load(Ordering::Acquire) {
             0 => Ok(guard),
