@@ -223,6 +223,23 @@ fn a_lock_others_may_write_is_refused() {
 }
 
 #[test]
+fn persist_may_be_called_again_and_on_files() {
+    let name = unique("persist-twice");
+    let _file = ShmFile(name.clone());
+    let mut a = SharedArray::<u8, Ix1>::create(&name, 4).unwrap();
+    a.persist().unwrap();
+    a.persist().expect("a second persist by the creator is harmless");
+    drop(a);
+    assert!(shmkit::inspect(&name).unwrap().persistent);
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.npy", unique("persist-file")));
+    let mut f = SharedArray::<u8, Ix1>::create_file(&path, 4).unwrap();
+    f.persist().expect("a file is never removed by shmkit: nothing to do");
+    drop(f);
+    assert!(path.exists());
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
 fn only_the_creating_handle_may_persist_or_remove() {
     let name = unique("persist-owner");
     let mut owner = SharedArray::<u8, Ix1>::create(&name, 4).unwrap();

@@ -307,9 +307,13 @@ impl Segment {
     /// Marks the segment persistent (so `gc` spares it) and gives up the
     /// right to remove it on drop. Only the creating handle may: it holds
     /// the creator lock, so `gc` (which must take that lock first) always
-    /// sees the flag once it may remove the segment.
+    /// sees the flag once it may remove the segment. Calling it again is
+    /// harmless; for a file, which shmkit never removes, it does nothing.
     pub fn persist(&mut self) -> Result<()> {
-        if !self.is_owner() {
+        if self.is_file() {
+            return Ok(());
+        }
+        if !self.creator {
             return Err(Error::NotOwner { name: self.name().to_owned() });
         }
         if self.layout.trailer.is_some() {
