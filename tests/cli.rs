@@ -166,3 +166,17 @@ fn ls_and_inspect_show_maps_and_lists_with_their_entries_and_capacity() {
     let shown = stdout(&shmkit(&["inspect", list.name()]));
     assert!(shown.contains("elements    3 of 64 ([u8; 16])"), "{shown}");
 }
+
+#[test]
+fn inspect_shows_the_header_of_an_array_a_writer_holds() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let name = unique("cli-busy");
+    let mut a = SharedArray::create_from(&name, &array![1.0, 2.0, 3.0]).unwrap();
+    let free = json(&["inspect", &name, "--json"]);
+    assert_eq!(free["first"], serde_json::json!([1.0, 2.0, 3.0]), "{free}");
+    let _writer = a.view_mut().unwrap();
+    let held = json(&["inspect", &name, "--json"]);
+    assert_eq!((held["shape"].clone(), held["first"].clone()), (serde_json::json!([3]), Value::Null), "{held}");
+    let text = stdout(&shmkit(&["inspect", &name]));
+    assert!(text.contains("not shown: a writer holds a mutable view"), "{text}");
+}

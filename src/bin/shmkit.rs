@@ -212,14 +212,21 @@ fn short(e: &shmkit::Error) -> String {
 fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
     let info = shmkit::inspect(name).with_context(|| format!("cannot inspect '{name}'"))?;
     let head = match &info.array {
-        Some(a) => first_elements(name, &a.dtype, n)?,
-        None => Vec::new(),
+        // A writer holding a mutable view keeps readers' claims out: show
+        // the header anyway, and say why the elements are missing.
+        Some(a) => match first_elements(name, &a.dtype, n) {
+            Err(e) if matches!(e.downcast_ref(), Some(shmkit::Error::Busy { .. })) => None,
+            other => Some(other?),
+        },
+        None => Some(Vec::new()),
     };
+    let busy = head.is_none();
+    let head = head.unwrap_or_default();
     if json {
         let mut v = info_json(&info);
         v["name"] = json!(info.name);
         v["creator"] = json!(info.creator.as_ref().map(creator_json));
-        v["first"] = json!(head);
+        v["first"] = if busy { json!(null) } else { json!(head) };
         println!("{v}");
         return Ok(());
     }
@@ -250,7 +257,9 @@ fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
     });
     println!("creator     {creator}");
     println!("persistent  {}", info.persistent);
-    if info.array.is_some() {
+    if info.array.is_some() && busy {
+        println!("first       (not shown: a writer holds a mutable view of the array)");
+    } else if info.array.is_some() {
         let shown: Vec<String> = head.iter().map(Value::to_string).collect();
         println!("first {:<5} [{}]", shown.len(), shown.join(", "));
     }
