@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use shmkit::mpi::rsmpi::point_to_point as p2p;
+use shmkit::mpi::rsmpi::topology::SimpleCommunicator;
 use shmkit::mpi::rsmpi::traits::*;
 use shmkit::mpi::{block, Cluster, DistArray};
 
@@ -108,18 +109,16 @@ fn with_messages(cluster: &Cluster, n: usize, steps: usize) -> Option<f64> {
         (0..h).map(|l| if l == 0 || l == h - 1 { vec![0.0; n] } else { init(rows.start + l - 1) }).collect();
     let mut next = cur.clone();
     for k in 0..=steps {
-        // Halos of `cur`: my edge rows go to my neighbours.
-        if me > 0 {
-            let up = world.process_at_rank(me as i32 - 1);
-            let (send, mut recv) = (cur[1].clone(), vec![0.0; n]);
-            p2p::send_receive_into(&send[..], &up, &mut recv[..], &up);
-            cur[0] = recv;
-        }
-        if me + 1 < size {
-            let down = world.process_at_rank(me as i32 + 1);
-            let (send, mut recv) = (cur[h - 2].clone(), vec![0.0; n]);
-            p2p::send_receive_into(&send[..], &down, &mut recv[..], &down);
-            cur[h - 1] = recv;
+        // Halos of `cur`: my edge rows go to my neighbours, in two rounds
+        // (even ranks swap downwards first, odd ones upwards), so that the
+        // swaps of a step run in parallel, not as a chain through the ranks.
+        for round in 0..2 {
+            let downwards = (me + round) % 2 == 0;
+            if downwards && me + 1 < size {
+                cur[h - 1] = swap(world, me + 1, &cur[h - 2]);
+            } else if !downwards && me > 0 {
+                cur[0] = swap(world, me - 1, &cur[1]);
+            }
         }
         if k == steps {
             break;
@@ -142,4 +141,12 @@ fn with_messages(cluster: &Cluster, n: usize, steps: usize) -> Option<f64> {
         root.gather_varcount_into(&mine[..]);
         None
     }
+}
+
+/// Sends `row` to rank `with` and returns the row it sends back.
+fn swap(world: &SimpleCommunicator, with: usize, row: &[f64]) -> Vec<f64> {
+    let peer = world.process_at_rank(with as i32);
+    let mut recv = vec![0.0; row.len()];
+    p2p::send_receive_into(row, &peer, &mut recv[..], &peer);
+    recv
 }

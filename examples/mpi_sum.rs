@@ -123,8 +123,12 @@ fn replicated(cluster: &Cluster, bytes: usize, baseline: bool) -> Result<()> {
         Some(t) => cluster.agree(t.view().map(|v| v[[len - 1]]))?,
         None => private[len - 1],
     };
-    ensure!(check == (len - 1) as f64, "the table arrived wrong"); // the same data on every rank
-                                                                   // Private memory this rank gained, not counting rank 0's source copy.
+    // Checked on every rank together: a rank that returned alone would
+    // leave the others waiting in the next collective call.
+    let mut wrong = 0u8;
+    cluster.world().all_reduce_into(&u8::from(check != (len - 1) as f64), &mut wrong, SystemOperation::max());
+    ensure!(wrong == 0, "the table arrived wrong on some rank");
+    // Private memory this rank gained, not counting rank 0's source copy.
     let mine = rss_anon().saturating_sub(before).saturating_sub(after_source.saturating_sub(before));
     let shared = if cluster.is_leader() && table.is_some() { bytes as u64 } else { 0 };
     let mut node_total = 0u64;

@@ -84,7 +84,7 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// `node_rows().start - halo` to `node_rows().end + halo` (halo rows
     /// included); `None` for rows this node does not hold.
     pub fn local_row(&self, g: usize) -> Option<usize> {
-        let local = (g + self.halo).checked_sub(self.node_rows.start)?;
+        let local = g.checked_add(self.halo)?.checked_sub(self.node_rows.start)?;
         (local < self.node_rows.len() + 2 * self.halo).then_some(local)
     }
 

@@ -43,7 +43,10 @@ impl<T: Element + Equivalence> ReplicatedArray<T> {
         let mut all = cluster.agree(mine.transpose())?;
         if let (Some(leaders), Some(all)) = (&cluster.leaders, all.as_mut()) {
             if let (0, Some(d)) = (leaders.rank(), &data) {
-                all.iter_mut().zip(d.iter()).for_each(|(x, &v)| *x = v);
+                match d.as_slice() {
+                    Some(src) => all.copy_from_slice(src), // shapes were checked equal above
+                    None => all.iter_mut().zip(d.iter()).for_each(|(x, &v)| *x = v),
+                }
             }
             for chunk in all.chunks_mut(BROADCAST_CHUNK) {
                 leaders.process_at_rank(0).broadcast_into(chunk);
