@@ -9,6 +9,7 @@ use shmkit::{Error, SharedArray};
 
 #[test]
 fn child_attaches_by_name_and_its_writes_are_seen() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(60));
     if let Some(name) = child_arg() {
         let mut a = SharedArray::<f64, Ix1>::open(&name).unwrap();
         assert!(!a.is_owner());
@@ -55,6 +56,7 @@ fn attacher_cannot_unlink_and_owner_close_reports_errors() {
 
 #[test]
 fn persisted_segment_outlives_its_owner() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(60));
     if let Some(name) = child_arg() {
         let a = SharedArray::<f32, Ix2>::open(&name).unwrap();
         assert_eq!(*a.view().unwrap(), array![[1.0, 2.0], [3.0, 4.0]]);
@@ -84,6 +86,7 @@ fn create_unique_names_are_usable_and_cleaned_up() {
 
 #[test]
 fn handles_are_send_and_sync_and_threads_split_rows() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(60));
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<SharedArray<f64, Ix2>>();
     let name = unique("threads");
@@ -126,6 +129,7 @@ fn zero_sized_and_empty_arrays_work() {
 
 #[test]
 fn file_backed_arrays_share_the_api_and_persist() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(60));
     if let Some(path) = child_arg() {
         let mut f = SharedArray::<f64, Ix2>::open_file(&path).unwrap();
         f.rows_mut(1..2).unwrap().fill(-1.0);

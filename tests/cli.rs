@@ -104,6 +104,7 @@ fn gc_removes_exactly_what_a_killed_coordinator_left() {
 
 #[test]
 fn errors_and_usage_have_their_own_exit_codes() {
+    let _w = Watchdog::new(Duration::from_secs(60));
     let missing = shmkit(&["inspect", &unique("cli-missing")]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
@@ -146,6 +147,7 @@ fn ls_shows_a_segment_whose_name_was_removed_while_its_owner_runs() {
 
 #[test]
 fn ls_and_inspect_show_maps_and_lists_with_their_entries_and_capacity() {
+    let _w = Watchdog::new(Duration::from_secs(60));
     use shmkit::collections::{ShmMap, ShmVec};
     let map = ShmMap::<u64, f32>::create(&unique("cli-map"), 500).unwrap();
     (0..7).for_each(|k| assert!(map.insert(k, 0.5).unwrap().is_none()));

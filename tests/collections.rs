@@ -219,6 +219,7 @@ fn a_pusher_killed_at_random_moments_never_leaves_a_torn_element() {
 
 #[test]
 fn misuse_gets_clear_errors() {
+    let _w = Watchdog::new(Duration::from_secs(60));
     let map = ShmMap::<u64, u64>::create(&unique("map-misuse"), 10).unwrap();
     let e = ShmMap::<u64, f64>::open(map.name()).unwrap_err();
     assert!(matches!(e, Error::WrongType { .. }), "{e}");
@@ -255,6 +256,7 @@ fn misuse_gets_clear_errors() {
 
 #[test]
 fn string_keys_round_trip_and_entries_come_back_through_any_handle() {
+    let _w = Watchdog::new(Duration::from_secs(60));
     type Name = FixedStr<32>;
     let map = ShmMap::<Name, f64>::create(&unique("map-str"), 100).unwrap();
     let other = ShmMap::<Name, f64>::open(map.name()).unwrap();

@@ -47,6 +47,7 @@ fn run_python(code: &str) -> String {
 
 #[test]
 fn numpy_maps_a_shmkit_segment_zero_copy_and_rust_sees_its_writes() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(600));
     let name = unique("np-map");
     let data = Array2::from_shape_fn((3, 4), |(i, j)| (10 * i + j) as f64);
     let a = SharedArray::create_from(&name, &data).unwrap();
@@ -65,6 +66,7 @@ fn numpy_maps_a_shmkit_segment_zero_copy_and_rust_sees_its_writes() {
 
 #[test]
 fn numpy_reads_a_shmkit_segment_without_mmap_too() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(600));
     let name = unique("np-load");
     let _a = SharedArray::create_from(&name, &ndarray::array![1i16, -2, 3]).unwrap();
     let out = run_python(&format!("import numpy as np\nprint(np.load('/dev/shm/{name}').tolist())"));
@@ -73,6 +75,7 @@ fn numpy_reads_a_shmkit_segment_without_mmap_too() {
 
 #[test]
 fn npy_written_by_numpy_into_dev_shm_opens_as_shared_array() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(600));
     let name = format!("{}.npy", unique("np-save"));
     let _cleanup = ShmFile(name.clone());
     run_python(&format!(
@@ -91,6 +94,7 @@ fn npy_written_by_numpy_into_dev_shm_opens_as_shared_array() {
 
 #[test]
 fn fortran_ordered_npy_from_numpy_has_the_right_view() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(600));
     let name = format!("{}.npy", unique("np-fortran"));
     let _cleanup = ShmFile(name.clone());
     run_python(&format!(
@@ -119,6 +123,7 @@ fn fortran_ordered_npy_from_numpy_has_the_right_view() {
 
 #[test]
 fn numpy_refuses_to_load_a_lock_or_queue_segment() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(600));
     let mutex = shmkit::sync::ShmMutex::create(&unique("np-mutex"), 0u64).unwrap();
     let queue = shmkit::sync::ShmQueue::<u32>::create(&unique("np-queue"), 4).unwrap();
     for name in [mutex.name(), queue.name()] {
@@ -146,6 +151,7 @@ fn numpy_refuses_to_load_a_lock_or_queue_segment() {
 /// mmap_mode='r+')` never does: the way the README tells Python users.
 #[test]
 fn python_attaches_safely_with_np_load_and_shared_memory_unlinks_what_it_attached() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(600));
     let safe = SharedArray::create_from(&unique("np-safe"), &ndarray::array![1.0f64, 2.0, 3.0]).unwrap();
     run_python(&format!(
         "import numpy as np\n\
@@ -340,6 +346,7 @@ fn open_any(path: &std::path::Path) -> Result<Option<Vec<usize>>, Error> {
 /// shape and order when accepted.
 #[test]
 fn shmkit_accepts_exactly_the_headers_numpy_accepts() {
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(600));
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("np-headers"));
     std::fs::create_dir_all(&dir).unwrap();
     // SHMKIT_HEADER_CASES and SHMKIT_HEADER_SEED run a longer or another stream.

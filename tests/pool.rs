@@ -48,6 +48,7 @@ fn map_unordered_yields_every_result_once() {
 #[test]
 fn progress_is_reported_for_every_result() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let pool = pool("progress_is_reported_for_every_result", 2).build().unwrap();
     let mut calls = Vec::new();
     let results = pool.batch().chunksize(10).progress(|done, total| calls.push((done, total))).map(square, 0..35);
@@ -75,6 +76,7 @@ fn submit_handles_wait_poll_and_complete_in_any_order() {
 #[test]
 fn a_handle_is_a_future() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let pool = pool("a_handle_is_a_future", 1).build().unwrap();
     let (a, b) = (pool.submit(square, 3), pool.submit(sleep_ms, 50));
     assert_eq!(block_on(async { (a.await, b.await) }), (Ok(9), Ok(50)));
@@ -102,6 +104,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 #[test]
 fn panics_and_error_chains_come_back_as_errors_and_the_helper_lives_on() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let pool = pool("panics_and_error_chains_come_back_as_errors_and_the_helper_lives_on", 1).build().unwrap();
     let pids = pool.helper_pids();
     let results = pool.map(panics, 0..6);
@@ -167,6 +170,7 @@ fn with_retries_a_killed_helpers_task_is_rerun() {
 #[test]
 fn a_crashing_task_reports_its_signal() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let pool = pool("a_crashing_task_reports_its_signal", 1).build().unwrap();
     assert_eq!(pool.submit(abort, ()).wait(), Err(TaskError::WorkerDied { signal: Some(6), code: None }));
     assert_eq!(pool.submit(square, 5).wait(), Ok(25));
@@ -214,6 +218,7 @@ fn cancel_kills_a_running_task_and_skips_a_queued_one() {
 #[test]
 fn helpers_are_recycled_after_max_tasks() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let pool = pool("helpers_are_recycled_after_max_tasks", 1).max_tasks_per_helper(3).build().unwrap();
     let pids: Vec<u32> = ok(pool.map(pid, vec![(); 9]));
     let distinct: HashSet<u32> = pids.iter().copied().collect();
@@ -224,6 +229,7 @@ fn helpers_are_recycled_after_max_tasks() {
 #[test]
 fn the_initializer_runs_in_every_helper_and_its_failure_fails_build() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let test = "the_initializer_runs_in_every_helper_and_its_failure_fails_build";
     let pool = pool(test, 2).initializer(set_marker, "ready".to_string()).max_tasks_per_helper(2).build().unwrap();
     let markers = ok(pool.map(marker, vec![(); 8]));
@@ -236,6 +242,7 @@ fn the_initializer_runs_in_every_helper_and_its_failure_fails_build() {
 #[test]
 fn unregistered_task_is_a_clear_error() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     fn not_registered(x: u8) -> u8 {
         x
     }

@@ -45,6 +45,7 @@ fn chunk_ops_mutate_in_place_and_reductions_agree() {
 #[test]
 fn two_d_arrays_are_split_by_rows() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let pool = pool("two_d_arrays_are_split_by_rows").build().unwrap();
     let data = Array2::from_shape_fn((100, 7), |(i, j)| (i * 7 + j) as f32);
     let mut a = SharedArray::create_from(&unique("pool-2d"), &data).unwrap();
@@ -57,6 +58,7 @@ fn two_d_arrays_are_split_by_rows() {
 #[test]
 fn a_failing_chunk_is_reported_after_the_others_finish() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let pool = pool("a_failing_chunk_is_reported_after_the_others_finish").build().unwrap();
     let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-fail"), 1000).unwrap();
     let err = pool.batch().chunksize(100).for_each_chunk_mut(&mut a, panic_in_first_chunk).unwrap_err();
@@ -88,6 +90,7 @@ fn a_recreated_name_is_a_new_array_to_the_helpers() {
 #[test]
 fn file_backed_and_empty_arrays_work_too() {
     shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
     let pool = pool("file_backed_and_empty_arrays_work_too").build().unwrap();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.npy", unique("pool-file")));
     let mut f = SharedArray::<f64, Ix1>::create_file(&path, 5000).unwrap();

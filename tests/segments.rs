@@ -47,6 +47,7 @@ fn open_as(kind: SegmentKind, name: &str) -> Result<(), Error> {
 
 #[test]
 fn opening_as_the_wrong_kind_fails_for_every_pair() {
+    let _w = Watchdog::new(Duration::from_secs(60));
     let kinds: Vec<SegmentKind> = SegmentKind::all().filter(|k| *k != SegmentKind::Pool).collect();
     let mut pairs = 0;
     for &made in &kinds {
@@ -68,6 +69,7 @@ fn opening_as_the_wrong_kind_fails_for_every_pair() {
 
 #[test]
 fn an_owner_never_removes_a_namesake_and_neither_does_gc() {
+    let _w = Watchdog::new(Duration::from_secs(60));
     let name = unique("namesake");
     let old = SharedArray::<u8, Ix1>::create(&name, 8).unwrap();
     shmkit::unlink(&name).unwrap(); // e.g. `shmkit rm` or another program
