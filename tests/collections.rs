@@ -109,7 +109,7 @@ fn a_writer_killed_at_random_moments_never_leaves_a_torn_or_lost_entry() {
     for (m, keys) in [(&map, 0..20u64), (&big, 0..1000u64)] {
         keys.for_each(|k| assert!(m.insert(k, checked(k)).unwrap().is_none()));
     }
-    let mut rng = common::Rng::new(0x5eed);
+    let mut rng = common::seeded_rng("map kills");
     let rounds = 150;
     for round in 0..rounds {
         let m = if round % 2 == 0 { &map } else { &big };
@@ -146,10 +146,9 @@ fn a_stopped_writer_holding_a_stripe_makes_a_timed_call_fail_not_hang() {
     let map = ShmMap::<u64, Checked>::open(made.name()).unwrap().lock_timeout(Duration::from_millis(20));
     let mut child = spawn_child(test, &format!("{}:0", map.name()), Stdio::null());
     std::thread::sleep(Duration::from_millis(50));
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     let mut timed_out = 0;
     for round in 0..300 {
-        rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+        common::signal(child.id(), rustix::process::Signal::STOP).unwrap();
         std::thread::sleep(Duration::from_micros(300));
         let t = Instant::now();
         match map.get(&1000) {
@@ -158,7 +157,7 @@ fn a_stopped_writer_holding_a_stripe_makes_a_timed_call_fail_not_hang() {
             Err(e) => panic!("round {round}: {e}"),
         }
         assert!(t.elapsed() < Duration::from_millis(120), "round {round}: get took {:?}", t.elapsed());
-        rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+        common::signal(child.id(), rustix::process::Signal::CONT).unwrap();
         std::thread::sleep(Duration::from_micros(300));
     }
     child.kill().unwrap();
@@ -202,7 +201,7 @@ fn a_pusher_killed_at_random_moments_never_leaves_a_torn_element() {
     }
     let _w = Watchdog::new(Duration::from_secs(120));
     let list = ShmVec::<Checked>::create(&unique("vec-kill"), 4_000_000).unwrap();
-    let mut rng = common::Rng::new(7);
+    let mut rng = common::seeded_rng("push kills");
     let rounds = 60;
     for _ in 0..rounds {
         let mut child = spawn_child(test, &format!("{}:0", list.name()), Stdio::null());

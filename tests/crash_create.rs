@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,24 +29,8 @@ fn create(way: &str, name: &str) -> SharedArray<u8, Ix1> {
     .expect("create")
 }
 
-fn dev_shm() -> BTreeSet<String> {
-    std::fs::read_dir("/dev/shm").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
-}
-
 fn free_bytes() -> u64 {
     rustix::fs::statvfs("/dev/shm").map(|s| s.f_bavail * s.f_frsize).unwrap()
-}
-
-/// A small xorshift: kill moments that differ from run to run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// Keeps opening `name`; every array it gets must be complete: the right
@@ -107,7 +90,7 @@ fn a_creator_killed_at_any_moment_leaves_nothing_gc_cannot_remove() {
     let _w = Watchdog::new(Duration::from_secs(600));
     let rounds: usize = std::env::var("SHMKIT_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(120);
     let name = unique("crash");
-    let (before, free_before) = (dev_shm(), free_bytes());
+    let (before, free_before) = (common::dev_shm(), free_bytes());
     let (stop, opened, filled) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::default());
     let watcher = {
         let (n, s, o, f) = (name.clone(), stop.clone(), opened.clone(), Arc::clone(&filled));
@@ -125,7 +108,7 @@ fn a_creator_killed_at_any_moment_leaves_nothing_gc_cannot_remove() {
             t
         })
         .collect();
-    let mut rng = Rng(Instant::now().elapsed().as_nanos() as u64 | 1 ^ std::process::id() as u64);
+    let mut rng = common::seeded_rng("crash_create");
     let (mut early, mut late) = (0, 0);
     for r in 0..rounds {
         let way = ways[r % 3];
@@ -141,7 +124,7 @@ fn a_creator_killed_at_any_moment_leaves_nothing_gc_cannot_remove() {
             early += 1
         }
         shmkit::collect_garbage(false).unwrap();
-        let after = dev_shm();
+        let after = common::dev_shm();
         assert_eq!(after, before, "round {r} ({way}): /dev/shm differs after gc");
     }
     stop.store(true, Ordering::Relaxed);

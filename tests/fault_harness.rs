@@ -18,7 +18,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,9 +57,7 @@ enum Fault {
 }
 
 fn send(pid: u32, sig: Signal) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, sig);
-    }
+    let _ = common::signal(pid, sig); // it may be gone already
 }
 
 /// Injects `fault` into a process `pick` chooses, `after` from now, on a
@@ -325,10 +322,6 @@ fn child(arg: &str) {
     }
 }
 
-fn dev_shm() -> BTreeSet<String> {
-    std::fs::read_dir("/dev/shm").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
-}
-
 #[test]
 fn fault_injection_harness() {
     shmkit::init(tasks);
@@ -340,7 +333,7 @@ fn fault_injection_harness() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let seed = env("SHMKIT_FAULT_SEED").unwrap_or(now.as_nanos() as u64);
     let _w = Watchdog::new(Duration::from_secs(60 + rounds * 2));
-    let before = dev_shm();
+    let before = common::dev_shm();
     let mut rng = Rng::new(seed);
     let mut t = Tally::default();
     let start = Instant::now();
@@ -359,7 +352,7 @@ fn fault_injection_harness() {
     drop(pool);
     let _ = shmkit::collect_garbage(false);
     t.check(helpers.iter().all(|&p| !common::alive(p)), || "helpers outlived the pool".into());
-    let left: Vec<String> = dev_shm().difference(&before).cloned().collect();
+    let left: Vec<String> = common::dev_shm().difference(&before).cloned().collect();
     t.check(left.is_empty(), || format!("/dev/shm entries left: {left:?}"));
     println!(
         "fault harness: {} rounds, {} faults injected, {} violations, in {:.1} s (seed {seed})",

@@ -13,8 +13,7 @@ use shmkit::sync::{
 use shmkit::SharedArray;
 
 fn kill9(child: &mut std::process::Child) {
-    let pid = rustix::process::Pid::from_child(child);
-    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    common::signal(child.id(), rustix::process::Signal::KILL).unwrap();
     child.wait().unwrap();
 }
 

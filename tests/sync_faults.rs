@@ -12,7 +12,7 @@ use common::{child_arg, run_child, spawn_child, unique, wait_with_watchdog, Watc
 use shmkit::sync::{EventMode, LockError, PopError, PushError, ShmBarrier, ShmEvent, ShmMutex, ShmQueue, ShmRwLock};
 
 fn signal(child: &std::process::Child, sig: rustix::process::Signal) {
-    rustix::process::kill_process(rustix::process::Pid::from_child(child), sig).unwrap();
+    common::signal(child.id(), sig).unwrap();
 }
 
 #[test]

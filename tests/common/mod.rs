@@ -166,6 +166,29 @@ fn built(parts: &[&str], args: &[&str]) -> std::path::PathBuf {
     path
 }
 
+/// A generator seeded from `SHMKIT_TEST_SEED`, or else the clock; the
+/// seed is printed, so that a failing run can be replayed.
+pub fn seeded_rng(what: &str) -> Rng {
+    let seed = std::env::var("SHMKIT_TEST_SEED").ok().and_then(|s| s.parse().ok());
+    let clock =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seed = seed.unwrap_or_else(clock);
+    println!("{what}: seed {seed} (SHMKIT_TEST_SEED={seed} replays it)");
+    Rng::new(seed)
+}
+
+/// Sends `sig` to process `pid` (`kill(2)`).
+pub fn signal(pid: u32, sig: rustix::process::Signal) -> std::io::Result<()> {
+    let pid = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw);
+    let pid = pid.ok_or_else(|| std::io::Error::other("not a pid"))?;
+    Ok(rustix::process::kill_process(pid, sig)?)
+}
+
+/// The names in `/dev/shm` now.
+pub fn dev_shm() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/dev/shm").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+}
+
 /// A small xorshift generator, for random fault moments (seeded, so a
 /// failing run can be repeated).
 pub struct Rng(u64);
