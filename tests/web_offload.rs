@@ -29,15 +29,27 @@ fn pids(port: u16) -> Vec<u32> {
     pids
 }
 
-#[test]
-fn server_stays_responsive_while_helpers_compute_and_no_helper_dies() {
-    let _w = Watchdog::new(Duration::from_secs(120));
+/// Starts the `web_offload` example on a free port; returns it and the port.
+fn start_server() -> (std::process::Child, u16) {
     let exe = common::example("web_offload");
     let mut server =
         common::dies_with_parent(Command::new(exe).args(["--port", "0"]).stdout(Stdio::piped())).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(server.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     let port: u16 = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).expect("listening line");
+    (server, port)
+}
+
+/// Ctrl-C for the server, then its exit status.
+fn stop_server(server: std::process::Child) -> std::process::ExitStatus {
+    common::signal(server.id(), rustix::process::Signal::INT).unwrap();
+    common::wait_with_watchdog(server, Duration::from_secs(10))
+}
+
+#[test]
+fn server_stays_responsive_while_helpers_compute_and_no_helper_dies() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let (server, port) = start_server();
     let before = pids(port);
     assert_eq!(before.len(), std::thread::available_parallelism().map_or(1, |n| n.get()));
 
@@ -70,8 +82,7 @@ fn server_stays_responsive_while_helpers_compute_and_no_helper_dies() {
     assert_eq!(get(port, "/simulate?a=99&b=0&games=1").0, 400);
     assert_eq!(pids(port), before, "a helper died or was replaced");
 
-    rustix::process::kill_process(rustix::process::Pid::from_child(&server), rustix::process::Signal::INT).unwrap();
-    let status = common::wait_with_watchdog(server, Duration::from_secs(10));
+    let status = stop_server(server);
     assert!(status.success(), "server exit: {status}");
     assert!(before.iter().all(|&p| !alive(p)), "helpers outlived the server");
 }
@@ -82,12 +93,7 @@ fn server_stays_responsive_while_helpers_compute_and_no_helper_dies() {
 #[test]
 fn requests_past_their_deadline_free_their_helpers() {
     let _w = Watchdog::new(Duration::from_secs(120));
-    let exe = common::example("web_offload");
-    let mut server =
-        common::dies_with_parent(Command::new(exe).args(["--port", "0"]).stdout(Stdio::piped())).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let port: u16 = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).expect("listening line");
+    let (server, port) = start_server();
     let helpers = pids(port).len();
     // More long requests than helpers, each with a 300 ms deadline.
     let start = Instant::now();
@@ -104,6 +110,5 @@ fn requests_past_their_deadline_free_their_helpers() {
     let (status, body) = get(port, "/simulate?a=1&b=2&games=1000");
     assert_eq!(status, 200, "{body}");
     assert!(start.elapsed() < Duration::from_secs(1), "the next request waited {:?}", start.elapsed());
-    rustix::process::kill_process(rustix::process::Pid::from_child(&server), rustix::process::Signal::INT).unwrap();
-    assert!(common::wait_with_watchdog(server, Duration::from_secs(10)).success());
+    assert!(stop_server(server).success());
 }
