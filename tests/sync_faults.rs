@@ -59,15 +59,20 @@ fn duration_max_means_wait_as_long_as_it_takes_everywhere() {
     assert_eq!(popper.join().unwrap(), Ok(4), "a blocked Duration::MAX wait still wakes");
 }
 
+/// The reader both reader tests start: takes `{base}-rw` for reading,
+/// says so through `{base}-held`, and holds it until killed.
+fn hold_a_read_guard(base: &str) {
+    let rw = ShmRwLock::<u64>::open(&format!("{base}-rw")).unwrap();
+    let _r = rw.read().unwrap();
+    ShmEvent::open(&format!("{base}-held")).unwrap().set();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
 #[test]
 fn a_zombie_reader_does_not_block_a_writer() {
     let test = "a_zombie_reader_does_not_block_a_writer";
     if let Some(base) = child_arg() {
-        let rw = ShmRwLock::<u64>::open(&format!("{base}-rw")).unwrap();
-        let _r = rw.read().unwrap();
-        ShmEvent::open(&format!("{base}-held")).unwrap().set();
-        std::thread::sleep(Duration::from_secs(60));
-        return;
+        return hold_a_read_guard(&base);
     }
     let _w = Watchdog::new(Duration::from_secs(60));
     let base = unique("zombie");
@@ -87,11 +92,7 @@ fn a_zombie_reader_does_not_block_a_writer() {
 fn a_reader_in_another_pid_namespace_keeps_its_slot() {
     let test = "a_reader_in_another_pid_namespace_keeps_its_slot";
     if let Some(base) = child_arg() {
-        let rw = ShmRwLock::<u64>::open(&format!("{base}-rw")).unwrap();
-        let _r = rw.read().unwrap();
-        ShmEvent::open(&format!("{base}-held")).unwrap().set();
-        std::thread::sleep(Duration::from_secs(60));
-        return;
+        return hold_a_read_guard(&base);
     }
     let _w = Watchdog::new(Duration::from_secs(60));
     let base = unique("pidns-reader");
