@@ -271,6 +271,11 @@ fn round_locks(rng: &mut Rng, t: &mut Tally) {
         send(k.id(), Signal::KILL);
         let _ = k.wait();
     }
+    // Every locker is gone now, however it ended: neither lock stays held.
+    let limit = Duration::from_secs(2);
+    let mutex_free = matches!(m.lock_timeout(limit), Ok(_) | Err(LockError::OwnerDied(_)));
+    let got = mutex_free && matches!(rw.write_timeout(limit), Ok(_) | Err(LockError::OwnerDied(_)));
+    t.check(got, || "a lock stayed held after every process holding it was killed".into());
     let _ = shmkit::collect_garbage(false);
 }
 
@@ -362,4 +367,9 @@ fn fault_injection_harness() {
         start.elapsed().as_secs_f64()
     );
     assert!(t.violations.is_empty(), "violations: {:#?}", t.violations);
+    assert!(
+        t.faults as u64 * 2 > rounds,
+        "only {} of {rounds} rounds injected a fault: the harness tested little",
+        t.faults
+    );
 }
