@@ -355,3 +355,38 @@ fn a_coordinator_with_standard_input_and_output_closed_still_gets_helpers() {
         common::wait_with_watchdog(common::dies_with_parent(&mut cmd).spawn().unwrap(), Duration::from_secs(40));
     assert!(status.success(), "{status}");
 }
+
+/// A helper SIGKILLed at random moments while an argument and a result
+/// of 4 MiB (32 times its 128 KiB rings) pass through: each task ends whole
+/// or as `WorkerDied`, never with torn data, and the replacement helper,
+/// on the same rings, serves correctly.
+#[test]
+fn a_helper_killed_while_messages_larger_than_its_rings_pass_fails_only_those_tasks() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(180));
+    let test = "a_helper_killed_while_messages_larger_than_its_rings_pass_fails_only_those_tasks";
+    let pool = pool(test, 1).build().unwrap();
+    let mut rng = common::seeded_rng("large message kills");
+    let big = "x".repeat(4 << 20);
+    let (mut whole, mut died) = (0, 0);
+    for round in 0..30u64 {
+        let (arg, result) = (pool.submit(str_len, big.clone()), pool.submit(big_result, 4 << 20));
+        let pid = pool.helper_pids()[0];
+        // From before the argument reaches the helper to after the result
+        // left it (about 100 ms in a debug build).
+        std::thread::sleep(Duration::from_micros(rng.below(150_000)));
+        let _ = common::signal(pid, rustix::process::Signal::KILL);
+        let intact = |s: String| s.len() == 4 << 20 && s.bytes().all(|b| b == b'Z');
+        for (what, outcome) in [("argument", arg.wait().map(|n| n == big.len())), ("result", result.wait().map(intact))]
+        {
+            match outcome {
+                Ok(true) => whole += 1,
+                Err(TaskError::WorkerDied { .. }) => died += 1,
+                other => panic!("round {round}: the large {what}'s task ended {other:?}"),
+            }
+        }
+        assert_eq!(pool.submit(square, round).wait(), Ok(round * round), "round {round}: the replacement serves");
+    }
+    println!("large messages: {whole} tasks ended whole, {died} with their helper");
+    assert!(died > 0, "no kill landed while a large message was in flight");
+}
