@@ -3,9 +3,11 @@
 //! bytes to one of shmkit's readers; any outcome but a panic, a hang or a
 //! stack overflow is fine.
 
+use crate::npy::header::Header;
+use crate::npy::literal as pyliteral;
 use crate::pool::codec::items;
 use crate::pool::wire::{Batch, Failure, FrameReader, FromHelper, ToHelper};
-use crate::segment::{pyliteral, read_layout, Header, TRAILER_LEN};
+use crate::segment::{read_layout, TRAILER_LEN};
 
 /// `data` as the bytes of a whole segment: the validating reader (header,
 /// trailer, lengths), the `.npy` header decoder, and the literal parser.

@@ -53,7 +53,6 @@ compile_error!("shmkit writes little-endian .npy headers and needs a little-endi
 
 mod array;
 pub mod collections;
-mod dtype;
 mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
@@ -64,6 +63,7 @@ mod kind;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod name;
+mod npy;
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
 mod os;
 mod pool;
@@ -71,14 +71,14 @@ mod segment;
 pub mod sync;
 
 pub use crate::array::{SharedArray, SliceMut, SliceRef, View, ViewMut};
-pub use crate::dtype::{DType, Element};
 pub use crate::error::{Error, Result};
 pub use crate::gc::{collect_garbage, list_segments, list_unnamed, Listing, Unnamed};
 pub use crate::info::{inspect, remove, unlink, ArrayHeader, Creator, SegmentInfo};
 pub use crate::kind::SegmentKind;
+pub use crate::npy::dtype::{DType, Element};
 pub use crate::pool::{
-    as_completed, init, is_helper, serve, AsCompleted, Batch, Pool, PoolBuilder, PoolError, Registry, Task, TaskError,
-    TaskHandle, Unordered,
+    as_completed, init, is_helper, serve, AsCompleted, Batch, InPlaceError, Pool, PoolBuilder, PoolError, ReduceError,
+    Registry, RowReport, Task, TaskError, TaskHandle, Unordered,
 };
 pub use crate::segment::liveness::Presence;
 pub use ndarray;

@@ -32,11 +32,11 @@ fn chunk_ops_mutate_in_place_and_reductions_agree() {
     pool.for_each_chunk_mut(&mut a, double).unwrap();
     assert!(a.as_slice().unwrap().iter().enumerate().all(|(i, &x)| x == 2.0 * i as f64));
     let expect_sum = (n * (n - 1)) as f64;
-    assert_eq!(pool.sum(&a), Ok(expect_sum));
-    assert_eq!(pool.batch().mean(&a), Ok(expect_sum / n as f64));
-    assert_eq!(pool.batch().min(&a), Ok(Some(0.0)));
-    assert_eq!(pool.batch().max(&a), Ok(Some(2.0 * (n - 1) as f64)));
-    assert_eq!(pool.reduce(&a, count_rows, |x, y| x + y), Ok(n));
+    assert_eq!(pool.sum(&a).unwrap(), expect_sum);
+    assert_eq!(pool.batch().mean(&a).unwrap(), expect_sum / n as f64);
+    assert_eq!(pool.batch().min(&a).unwrap(), Some(0.0));
+    assert_eq!(pool.batch().max(&a).unwrap(), Some(2.0 * (n - 1) as f64));
+    assert_eq!(pool.reduce(&a, count_rows, |x, y| x + y).unwrap(), n);
     let sq: f64 = a.as_slice().unwrap().iter().map(|x| x * x).sum();
     let got = pool.batch().chunksize(1000).reduce(&a, sum_of_squares, |x, y| x + y).unwrap();
     assert!((got - sq).abs() / sq < 1e-12);
@@ -51,8 +51,8 @@ fn two_d_arrays_are_split_by_rows() {
     let mut a = SharedArray::create_from(&unique("pool-2d"), &data).unwrap();
     pool.batch().chunksize(9).for_each_chunk_mut(&mut a, triple_rows).unwrap();
     assert_eq!(*a.view().unwrap(), data.mapv(|x| 3.0 * x));
-    assert_eq!(pool.batch().min(&a), Ok(Some(0.0)));
-    assert_eq!(pool.sum(&SharedArray::<u8, Ix2>::create(&unique("pool-u8"), (3, 3)).unwrap()), Ok(0.0));
+    assert_eq!(pool.batch().min(&a).unwrap(), Some(0.0));
+    assert_eq!(pool.sum(&SharedArray::<u8, Ix2>::create(&unique("pool-u8"), (3, 3)).unwrap()).unwrap(), 0.0);
 }
 
 #[test]
@@ -62,8 +62,13 @@ fn a_failing_chunk_is_reported_after_the_others_finish() {
     let pool = pool("a_failing_chunk_is_reported_after_the_others_finish").build().unwrap();
     let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-fail"), 1000).unwrap();
     let err = pool.batch().chunksize(100).for_each_chunk_mut(&mut a, panic_in_first_chunk).unwrap_err();
-    assert!(matches!(&err, TaskError::Panicked(m) if m.contains("first chunk refuses")), "{err}");
-    assert_eq!(pool.reduce(&a, count_rows, |x, y| x + y), Ok(1000), "the pool still works");
+    let report = err.report().expect("an incomplete pass");
+    assert!(
+        matches!(&report.in_doubt[..], [(r, TaskError::Panicked(m))] if *r == (0..100) && m.contains("first chunk refuses")),
+        "{err}"
+    );
+    assert_eq!(report.applied, [100..1000], "{err}");
+    assert_eq!(pool.reduce(&a, count_rows, |x, y| x + y).unwrap(), 1000, "the pool still works");
 }
 
 #[test]
@@ -74,11 +79,11 @@ fn a_recreated_name_is_a_new_array_to_the_helpers() {
     let name = unique("pool-recreate");
     let mut a = SharedArray::<f64, Ix1>::create(&name, 1000).unwrap();
     a.as_slice_mut().unwrap().fill(1.0);
-    assert_eq!(pool.sum(&a), Ok(1000.0));
+    assert_eq!(pool.sum(&a).unwrap(), 1000.0);
     drop(a);
     let mut b = SharedArray::<f64, Ix1>::create(&name, 1000).unwrap();
     b.as_slice_mut().unwrap().fill(5.0);
-    assert_eq!(pool.sum(&b), Ok(5000.0), "a helper read a stale mapping");
+    assert_eq!(pool.sum(&b).unwrap(), 5000.0, "a helper read a stale mapping");
     pool.for_each_chunk_mut(&mut b, double).unwrap();
     assert!(b.as_slice().unwrap().iter().all(|&x| x == 10.0));
     for pid in pool.helper_pids() {
@@ -95,11 +100,11 @@ fn file_backed_and_empty_arrays_work_too() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.npy", unique("pool-file")));
     let mut f = SharedArray::<f64, Ix1>::create_file(&path, 5000).unwrap();
     pool.for_each_chunk_mut(&mut f, fill_index).unwrap();
-    assert_eq!(pool.sum(&f), Ok((5000 * 4999 / 2) as f64));
+    assert_eq!(pool.sum(&f).unwrap(), (5000 * 4999 / 2) as f64);
     std::fs::remove_file(&path).unwrap();
     let empty = SharedArray::<i32, Ix1>::create(&unique("pool-empty"), 0).unwrap();
-    assert_eq!(pool.sum(&empty), Ok(0.0));
-    assert_eq!(pool.batch().max(&empty), Ok(None));
+    assert_eq!(pool.sum(&empty).unwrap(), 0.0);
+    assert_eq!(pool.batch().max(&empty).unwrap(), None);
     assert!(pool.batch().mean(&empty).unwrap().is_nan());
 }
 

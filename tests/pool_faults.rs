@@ -39,12 +39,14 @@ fn a_timeout_fires_even_when_large_arguments_fill_the_helpers_socket() {
     println!("hung task: TimedOut after {at:?}; all 40 results in {:?}", start.elapsed());
 }
 
+/// The parent of process `p`.
+fn parent_of(p: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
 /// The processes whose parent is `pid`, and theirs, and so on.
 fn descendants(pid: u32) -> Vec<u32> {
-    let parent_of = |p: u32| -> Option<u32> {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-        stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
-    };
     let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -125,9 +127,15 @@ fn a_launcher_between_pool_and_helper_passes_the_socket_on() {
     let limit = Duration::from_millis(200);
     assert_eq!(pool.batch().timeout(limit).submit(sleep_ms, 20_000).wait(), Err(TaskError::TimedOut(limit)));
     assert_eq!(pool.submit(square, 9).wait(), Ok(81), "a replacement serves behind its launcher too");
-    let launchers = pool.helper_pids();
-    let mut all: Vec<u32> = launchers.iter().flat_map(|&l| descendants(l)).collect();
-    assert_eq!(all.len(), launchers.len(), "one helper behind each launcher");
+    // The pool names the helpers themselves, not their launchers.
+    let helpers = pool.helper_pids();
+    let launchers: Vec<u32> = helpers.iter().map(|&h| parent_of(h).expect("a helper's parent")).collect();
+    let trees: Vec<Vec<u32>> = launchers.iter().map(|&l| descendants(l)).collect();
+    assert!(
+        trees.iter().zip(&helpers).all(|(t, h)| *t == [*h]),
+        "one helper behind each launcher: {helpers:?} {trees:?}"
+    );
+    let mut all = helpers.clone();
     all.extend(&launchers);
     drop(pool);
     let start = Instant::now();

@@ -33,8 +33,8 @@ pub(crate) struct Claim<'a> {
 }
 
 impl Claims {
-    /// Claims `bytes` (offsets within the data) for a view; `what` names
-    /// them in the error.
+    /// Claims `bytes` (offsets within the data) for a view; `what` says
+    /// what was asked for, in the error.
     pub fn take<'a>(
         &'a self,
         seg: &'a Segment,
@@ -52,8 +52,7 @@ impl Claims {
             let got = os::try_lock(seg.fd(), kind, start, bytes.len() as u64);
             let got = got.map_err(|e| Error::from_io("fcntl(F_OFD_SETLK)", seg.name(), e))?;
             if !got {
-                let wanted = if shared { "a view" } else { "a mutable view" };
-                return Err(Error::Busy { name: seg.name().to_owned(), what: format!("{wanted} of {what}") });
+                return Err(Error::Busy { name: seg.name().to_owned(), what: what.to_string() });
             }
         }
         *count += usize::from(shared);

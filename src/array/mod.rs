@@ -13,11 +13,12 @@ use std::path::Path;
 
 use ndarray::{ArrayBase, ArrayView, ArrayViewMut, Axis, Data, Dimension, IntoDimension, IxDyn, ShapeBuilder, Slice};
 
-use crate::dtype::Element;
 use crate::info::SegmentInfo;
 use crate::kind::SegmentKind;
+use crate::npy::dtype::Element;
+use crate::npy::header::Header;
 use crate::os::FileId;
-use crate::segment::{data_len, Header, Segment};
+use crate::segment::{data_len, Segment};
 use crate::{name, Error, Result};
 use claim::Claims;
 
@@ -207,7 +208,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// [`Error::Busy`] while a mutable view of any of its bytes exists,
     /// through any handle in any process.
     pub fn view(&self) -> Result<View<'_, T, D>> {
-        let claim = self.claims.take(&self.seg, self.all_bytes(), true, &"the whole array")?;
+        let claim = self.claims.take(&self.seg, self.all_bytes(), true, &"a view of the whole array")?;
         // SAFETY: the layout was validated (len elements of T at an aligned,
         // in-bounds offset); the claim just taken keeps every mutable shmkit
         // view of these bytes away while this view lives.
@@ -218,7 +219,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// with [`Error::Busy`] while any other view of its bytes exists,
     /// through any handle in any process.
     pub fn view_mut(&mut self) -> Result<ViewMut<'_, T, D>> {
-        let claim = self.claims.take(&self.seg, self.all_bytes(), false, &"the whole array")?;
+        let claim = self.claims.take(&self.seg, self.all_bytes(), false, &"a mutable view of the whole array")?;
         // SAFETY: as in `view`; the exclusive claim just taken keeps every
         // other shmkit view of these bytes away while this one lives.
         Ok(ViewMut { view: unsafe { self.view_mut_unchecked() }, _claim: claim })
@@ -228,7 +229,8 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// claims only those rows (all of them for a Fortran-order array).
     pub fn rows(&self, range: Range<usize>) -> Result<View<'_, T, D>> {
         let slice = self.check_rows(&range)?;
-        let claim = self.claims.take(&self.seg, self.row_bytes(&range), true, &format_args!("rows {range:?}"))?;
+        let claim =
+            self.claims.take(&self.seg, self.row_bytes(&range), true, &format_args!("a view of rows {range:?}"))?;
         // SAFETY: as in `view`; the claim covers every byte of these rows.
         let view = unsafe { self.view_unchecked() }.slice_axis_move(Axis(0), slice);
         Ok(View { view, _claim: claim })
@@ -239,10 +241,47 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// rows are [`Error::Busy`].
     pub fn rows_mut(&mut self, range: Range<usize>) -> Result<ViewMut<'_, T, D>> {
         let slice = self.check_rows(&range)?;
-        let claim = self.claims.take(&self.seg, self.row_bytes(&range), false, &format_args!("rows {range:?}"))?;
+        let claim = self.claims.take(
+            &self.seg,
+            self.row_bytes(&range),
+            false,
+            &format_args!("a mutable view of rows {range:?}"),
+        )?;
         // SAFETY: as in `view_mut`; the exclusive claim covers these rows.
         let view = unsafe { self.view_mut_unchecked() }.slice_axis_move(Axis(0), slice);
         Ok(ViewMut { view, _claim: claim })
+    }
+
+    /// A view of rows `range` that claims nothing (a pool pass, whose
+    /// coordinator holds the claim for every row).
+    ///
+    /// # Safety
+    ///
+    /// As [`view_unchecked`](Self::view_unchecked), for these rows.
+    pub(crate) unsafe fn rows_unchecked(&self, range: Range<usize>) -> Result<ArrayView<'_, T, D>> {
+        let slice = self.check_rows(&range)?;
+        // SAFETY: the caller's promise, for these rows.
+        Ok(unsafe { self.view_unchecked() }.slice_axis_move(Axis(0), slice))
+    }
+
+    /// A mutable view of rows `range` that claims nothing (a pool pass,
+    /// whose coordinator holds the claim for every row).
+    ///
+    /// # Safety
+    ///
+    /// As [`view_mut_unchecked`](Self::view_mut_unchecked), for these rows.
+    pub(crate) unsafe fn rows_mut_unchecked(&mut self, range: Range<usize>) -> Result<ArrayViewMut<'_, T, D>> {
+        let slice = self.check_rows(&range)?;
+        // SAFETY: the caller's promise, for these rows.
+        Ok(unsafe { self.view_mut_unchecked() }.slice_axis_move(Axis(0), slice))
+    }
+
+    /// Claims every byte for the length of a pool pass: exclusively for a
+    /// pass that writes, shared for one that reads. [`Error::Busy`] if
+    /// another view of them is live anywhere.
+    pub(crate) fn claim_all(&self, exclusive: bool) -> Result<claim::Claim<'_>> {
+        let what = if exclusive { "an in-place pass over every row" } else { "a pass reading every row" };
+        self.claims.take(&self.seg, self.all_bytes(), !exclusive, &what)
     }
 
     fn check_rows(&self, range: &Range<usize>) -> Result<Slice> {
@@ -255,7 +294,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
 
     /// All elements in memory order, read-only (claimed shared).
     pub fn as_slice(&self) -> Result<SliceRef<'_, T>> {
-        let claim = self.claims.take(&self.seg, self.all_bytes(), true, &"the whole array")?;
+        let claim = self.claims.take(&self.seg, self.all_bytes(), true, &"a view of the whole array")?;
         // SAFETY: as in `view`: len elements of T at an aligned, in-bounds
         // offset, claimed for as long as the slice lives.
         let slice = unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) };
@@ -264,7 +303,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
 
     /// All elements in memory order, mutable (claimed exclusively).
     pub fn as_slice_mut(&mut self) -> Result<SliceMut<'_, T>> {
-        let claim = self.claims.take(&self.seg, self.all_bytes(), false, &"the whole array")?;
+        let claim = self.claims.take(&self.seg, self.all_bytes(), false, &"a mutable view of the whole array")?;
         // SAFETY: as in `as_slice`, claimed exclusively.
         let slice = unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len()) };
         Ok(SliceMut { slice, _claim: claim })

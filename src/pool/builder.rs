@@ -148,9 +148,10 @@ impl PoolBuilder {
     }
 
     /// Jobs sent ahead to each helper, so it never idles waiting for the
-    /// next (default 2; 1 turns pipelining off).
+    /// next (default 2; 1 turns pipelining off; at most 64). A job
+    /// cancelled while it waits in a helper's pipeline is skipped there.
     pub fn pipeline(mut self, depth: usize) -> Self {
-        self.config.pipeline = depth.max(1);
+        self.config.pipeline = depth.clamp(1, super::status::SKIPS);
         self
     }
 
@@ -162,7 +163,7 @@ impl PoolBuilder {
 
     /// Runs registered task `f` with `arg` once in every helper as it
     /// starts (and in every replacement). If it fails, `build` fails.
-    pub fn initializer<M, F: Task<M>>(mut self, f: F, arg: F::Args) -> Self {
+    pub fn initializer<M: super::registry::Call, F: Task<M>>(mut self, f: F, arg: F::Args) -> Self {
         let _ = f;
         let mut encoded = Vec::new();
         let arg = codec::put(&mut encoded, &arg).map(|()| encoded);

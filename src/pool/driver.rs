@@ -23,7 +23,7 @@ use super::process::Process;
 use super::queue::{Inner, Work};
 use super::ring::{self, Peer, Ring};
 use super::spawn::{self, Helper};
-use super::status;
+use super::status::Stop;
 use super::wire::{fits, frame, frame_into, too_large, Batch, Fill, FromHelper, ToHelper};
 
 /// Consecutive failed starts after which a driver gives up.
@@ -37,10 +37,31 @@ const MAX_BOUNCES: u32 = 3;
 /// Longest a driver sleeps without looking at its job's cancellation.
 const CANCEL_CHECK: Duration = Duration::from_millis(20);
 
+/// Longest a driver waits for a killed helper to be gone before it
+/// delivers the verdict on its job (a SIGKILLed process ends within
+/// microseconds unless the kernel holds it in an uninterruptible wait,
+/// where it runs no code of its own either).
+const EXIT_WAIT: Duration = Duration::from_millis(50);
+
 /// The driver thread's body: start a helper, serve it, replace it, repeat.
+/// A panic in it (a bug) fails what is queued rather than leaving it
+/// waiting for a driver that is gone.
 pub(crate) fn run(inner: Arc<Inner>, index: usize, ready: Sender<Result<(), PoolError>>) {
+    let serve = std::panic::AssertUnwindSafe(|| drive(&inner, index, ready));
+    if let Err(panic) = std::panic::catch_unwind(serve) {
+        let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or(panic.downcast_ref::<String>().cloned());
+        inner.set_helper(index, None);
+        inner.driver_gone(format!("a pool driver thread panicked: {}", what.unwrap_or_default()));
+    }
+}
+
+fn drive(inner: &Arc<Inner>, index: usize, ready: Sender<Result<(), PoolError>>) {
+    let inner = inner.clone();
     let mut ready = Some(ready);
     let mut failures = 0;
+    // Job ids grow across this slot's helpers: an answer from a helper
+    // that was replaced can never pass for one of its successor's.
+    let mut next_id = 1;
     loop {
         let helper = match spawn::start(&inner.config, &inner.names, &inner.region, index) {
             Ok(helper) => helper,
@@ -60,17 +81,23 @@ pub(crate) fn run(inner: Arc<Inner>, index: usize, ready: Sender<Result<(), Pool
         failures = 0;
         inner.set_helper(index, Some(helper.cell.clone()));
         let _ = ready.take().map(|tx| tx.send(Ok(())));
+        // Where the next frame lands in the job ring's stream: past the
+        // initializer's frame, if there was one.
+        let queued_bytes = inner.region.jobs(index).expect("numbered within").written();
         let session = Session {
             inner: &inner,
             index,
             h: helper,
             inflight: VecDeque::new(),
-            next_id: 1,
+            first_id: next_id,
+            next_id,
             outbox: Vec::new(),
             written: 0,
-            queued_bytes: 0,
+            queued_bytes,
         };
-        if session.run() == End::Stop {
+        let (end, next) = session.run();
+        next_id = next;
+        if end == End::Stop {
             return inner.driver_gone("the pool is shut down".into());
         }
     }
@@ -109,17 +136,20 @@ struct Session<'a> {
     index: usize,
     h: Helper,
     inflight: VecDeque<InFlight>,
-    /// The id the next job gets; one more than the jobs sent so far.
+    /// The id of this helper's first job, and the id the next job gets.
+    first_id: u64,
     next_id: u64,
     /// Frames not yet taken by the socket, and how much of them was.
     outbox: Vec<u8>,
     written: usize,
-    /// Bytes of frames put in the outbox since the helper started.
+    /// Where the next frame starts in the job ring's stream.
     queued_bytes: u64,
 }
 
 impl<'a> Session<'a> {
-    fn run(mut self) -> End {
+    /// Serves the helper until it is replaced or the pool stops; returns
+    /// which, and the id the next helper's first job gets.
+    fn run(mut self) -> (End, u64) {
         loop {
             self.fill();
             if self.inflight.is_empty() {
@@ -150,12 +180,15 @@ impl<'a> Session<'a> {
         while self.inflight.len() < depth && self.sent() < max {
             let next = if self.inflight.is_empty() { self.inner.try_pop() } else { self.inner.try_pop_ahead() };
             let Some(job) = next else { break };
-            if job.cancel.is_cancelled() {
+            let (id, task) = (self.next_id, job.task);
+            // Registered before it is sent: a cancel from now on reaches it
+            // in this helper's pipeline (see `status`).
+            if !job.cancel.sent_to(&self.h.cell, id) {
                 job.fail(TaskError::Cancelled);
                 continue;
             }
-            let (id, task) = (self.next_id, job.task);
             if !fits(job.args.len()) {
+                job.cancel.forget(&self.h.cell, id);
                 let why = format!("the arguments take {}", too_large(job.args.len()));
                 job.fail(TaskError::Codec(why));
                 continue;
@@ -163,6 +196,7 @@ impl<'a> Session<'a> {
             let run = ToHelper::Run { job: id, task, count: job.count, args: Cow::Borrowed(&job.args) };
             let before = self.outbox.len();
             if let Err(e) = frame_into(&mut self.outbox, &run) {
+                job.cancel.forget(&self.h.cell, id);
                 job.fail(TaskError::Codec(format!("the arguments could not be sent: {e}")));
                 continue;
             }
@@ -195,7 +229,7 @@ impl<'a> Session<'a> {
 
     /// Jobs sent to this helper so far.
     fn sent(&self) -> usize {
-        (self.next_id - 1) as usize
+        (self.next_id - self.first_id) as usize
     }
 
     fn jobs(&self) -> Ring<'a> {
@@ -212,24 +246,26 @@ impl<'a> Session<'a> {
         let front = self.inflight.front_mut().expect("a job in flight");
         let started = *front.started.get_or_insert_with(Instant::now);
         let (id, timeout) = (front.id, front.job.timeout);
-        if !front.job.cancel.start_on(&self.h.cell, id) {
-            self.stop_front(Death::Cancelled)?; // cancelled while in this helper's pipeline
-        }
         // `None` when the timeout is too long for an Instant: no deadline.
         let deadline = timeout.and_then(|t| started.checked_add(t));
         loop {
             match self.h.reader.next::<FromHelper>() {
                 Some(Ok(FromHelper::Done { job, results })) if job == id => {
-                    return if self.complete_front(results) { Ok(()) } else { Err(Death::Lost) };
+                    return if self.complete_front(Ok(results)) { Ok(()) } else { Err(Death::Lost) };
+                }
+                Some(Ok(FromHelper::Skipped { job })) if job == id => {
+                    self.complete_front(Err(()));
+                    return Ok(());
                 }
                 Some(_) => return Err(Death::Lost), // a garbled or out-of-turn message
                 None => {}
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                self.stop_front(Death::TimedOut(timeout.expect("a deadline has a timeout"), id))?;
+                self.stop_front(Stop::Timeout, Death::TimedOut(timeout.expect("a deadline has a timeout"), id))?;
             }
             if self.inflight.front().is_some_and(|f| f.job.cancel.is_cancelled()) {
-                self.stop_front(Death::Cancelled)?;
+                // Skipped if its body has not begun (its `Skipped` is on its way), else killed.
+                self.stop_front(Stop::Cancel, Death::Cancelled)?;
             }
             if self.flush().is_err() {
                 return Err(Death::Lost);
@@ -242,12 +278,12 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Kills the helper if the front job is still running (or about to
-    /// be): `Err(why)`. `Ok` if it has already finished: its result is on
-    /// its way, so keep waiting for it.
-    fn stop_front(&self, why: Death) -> Result<(), Death> {
+    /// Stops the front job as `stop` asks: `Err(why)` if its helper was
+    /// killed for it. `Ok` if it has finished or will be skipped: its
+    /// answer is on its way, so keep waiting for it.
+    fn stop_front(&self, stop: Stop, why: Death) -> Result<(), Death> {
         let id = self.inflight.front().expect("a job in flight").id;
-        match self.h.cell.stop_job(id) {
+        match self.h.cell.stop_job(id, stop) {
             true => Err(why),
             false => Ok(()),
         }
@@ -266,7 +302,7 @@ impl<'a> Session<'a> {
             if ring::wait_readable(&results, &self.peer(), Some(limit), room).is_err() {
                 return Ok(Fill::Eof);
             }
-            if self.h.cell.pidfd.is_none() && self.h.child.has_exited() {
+            if self.h.cell.helper.pidfd.is_none() && self.h.child.has_exited() {
                 // No pidfd to wake on (Linux before 5.3): a helper whose
                 // socket a child of its own keeps open is seen here.
                 return Ok(Fill::Eof);
@@ -284,45 +320,69 @@ impl<'a> Session<'a> {
 
     /// The helper as a sleeper waits on it: its socket, and its pidfd.
     fn peer(&self) -> Peer<'_> {
-        Peer { socket: self.h.stream.as_fd(), pidfd: self.h.cell.pidfd.as_ref().map(|f| f.as_fd()) }
+        Peer { socket: self.h.stream.as_fd(), pidfd: self.h.cell.helper.pidfd.as_ref().map(|f| f.as_fd()) }
     }
 
-    /// Delivers the front job's results; false if they do not fit it.
-    fn complete_front(&mut self, results: Batch) -> bool {
-        if self.inflight.front().is_none_or(|f| f.job.count != results.count) {
+    /// Delivers the front job's results (`Err` for a job the helper
+    /// skipped, as cancelled); false if they do not fit it.
+    fn complete_front(&mut self, results: Result<Batch, ()>) -> bool {
+        let fits = match &results {
+            Ok(r) => self.inflight.front().is_some_and(|f| f.job.count == r.count),
+            Err(()) => self.inflight.front().is_some(),
+        };
+        if !fits {
             return false;
         }
         let done = self.inflight.pop_front().expect("checked above");
-        done.job.cancel.stop_running(&self.h.cell, done.id);
-        done.job.deliver(Ok(results));
+        done.job.cancel.forget(&self.h.cell, done.id);
+        match results {
+            Ok(results) => done.job.deliver(Ok(results)),
+            Err(()) => done.job.fail(TaskError::Cancelled),
+        }
         true
     }
 
     /// The helper is dead or must die: kill it, keep what it finished,
     /// blame the job it was running (and only that one), requeue the rest.
-    fn on_death(mut self, death: Death) -> End {
+    fn on_death(mut self, death: Death) -> (End, u64) {
         let cell = self.h.cell.clone();
-        self.inflight.iter().for_each(|f| f.job.cancel.stop_running(&cell, f.id));
+        self.inflight.iter().for_each(|f| f.job.cancel.forget(&cell, f.id));
         self.inner.set_helper(self.index, None); // before reaping frees the pid
-        cell.kill();
+        cell.retire(); // killed, and no canceller signals it from now on
+        let gone = cell.helper.wait_exit(EXIT_WAIT);
+        if let Death::TimedOut(t, target) = death {
+            // The verdict first: the deadline is what the caller was promised.
+            if self.inflight.front().is_some_and(|f| f.id == target) {
+                let f = self.inflight.pop_front().expect("checked");
+                // A helper not gone yet may still be marking its start: in doubt.
+                let last = cell.status().last();
+                match gone && (last.job < target || (last.job == target && !last.run)) {
+                    true => f.job.fail(TaskError::TimedOut(t)), // still receiving its arguments
+                    false => f.job.fail_started(TaskError::TimedOut(t)),
+                }
+            }
+        }
         let status = self.h.child.wait().ok();
-        // Behind a launcher, the reaped process is the launcher; the helper
-        // itself ends a moment later: wait for its socket to close, so it
-        // writes nothing into rings reset for its successor.
-        ring::wait_hangup(self.h.stream.as_fd(), Duration::from_millis(200));
+        // Behind a launcher, the reaped process is the launcher: wait for
+        // the helper itself, so it writes nothing into rings reset for its
+        // successor (through its pidfd; without one, until its socket closes).
+        if !gone && !cell.helper.wait_exit(Duration::from_secs(5)) {
+            ring::wait_hangup(self.h.stream.as_fd(), Duration::from_millis(200));
+        }
         let consumed = self.jobs().consumed();
         self.drain_results();
         let (signal, code) = (status.and_then(|s| s.signal()), status.and_then(|s| s.code()));
-        // Final now that the helper is reaped: the one job it was running.
-        let (last_started, _) = status::last_started(cell.word());
+        // Final now that the helper is gone: the one job whose body began.
+        let last = cell.status().last();
         let terminated = self.inner.is_terminated();
         let mut requeue = Vec::new();
         for (k, mut f) in self.inflight.drain(..).enumerate() {
-            let ran = f.id <= last_started; // started, and no result came back
+            let ran = f.id < last.job || (f.id == last.job && last.run); // and no result came back
             match (k, death) {
+                _ if terminated && ran => f.job.fail_started(TaskError::Terminated),
                 _ if terminated => f.job.fail(TaskError::Terminated),
+                _ if f.job.cancel.is_cancelled() && ran => f.job.fail_started(TaskError::Cancelled),
                 _ if f.job.cancel.is_cancelled() => f.job.fail(TaskError::Cancelled),
-                (0, Death::TimedOut(t, target)) if f.id == target => f.job.fail(TaskError::TimedOut(t)),
                 (0, Death::Lost) if !ran && consumed <= f.at => requeue.push(f.job), // never sent its way
                 (0, Death::Lost) if !ran => {
                     // Its helper died by itself while reading it: not its
@@ -338,14 +398,13 @@ impl<'a> Session<'a> {
                     f.job.retries -= 1;
                     requeue.push(f.job);
                 }
-                _ => f.job.fail(TaskError::WorkerDied { signal, code }),
+                _ => f.job.fail_started(TaskError::WorkerDied { signal, code }),
             }
         }
         self.inner.requeue(requeue);
-        if terminated {
-            End::Stop
-        } else {
-            End::Replace
+        match terminated {
+            true => (End::Stop, self.next_id),
+            false => (End::Replace, self.next_id),
         }
     }
 
@@ -354,7 +413,12 @@ impl<'a> Session<'a> {
     fn drain_results(&mut self) {
         let results = self.results();
         while let Ok(Fill::Data) = self.h.reader.fill_ring(&results) {}
-        while let Some(Ok(FromHelper::Done { job, results })) = self.h.reader.next() {
+        while let Some(Ok(answer)) = self.h.reader.next::<FromHelper>() {
+            let (job, results) = match answer {
+                FromHelper::Done { job, results } => (job, Ok(results)),
+                FromHelper::Skipped { job } => (job, Err(())),
+                _ => break,
+            };
             if self.inflight.front().is_none_or(|f| f.id != job) || !self.complete_front(results) {
                 break;
             }
@@ -362,7 +426,7 @@ impl<'a> Session<'a> {
     }
 
     /// Asks an idle helper to exit, killing it if it has not within 2 s.
-    fn retire(mut self, end: End) -> End {
+    fn retire(mut self, end: End) -> (End, u64) {
         self.inner.set_helper(self.index, None);
         // Idle: every job was answered, so the ring has room for this.
         if let Ok(bytes) = frame(&ToHelper::Exit) {
@@ -377,7 +441,7 @@ impl<'a> Session<'a> {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        end
+        (end, self.next_id)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Why a task, or a pool, failed.
 
+use std::fmt;
 use std::io;
+use std::ops::Range;
 use std::time::Duration;
 
 use super::wire::Failure;
@@ -118,4 +120,87 @@ pub enum PoolError {
     /// Talking to a helper failed.
     #[error("helper I/O failed: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Why an in-place pass ([`Pool::for_each_chunk_mut`](super::Pool::for_each_chunk_mut))
+/// did not complete: either nothing was touched, or exactly which rows
+/// were changed is known.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InPlaceError {
+    /// Another view of the array's bytes is live (through another handle,
+    /// in this or another process). A pass claims every row before any
+    /// chunk runs, so nothing was changed: drop that view and run it again.
+    #[error("the pass changed nothing: {0}")]
+    Busy(#[source] crate::Error),
+    /// Some chunks failed; the report says which rows were applied, which
+    /// were not, and which may be half-applied.
+    #[error("{0}")]
+    Incomplete(RowReport),
+}
+
+impl InPlaceError {
+    /// The report of an incomplete pass; `None` if nothing was changed.
+    pub fn report(&self) -> Option<&RowReport> {
+        match self {
+            InPlaceError::Incomplete(r) => Some(r),
+            InPlaceError::Busy(_) => None,
+        }
+    }
+}
+
+/// What an incomplete in-place pass did, by rows of the first axis, each
+/// list in row order with adjacent ranges merged. Together they cover
+/// every row once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RowReport {
+    /// Rows whose chunk ran to its end: changed exactly once.
+    pub applied: Vec<Range<usize>>,
+    /// Rows whose chunk never began: unchanged (cancelled, the pool
+    /// terminated before it, or the helper could not attach the array).
+    pub not_applied: Vec<Range<usize>>,
+    /// Rows whose chunk began and did not finish (its helper died or was
+    /// killed, or the task panicked): possibly half-changed; with why.
+    pub in_doubt: Vec<(Range<usize>, TaskError)>,
+}
+
+impl RowReport {
+    /// The first failure in row order.
+    pub fn first_error(&self) -> Option<&TaskError> {
+        self.in_doubt.first().map(|(_, e)| e)
+    }
+}
+
+impl fmt::Display for RowReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |ranges: &mut dyn Iterator<Item = &Range<usize>>| {
+            ranges.map(|r| format!("{}..{}", r.start, r.end)).collect::<Vec<_>>().join(", ")
+        };
+        write!(f, "an in-place pass did not complete: rows [{}] applied", list(&mut self.applied.iter()))?;
+        write!(f, ", rows [{}] not applied", list(&mut self.not_applied.iter()))?;
+        for (rows, why) in &self.in_doubt {
+            write!(f, ", rows {}..{} in doubt ({why})", rows.start, rows.end)?;
+        }
+        write!(f, "; rerun only what is not applied, and repair what is in doubt")
+    }
+}
+
+/// Why a reduction over an array ([`Pool::reduce`](super::Pool::reduce),
+/// `sum`, `min`, `max`) produced no value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReduceError {
+    /// A mutable view of the array is live (through another handle, in
+    /// this or another process); no chunk ran.
+    #[error("the reduction did not start: {0}")]
+    Busy(#[source] crate::Error),
+    /// A chunk failed; the first failure in row order.
+    #[error("the reduction over rows {}..{} failed: {error}", rows.start, rows.end)]
+    Failed {
+        /// The chunk's rows.
+        rows: Range<usize>,
+        /// Why it failed.
+        error: TaskError,
+    },
 }

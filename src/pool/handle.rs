@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::cancel::Cancel;
 use super::codec;
 use super::error::TaskError;
-use super::job::{Cancel, Slot, SlotState};
+use super::slot::{Slot, SlotState};
 use super::wire::Failure;
 
 /// A task submitted with [`Pool::submit`](super::Pool::submit).
@@ -94,7 +95,7 @@ impl<R: DeserializeOwned + 'static> TaskHandle<R> {
 
 fn take<R: DeserializeOwned + 'static>(state: &mut SlotState) -> Result<R, TaskError> {
     state.taken = true;
-    let batch = state.result.take().expect("result present")?;
+    let batch = state.result.take().expect("result present").map_err(|f| f.error)?;
     let first = codec::items::<R>(&batch).next();
     first.unwrap_or_else(|| Err(Failure::Codec("the helper sent no result".into()))).map_err(TaskError::from)
 }

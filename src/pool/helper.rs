@@ -14,7 +14,6 @@ use super::region::Region;
 use super::registry::Registry;
 use super::ring::{self, Peer, Ring};
 use super::role::{self, STATUS_VAR};
-use super::status;
 use super::wire::{
     fits, frame_into, send, too_large, Batch, Failure, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL,
 };
@@ -83,12 +82,12 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     let stream = role::adopt(fd).unwrap_or_else(|| die("the helper socket is taken"));
     watch_pool(&stream);
     let (region, index) = own_region().unwrap_or_else(|e| die(e));
-    let word = region.word(index).expect("checked by own_region");
+    let status = region.status(index).expect("checked by own_region");
     let (jobs, out) = (region.jobs(index).expect("checked"), region.results(index).expect("checked"));
     let mut registry = Registry::new();
     tasks(&mut registry);
     panics::install_hook();
-    let ready = FromHelper::Ready { protocol: PROTOCOL, tasks: registry.names() };
+    let ready = FromHelper::Ready { protocol: PROTOCOL, tasks: registry.names(), pid: std::process::id() };
     send(&mut &stream, &ready).unwrap_or_else(|e| die(e));
     let (mut reader, mut cache, mut encoded) = (FrameReader::new(), Cache::default(), Vec::new());
     // Jobs come through the job ring from here on, results go back through
@@ -104,10 +103,17 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
         let Ok(ToHelper::Run { job, task, count, args }) = msg else { break };
         // Recorded before the job touches anything: if this helper is
         // killed or dies now, its driver blames this job and no other.
-        status::begin(word, job);
-        let results = fit(registry.run(&mut cache, task, &args, count));
+        // A job cancelled while it waited in this helper's pipeline is
+        // skipped here, never begun (see `status`).
+        let answer = match status.begin(job) {
+            true => FromHelper::Done { job, results: fit(registry.run(&mut cache, task, &args, count)) },
+            false => {
+                status.finish(job); // nothing of it to lose: a kill now is harmless
+                FromHelper::Skipped { job }
+            }
+        };
         encoded.clear();
-        if frame_into(&mut encoded, &FromHelper::Done { job, results }).is_err() {
+        if frame_into(&mut encoded, &answer).is_err() {
             break; // cannot happen after `fit`; if it did, the job fails as a death
         }
         // The results are in the ring (shared memory: it outlives this
@@ -116,7 +122,7 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
         if ring::write_all(&out, &Peer::socket(&stream), &encoded, None).is_err() {
             break;
         }
-        status::finish(word, job);
+        status.finish(job);
     }
     std::process::exit(0)
 }
@@ -172,7 +178,7 @@ fn own_region() -> Result<(Region, usize), String> {
     let (name, index) = value.rsplit_once(':').ok_or_else(|| format!("{STATUS_VAR}={value} is not NAME:INDEX"))?;
     let index: usize = index.parse().map_err(|_| format!("{STATUS_VAR}={value} has no index"))?;
     let region = Region::open(name).map_err(|e| e.to_string())?;
-    match region.word(index) {
+    match region.status(index) {
         Some(_) => Ok((region, index)),
         None => Err(format!("{STATUS_VAR}={value}: no such helper")),
     }

@@ -7,6 +7,8 @@
 mod builder;
 mod builtin;
 mod cache;
+mod cancel;
+mod cell;
 pub(crate) mod codec;
 mod driver;
 mod error;
@@ -21,6 +23,8 @@ mod region;
 mod registry;
 mod ring;
 mod role;
+mod rows;
+mod slot;
 mod spawn;
 mod spin;
 mod status;
@@ -31,7 +35,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use builder::PoolBuilder;
-pub use error::{PoolError, TaskError};
+pub use error::{InPlaceError, PoolError, ReduceError, RowReport, TaskError};
 pub use handle::{as_completed, AsCompleted, TaskHandle};
 pub use helper::{init, is_helper, serve};
 pub use ops::{Batch, Unordered};
@@ -102,7 +106,7 @@ impl Pool {
 
     /// Process ids of the helpers alive now.
     pub fn helper_pids(&self) -> Vec<u32> {
-        lock(&self.inner.helpers).iter().flatten().map(|h| h.pid).collect()
+        lock(&self.inner.helpers).iter().flatten().map(|h| h.pid()).collect()
     }
 
     /// Per-call settings (chunk size, timeout, retries, progress) for the

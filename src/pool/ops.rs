@@ -4,36 +4,28 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ndarray::Dimension;
 use serde::de::DeserializeOwned;
 
-use super::builtin;
+use super::cancel::Cancel;
 use super::codec;
 use super::error::TaskError;
 use super::handle::TaskHandle;
-use super::job::{Cancel, Delivery, Job, Reply, Slot};
-use super::registry::{ReadsRows, Task, WritesRows};
+use super::job::{Delivery, Failed, Job, Reply};
+use super::registry::{Call, Task};
+use super::slot::Slot;
 use super::spin::{spin, WINDOW};
-use super::wire::ChunkArgs;
 use super::Pool;
-use crate::{Element, SharedArray};
-
-/// Smallest chunk of an array operation's rows, in bytes, unless a chunk
-/// size is set: below it, a chunk's fixed cost outweighs spreading.
-const MIN_CHUNK_BYTES: usize = 2 << 20;
-/// Nor larger than this (see `run_rows`).
-const MAX_CHUNK_BYTES: usize = 16 << 20;
 
 /// Jobs a call queues at once while it is still encoding the rest.
 const QUEUE_EVERY: usize = 16;
 
 /// What a call's jobs answer on, how many answers there are, and how to
 /// cancel them.
-type Sent = (Receiver<Delivery>, usize, Arc<Cancel>);
+pub(super) type Sent = (Receiver<Delivery>, usize, Arc<Cancel>);
 
 /// How argument sets are grouped into messages.
 #[derive(Clone, Copy)]
-enum Chunking {
+pub(super) enum Chunking {
     /// Per operation: 1 for maps, auto for arrays.
     Default,
     /// About `len / (4 × helpers)`, as Python's `Pool.map` does.
@@ -45,11 +37,11 @@ enum Chunking {
 /// Each setter takes and returns `self`; each operation consumes it.
 #[must_use = "a batch does nothing until an operation is called on it"]
 pub struct Batch<'p> {
-    pool: &'p Pool,
-    chunking: Chunking,
+    pub(super) pool: &'p Pool,
+    pub(super) chunking: Chunking,
     timeout: Option<Option<Duration>>,
     retries: Option<u32>,
-    progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
+    pub(super) progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
 }
 
 /// Results as tasks finish: `(index, result)`, from [`Batch::map_unordered`].
@@ -74,14 +66,17 @@ impl<R> Drop for Unordered<'_, R> {
     }
 }
 
-/// Cancels a call's jobs if the caller unwinds (a progress callback that
-/// panics) before every result is in.
-struct CancelOnUnwind(Arc<Cancel>);
+/// If the caller unwinds (a progress callback that panics) before every
+/// result is in: cancels the call's jobs and waits until each has
+/// answered, so that nothing of the call still runs once the caller's
+/// frame is gone (an array pass releases its claim only then).
+struct FinishOnUnwind<'a>(&'a Arc<Cancel>, &'a Receiver<Delivery>);
 
-impl Drop for CancelOnUnwind {
+impl Drop for FinishOnUnwind<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.0.cancel();
+            while self.1.recv().is_ok() {} // ends when every job has answered or been dropped
         }
     }
 }
@@ -128,20 +123,25 @@ impl<'p> Batch<'p> {
         self
     }
 
+    /// Takes the progress callback out (for operations that call it themselves).
+    pub(super) fn progress_hook(&mut self) -> Option<Box<dyn FnMut(usize, usize) + 'p>> {
+        self.progress.take()
+    }
+
     /// Runs `f` on every argument; results in argument order, each its own
     /// `Result`, so one failed task never hides the others.
-    pub fn map<M, F: Task<M>>(
+    pub fn map<M: Call, F: Task<M>>(
         self,
         f: F,
         args: impl IntoIterator<Item = F::Args>,
     ) -> Vec<Result<F::Output, TaskError>> {
         let _ = f;
         let (rx, total, cancel) = self.send::<F>(args, 1);
-        collect(rx, total, cancel, self.progress)
+        plain(collect(rx, total, cancel, self.progress))
     }
 
     /// [`map`](Self::map) for functions of two or three arguments, given as tuples.
-    pub fn starmap<M, F: Task<M>>(
+    pub fn starmap<M: Call, F: Task<M>>(
         self,
         f: F,
         args: impl IntoIterator<Item = F::Args>,
@@ -150,7 +150,7 @@ impl<'p> Batch<'p> {
     }
 
     /// Like [`map`](Self::map), but yields `(index, result)` as tasks finish.
-    pub fn map_unordered<M, F: Task<M>>(
+    pub fn map_unordered<M: Call, F: Task<M>>(
         self,
         f: F,
         args: impl IntoIterator<Item = F::Args>,
@@ -169,7 +169,7 @@ impl<'p> Batch<'p> {
     }
 
     /// Starts one task and returns its handle at once.
-    pub fn submit<M, F: Task<M>>(self, f: F, arg: F::Args) -> TaskHandle<F::Output> {
+    pub fn submit<M: Call, F: Task<M>>(self, f: F, arg: F::Args) -> TaskHandle<F::Output> {
         let _ = f;
         let (slot, cancel) = (Arc::new(Slot::default()), Arc::new(Cancel::default()));
         let mut encoded = Vec::new();
@@ -179,97 +179,12 @@ impl<'p> Batch<'p> {
                 let job = self.job(task, encoded, 1, Reply::Slot(slot.clone()), &cancel);
                 self.pool.inner.push(vec![job])
             }
-            Err(e) => slot.complete(Err(e)),
+            Err(error) => slot.complete(Err(Failed { error, started: false })),
         }
         TaskHandle::new(slot, cancel)
     }
 
-    /// Runs `f` on every chunk of rows of `array`, in place, in the helpers.
-    /// Returns the first failure in row order, after every chunk has ended.
-    pub fn for_each_chunk_mut<T, D, M, F>(self, array: &mut SharedArray<T, D>, f: F) -> Result<(), TaskError>
-    where
-        T: Element,
-        D: Dimension,
-        M: WritesRows<T, D>,
-        F: Task<M, Args = ChunkArgs>,
-    {
-        self.run_rows(array, f).into_iter().find_map(Result::err).map_or(Ok(()), Err)
-    }
-
-    /// Maps every chunk of rows of `array` to a value in the helpers, then
-    /// folds the values with `combine` here, in row order.
-    pub fn reduce<T, D, R, M, F>(
-        self,
-        array: &SharedArray<T, D>,
-        f: F,
-        combine: impl FnMut(R, R) -> R,
-    ) -> Result<R, TaskError>
-    where
-        T: Element,
-        D: Dimension,
-        M: ReadsRows<T, D>,
-        F: Task<M, Args = ChunkArgs, Output = R>,
-    {
-        fold(self.run_rows(array, f), combine)
-    }
-
-    /// Sum of all elements, in f64.
-    pub fn sum<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<f64, TaskError> {
-        fold(self.run_rows(array, builtin::sum::<T>), |a, b| a + b)
-    }
-
-    /// Mean of all elements (NaN for an empty array).
-    pub fn mean<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<f64, TaskError> {
-        Ok(self.sum(array)? / array.len() as f64)
-    }
-
-    /// Smallest element, `None` for an empty array; NaNs are skipped.
-    pub fn min<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<Option<T>, TaskError> {
-        fold(self.run_rows(array, builtin::min::<T>), |a, b| builtin::pick(a, b, |a, b| b < a))
-    }
-
-    /// Largest element, `None` for an empty array; NaNs are skipped.
-    pub fn max<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<Option<T>, TaskError> {
-        fold(self.run_rows(array, builtin::max::<T>), |a, b| builtin::pick(a, b, |a, b| b > a))
-    }
-
-    /// Runs row task `F` once per chunk of `array`; results in row order.
-    fn run_rows<T, D, M, F>(self, array: &SharedArray<T, D>, _f: F) -> Vec<Result<F::Output, TaskError>>
-    where
-        T: Element,
-        D: Dimension,
-        F: Task<M, Args = ChunkArgs>,
-    {
-        let rows = array.shape().first().copied().unwrap_or(0);
-        let per = match self.chunking {
-            Chunking::Fixed(n) => n,
-            _ => {
-                // Four chunks per helper balance the load, and none larger
-                // than MAX_CHUNK_BYTES, so that a helper delayed by another
-                // process leaves a short tail; but a chunk costs a few
-                // microseconds besides its rows: none smaller than
-                // MIN_CHUNK_BYTES, unless that leaves a helper idle.
-                let helpers = self.pool.helpers();
-                let row_bytes = (array.len() / rows.max(1)).max(1) * size_of::<T>();
-                let least = MIN_CHUNK_BYTES.div_ceil(row_bytes);
-                let most = (MAX_CHUNK_BYTES / row_bytes).max(1);
-                rows.div_ceil(4 * helpers).min(most).max(least).min(rows.div_ceil(helpers)).max(1)
-            }
-        };
-        let chunk = |start: usize| ChunkArgs {
-            location: array.name().to_owned(),
-            file: array.is_file(),
-            dev: array.id().dev,
-            ino: array.id().ino,
-            start,
-            end: (start + per).min(rows),
-        };
-        let starts: Vec<usize> = if rows == 0 { vec![0] } else { (0..rows).step_by(per).collect() };
-        let (rx, total, cancel) = self.send::<F>(starts.into_iter().map(chunk), 1);
-        collect(rx, total, cancel, self.progress)
-    }
-
-    fn task_id<F: 'static>(&self) -> Result<u32, TaskError> {
+    pub(super) fn task_id<F: 'static>(&self) -> Result<u32, TaskError> {
         let id = self.pool.inner.registry.id_of::<F>();
         id.ok_or(TaskError::NotRegistered(std::any::type_name::<F>()))
     }
@@ -283,7 +198,7 @@ impl<'p> Batch<'p> {
     /// Encodes arguments into jobs of `default` (or the set chunk size)
     /// each, one buffer per job, and queues them; an argument that fails to
     /// encode is answered at once (and ends its job early).
-    fn send<F: Task<impl Sized>>(&self, args: impl IntoIterator<Item = F::Args>, default: usize) -> Sent {
+    pub(super) fn send<F: Task<impl Sized>>(&self, args: impl IntoIterator<Item = F::Args>, default: usize) -> Sent {
         let (tx, rx) = channel();
         let cancel = Arc::new(Cancel::default());
         let args = args.into_iter();
@@ -306,9 +221,9 @@ impl<'p> Batch<'p> {
             match put {
                 Ok(()) if count == 0 => (first, count) = (i, 1),
                 Ok(()) => count += 1,
-                Err(e) => {
+                Err(error) => {
                     self.flush_job(&task, &mut buf, first, &mut count, &tx, &cancel, &mut jobs);
-                    let _ = tx.send((i, 1, Err(e)));
+                    let _ = tx.send((i, 1, Err(Failed { error, started: false })));
                 }
             }
             if count == per {
@@ -346,31 +261,40 @@ impl<'p> Batch<'p> {
     }
 }
 
-/// The results of one delivery, decoded, with their argument indices.
+/// The results of one delivery, decoded, with their argument indices. An
+/// item that failed in its helper began its task only if it panicked: the
+/// other item failures (its argument or array could not be had) come
+/// before the task.
 fn decoded<R: DeserializeOwned + 'static>(
     (first, count, outcome): Delivery,
-    mut each: impl FnMut(usize, Result<R, TaskError>),
+    mut each: impl FnMut(usize, Result<R, Failed>),
 ) {
     match outcome {
-        Ok(batch) => {
-            codec::items::<R>(&batch).enumerate().for_each(|(k, r)| each(first + k, r.map_err(TaskError::from)))
-        }
+        Ok(batch) => codec::items::<R>(&batch).enumerate().for_each(|(k, r)| {
+            each(
+                first + k,
+                r.map_err(|f| {
+                    let started = matches!(f, super::wire::Failure::Panic(_));
+                    Failed { error: TaskError::from(f), started }
+                }),
+            )
+        }),
         Err(e) => (0..count as usize).for_each(|k| each(first + k, Err(e.clone()))),
     }
 }
 
 /// Gathers `total` results into argument order, decoding each straight
-/// into its place.
-fn collect<R: DeserializeOwned + 'static>(
+/// into its place; returns once every job has answered.
+pub(super) fn collect<R: DeserializeOwned + 'static>(
     rx: Receiver<Delivery>,
     total: usize,
     cancel: Arc<Cancel>,
     mut progress: Option<Box<dyn FnMut(usize, usize) + '_>>,
-) -> Vec<Result<R, TaskError>> {
-    let _unwind = CancelOnUnwind(cancel);
+) -> Vec<Result<R, Failed>> {
+    let _unwind = FinishOnUnwind(&cancel, &rx);
     // Places never filled (their job was lost with the pool) stay `Terminated`.
-    let mut out: Vec<Result<R, TaskError>> = Vec::with_capacity(total);
-    out.resize_with(total, || Err(TaskError::Terminated));
+    let mut out: Vec<Result<R, Failed>> = Vec::with_capacity(total);
+    out.resize_with(total, || Err(Failed { error: TaskError::Terminated, started: true }));
     let mut done = 0;
     while done < total {
         let Some(delivery) = next(&rx) else { break }; // every job answers, even when dropped
@@ -385,15 +309,14 @@ fn collect<R: DeserializeOwned + 'static>(
     out
 }
 
+/// Results as the caller sees them: failures without the start marks.
+fn plain<R>(results: Vec<Result<R, Failed>>) -> Vec<Result<R, TaskError>> {
+    results.into_iter().map(|r| r.map_err(|f| f.error)).collect()
+}
+
 /// The next job's results: polled for a moment, then waited for.
 fn next(rx: &Receiver<Delivery>) -> Option<Delivery> {
     spin(WINDOW, || rx.try_recv().ok()).or_else(|| rx.recv().ok())
-}
-
-fn fold<R>(results: Vec<Result<R, TaskError>>, mut combine: impl FnMut(R, R) -> R) -> Result<R, TaskError> {
-    let mut it = results.into_iter();
-    let first = it.next().expect("at least one chunk")?;
-    it.try_fold(first, |acc, r| Ok(combine(acc, r?)))
 }
 
 impl<R: DeserializeOwned + 'static> Iterator for Unordered<'_, R> {
@@ -408,7 +331,7 @@ impl<R: DeserializeOwned + 'static> Iterator for Unordered<'_, R> {
             None => {
                 let delivery = next(&self.rx)?;
                 let mut ready = Vec::new();
-                decoded(delivery, |i, r| ready.push((i, r)));
+                decoded(delivery, |i, r: Result<R, Failed>| ready.push((i, r.map_err(|f| f.error))));
                 self.ready = ready.into_iter();
                 self.ready.next()?
             }
@@ -427,7 +350,7 @@ impl<R: DeserializeOwned + 'static> Iterator for Unordered<'_, R> {
 
 impl Pool {
     /// [`Batch::map`] with default settings.
-    pub fn map<M, F: Task<M>>(
+    pub fn map<M: Call, F: Task<M>>(
         &self,
         f: F,
         args: impl IntoIterator<Item = F::Args>,
@@ -436,7 +359,7 @@ impl Pool {
     }
 
     /// [`Batch::map`] with `n` argument sets per message.
-    pub fn map_chunked<M, F: Task<M>>(
+    pub fn map_chunked<M: Call, F: Task<M>>(
         &self,
         f: F,
         args: impl IntoIterator<Item = F::Args>,
@@ -446,7 +369,7 @@ impl Pool {
     }
 
     /// [`Batch::starmap`] with default settings.
-    pub fn starmap<M, F: Task<M>>(
+    pub fn starmap<M: Call, F: Task<M>>(
         &self,
         f: F,
         args: impl IntoIterator<Item = F::Args>,
@@ -455,7 +378,7 @@ impl Pool {
     }
 
     /// [`Batch::map_unordered`] with default settings.
-    pub fn map_unordered<M, F: Task<M>>(
+    pub fn map_unordered<M: Call, F: Task<M>>(
         &self,
         f: F,
         args: impl IntoIterator<Item = F::Args>,
@@ -464,39 +387,7 @@ impl Pool {
     }
 
     /// [`Batch::submit`] with default settings.
-    pub fn submit<M, F: Task<M>>(&self, f: F, arg: F::Args) -> TaskHandle<F::Output> {
+    pub fn submit<M: Call, F: Task<M>>(&self, f: F, arg: F::Args) -> TaskHandle<F::Output> {
         self.batch().submit(f, arg)
-    }
-
-    /// [`Batch::for_each_chunk_mut`] with default settings.
-    pub fn for_each_chunk_mut<T, D, M, F>(&self, array: &mut SharedArray<T, D>, f: F) -> Result<(), TaskError>
-    where
-        T: Element,
-        D: Dimension,
-        M: WritesRows<T, D>,
-        F: Task<M, Args = ChunkArgs>,
-    {
-        self.batch().for_each_chunk_mut(array, f)
-    }
-
-    /// [`Batch::reduce`] with default settings.
-    pub fn reduce<T, D, R, M, F>(
-        &self,
-        array: &SharedArray<T, D>,
-        f: F,
-        combine: impl FnMut(R, R) -> R,
-    ) -> Result<R, TaskError>
-    where
-        T: Element,
-        D: Dimension,
-        M: ReadsRows<T, D>,
-        F: Task<M, Args = ChunkArgs, Output = R>,
-    {
-        self.batch().reduce(array, f, combine)
-    }
-
-    /// [`Batch::sum`] with default settings.
-    pub fn sum<T: Element, D: Dimension>(&self, array: &SharedArray<T, D>) -> Result<f64, TaskError> {
-        self.batch().sum(array)
     }
 }

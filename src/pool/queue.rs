@@ -14,11 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::builder::Config;
+use super::cell::HelperCell;
 use super::error::TaskError;
-use super::job::{HelperCell, Job};
+use super::job::Job;
 use super::region::Region;
 use super::registry::Registry;
 use super::spin;
+
+/// The pipeline while many jobs wait (see `pipeline_depth`).
+const DEEP_PIPELINE: usize = 32;
 
 /// What the driver threads share.
 pub(crate) struct Inner {
@@ -115,10 +119,9 @@ impl Inner {
     pub(crate) fn pipeline_depth(&self) -> usize {
         let depth = self.config.pipeline;
         let deep = depth > 1 && self.queued.load(Ordering::Acquire) > 8 * self.config.helpers;
-        if deep {
-            depth.max(32)
-        } else {
-            depth
+        match deep {
+            true => depth.max(DEEP_PIPELINE),
+            false => depth,
         }
     }
 

@@ -3,22 +3,22 @@
 //!
 //! ```text
 //! 0    magic "SHMKPOOL", helpers: u32, ring bytes: u32      (64 bytes)
-//! then per helper: status word (64) | jobs ring | results ring
+//! then per helper: status word (64) | skip table (512) | jobs ring | results ring
 //! ```
 //!
 //! The pool creates it; each helper opens it by the name in its
 //! environment and checks everything it reads before use.
 
-use std::sync::atomic::AtomicU64;
-
 use super::ring::{self, Ring};
+use super::status::{Status, SKIPS};
 use crate::kind::SegmentKind;
 use crate::segment::{head_for, Segment};
 use crate::{name, Error, Result};
 
 const MAGIC: [u8; 8] = *b"SHMKPOOL";
 const TOP: usize = 64;
-const WORD: usize = 64;
+/// The status word's cache line, then the skip table.
+const STATUS: usize = 64 + 8 * SKIPS;
 
 /// Bytes of data per ring and direction: 128 KiB, room for a pipeline of
 /// chunks of thousands of small arguments. Larger frames go through in
@@ -34,7 +34,7 @@ pub(crate) struct Region {
 }
 
 fn per_helper(ring: usize) -> usize {
-    WORD + 2 * (ring::HEADER + ring)
+    STATUS + 2 * (ring::HEADER + ring)
 }
 
 impl Region {
@@ -87,20 +87,20 @@ impl Region {
         (index < self.helpers).then(|| TOP + index * per_helper(self.ring))
     }
 
-    /// Helper `index`'s status word; `None` past the segment (an index
-    /// from the environment is checked like everything else).
-    pub fn word(&self, index: usize) -> Option<&AtomicU64> {
-        self.base(index).map(|b| self.seg.atomic_u64(b))
+    /// Helper `index`'s status word and skip table; `None` past the
+    /// segment (an index from the environment is checked like everything else).
+    pub fn status(&self, index: usize) -> Option<Status<'_>> {
+        self.base(index).map(|b| Status::new(self.seg.atomic_u64(b), self.seg.atomic_u64s(b + 64, SKIPS)))
     }
 
     /// Helper `index`'s job ring (driver writes, helper reads).
     pub fn jobs(&self, index: usize) -> Option<Ring<'_>> {
-        self.base(index).map(|b| Ring::new(&self.seg, b + WORD, self.ring))
+        self.base(index).map(|b| Ring::new(&self.seg, b + STATUS, self.ring))
     }
 
     /// Helper `index`'s result ring (helper writes, driver reads).
     pub fn results(&self, index: usize) -> Option<Ring<'_>> {
-        self.base(index).map(|b| Ring::new(&self.seg, b + WORD + ring::HEADER + self.ring, self.ring))
+        self.base(index).map(|b| Ring::new(&self.seg, b + STATUS + ring::HEADER + self.ring, self.ring))
     }
 }
 
@@ -112,14 +112,14 @@ mod tests {
     fn helpers_find_their_words_and_rings_and_nothing_past_them() {
         let region = Region::create(3).unwrap();
         let other = Region::open(region.name()).unwrap();
-        assert!(other.word(3).is_none() && other.jobs(3).is_none());
+        assert!(other.status(3).is_none() && other.jobs(3).is_none());
         let (jobs, results) = (region.jobs(2).unwrap(), other.results(2).unwrap());
         assert_eq!(jobs.write(b"run").unwrap(), 3);
         let mut out = [0u8; 8];
         assert_eq!(other.jobs(2).unwrap().read(&mut out).unwrap(), 3);
         assert_eq!(&out[..3], b"run");
         assert!(results.is_empty(), "each ring on its own");
-        region.word(1).unwrap().store(9, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(other.word(1).unwrap().load(std::sync::atomic::Ordering::SeqCst), 9);
+        region.status(1).unwrap().skip(9);
+        assert!(!other.status(1).unwrap().begin(9), "one table, seen by both");
     }
 }

@@ -143,14 +143,31 @@ pub struct RowsMutAt<T, D, R>(PhantomData<(T, D, R)>);
 /// Marker: `Fn(usize, ArrayView<T, D>) -> R`, given the first row's index.
 pub struct RowsAt<T, D, R>(PhantomData<(T, D, R)>);
 
-/// Row tasks that may write their rows: what `for_each_chunk_mut` takes.
-pub trait WritesRows<T, D> {}
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Tasks called with arguments: what `map`, `submit` and initializers
+/// take. Row tasks are not: their rows come only from an array operation,
+/// which holds the array's claim while they run. Sealed.
+pub trait Call: sealed::Sealed {}
+impl<A, R> sealed::Sealed for Plain<A, R> {}
+impl<A, R> Call for Plain<A, R> {}
+impl<A, R, E> sealed::Sealed for Fallible<A, R, E> {}
+impl<A, R, E> Call for Fallible<A, R, E> {}
+
+/// Row tasks that may write their rows: what `for_each_chunk_mut` takes. Sealed.
+pub trait WritesRows<T, D>: sealed::Sealed {}
+impl<T, D, R> sealed::Sealed for RowsMut<T, D, R> {}
 impl<T, D, R> WritesRows<T, D> for RowsMut<T, D, R> {}
+impl<T, D, R> sealed::Sealed for RowsMutAt<T, D, R> {}
 impl<T, D, R> WritesRows<T, D> for RowsMutAt<T, D, R> {}
 
-/// Row tasks that read their rows: what `reduce` takes.
-pub trait ReadsRows<T, D> {}
+/// Row tasks that read their rows: what `reduce` takes. Sealed.
+pub trait ReadsRows<T, D>: sealed::Sealed {}
+impl<T, D, R> sealed::Sealed for Rows<T, D, R> {}
 impl<T, D, R> ReadsRows<T, D> for Rows<T, D, R> {}
+impl<T, D, R> sealed::Sealed for RowsAt<T, D, R> {}
 impl<T, D, R> ReadsRows<T, D> for RowsAt<T, D, R> {}
 
 /// Runs `one` on each of `count` arguments decoded from `args` and encodes
@@ -251,6 +268,10 @@ macro_rules! multi_arg {
         pub struct $plain<$($a,)+ R>(PhantomData<($($a,)+ R)>);
         #[doc = concat!("Marker: `Fn` of ", $n, " arguments, given as a tuple, `-> Result<R, E>`.")]
         pub struct $fallible<$($a,)+ R, E>(PhantomData<($($a,)+ R, E)>);
+        impl<$($a,)+ R> sealed::Sealed for $plain<$($a,)+ R> {}
+        impl<$($a,)+ R> Call for $plain<$($a,)+ R> {}
+        impl<$($a,)+ R, E> sealed::Sealed for $fallible<$($a,)+ R, E> {}
+        impl<$($a,)+ R, E> Call for $fallible<$($a,)+ R, E> {}
 
         #[allow(non_snake_case)] // the type parameters double as argument names
         impl<F, $($a,)+ R> Task<$plain<$($a,)+ R>> for F
@@ -292,7 +313,9 @@ pub(crate) fn error_chain(e: anyhow::Error) -> Failure {
     Failure::Error(e.chain().map(ToString::to_string).collect())
 }
 
-/// Wraps a row task: find where the rows are, attach (cached), run.
+/// Wraps a row task: find where the rows are, attach (cached), run. A
+/// failure to attach fails the item before its task begins (a pass
+/// reports those rows as not applied).
 fn rows_handler<T: Element, D: Dimension + 'static, R: Serialize + 'static>(
     run: impl Fn(&mut SharedArray<T, D>, &ChunkArgs) -> Result<R, crate::Error> + Send + Sync + 'static,
 ) -> Handler {
@@ -305,7 +328,7 @@ fn rows_handler<T: Element, D: Dimension + 'static, R: Serialize + 'static>(
 }
 
 macro_rules! row_task {
-    ($marker:ident, ($($at:ty)?), $view:ident, $rows:ident, |$f:ident, $a:ident, $args:ident| $call:expr) => {
+    ($marker:ident, ($($at:ty)?), $view:ident, $method:ident, |$f:ident, $a:ident, $args:ident, $rows:ident| $call:expr) => {
         impl<F, T, D, R> Task<$marker<T, D, R>> for F
         where
             F: for<'a> Fn($($at,)? $view<'a, T, D>) -> R + Copy + Send + Sync + 'static,
@@ -318,8 +341,14 @@ macro_rules! row_task {
             fn handler(self) -> Handler {
                 let $f = self;
                 rows_handler(move |$a: &mut SharedArray<T, D>, $args: &ChunkArgs| {
-                    #[allow(unused_mut)] // only mutable views need it
-                    let mut $rows = $a.$rows($args.start..$args.end)?;
+                    // SAFETY: a chunk job comes only from an array operation
+                    // (`Call` keeps row tasks out of `map`, `submit` and
+                    // initializers), whose caller holds a claim on every row
+                    // of the array, exclusive for a mutable pass, until every
+                    // chunk has answered, and gives each chunk distinct rows:
+                    // no other shmkit view of these rows exists in any
+                    // process, and no other chunk writes them.
+                    let $rows = unsafe { $a.$method($args.start..$args.end)? };
                     Ok($call)
                 })
             }
@@ -327,12 +356,10 @@ macro_rules! row_task {
     };
 }
 
-// The view the task gets borrows the claimed rows' guard, which is
-// dropped (releasing the claim) when the task returns.
-row_task!(RowsMut, (), ArrayViewMut, rows_mut, |f, a, args| f(rows_mut.view_mut()));
-row_task!(Rows, (), ArrayView, rows, |f, a, args| f(rows.view()));
-row_task!(RowsMutAt, (usize), ArrayViewMut, rows_mut, |f, a, args| f(args.start, rows_mut.view_mut()));
-row_task!(RowsAt, (usize), ArrayView, rows, |f, a, args| f(args.start, rows.view()));
+row_task!(RowsMut, (), ArrayViewMut, rows_mut_unchecked, |f, a, args, rows| f(rows));
+row_task!(Rows, (), ArrayView, rows_unchecked, |f, a, args, rows| f(rows));
+row_task!(RowsMutAt, (usize), ArrayViewMut, rows_mut_unchecked, |f, a, args, rows| f(args.start, rows));
+row_task!(RowsAt, (usize), ArrayView, rows_unchecked, |f, a, args, rows| f(args.start, rows));
 
 #[cfg(test)]
 mod tests {

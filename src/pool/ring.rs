@@ -110,6 +110,11 @@ impl<'a> Ring<'a> {
         Ok(n)
     }
 
+    /// Bytes the writer has written since the ring was reset.
+    pub fn written(&self) -> u64 {
+        self.word(TAIL).load(Ordering::Acquire)
+    }
+
     /// Bytes the reader has read since the ring was reset.
     pub fn consumed(&self) -> u64 {
         self.word(HEAD).load(Ordering::Acquire)

@@ -25,13 +25,12 @@ use std::time::{Duration, Instant};
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
 use super::builder::Config;
+use super::cell::{HelperCell, Target};
 use super::error::{PoolError, TaskError};
-use super::job::HelperCell;
 use super::process::{self, Process, Spawn};
 use super::region::Region;
 use super::ring::{self, Peer, Ring};
 use super::role::{PARENT_VAR, SOCKET_VAR, STATUS_VAR};
-use super::status;
 use super::wire::{frame, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL};
 use crate::sync::raw::left;
 
@@ -41,6 +40,17 @@ pub(crate) struct Helper {
     pub reader: FrameReader,
     pub stream: UnixStream,
     pub cell: Arc<HelperCell>,
+}
+
+impl Drop for Helper {
+    /// A helper given up without being reaped (its driver thread panicked)
+    /// is killed and reaped: no process outlives its pool.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.cell.retire();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Kills and reaps a child unless disarmed: no half-started helper is
@@ -69,8 +79,7 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
         socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).map_err(io::Error::from)?;
     let theirs = rustix::io::fcntl_dupfd_cloexec(&first, 3).map_err(io::Error::from)?;
     drop(first); // else our copy of the child's end would hide its death
-    let word = region.word(index).expect("drivers are numbered within the pool's segment");
-    status::reset(word);
+    region.status(index).expect("drivers are numbered within the pool's segment").reset();
     // The last helper in this slot is reaped: nobody else uses these now.
     region.jobs(index).expect("numbered within").reset();
     region.results(index).expect("numbered within").reset();
@@ -86,20 +95,17 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
     let stream = UnixStream::from(ours);
     let mut reader = FrameReader::new();
     let rings = (region.jobs(index).expect("numbered within"), region.results(index).expect("numbered within"));
-    handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline, rings)?;
+    let pid = handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline, rings)?;
     let reader = FrameReader::new(); // the socket carried the handshake; results come through the ring
     let child = reaper.0.take().expect("child");
-    let pidfd = pidfd_of(child.id());
-    let cell = Arc::new(HelperCell::new(child.id(), pidfd, region.clone(), index));
+    // Behind a launcher the helper is not our child: signal and watch it
+    // through a pidfd of its own, and the launcher through another.
+    let (helper, launcher) = match pid == child.id() {
+        true => (Target::new(pid), None),
+        false => (Target::new(pid), Some(Target::new(child.id()))),
+    };
+    let cell = Arc::new(HelperCell::new(helper, launcher, region.clone(), index));
     Ok(Helper { child, reader, stream, cell })
-}
-
-/// A pidfd for our own unreaped child (`pidfd_open(2)`, Linux 5.3+):
-/// `None` on older kernels, where signals go by pid (still safe while the
-/// child is unreaped, which is how the driver keeps it).
-fn pidfd_of(pid: u32) -> Option<rustix::fd::OwnedFd> {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
-    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
 }
 
 /// Blocks until `fd` is readable (or hung up) or `limit` passes; no limit
@@ -110,7 +116,8 @@ pub(crate) fn wait_readable(fd: &impl rustix::fd::AsFd, limit: Option<Duration>)
     poll(&mut fds, crate::os::timespec(limit).as_ref()).is_ok_and(|n| n > 0)
 }
 
-/// Checks the helper's task list, then runs the initializer if any.
+/// Checks the helper's task list, then runs the initializer if any;
+/// returns the helper's own pid.
 fn handshake(
     reader: &mut FrameReader,
     stream: &UnixStream,
@@ -119,7 +126,7 @@ fn handshake(
     child: &mut Process,
     deadline: Option<Instant>,
     rings: (Ring<'_>, Ring<'_>),
-) -> Result<(), PoolError> {
+) -> Result<u32, PoolError> {
     let exited = |child: &mut Process, e: io::Error| match e.kind() {
         io::ErrorKind::TimedOut => PoolError::StartTimeout(cfg.start_timeout),
         _ => {
@@ -129,20 +136,22 @@ fn handshake(
             PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string()))
         }
     };
-    let tasks = match recv_by(reader, stream, deadline).map_err(|e| match e.kind() {
+    let (tasks, pid) = match recv_by(reader, stream, deadline).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidData => PoolError::Protocol(format!("its first message is unreadable ({e})")),
         _ => exited(child, e),
     })? {
         FromHelper::Ready { protocol, .. } if protocol != PROTOCOL => {
             return Err(PoolError::Protocol(format!("it speaks version {protocol}, this pool {PROTOCOL}")));
         }
-        FromHelper::Ready { tasks, .. } => tasks,
+        FromHelper::Ready { tasks, pid, .. } => (tasks, pid),
         FromHelper::NotInitialized => {
             child.kill(); // it exits on its own right after saying so; a launcher may not
             let _ = child.wait();
             return Err(PoolError::NotInitialized { program: cfg.program.display().to_string() });
         }
-        FromHelper::Done { .. } => return Err(PoolError::Io(io::Error::other("helper sent a result before Ready"))),
+        FromHelper::Done { .. } | FromHelper::Skipped { .. } => {
+            return Err(PoolError::Io(io::Error::other("helper sent a result before Ready")))
+        }
     };
     if let Some(index) = (0..names.len().max(tasks.len())).find(|&i| names.get(i) != tasks.get(i)) {
         return Err(PoolError::TaskMismatch {
@@ -151,14 +160,14 @@ fn handshake(
             theirs: tasks.get(index).cloned(),
         });
     }
-    let Some((task, arg)) = &cfg.init else { return Ok(()) };
+    let Some((task, arg)) = &cfg.init else { return Ok(pid) };
     // From Ready on, jobs and results go through the rings (see `ring`).
     let run = frame(&ToHelper::Run { job: 0, task: *task, count: 1, args: std::borrow::Cow::Borrowed(arg) })?;
     ring::write_all(&rings.0, &Peer::socket(stream), &run, deadline).map_err(|e| exited(child, e))?;
     match recv_ring(&rings.1, stream, deadline).map_err(|e| exited(child, e))? {
         FromHelper::Done { results, .. } => match results.failures.into_iter().next() {
             Some((_, f)) => Err(PoolError::InitFailed(TaskError::from(f))),
-            None => Ok(()),
+            None => Ok(pid),
         },
         _ => Err(PoolError::Io(io::Error::other("helper answered the initializer out of turn"))),
     }

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 /// The version of the helper protocol (messages, rings, status words): a
 /// helper binary built with another shmkit is refused at start, not left
-/// to misread jobs. Version 2: jobs and results through shared-memory rings.
-pub(crate) const PROTOCOL: u32 = 2;
+/// to misread jobs. Version 2: jobs and results through shared-memory rings;
+/// 3: skip tables, `Skipped`, and helpers that report their pid.
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// Largest frame accepted; a longer length prefix means a corrupt stream.
 const MAX_FRAME: usize = 256 << 20;
@@ -40,10 +41,13 @@ pub(crate) enum ToHelper<'a> {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromHelper {
     /// Started, speaks protocol `protocol` (see [`PROTOCOL`]), and
-    /// registers these task names in this order.
-    Ready { protocol: u32, tasks: Vec<String> },
+    /// registers these task names in this order; `pid` is the helper's own
+    /// (behind a launcher, not the process the pool started).
+    Ready { protocol: u32, tasks: Vec<String>, pid: u32 },
     /// Results of a `Run`, one per argument, failures among them.
     Done { job: u64, results: Batch },
+    /// A `Run` that was cancelled before its task began: nothing ran.
+    Skipped { job: u64 },
     /// This process was started as a helper but its `main` went on to
     /// build a pool instead of calling `shmkit::init` first; it exits.
     NotInitialized,
@@ -309,7 +313,7 @@ mod tests {
     #[test]
     fn frame_reader_splits_coalesced_frames_and_waits_for_partial_ones() {
         let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut two = frame(&FromHelper::Ready { protocol: PROTOCOL, tasks: vec!["x".into()] }).unwrap();
+        let mut two = frame(&FromHelper::Ready { protocol: PROTOCOL, tasks: vec!["x".into()], pid: 1 }).unwrap();
         two.extend(frame(&ToHelper::Exit).unwrap());
         let third = frame(&ToHelper::Exit).unwrap();
         two.extend_from_slice(&third[..2]);

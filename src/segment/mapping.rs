@@ -166,6 +166,19 @@ impl Mapping {
         unsafe { AtomicU64::from_ptr(self.ptr().add(offset).cast()) }
     }
 
+    /// The `n` 8-byte words at `offset`, viewed as atomics shared with other
+    /// processes.
+    pub fn atomic_u64s(&self, offset: usize, n: usize) -> &[AtomicU64] {
+        let end = n.checked_mul(8).and_then(|b| offset.checked_add(b));
+        assert!(offset % 8 == 0 && end.is_some_and(|e| e <= self.len()), "{n} u64 at {offset}");
+        // SAFETY: the check above keeps the 8n bytes inside the mapping and at an
+        // offset divisible by 8 from its page-aligned start, hence aligned;
+        // AtomicU64 has the size and alignment of u64, and every access to
+        // these words goes through the atomics; the slice borrows self, so the
+        // mapping outlives it.
+        unsafe { std::slice::from_raw_parts(self.ptr().add(offset).cast::<AtomicU64>(), n) }
+    }
+
     /// Writes dirty pages of a file-backed mapping to disk: `msync(2)`.
     pub fn flush(&self) -> io::Result<()> {
         self.map.flush()

@@ -22,16 +22,13 @@ mod layout;
 pub(crate) mod liveness;
 mod mapping;
 mod probe;
-pub(crate) mod pyliteral;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use rustix::fd::{BorrowedFd, OwnedFd};
 
-pub(crate) use layout::{
-    align_up, data_len, segment_len, Header, Trailer, FLAG_PERSISTENT, TRAILER_FLAGS, TRAILER_LEN,
-};
+pub(crate) use layout::{align_up, data_len, segment_len, Trailer, FLAG_PERSISTENT, TRAILER_FLAGS, TRAILER_LEN};
 pub(crate) use mapping::{remove_named, Backing};
 #[cfg(fuzzing)]
 pub(crate) use probe::read_layout;
@@ -402,6 +399,13 @@ impl Segment {
     pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         assert!(offset.checked_add(8).is_some_and(|e| e <= self.data_len()), "u64 at {offset} past the data");
         self.map.atomic_u64(self.layout.data_offset + offset)
+    }
+
+    /// The `n` atomic u64 at `offset` of the data, shared with other processes.
+    pub fn atomic_u64s(&self, offset: usize, n: usize) -> &[AtomicU64] {
+        let end = n.checked_mul(8).and_then(|b| offset.checked_add(b));
+        assert!(end.is_some_and(|e| e <= self.data_len()), "{n} u64 at {offset} past the data");
+        self.map.atomic_u64s(self.layout.data_offset + offset, n)
     }
 }
 

@@ -7,11 +7,10 @@
 
 use rustix::fd::AsFd;
 
-use super::layout::{
-    data_len, segment_len, Header, HeaderError, Trailer, ALIGN, MAX_HEAD_BYTES, OTHER_MAGIC, TRAILER_LEN,
-};
-use crate::dtype::NumpyType;
+use super::layout::{data_len, segment_len, Trailer, ALIGN, OTHER_MAGIC, TRAILER_LEN};
 use crate::kind::SegmentKind;
+use crate::npy::dtype::NumpyType;
+use crate::npy::header::{Header, HeaderError, MAX_HEAD_BYTES};
 use crate::os;
 use crate::{Error, Result};
 
@@ -159,7 +158,7 @@ pub(crate) fn itemsize(descr: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::DType;
+    use crate::npy::dtype::DType;
     use crate::segment::layout;
 
     fn segment(kind: SegmentKind, head: &[u8], data_len: usize) -> Vec<u8> {
