@@ -164,6 +164,16 @@ pub enum Error {
         /// The segment.
         name: String,
     },
+    /// A handle made by another process and inherited across `fork`: the
+    /// child shares its open file and the locks held through it, so it may
+    /// not take views, slots or locks through it, nor remove the segment.
+    #[error("this handle of '{name}' was made by process {maker} and inherited across fork: open '{name}' again by name in this process (a forked child shares its parent's open file and locks, so it may not take views or locks through it, nor remove the segment)")]
+    Inherited {
+        /// The segment.
+        name: String,
+        /// The process that made the handle.
+        maker: u32,
+    },
     /// The name now leads to a different segment than the one meant.
     #[error("the name '{name}' now leads to another segment: this one was removed and the name reused since")]
     Replaced {
@@ -180,15 +190,15 @@ pub enum Error {
         /// Which view was asked for.
         what: String,
     },
-    /// A map or list segment holds other key, value or element types than
-    /// the ones it was opened with.
-    #[error(
-        "segment '{name}' holds {found}, but it was opened as {expected}; open it with the types it was created with"
-    )]
+    /// A lock, queue, map or list holds other types than the ones it was
+    /// opened with (as numpy dtypes: `value <u8`, `key |S24, value <f8`).
+    #[error("{kind} '{name}' holds {found}, but it was opened with {expected}; open it with the types it was created with")]
     WrongType {
         /// The segment.
         name: String,
-        /// The types asked for, e.g. `ShmMap<u64, f64>`.
+        /// What it is.
+        kind: SegmentKind,
+        /// The types asked for, as numpy dtypes.
         expected: String,
         /// The types recorded in the segment.
         found: String,

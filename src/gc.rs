@@ -17,12 +17,17 @@ use crate::{name, os, Error, Result};
 
 /// One entry of `/dev/shm`, as shmkit reads it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Listing {
     /// The entry's name.
     pub name: String,
     /// What it holds, or why that could not be read (not shmkit's,
     /// another user's, ...).
     pub info: Result<SegmentInfo>,
+    /// For an entry named `shmkit-rm-<inode>-NAME`: a removal of `NAME`
+    /// cut short (its remover died between moving the name aside and
+    /// unlinking it). [`collect_garbage`] finishes it.
+    pub removing: Option<String>,
 }
 
 impl Listing {
@@ -38,6 +43,83 @@ impl Listing {
         let persistent = self.info.as_ref().is_ok_and(|i| i.persistent);
         !persistent && self.creator().is_some_and(|c| c.presence == Presence::Gone)
     }
+
+    /// The name that counts for filters: for an unfinished removal, the
+    /// name being removed.
+    fn subject(&self) -> &str {
+        self.removing.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Which leftovers [`Gc::run`] looks at, and whether it only says which
+/// it would remove. Tests, and programs sharing `/dev/shm` with others,
+/// collect only their own: by name prefix or by creator.
+///
+/// ```
+/// // Remove what earlier runs of this program left, by its names' prefix.
+/// let removed = shmkit::Gc::new().prefix("myapp-").run()?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use = "a Gc does nothing until .run()"]
+pub struct Gc {
+    dry_run: bool,
+    prefix: Option<String>,
+    creators: Vec<u32>,
+}
+
+impl Gc {
+    /// Every shmkit segment whose creator is gone (and every unfinished
+    /// removal) is collected.
+    pub fn new() -> Gc {
+        Gc::default()
+    }
+
+    /// Only say what would be removed.
+    pub fn dry_run(mut self, yes: bool) -> Gc {
+        self.dry_run = yes;
+        self
+    }
+
+    /// Only segments whose names start with `prefix`.
+    pub fn prefix(mut self, prefix: &str) -> Gc {
+        self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// Only segments created by process `pid` (as recorded in them); may
+    /// be given several times.
+    pub fn creator(mut self, pid: u32) -> Gc {
+        self.creators.push(pid);
+        self
+    }
+
+    fn selects(&self, l: &Listing) -> bool {
+        let by_name = self.prefix.as_deref().is_none_or(|p| l.subject().starts_with(p));
+        let by_creator = self.creators.is_empty() || l.creator().is_some_and(|c| self.creators.contains(&c.pid));
+        by_name && by_creator
+    }
+
+    /// Finishes the removals that were cut short, then removes segments
+    /// whose creator has gone, unless persistent; returns the entries it
+    /// removed (or would).
+    pub fn run(&self) -> Result<Vec<String>> {
+        let dir = os::shm_dir().map_err(Error::shm_dir)?;
+        let listed: Vec<Listing> = list_segments()?.into_iter().filter(|l| self.selects(l)).collect();
+        let mut out = Vec::new();
+        for l in listed.iter().filter(|l| l.removing.is_some()) {
+            // A namesake given its name back is not removed, and not listed.
+            if self.dry_run || matches!(os::finish_removal(dir, &l.name), Ok(os::Finished::Removed)) {
+                out.push(l.name.clone());
+            }
+        }
+        let garbage = listed.into_iter().filter(|l| l.removing.is_none() && l.is_garbage()).map(|l| l.name);
+        match self.dry_run {
+            true => out.extend(garbage),
+            false => out.extend(garbage.filter(|name| collect(dir, name))),
+        }
+        Ok(out)
+    }
 }
 
 /// Lists the entries of `/dev/shm` (sorted by name) with what they hold.
@@ -52,7 +134,8 @@ pub fn list_segments() -> Result<Vec<Listing>> {
         .filter(|n| name::validate(n).is_ok())
         .map(|name| {
             let info = os::open_at(dir, &name).map_err(|e| Error::from_io("open", &name, e));
-            Listing { info: info.and_then(|fd| describe(&fd, &name)), name }
+            let removing = os::parse_aside(&name).map(|(_, n)| n.to_owned());
+            Listing { info: info.and_then(|fd| describe(&fd, &name)), name, removing }
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -64,13 +147,9 @@ pub fn list_segments() -> Result<Vec<Listing>> {
 ///
 /// Programs that want a clean slate call this at start; `shmkit gc` is
 /// the same from the command line.
+/// This is [`Gc::new().dry_run(dry_run).run()`](Gc::run).
 pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
-    let garbage = list_segments()?.into_iter().filter(Listing::is_garbage).map(|l| l.name);
-    if dry_run {
-        return Ok(garbage.collect());
-    }
-    let dir = os::shm_dir().map_err(Error::shm_dir)?;
-    Ok(garbage.filter(|name| collect(dir, name)).collect())
+    Gc::new().dry_run(dry_run).run()
 }
 
 /// Removes one segment if, checked again now, it is garbage. False if it

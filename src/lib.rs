@@ -57,6 +57,7 @@ mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+mod fault;
 mod gc;
 mod info;
 mod kind;
@@ -72,10 +73,14 @@ pub mod sync;
 
 pub use crate::array::{SharedArray, SliceMut, SliceRef, View, ViewMut};
 pub use crate::error::{Error, Result};
-pub use crate::gc::{collect_garbage, list_segments, list_unnamed, Listing, Unnamed};
+pub use crate::gc::{collect_garbage, list_segments, list_unnamed, Gc, Listing, Unnamed};
 pub use crate::info::{inspect, remove, unlink, ArrayHeader, Creator, SegmentInfo};
 pub use crate::kind::SegmentKind;
 pub use crate::npy::dtype::{DType, Element};
+pub use crate::npy::record::{FixedStr, Record, StrTooLong};
+#[doc(hidden)]
+pub use crate::npy::record::{__is_record, __struct_dtype};
+pub use bytemuck;
 pub use crate::pool::{
     as_completed, init, is_helper, serve, AsCompleted, Batch, InPlaceError, Pool, PoolBuilder, PoolError, ReduceError,
     Registry, RowReport, Task, TaskError, TaskHandle, Unordered,

@@ -6,6 +6,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::os;
 use crate::{Error, Result};
 
+/// Checks the name of a segment about to be created: as [`validate`],
+/// and at most [`os::CREATE_MAX`] bytes (room for the name its removal
+/// takes).
+pub(crate) fn validate_new(name: &str) -> Result<&str> {
+    let bare = validate(name)?;
+    match bare.len() > os::CREATE_MAX {
+        true => Err(Error::NameTooLong { name: name.to_owned(), len: bare.len(), max: os::CREATE_MAX }),
+        false => Ok(bare),
+    }
+}
+
 /// Checks a segment name and returns it without a leading `/`.
 ///
 /// The name is the `/dev/shm` entry itself (no hidden prefix), so Python's
@@ -70,7 +81,9 @@ mod tests {
         assert!(matches!(validate("tab\there"), Err(Error::InvalidName { .. })));
         let long = "x".repeat(256);
         assert!(matches!(validate(&long), Err(Error::NameTooLong { len: 256, max: 255, .. })));
-        assert!(validate(&long[..255]).is_ok());
+        assert!(validate(&long[..255]).is_ok(), "an existing segment of any length opens");
+        assert!(matches!(validate_new(&long[..255]), Err(Error::NameTooLong { max: 228, .. })));
+        assert!(validate_new(&long[..228]).is_ok());
     }
 
     #[test]

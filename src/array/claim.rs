@@ -45,6 +45,7 @@ impl Claims {
         // Shared views of one handle can overlap each other; the count says
         // when the last is gone. Held across the lock call, so a release
         // never races a claim of the same handle.
+        seg.check_process()?;
         let mut count = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         if !bytes.is_empty() {
             let kind = if shared { LockKind::Shared } else { LockKind::Exclusive };

@@ -174,11 +174,6 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         Ok(SharedArray { seg, dim, fortran: header.fortran, claims: Claims::default(), _elem: PhantomData })
     }
 
-    /// The segment name, or the file path for file-backed arrays.
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
     /// Length of each axis.
     pub fn shape(&self) -> &[usize] {
         self.dim.slice()
@@ -197,11 +192,6 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// True if the array has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// True if this handle will remove the segment's name when dropped.
-    pub fn is_owner(&self) -> bool {
-        self.seg.is_owner()
     }
 
     /// A read-only view of the whole array, claimed shared: it fails with
@@ -365,29 +355,6 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         self.seg.flush()
     }
 
-    /// Keeps the segment after this handle is gone: marks it persistent
-    /// (so `shmkit gc` spares it) and gives up the right to remove it.
-    /// Remove it later with [`crate::unlink`]. Only the creating handle may
-    /// ([`Error::NotOwner`]): an attacher never removes a segment anyway.
-    pub fn persist(&mut self) -> Result<()> {
-        self.seg.persist()
-    }
-
-    /// Removes the segment's name now, reporting errors; the mapping stays
-    /// usable until the handle is dropped. Only an owner may
-    /// ([`Error::NotOwner`]), and only while the name still leads to this
-    /// segment ([`Error::Replaced`]).
-    pub fn unlink(&mut self) -> Result<()> {
-        self.seg.unlink()
-    }
-
-    /// Closes the handle, reporting what `Drop` would ignore: an owner
-    /// removes the name (an error if it was already removed), an attacher
-    /// only unmaps.
-    pub fn close(self) -> Result<()> {
-        self.seg.close()
-    }
-
     /// This array with a dynamic number of dimensions.
     pub fn into_dyn(self) -> SharedArray<T, IxDyn> {
         let SharedArray { seg, dim, fortran, claims, .. } = self;
@@ -425,6 +392,8 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         self.seg.info()
     }
 }
+
+crate::segment::lifetime_api!(|s| &s.seg; impl[T: Element, D: Dimension] SharedArray<T, D>);
 
 impl<T: Element, D: Dimension> fmt::Debug for SharedArray<T, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

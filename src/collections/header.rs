@@ -1,17 +1,17 @@
-//! The first 192 bytes of a map's or list's body: what it holds and how it
-//! is laid out, written once by its creator and checked by every opener.
+//! The first 192 bytes of a map's or list's body: how it is laid out,
+//! written once by its creator and checked by every opener. (Its key,
+//! value and element types, as numpy dtypes, are in the segment's head:
+//! see `segment::types`.)
 //!
 //! ```text
-//!   0  magic       8 bytes, "SHMKMAP1" or "SHMKLST1"
+//!   0  magic       8 bytes, "SHMKMAP2" or "SHMKLST2"
 //!   8  capacity    u64, as asked for at create
 //!  16  key_size    u32 (a list's element size)
 //!  20  value_size  u32 (0 for a list)
 //!  24  stripes     u32 (1 for a list)
 //!  28  slots       u32 per stripe (0 for a list)
 //!  32  recoveries  u64, atomic: repairs after a process died mid-operation
-//!  40  reserved    24 bytes, zero
-//!  64  key type    64 bytes, `std::any::type_name`, NUL-padded (cut at 64)
-//! 128  value type  64 bytes, likewise
+//!  40  reserved, zero
 //! ```
 //!
 //! Everything here comes from shared memory: [`Head::decode`] checks it
@@ -35,8 +35,8 @@ pub(crate) enum Magic {
 impl Magic {
     fn bytes(self) -> [u8; 8] {
         match self {
-            Magic::Map => *b"SHMKMAP1",
-            Magic::List => *b"SHMKLST1",
+            Magic::Map => *b"SHMKMAP2",
+            Magic::List => *b"SHMKLST2",
         }
     }
 }
@@ -50,8 +50,6 @@ pub(crate) struct Head {
     pub value_size: u32,
     pub stripes: u32,
     pub slots: u32,
-    pub key_type: String,
-    pub value_type: String,
 }
 
 impl Head {
@@ -64,8 +62,6 @@ impl Head {
         out[20..24].copy_from_slice(&self.value_size.to_le_bytes());
         out[24..28].copy_from_slice(&self.stripes.to_le_bytes());
         out[28..32].copy_from_slice(&self.slots.to_le_bytes());
-        put_name(&mut out[64..128], &self.key_type);
-        put_name(&mut out[128..192], &self.value_type);
         out
     }
 
@@ -80,20 +76,15 @@ impl Head {
             value_size: u32_at(20),
             stripes: u32_at(24),
             slots: u32_at(28),
-            key_type: get_name(&bytes[64..128]),
-            value_type: get_name(&bytes[128..192]),
         })
     }
 
-    /// Reads and checks the head of `seg` against the types it is opened
-    /// with: magic, sizes, and type names.
-    pub fn read_checked(seg: &Segment, want: &Head, what: impl Fn(&Head) -> String) -> Result<Head> {
+    /// Reads and checks the head of `seg` against the sizes it is opened
+    /// with (its types are checked by the segment's head, first).
+    pub fn read_checked(seg: &Segment, want: &Head) -> Result<Head> {
         let mut bytes = [0u8; HEAD_LEN];
         if seg.data_len() < HEAD_LEN {
-            return Err(Error::bad_header(
-                seg.name(),
-                format!("{} bytes are too few for a {}", seg.data_len(), what(want)),
-            ));
+            return Err(Error::bad_header(seg.name(), format!("{} bytes are too few for its head", seg.data_len())));
         }
         for (from, to) in [(0, RECOVERIES), (RECOVERIES + 8, HEAD_LEN)] {
             // SAFETY: `bytes` checked that the range lies in the data; these
@@ -105,36 +96,16 @@ impl Head {
             };
         }
         let found = Head::decode(&bytes).ok_or_else(|| Error::bad_header(seg.name(), "no map or list head"))?;
-        let same = found.magic == want.magic
-            && (found.key_size, found.value_size) == (want.key_size, want.value_size)
-            && (found.key_type.as_str(), found.value_type.as_str())
-                == (want.key_type.as_str(), want.value_type.as_str());
+        let same = found.magic == want.magic && (found.key_size, found.value_size) == (want.key_size, want.value_size);
         if !same {
-            return Err(Error::WrongType { name: seg.name().to_owned(), expected: what(want), found: what(&found) });
+            let why = format!(
+                "its head says {}- and {}-byte items where its types take {} and {}",
+                found.key_size, found.value_size, want.key_size, want.value_size
+            );
+            return Err(Error::bad_header(seg.name(), why));
         }
         Ok(found)
     }
-}
-
-/// A type's name as stored: its `type_name`, cut at 64 bytes on a
-/// character boundary.
-pub(crate) fn type_label<T>() -> String {
-    let name = std::any::type_name::<T>();
-    let mut end = name.len().min(64);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_owned()
-}
-
-fn put_name(out: &mut [u8], name: &str) {
-    let n = name.len().min(out.len());
-    out[..n].copy_from_slice(&name.as_bytes()[..n]);
-}
-
-fn get_name(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 #[cfg(test)]
@@ -150,12 +121,8 @@ mod tests {
             value_size: 16,
             stripes: 16,
             slots: 96,
-            key_type: type_label::<u64>(),
-            value_type: type_label::<[u64; 2]>(),
         };
         assert_eq!(Head::decode(&head.encode()), Some(head));
         assert_eq!(Head::decode(&[0u8; HEAD_LEN]), None);
-        let long = type_label::<std::collections::HashMap<String, Vec<std::collections::BTreeMap<u8, u8>>>>();
-        assert!(long.len() <= 64);
     }
 }

@@ -8,14 +8,13 @@ use std::marker::PhantomData;
 use std::sync::atomic::{compiler_fence, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytemuck::Pod;
-
-use super::header::{type_label, Head, Magic, RECOVERIES};
+use super::error::MapError;
+use super::header::{Head, Magic, RECOVERIES};
 use super::table::{self, hash, Op, Shape, EMPTY, FULL, GONE};
 use crate::kind::SegmentKind;
-use crate::segment::{head_for, Segment};
+use crate::segment::{other_head, Segment};
 use crate::sync::raw::{Acquired, Failed, RawMutex, Wait, MUTEX_SIZE};
-use crate::{Error, Result};
+use crate::{Error, Record, Result};
 
 /// A hash map of `Pod` keys and values in a named segment, opened by name
 /// from any process: Python's `Manager().dict()` without a server.
@@ -46,7 +45,7 @@ use crate::{Error, Result};
 /// assert_eq!(other.get(&7)?, Some(2));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct ShmMap<K: Pod, V: Pod> {
+pub struct ShmMap<K: Record, V: Record> {
     seg: Segment,
     shape: Shape,
     locks: Vec<RawMutex>,
@@ -72,13 +71,13 @@ enum Probe {
     StripeFull,
 }
 
-impl<K: Pod, V: Pod> ShmMap<K, V> {
+impl<K: Record, V: Record> ShmMap<K, V> {
     /// Creates map segment `name` for `capacity` entries. Keys are spread
     /// over stripes by a fixed hash, and each stripe has room for its
     /// share plus a margin (about 1.3× for large maps), so keys of any
     /// ordinary kind fit `capacity` and usually more; keys crafted to
     /// collide (the hash is not keyed) fill one stripe early, which then
-    /// reports [`Error::Full`].
+    /// reports [`MapError::Full`].
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
         if capacity == 0 {
             return Err(Error::InvalidArgument("a map needs a capacity of at least 1".into()));
@@ -86,7 +85,7 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
         let too_big = || Error::InvalidArgument(format!("a map of {capacity} entries of this size overflows"));
         let shape = Shape::for_capacity(capacity, size_of::<K>(), size_of::<V>()).ok_or_else(too_big)?;
         let head = Self::head(capacity as u64, &shape);
-        let seg = Segment::create(name, SegmentKind::Map, &head_for(SegmentKind::Map, None), shape.len, |seg| {
+        let seg = Segment::create(name, SegmentKind::Map, &other_head(&Self::types()?), shape.len, |seg| {
             seg.write(0, &head.encode());
             for s in 0..shape.stripes {
                 // SAFETY: `bytes` checks the mutex lies in the data; the
@@ -107,11 +106,12 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     }
 
     /// Opens map segment `name`, which must hold keys `K` and values `V`
-    /// (checked by size and type name: [`Error::WrongType`]).
+    /// (by their numpy dtypes: [`Error::WrongType`] otherwise).
     pub fn open(name: &str) -> Result<Self> {
         let seg = Segment::open(name, SegmentKind::Map)?;
+        seg.check_types(&Self::types()?)?;
         let want = Self::head(0, &Shape::new(1, 1, size_of::<K>(), size_of::<V>()).expect("a valid shape"));
-        let found = Head::read_checked(&seg, &want, describe)?;
+        let found = Head::read_checked(&seg, &want)?;
         let shape = Shape::new(found.stripes as usize, found.slots as usize, size_of::<K>(), size_of::<V>());
         let shape = shape.filter(|s| s.len == seg.data_len()).ok_or_else(|| {
             let why =
@@ -122,6 +122,10 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
         Ok(Self::attach(seg, shape, capacity))
     }
 
+    fn types() -> Result<[(&'static str, String); 2]> {
+        Ok([("key", crate::npy::record::dtype_of::<K>()?), ("value", crate::npy::record::dtype_of::<V>()?)])
+    }
+
     fn head(capacity: u64, shape: &Shape) -> Head {
         Head {
             magic: Magic::Map,
@@ -130,8 +134,6 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
             value_size: size_of::<V>() as u32,
             stripes: shape.stripes as u32,
             slots: shape.slots as u32,
-            key_type: type_label::<K>(),
-            value_type: type_label::<V>(),
         }
     }
 
@@ -147,17 +149,17 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
         ShmMap { seg, shape, locks, capacity, wait: None, _types: PhantomData }
     }
 
-    /// Makes every operation of this handle give up with
-    /// [`Error::LockTimeout`] if a stripe's lock stays held longer than
+    /// This handle, with every operation giving up with
+    /// [`MapError::LockTimeout`] if a stripe's lock stays held longer than
     /// `limit` (by a stopped process, say). Without it they wait.
-    pub fn lock_timeout(mut self, limit: Duration) -> Self {
+    pub fn with_lock_timeout(mut self, limit: Duration) -> Self {
         self.wait = Some(limit);
         self
     }
 
     /// Inserts `key → value`; returns the value it replaced, if any.
-    /// [`Error::Full`] if the key's stripe has no free slot.
-    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
+    /// [`MapError::Full`] if the key's stripe has no free slot.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, MapError> {
         let (s, start) = self.place(&key);
         let _held = self.lock(s)?;
         match self.probe(s, start, &key) {
@@ -175,7 +177,7 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     }
 
     /// The value of `key`, if present.
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    pub fn get(&self, key: &K) -> Result<Option<V>, MapError> {
         let (s, start) = self.place(key);
         let _held = self.lock(s)?;
         Ok(match self.probe(s, start, key) {
@@ -185,12 +187,12 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     }
 
     /// True if `key` is present.
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
+    pub fn contains_key(&self, key: &K) -> Result<bool, MapError> {
         Ok(self.get(key)?.is_some())
     }
 
     /// Removes `key`; returns its value, if it was present.
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove(&self, key: &K) -> Result<Option<V>, MapError> {
         let (s, start) = self.place(key);
         let _held = self.lock(s)?;
         match self.probe(s, start, key) {
@@ -209,11 +211,11 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     ///
     /// `f` runs under the entry's stripe lock, so keep it short, and it
     /// must not wait for anything that needs this map. Map calls from `f`
-    /// itself (on this thread) fail with [`Error::InvalidArgument`]
+    /// itself (on this thread) fail with [`MapError::InUpdate`]
     /// instead of deadlocking; calls from threads or processes `f` waits
     /// for are not caught, and would wait for good (or until
     /// [`lock_timeout`](Self::lock_timeout)).
-    pub fn update(&self, key: K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>> {
+    pub fn update(&self, key: K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>, MapError> {
         let (s, start) = self.place(&key);
         let _held = self.lock(s)?;
         let probe = self.probe(s, start, &key);
@@ -236,12 +238,20 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     }
 
     /// Entries now: exact while no operation is under way, otherwise a
-    /// moment's count (it takes no lock).
+    /// moment's count. A stripe whose journal shows an operation under way
+    /// is locked for a moment (at most a millisecond), which repairs it if
+    /// its writer died mid-operation: a count that a dead writer left
+    /// behind is never read as the truth.
     pub fn len(&self) -> usize {
-        // Each count is clamped to its stripe's size: they are read from
-        // memory other processes write.
-        let count = |s| (self.count(s).load(Ordering::Acquire) as usize).min(self.shape.slots);
-        (0..self.shape.stripes).map(count).sum()
+        let mut n = 0;
+        for s in 0..self.shape.stripes {
+            if self.seg.atomic_u64(self.shape.journal_at(s)).load(Ordering::Acquire) != 0 {
+                let _ = self.lock_with(s, Wait::within(Duration::from_millis(1))); // repairs, if owner-dead
+            }
+            // Clamped to the stripe's size: read from memory others write.
+            n += (self.count(s).load(Ordering::Acquire) as usize).min(self.shape.slots);
+        }
+        n
     }
 
     /// True if [`len`](Self::len) is 0.
@@ -256,9 +266,9 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
 
     /// Every entry, as one consistent snapshot: it holds every stripe's
     /// lock while it copies (briefly stopping writers), in stripe order.
-    pub fn snapshot(&self) -> Result<Vec<(K, V)>> {
+    pub fn snapshot(&self) -> Result<Vec<(K, V)>, MapError> {
         let wait = self.wait(); // one deadline for all the stripes
-        let held = (0..self.shape.stripes).map(|s| self.lock_with(s, wait)).collect::<Result<Vec<_>>>()?;
+        let held = (0..self.shape.stripes).map(|s| self.lock_with(s, wait)).collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(self.len());
         for s in 0..self.shape.stripes {
             for i in 0..self.shape.slots {
@@ -291,7 +301,7 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
 
     /// Takes stripe `s`'s lock, repairing the stripe first if its last
     /// holder died.
-    fn lock(&self, s: usize) -> Result<Held<'_>> {
+    fn lock(&self, s: usize) -> Result<Held<'_>, MapError> {
         self.lock_with(s, self.wait())
     }
 
@@ -303,12 +313,11 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
         }
     }
 
-    fn lock_with(&self, s: usize, wait: Wait) -> Result<Held<'_>> {
+    fn lock_with(&self, s: usize, wait: Wait) -> Result<Held<'_>, MapError> {
         if IN_UPDATE.get() {
-            let why =
-                "a ShmMap's update closure may not use a ShmMap (it holds a stripe lock); compute before or after";
-            return Err(Error::InvalidArgument(why.into()));
+            return Err(MapError::InUpdate);
         }
+        let name = || self.seg.name().to_owned();
         let lock = &self.locks[s];
         match lock.lock_with(wait) {
             Ok(Acquired::Clean) => {}
@@ -317,19 +326,12 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
                 lock.mark_consistent();
             }
             Err(Failed::Timeout | Failed::WouldBlock) => {
-                let (name, what) = (self.seg.name().to_owned(), format!("stripe {s} of {}", self.shape.stripes));
-                return Err(Error::LockTimeout { name, what, limit: self.wait.unwrap_or(Duration::ZERO) });
+                return Err(MapError::LockTimeout { name: name(), stripe: s, limit: self.wait.unwrap_or(Duration::ZERO) });
             }
-            Err(Failed::Deadlock) => {
-                // Robust mutexes name their holder by thread id: a process in
-                // another PID namespace may hold it under this thread's id.
-                let why = "this thread already holds that stripe's lock (or a process in another PID namespace, sharing /dev/shm, holds it under the same thread id)";
-                return Err(Error::InvalidArgument(why.into()));
-            }
-            Err(Failed::Unrecoverable) => {
-                let why = format!("the lock of stripe {s} is unusable: another process wrote over it");
-                return Err(Error::bad_header(self.seg.name(), why));
-            }
+            // Robust mutexes name their holder by thread id: a process in
+            // another PID namespace may hold it under this thread's id.
+            Err(Failed::Deadlock) => return Err(MapError::Deadlock { name: name(), stripe: s }),
+            Err(Failed::Unrecoverable) => return Err(MapError::Unrecoverable { name: name(), stripe: s }),
         }
         Ok(Held(lock))
     }
@@ -439,12 +441,14 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
         self.seg.atomic_u64(self.shape.journal_at(s)).store(0, Ordering::Release);
     }
 
-    fn full(&self, s: usize) -> Error {
-        let what = format!(
-            "the stripe of this key ({s} of {}) has all its {} slots in use (capacity {})",
-            self.shape.stripes, self.shape.slots, self.capacity
-        );
-        Error::Full { name: self.seg.name().to_owned(), what }
+    fn full(&self, s: usize) -> MapError {
+        MapError::Full {
+            name: self.seg.name().to_owned(),
+            stripe: s,
+            stripes: self.shape.stripes,
+            slots: self.shape.slots,
+            capacity: self.capacity,
+        }
     }
 
     fn state(&self, s: usize, i: usize) -> &AtomicU32 {
@@ -464,7 +468,7 @@ impl<K: Pod, V: Pod> ShmMap<K, V> {
     }
 
     /// A copy of the `T` at `offset` (unaligned: slots are packed).
-    fn read<T: Pod>(&self, offset: usize) -> T {
+    fn read<T: bytemuck::Pod>(&self, offset: usize) -> T {
         // SAFETY: `bytes` checked that size_of::<T>() bytes at `offset` lie
         // in the data; any bytes are a valid T (Pod); callers hold the lock
         // of the stripe they read, so no shmkit writer changes them meanwhile.
@@ -508,12 +512,7 @@ impl Drop for InUpdate {
     }
 }
 
-/// How a map's types read in errors.
-fn describe(h: &Head) -> String {
-    format!("ShmMap<{} ({} bytes), {} ({} bytes)>", h.key_type, h.key_size, h.value_type, h.value_size)
-}
-
-impl<K: Pod, V: Pod> fmt::Debug for ShmMap<K, V> {
+impl<K: Record, V: Record> fmt::Debug for ShmMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShmMap")
             .field("name", &self.seg.name())
@@ -524,7 +523,7 @@ impl<K: Pod, V: Pod> fmt::Debug for ShmMap<K, V> {
     }
 }
 
-crate::sync::segment_lifetime! { impl<K: Pod, V: Pod> ShmMap<K, V> }
+crate::segment::lifetime_api!(|s| &s.seg; impl[K: Record, V: Record] ShmMap<K, V>);
 
 #[cfg(test)]
 mod tests {

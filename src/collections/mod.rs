@@ -13,7 +13,7 @@
 //! name; [`persist`](ShmMap::persist) keeps it), are opened by name alone
 //! with their types checked, and show in `shmkit ls` and `shmkit inspect`.
 
-mod fixed_str;
+mod error;
 mod header;
 mod map;
 mod table;
@@ -21,9 +21,10 @@ mod vec;
 
 use std::os::fd::AsFd;
 
-pub use fixed_str::FixedStr;
+pub use crate::npy::record::FixedStr;
+pub use error::{MapError, PushError};
 pub use map::ShmMap;
-pub use vec::ShmVec;
+pub use vec::{Item, ShmVec};
 
 use crate::kind::SegmentKind;
 use crate::segment::Layout;
@@ -36,10 +37,6 @@ pub struct CollectionInfo {
     pub len: u64,
     /// The capacity asked for at create.
     pub capacity: u64,
-    /// The key type (a list: the element type), as `std::any::type_name`.
-    pub key_type: String,
-    /// The value type (empty for a list).
-    pub value_type: String,
     /// Repairs after a process died mid-operation (maps).
     pub recoveries: u64,
 }
@@ -74,8 +71,6 @@ pub(crate) fn summary(fd: impl AsFd, layout: &Layout) -> Option<CollectionInfo> 
     Some(CollectionInfo {
         len,
         capacity: head.capacity,
-        key_type: head.key_type,
-        value_type: head.value_type,
         recoveries: read_u64(header::RECOVERIES)?,
     })
 }

@@ -3,6 +3,8 @@
 //! (what locks, queues, maps and lists hold), so that what Rust writes
 //! numpy reads and the other way round.
 
+pub(crate) mod descr;
 pub(crate) mod dtype;
 pub(crate) mod header;
 pub(crate) mod literal;
+pub(crate) mod record;

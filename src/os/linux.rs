@@ -24,6 +24,9 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 
 /// Longest name a `/dev/shm` entry may have (`NAME_MAX`).
 pub(crate) const NAME_MAX: usize = 255;
+/// Longest name shmkit gives a segment: room is left for the aside name
+/// its removal takes (see [`remove_if`]).
+pub(crate) const CREATE_MAX: usize = NAME_MAX - ASIDE_EXTRA;
 
 /// Which file an fd or a name leads to: device and inode. Inode numbers
 /// alone repeat across mounts (every tmpfs numbers its own).
@@ -133,34 +136,115 @@ pub(crate) enum Removed {
     Other,
 }
 
+/// The prefix of the name a file has while [`remove_if`] removes it.
+pub(crate) const ASIDE: &str = "shmkit-rm-";
+/// Length of an aside name beyond the original name: prefix, 16 hex
+/// digits of the inode, a dash.
+pub(crate) const ASIDE_EXTRA: usize = ASIDE.len() + 17;
+
+/// The name file `ino`, named `name`, has while it is being removed:
+/// `shmkit-rm-<inode>-<name>`, so that if the remover dies before it ends,
+/// `gc` can tell what it was doing and finish it ([`finish_removal`]).
+pub(crate) fn aside_name(name: &str, ino: u64) -> String {
+    format!("{ASIDE}{ino:016x}-{name}")
+}
+
+/// The inode and original name an aside name records; `None` for any
+/// other name.
+pub(crate) fn parse_aside(aside: &str) -> Option<(u64, &str)> {
+    let rest = aside.strip_prefix(ASIDE)?;
+    let (ino, name) = (rest.get(..16)?, rest.get(16..)?.strip_prefix('-')?);
+    let ino = u64::from_str_radix(ino, 16).ok()?;
+    (!name.is_empty() && ino.to_ne_bytes() != [0; 8]).then_some((ino, name))
+}
+
 /// Removes entry `name` of `dir` only if it still leads to file `id`.
 ///
 /// POSIX has no "unlink this inode": between a check and `unlink(2)` a
 /// namesake could take the name. So the entry is first moved aside to a
-/// fresh name with `renameat2(2)` `RENAME_NOREPLACE` (atomic), the moved
-/// file is checked, and only a match is unlinked; anything else is moved
-/// back. A file other than `id` is never unlinked.
+/// name that records the inode meant and the name, with `renameat2(2)`
+/// `RENAME_NOREPLACE` (atomic); the moved file is checked, and only a
+/// match is unlinked; anything else is moved back. A file other than `id`
+/// is never unlinked. A remover killed half-way leaves the aside name,
+/// which [`finish_removal`] (run by `gc`) completes: unlinks it if it is
+/// the file meant, gives it its name back if it is a namesake.
 pub(crate) fn remove_if(dir: impl AsFd, name: &str, id: FileId) -> io::Result<Removed> {
     match id_at(&dir, name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Gone),
         Ok(now) if now != id => return Ok(Removed::Other),
         other => drop(other?),
     }
-    let aside = format!("shmkit-unlinking-{:016x}", random_u64()?);
+    let aside = aside_name(name, id.ino);
+    if aside.len() > NAME_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a name too long to remove safely"));
+    }
     match rustix::fs::renameat_with(&dir, name, &dir, aside.as_str(), RenameFlags::NOREPLACE) {
         Err(Errno::NOENT) => return Ok(Removed::Gone),
+        Err(Errno::EXIST) => {
+            // An earlier removal of this very file under this name was cut
+            // short: finish it, then this one.
+            finish_removal(&dir, &aside)?;
+            return remove_if(dir, name, id);
+        }
         other => other?,
     }
-    if id_at(&dir, &aside)? == id {
-        rustix::fs::unlinkat(&dir, aside.as_str(), AtFlags::empty())?;
-        return Ok(Removed::Yes);
+    crate::fault::point("remove-after-aside");
+    match id_at(&dir, &aside) {
+        Ok(moved) if moved == id => {
+            match rustix::fs::unlinkat(&dir, aside.as_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => return Ok(Removed::Yes), // NOENT: a gc finished it
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Yes), // finished by gc
+        _ => {}
     }
     // A namesake was published in the instant between the check and the
-    // rename: hand its name back. Should that fail too (a third file took
-    // the name meanwhile), it stays under `aside`, a name `gc` handles
-    // like any other: nothing is unlinked that was not ours.
-    rustix::fs::renameat_with(&dir, aside.as_str(), &dir, name, RenameFlags::NOREPLACE)?;
+    // rename: hand its name back.
+    crate::fault::point("remove-before-move-back");
+    restore(&dir, &aside, name)?;
     Ok(Removed::Other)
+}
+
+/// What [`finish_removal`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// The file meant was removed.
+    Removed,
+    /// A namesake got its name back.
+    Restored,
+    /// Nothing to do (the entry is gone), or the namesake's name is taken
+    /// by a third file: it stays aside, an ordinary segment to `gc`.
+    Left,
+}
+
+/// Completes the removal an aside entry of `dir` records (see
+/// [`remove_if`]): removes the file if it is the one meant, else gives it
+/// its name back. Every step is safe to repeat, by any process.
+pub(crate) fn finish_removal(dir: impl AsFd, aside: &str) -> io::Result<Finished> {
+    let Some((ino, name)) = parse_aside(aside) else { return Ok(Finished::Left) };
+    let now = match id_at(&dir, aside) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Finished::Left),
+        other => other?,
+    };
+    if now.ino == ino {
+        return match rustix::fs::unlinkat(&dir, aside, AtFlags::empty()) {
+            Ok(()) => Ok(Finished::Removed),
+            Err(Errno::NOENT) => Ok(Finished::Left),
+            Err(e) => Err(e.into()),
+        };
+    }
+    restore(&dir, aside, name)
+}
+
+/// Gives the file at `aside` its name `name` back, unless another file has
+/// taken it meanwhile.
+fn restore(dir: impl AsFd, aside: &str, name: &str) -> io::Result<Finished> {
+    match rustix::fs::renameat_with(&dir, aside, &dir, name, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(Finished::Restored),
+        Err(Errno::NOENT | Errno::EXIST) => Ok(Finished::Left),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Removes entry `name` of `dir` whatever it leads to: `unlinkat(2)`.
@@ -270,12 +354,6 @@ pub(crate) fn is_locked(fd: impl AsFd, start: u64, len: u64) -> io::Result<bool>
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-/// 64 random bits from the kernel: `getrandom(2)`.
-pub(crate) fn random_u64() -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())?;
-    Ok(u64::from_le_bytes(b))
-}
 
 /// This process's id.
 pub(crate) fn current_pid() -> u32 {
@@ -390,5 +468,27 @@ mod tests {
         assert_eq!(id_at(&dir, &name).unwrap(), stat(&second).unwrap().id);
         assert_eq!(remove_if(&dir, &name, stat(&second).unwrap().id).unwrap(), Removed::Yes);
         assert_eq!(remove_if(&dir, &name, first_id).unwrap(), Removed::Gone);
+    }
+
+    #[test]
+    fn an_interrupted_removal_is_finished_either_way() {
+        let dir = open_dir(SHM_DIR).unwrap();
+        let name = format!("shmkit-osaside-{}", current_pid());
+        // The file meant, left aside by a remover that died: removed.
+        let meant = unnamed_file(&dir, 0o600).unwrap();
+        let ino = stat(&meant).unwrap().id.ino;
+        link(&meant, &dir, &aside_name(&name, ino)).unwrap();
+        assert_eq!(parse_aside(&aside_name(&name, ino)), Some((ino, name.as_str())));
+        assert_eq!(finish_removal(&dir, &aside_name(&name, ino)).unwrap(), Finished::Removed);
+        assert_eq!(stat(&meant).unwrap().links, 0);
+        // A namesake moved aside in the race, its remover dead before the
+        // move back: it gets its name back.
+        let namesake = unnamed_file(&dir, 0o600).unwrap();
+        link(&namesake, &dir, &aside_name(&name, ino)).unwrap();
+        assert_eq!(finish_removal(&dir, &aside_name(&name, ino)).unwrap(), Finished::Restored);
+        assert_eq!(id_at(&dir, &name).unwrap(), stat(&namesake).unwrap().id);
+        assert_eq!(remove_if(&dir, &name, stat(&namesake).unwrap().id).unwrap(), Removed::Yes);
+        assert_eq!(parse_aside("shmkit-rm-xyz"), None);
+        assert_eq!(parse_aside(&name), None);
     }
 }

@@ -12,7 +12,7 @@
 use super::ring::{self, Ring};
 use super::status::{Status, SKIPS};
 use crate::kind::SegmentKind;
-use crate::segment::{head_for, Segment};
+use crate::segment::{other_head, Segment};
 use crate::{name, Error, Result};
 
 const MAGIC: [u8; 8] = *b"SHMKPOOL";
@@ -48,7 +48,7 @@ impl Region {
         top[..8].copy_from_slice(&MAGIC);
         top[8..12].copy_from_slice(&(helpers as u32).to_le_bytes());
         top[12..16].copy_from_slice(&(RING as u32).to_le_bytes());
-        let head = head_for(SegmentKind::Pool, None);
+        let head = other_head(&[]);
         let make = |n: &str| {
             Segment::create_unpopulated(n, SegmentKind::Pool, &head, len, |seg| {
                 seg.write(0, &top);

@@ -335,11 +335,11 @@ pub(crate) fn wait_hangup(socket: BorrowedFd<'_>, limit: Duration) {
 mod tests {
     use super::*;
     use crate::kind::SegmentKind;
-    use crate::segment::head_for;
+    use crate::segment::other_head;
 
     fn segment(len: usize) -> Segment {
         let name = format!("shmkit-ring-test-{}-{len}", std::process::id());
-        Segment::create(&name, SegmentKind::Pool, &head_for(SegmentKind::Pool, None), len, |_| Ok(())).unwrap()
+        Segment::create(&name, SegmentKind::Pool, &other_head(&[]), len, |_| Ok(())).unwrap()
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub(crate) const TRAILER_FLAGS: usize = 12;
 /// Trailer flag: the segment was kept alive on purpose past its owner.
 pub(crate) const FLAG_PERSISTENT: u32 = 1;
 const TRAILER_MAGIC: &[u8; 8] = b"SHMKIT\0\x02";
-const LAYOUT_VERSION: u32 = 2;
+const LAYOUT_VERSION: u32 = 3;
 
 /// Rounds `n` up to a multiple of [`ALIGN`], `None` on overflow.
 pub(crate) fn align_up(n: usize) -> Option<usize> {
@@ -60,12 +60,6 @@ pub(crate) fn segment_len(offset: usize, len: usize) -> Option<usize> {
     (end <= isize::MAX as usize).then_some(end)
 }
 
-/// The 64-byte head of a segment that is not an array.
-pub(crate) fn other_head() -> Vec<u8> {
-    let mut head = vec![0u8; ALIGN];
-    head[..OTHER_MAGIC.len()].copy_from_slice(OTHER_MAGIC);
-    head
-}
 
 /// The shmkit trailer of a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use crate::os::{self, LockKind};
 /// The byte a segment's creator holds for as long as its handle lives.
 pub(crate) const CREATOR: u64 = 1 << 62;
 
-/// First byte of the per-slot announcements primitives make (reader
-/// slots of a `ShmRwLock`); slot `i` is `SLOTS + i`.
+/// First byte of the per-slot announcements primitives make (see
+/// `slots`): each table of a segment takes its own range from here.
 pub(crate) const SLOTS: u64 = (1 << 62) + 4096;
 
 /// What a lock byte says of its announcer.

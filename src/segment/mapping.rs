@@ -7,7 +7,7 @@
 use std::io;
 use std::mem::ManuallyDrop;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -19,7 +19,7 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub(crate) enum Backing {
     /// A `/dev/shm` segment; an `owner` removes its name on drop.
-    Shm { name: String, owner: bool },
+    Shm { name: String, owner: AtomicBool },
     /// A file on disk; never removed by shmkit.
     File { path: PathBuf },
 }
@@ -53,6 +53,10 @@ pub(crate) struct Mapping {
     /// follow; a guard that was forgotten (`mem::forget`) leaves it there
     /// for good, so then the mapping is never unmapped.
     pins: AtomicUsize,
+    /// The process that made this handle. A child forked from it inherits
+    /// the handle, but shares its open file (and so its locks): only the
+    /// maker may remove the name, claim bytes or take slots through it.
+    maker: u32,
 }
 
 impl Mapping {
@@ -61,7 +65,7 @@ impl Mapping {
         let map = MmapOptions::new().len(len).map_raw(&fd.as_fd());
         let map = map.map_err(|e| Error::from_io("mmap", backing.label(), e))?;
         let id = os::stat(&fd).map_err(|e| Error::from_io("fstat", backing.label(), e))?.id;
-        Ok(Mapping { map: ManuallyDrop::new(map), backing, fd, id, pins: AtomicUsize::new(0) })
+        Ok(Mapping { map: ManuallyDrop::new(map), backing, fd, id, pins: AtomicUsize::new(0), maker: os::current_pid() })
     }
 
     /// Faults every page in now, in bulk (`madvise(MADV_POPULATE_WRITE)`,
@@ -75,6 +79,16 @@ impl Mapping {
     /// The segment's or file's identity, which a name may stop leading to.
     pub fn id(&self) -> FileId {
         self.id
+    }
+
+    /// The process that made this handle (see the field).
+    pub fn maker(&self) -> u32 {
+        self.maker
+    }
+
+    /// True in the process that made this handle; false in a forked child.
+    pub fn is_maker(&self) -> bool {
+        self.maker == os::current_pid()
     }
 
     /// The open file behind the mapping.
@@ -110,17 +124,22 @@ impl Mapping {
     }
 
     /// Gives the mapping the right to remove its name on drop.
-    pub fn own(&mut self) {
-        if let Backing::Shm { owner, .. } = &mut self.backing {
-            *owner = true;
+    pub fn own(&self) {
+        if let Backing::Shm { owner, .. } = &self.backing {
+            owner.store(true, Ordering::SeqCst);
         }
     }
 
     /// Gives up the right to remove the name on drop.
-    pub fn disown(&mut self) {
-        if let Backing::Shm { owner, .. } = &mut self.backing {
-            *owner = false;
+    pub fn disown(&self) {
+        if let Backing::Shm { owner, .. } = &self.backing {
+            owner.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// True if this mapping removes its name on drop.
+    pub fn is_owner(&self) -> bool {
+        matches!(&self.backing, Backing::Shm { owner, .. } if owner.load(Ordering::SeqCst))
     }
 
     /// Counts a lock guard that points into this mapping.
@@ -186,9 +205,12 @@ impl Mapping {
 
     /// Removes the segment's name now, if it still leads to this segment
     /// (an owner's right); files are never removed.
-    pub fn unlink(&mut self) -> Result<()> {
-        let Backing::Shm { name, owner } = &mut self.backing else { return Ok(()) };
-        *owner = false;
+    pub fn unlink(&self) -> Result<()> {
+        let Backing::Shm { name, owner } = &self.backing else { return Ok(()) };
+        if !self.is_maker() {
+            return Err(Error::Inherited { name: name.clone(), maker: self.maker });
+        }
+        owner.store(false, Ordering::SeqCst);
         remove_named(name, self.id)
     }
 }
@@ -206,7 +228,9 @@ pub(crate) fn remove_named(name: &str, id: FileId) -> Result<()> {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        if let Backing::Shm { name, owner: true } = &self.backing {
+        // A forked child dropping an inherited owner handle leaves the name
+        // to the process that made it.
+        if let (Backing::Shm { name, .. }, true, true) = (&self.backing, self.is_owner(), self.is_maker()) {
             // Errors are ignored: drop cannot report them, and the likely ones
             // (someone removed the name, or gave it to another segment) leave
             // nothing of ours to clean. `close()` reports them instead.

@@ -19,9 +19,12 @@
 //! someone created after its own segment was removed.
 
 mod layout;
+mod lifetime;
 pub(crate) mod liveness;
 mod mapping;
 mod probe;
+pub(crate) mod slots;
+pub(crate) mod types;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -29,6 +32,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use rustix::fd::{BorrowedFd, OwnedFd};
 
 pub(crate) use layout::{align_up, data_len, segment_len, Trailer, FLAG_PERSISTENT, TRAILER_FLAGS, TRAILER_LEN};
+pub(crate) use lifetime::{lifetime_api, HasSegment};
 pub(crate) use mapping::{remove_named, Backing};
 #[cfg(fuzzing)]
 pub(crate) use probe::read_layout;
@@ -48,17 +52,15 @@ pub(crate) struct Segment {
     creator: bool,
 }
 
-/// The bytes before a segment's data: a `.npy` header for arrays, the
-/// 64-byte shmkit head for other kinds.
-pub(crate) fn head_for(kind: SegmentKind, npy_header: Option<Vec<u8>>) -> Vec<u8> {
-    match (kind, npy_header) {
-        (SegmentKind::Array, Some(h)) => h,
-        _ => layout::other_head(),
-    }
+/// The bytes before the data of a segment that is not an array: the
+/// shmkit head, saying what it holds (see `types`).
+pub(crate) fn other_head(types: &[(&str, String)]) -> Vec<u8> {
+    types::encode(types)
 }
 
 impl Segment {
-    /// Creates segment `name` of `kind`: `head` (see [`head_for`]) then
+    /// Creates segment `name` of `kind`: `head` (a `.npy` header, or
+    /// [`other_head`]) then
     /// `data_len` bytes of zeroed data, owned by the returned handle.
     /// `init` runs on the data before any other process can see it; if it
     /// fails, nothing was ever visible.
@@ -93,7 +95,7 @@ impl Segment {
         populate: bool,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
-        let name = name::validate(name)?;
+        let name = name::validate_new(name)?;
         let total = layout::segment_len(head.len(), data_len)
             .ok_or_else(|| Error::InvalidArgument(format!("a segment of {data_len} bytes overflows")))?;
         let io = |op| move |e| Error::from_io(op, name, e);
@@ -104,7 +106,7 @@ impl Segment {
         let fd = os::unnamed_file(dir, 0o600).map_err(io("open(O_TMPFILE)"))?;
         // From here until `link`, a crash leaves nothing: the file has no name.
         announce(&fd, name)?;
-        let backing = Backing::Shm { name: name.to_owned(), owner: false };
+        let backing = Backing::Shm { name: name.to_owned(), owner: false.into() };
         let trailer = Trailer {
             flags: 0,
             pid: os::current_pid(),
@@ -202,14 +204,12 @@ impl Segment {
         }
         map.write(1, &head[1..]);
         let data_len = trailer.map_or(total - head.len(), |t| t.data_len as usize);
-        let layout = Layout {
-            kind: trailer.map_or(SegmentKind::Array, |t| SegmentKind::from_code(t.kind)),
-            total_len: total,
-            data_offset: head.len(),
-            data_len,
-            header: None,
-            trailer,
+        let kind = trailer.map_or(SegmentKind::Array, |t| SegmentKind::from_code(t.kind));
+        let types = match kind {
+            SegmentKind::Array => Vec::new(),
+            _ => types::decode(head).map_err(|e| Error::bad_header(map.backing().label(), e))?,
         };
+        let layout = Layout { kind, total_len: total, data_offset: head.len(), data_len, header: None, trailer, types };
         let seg = Segment { map, layout, creator: false };
         init(&seg)?;
         // Release: whoever reads the first byte (acquire) sees all the rest.
@@ -224,7 +224,7 @@ impl Segment {
         let name = name::validate(name)?;
         let dir = os::shm_dir().map_err(Error::shm_dir)?;
         let fd = os::open_at(dir, name).map_err(|e| Error::from_io("open", name, e))?;
-        Segment::map_existing(fd, Backing::Shm { name: name.to_owned(), owner: false }, kind)
+        Segment::map_existing(fd, Backing::Shm { name: name.to_owned(), owner: false.into() }, kind)
     }
 
     /// Opens the `.npy` file `path` read-write.
@@ -249,6 +249,33 @@ impl Segment {
         Ok(Segment { map, layout, creator: false })
     }
 
+    /// `Err(Error::Inherited)` in a child forked from the process that
+    /// made this handle: it shares the handle's open file, so its claims,
+    /// slots and liveness locks would be its parent's.
+    pub fn check_process(&self) -> Result<()> {
+        match self.map.is_maker() {
+            true => Ok(()),
+            false => Err(Error::Inherited { name: self.name().to_owned(), maker: self.map.maker() }),
+        }
+    }
+
+    /// Refuses the segment unless it holds exactly `types` (see `types`):
+    /// [`Error::WrongType`] names both.
+    pub fn check_types(&self, want: &[(&str, String)]) -> Result<()> {
+        let found = &self.layout.types;
+        let same = found.len() == want.len() && found.iter().zip(want).all(|((r, t), (wr, wt))| r == wr && t == wt);
+        if same {
+            return Ok(());
+        }
+        let want: Vec<(String, String)> = want.iter().map(|(r, t)| ((*r).to_owned(), t.clone())).collect();
+        Err(Error::WrongType {
+            name: self.name().to_owned(),
+            kind: self.layout.kind,
+            expected: types::describe(&want),
+            found: types::describe(found),
+        })
+    }
+
     /// The segment name, or the file path for files.
     pub fn name(&self) -> &str {
         self.map.backing().label()
@@ -261,7 +288,7 @@ impl Segment {
 
     /// True if this handle removes the name when dropped.
     pub fn is_owner(&self) -> bool {
-        matches!(self.map.backing(), Backing::Shm { owner: true, .. })
+        self.map.is_owner()
     }
 
     /// True for a file on disk.
@@ -306,10 +333,11 @@ impl Segment {
     /// the creator lock, so `gc` (which must take that lock first) always
     /// sees the flag once it may remove the segment. Calling it again is
     /// harmless; for a file, which shmkit never removes, it does nothing.
-    pub fn persist(&mut self) -> Result<()> {
+    pub fn persist(&self) -> Result<()> {
         if self.is_file() {
             return Ok(());
         }
+        self.check_process()?;
         if !self.creator {
             return Err(Error::NotOwner { name: self.name().to_owned() });
         }
@@ -327,18 +355,19 @@ impl Segment {
     }
 
     /// Removes the name now if this handle owns it and it still leads
-    /// here; reports what `Drop` would ignore.
-    pub fn unlink(&mut self) -> Result<()> {
+    /// here; reports what `Drop` would ignore. The mapping stays.
+    pub fn remove_name(&self) -> Result<()> {
         match self.is_owner() {
             true => self.map.unlink(),
             false => Err(Error::NotOwner { name: self.name().to_owned() }),
         }
     }
 
-    /// Closes the handle: an owner removes the name (reporting errors), an
-    /// attacher only unmaps.
-    pub fn close(mut self) -> Result<()> {
-        match self.is_owner() {
+    /// What closing the handle does before it unmaps: an owner (in the
+    /// process that made it) removes the name, reporting errors; anyone
+    /// else does nothing.
+    pub fn close_name(&self) -> Result<()> {
+        match self.is_owner() && self.map.is_maker() {
             true => self.map.unlink(),
             false => Ok(()),
         }

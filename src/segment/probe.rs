@@ -25,6 +25,8 @@ pub(crate) struct Layout {
     pub header: Option<Header>,
     /// The shmkit trailer, absent in plain `.npy` files.
     pub trailer: Option<Trailer>,
+    /// What a segment that is not an array holds (see `types`).
+    pub types: super::types::Types,
 }
 
 /// Why bytes are not a segment this version can use.
@@ -68,7 +70,9 @@ pub(crate) fn read_layout(
         }
         let t = trailer.expect("non-array kinds come from a trailer");
         let (data_offset, data_len) = (t.data_offset as usize, t.data_len as usize);
-        return Ok(Layout { kind, total_len, data_offset, data_len, header: None, trailer });
+        let head = head.get(..data_offset).ok_or(LayoutError::TooSmall { needed: data_offset })?;
+        let types = super::types::decode(head).map_err(LayoutError::Bad)?;
+        return Ok(Layout { kind, total_len, data_offset, data_len, header: None, trailer, types });
     }
     let header = Header::decode(head).map_err(|e| match e {
         HeaderError::NotNpy if trailer.is_some() => LayoutError::Bad("a shmkit array without a .npy header".into()),
@@ -88,7 +92,7 @@ pub(crate) fn read_layout(
         return Err(LayoutError::Bad("its shmkit trailer disagrees with its .npy header".into()));
     }
     let data_offset = header.data_offset;
-    Ok(Layout { kind, total_len, data_offset, data_len, header: Some(header), trailer })
+    Ok(Layout { kind, total_len, data_offset, data_len, header: Some(header), trailer, types: Vec::new() })
 }
 
 /// Reads and validates the segment or file open at `fd`; `label` names it
@@ -188,7 +192,7 @@ mod tests {
         let array = segment(SegmentKind::Array, &Header::encode(DType::F32, &[3, 2], false), 24);
         let l = layout_of(&array).unwrap();
         assert_eq!((l.kind, l.data_offset, l.data_len), (SegmentKind::Array, 128, 24));
-        let mutex = segment(SegmentKind::Mutex, &layout::other_head(), 72);
+        let mutex = segment(SegmentKind::Mutex, &super::super::types::encode(&[]), 72);
         let l = layout_of(&mutex).unwrap();
         assert_eq!((l.kind, l.data_offset, l.data_len, l.header), (SegmentKind::Mutex, 64, 72, None));
     }
@@ -200,7 +204,7 @@ mod tests {
         let n = lying.len();
         lying[n - TRAILER_LEN + 40] = 99; // data length no longer fits the segment
         assert!(matches!(layout_of(&lying), Err(LayoutError::Bad(r)) if r.contains("does not fit")));
-        let headless = segment(SegmentKind::Array, &layout::other_head(), 8);
+        let headless = segment(SegmentKind::Array, &super::super::types::encode(&[]), 8);
         assert!(matches!(layout_of(&headless), Err(LayoutError::Bad(r)) if r.contains(".npy header")));
         assert_eq!(
             layout_of(b"plain text, no trailer, long enough to have a tail........................."),

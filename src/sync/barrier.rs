@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::raw::{futex_wait, futex_wake_all, left};
-use super::{segment_lifetime, Timeout};
+use super::Timeout;
 use crate::kind::SegmentKind;
 use crate::segment::Segment;
 use crate::{Error, Result};
@@ -39,7 +39,7 @@ impl ShmBarrier {
         if parties == 0 || parties > 0xffff {
             return Err(Error::InvalidArgument(format!("a barrier needs 1 to 65535 parties, not {parties}")));
         }
-        let seg = super::create(name, SegmentKind::Barrier, LEN, |seg| {
+        let seg = super::create(name, SegmentKind::Barrier, &[], LEN, |seg| {
             seg.atomic_u32(PARTIES).store(parties, Ordering::Relaxed);
         })?;
         Ok(ShmBarrier { seg, parties })
@@ -52,7 +52,7 @@ impl ShmBarrier {
 
     /// Opens barrier segment `name`.
     pub fn open(name: &str) -> Result<Self> {
-        let seg = super::open(name, SegmentKind::Barrier, |len| len == LEN)?;
+        let seg = super::open(name, SegmentKind::Barrier, &[], |len| len == LEN)?;
         let parties = seg.atomic_u32(PARTIES).load(Ordering::Relaxed);
         if parties == 0 || parties > 0xffff {
             return Err(Error::bad_header(name, format!("barrier with {parties} parties")));
@@ -94,6 +94,7 @@ impl ShmBarrier {
         let before = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, arrive).expect("always updates");
         let generation = before >> 16;
         if (before & 0xffff) + 1 >= parties {
+            crate::fault::point("barrier-open-before-wake");
             futex_wake_all(word);
             return Ok(BarrierWaitResult { is_leader: true });
         }
@@ -119,4 +120,4 @@ impl ShmBarrier {
     }
 }
 
-segment_lifetime! { impl ShmBarrier }
+crate::segment::lifetime_api!(|s| &s.seg; impl[] ShmBarrier);

@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::segment_lifetime;
 use crate::kind::SegmentKind;
 use crate::segment::Segment;
 use crate::Result;
@@ -23,7 +22,8 @@ pub struct ShmCounter {
 impl ShmCounter {
     /// Creates counter segment `name` starting at `value`.
     pub fn create(name: &str, value: u64) -> Result<Self> {
-        let seg = super::create(name, SegmentKind::Counter, 8, |s| s.atomic_u64(0).store(value, Ordering::Relaxed))?;
+        let init = |s: &Segment| s.atomic_u64(0).store(value, Ordering::Relaxed);
+        let seg = super::create(name, SegmentKind::Counter, &[], 8, init)?;
         Ok(ShmCounter { seg })
     }
 
@@ -34,7 +34,7 @@ impl ShmCounter {
 
     /// Opens counter segment `name`.
     pub fn open(name: &str) -> Result<Self> {
-        Ok(ShmCounter { seg: super::open(name, SegmentKind::Counter, |len| len == 8)? })
+        Ok(ShmCounter { seg: super::open(name, SegmentKind::Counter, &[], |len| len == 8)? })
     }
 
     fn cell(&self) -> &AtomicU64 {
@@ -67,4 +67,4 @@ impl ShmCounter {
     }
 }
 
-segment_lifetime! { impl ShmCounter }
+crate::segment::lifetime_api!(|s| &s.seg; impl[] ShmCounter);

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::raw::{futex_wait, futex_wake_all, left};
-use super::{segment_lifetime, Timeout};
+use super::Timeout;
 use crate::kind::SegmentKind;
 use crate::segment::Segment;
 use crate::Result;
@@ -41,7 +41,7 @@ pub struct ShmEvent {
 impl ShmEvent {
     /// Creates event segment `name`, not set.
     pub fn create(name: &str, mode: EventMode) -> Result<Self> {
-        let seg = super::create(name, SegmentKind::Event, LEN, |seg| {
+        let seg = super::create(name, SegmentKind::Event, &[], LEN, |seg| {
             seg.atomic_u32(MODE).store(u32::from(mode == EventMode::Auto), Ordering::Relaxed);
         })?;
         Ok(ShmEvent { seg })
@@ -54,7 +54,7 @@ impl ShmEvent {
 
     /// Opens event segment `name`.
     pub fn open(name: &str) -> Result<Self> {
-        Ok(ShmEvent { seg: super::open(name, SegmentKind::Event, |len| len == LEN)? })
+        Ok(ShmEvent { seg: super::open(name, SegmentKind::Event, &[], |len| len == LEN)? })
     }
 
     fn state(&self) -> &AtomicU32 {
@@ -69,9 +69,12 @@ impl ShmEvent {
         }
     }
 
-    /// Sets the event and wakes waiters.
+    /// Sets the event and wakes waiters. (A setter killed between the two
+    /// steps delays its waiters by a moment, not for good: every sleep is
+    /// capped, and waiters look again.)
     pub fn set(&self) {
         self.state().store(1, Ordering::Release);
+        crate::fault::point("event-set-before-wake");
         futex_wake_all(self.state());
     }
 
@@ -117,4 +120,4 @@ impl ShmEvent {
     }
 }
 
-segment_lifetime! { impl ShmEvent }
+crate::segment::lifetime_api!(|s| &s.seg; impl[] ShmEvent);

@@ -22,18 +22,23 @@ pub use barrier::{BarrierWaitResult, ShmBarrier};
 pub use counter::ShmCounter;
 pub use event::{EventMode, ShmEvent};
 pub use mutex::{MutexGuard, ShmMutex};
-pub use queue::{PopError, PushError, ShmQueue};
+pub use queue::{
+    Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender, ShmQueue, TryRecvError, TrySendError,
+};
 pub use rwlock::{ReadGuard, ShmRwLock, WriteGuard};
 
 use crate::kind::SegmentKind;
-use crate::segment::{head_for, Segment};
+use crate::segment::{other_head, Segment};
 use crate::{Error, Result};
 use raw::{RawMutex, MUTEX_SIZE};
 
-/// Creates the segment for a primitive of `kind` with a body of `len`
-/// bytes, running `init` before other processes can see it.
-fn create(name: &str, kind: SegmentKind, len: usize, init: impl FnOnce(&Segment)) -> Result<Segment> {
-    Segment::create(name, kind, &head_for(kind, None), len, |seg| {
+/// What a primitive holds: `(role, numpy dtype)` pairs (see `segment::types`).
+type Types<'a> = &'a [(&'a str, String)];
+
+/// Creates the segment for a primitive of `kind` holding `types`, with a
+/// body of `len` bytes, running `init` before other processes can see it.
+fn create(name: &str, kind: SegmentKind, types: Types<'_>, len: usize, init: impl FnOnce(&Segment)) -> Result<Segment> {
+    Segment::create(name, kind, &other_head(types), len, |seg| {
         init(seg);
         Ok(())
     })
@@ -45,10 +50,11 @@ fn create(name: &str, kind: SegmentKind, len: usize, init: impl FnOnce(&Segment)
 fn create_locked(
     name: &str,
     kind: SegmentKind,
+    types: Types<'_>,
     len: usize,
     init: impl FnOnce(&Segment),
 ) -> Result<(Segment, RawMutex)> {
-    let seg = Segment::create(name, kind, &head_for(kind, None), len, |seg| {
+    let seg = Segment::create(name, kind, &other_head(types), len, |seg| {
         // SAFETY: `bytes` checked that the first 64 bytes lie in the body,
         // which is 64-aligned and not yet published, so no one else uses it.
         let made = unsafe { RawMutex::init(seg.bytes(0, MUTEX_SIZE)) };
@@ -69,65 +75,17 @@ fn attach_lock(seg: Segment) -> (Segment, RawMutex) {
     (seg, lock)
 }
 
-/// Opens a primitive's segment, checking its kind and its body's length.
-fn open(name: &str, kind: SegmentKind, len_ok: impl FnOnce(usize) -> bool) -> Result<Segment> {
+/// Opens a primitive's segment, checking its kind, the types it holds and
+/// its body's length.
+fn open(name: &str, kind: SegmentKind, types: Types<'_>, len_ok: impl FnOnce(usize) -> bool) -> Result<Segment> {
     let seg = Segment::open(name, kind)?;
+    seg.check_types(types)?;
     if !len_ok(seg.data_len()) {
         let why = format!("{} bytes do not fit a {kind} of this element type", seg.data_len());
         return Err(Error::bad_header(name, why));
     }
     Ok(seg)
 }
-
-/// The lifetime API every primitive shares with arrays: `name`,
-/// `is_owner`, `persist`, `unlink`, `close`, over a `seg: Segment` field.
-/// (`ShmQueue` keeps `close` for ending its stream: `queue_lifetime`.)
-macro_rules! segment_lifetime {
-    ($($impl_head:tt)*) => {
-        crate::sync::queue_lifetime! { $($impl_head)* }
-
-        $($impl_head)* {
-            /// Closes the handle, reporting what `Drop` would ignore: an
-            /// owner removes the name, an attacher only unmaps.
-            pub fn close(self) -> crate::Result<()> {
-                self.seg.close()
-            }
-        }
-    };
-}
-pub(crate) use segment_lifetime;
-
-/// [`segment_lifetime`] without `close`.
-macro_rules! queue_lifetime {
-    ($($impl_head:tt)*) => {
-        $($impl_head)* {
-            /// The segment's name.
-            pub fn name(&self) -> &str {
-                self.seg.name()
-            }
-
-            /// True if this handle created the segment and removes its name when dropped.
-            pub fn is_owner(&self) -> bool {
-                self.seg.is_owner()
-            }
-
-            /// Keeps the segment after this handle is gone: marks it
-            /// persistent (so `shmkit gc` spares it) and gives up the right
-            /// to remove it. Remove it later with [`crate::unlink`]. Only
-            /// the creating handle may ([`crate::Error::NotOwner`]).
-            pub fn persist(&mut self) -> crate::Result<()> {
-                self.seg.persist()
-            }
-
-            /// Removes the segment's name now (owners only, and only while
-            /// the name still leads to this segment); handles stay usable.
-            pub fn unlink(&mut self) -> crate::Result<()> {
-                self.seg.unlink()
-            }
-        }
-    };
-}
-pub(crate) use queue_lifetime;
 
 /// Makes a lock guard `!Send` but keeps it `Sync` (as std's `MutexGuard`
 /// is): a lock must be released by the thread that took it.
@@ -159,8 +117,13 @@ pub enum LockError<G> {
     /// An earlier owner-died lock was released unacknowledged, or another
     /// process corrupted the lock; it cannot be used again.
     Unrecoverable,
-    /// This thread already holds the lock.
+    /// This thread already holds the lock (or, for a reader-writer lock
+    /// asked to write, a read guard of it).
     Deadlock,
+    /// This handle was inherited across `fork`: a forked child shares its
+    /// parent's open file, whose locks cannot tell the two apart. Open the
+    /// lock again by name in the child.
+    Inherited,
 }
 
 /// A lock whose previous holder died; see [`LockError::OwnerDied`].
@@ -209,6 +172,7 @@ impl<G> fmt::Debug for LockError<G> {
             LockError::Timeout => "Timeout",
             LockError::Unrecoverable => "Unrecoverable",
             LockError::Deadlock => "Deadlock",
+            LockError::Inherited => "Inherited",
         })
     }
 }
@@ -220,7 +184,8 @@ impl<G> fmt::Display for LockError<G> {
             LockError::WouldBlock => "the lock is held by someone else",
             LockError::Timeout => "the lock was not free in time",
             LockError::Unrecoverable => "the lock is unusable: an owner-died lock was released unacknowledged",
-            LockError::Deadlock => "this thread already holds the lock",
+            LockError::Deadlock => "this thread already holds the lock (or reads it and asked to write)",
+            LockError::Inherited => "this handle was inherited across fork: open the lock again by name in this process",
         })
     }
 }

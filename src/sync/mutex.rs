@@ -4,13 +4,11 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use bytemuck::Pod;
-
 use super::raw::{Acquired, RawMutex};
-use super::{segment_lifetime, LockError, NotSend, OwnerDied};
+use super::{LockError, NotSend, OwnerDied};
 use crate::kind::SegmentKind;
 use crate::segment::Segment;
-use crate::Result;
+use crate::{Record, Result};
 
 /// Where the value starts, after the mutex.
 const DATA: usize = 64;
@@ -28,7 +26,7 @@ const DATA: usize = 64;
 /// assert_eq!(*other.lock().map_err(|e| e.to_string())?, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct ShmMutex<T: Pod> {
+pub struct ShmMutex<T: Record> {
     seg: Segment,
     raw: RawMutex,
     _value: PhantomData<T>,
@@ -40,20 +38,24 @@ pub struct ShmMutex<T: Pod> {
 /// the thread that locked it. Were the guard moved to another thread and
 /// its locking thread to exit, the kernel would hand the mutex to the next
 /// locker as owner-died while this guard still gave access: two guards.
-pub struct MutexGuard<'a, T: Pod> {
+pub struct MutexGuard<'a, T: Record> {
     mutex: &'a ShmMutex<T>,
     _thread: NotSend,
 }
 
-impl<T: Pod + Send> ShmMutex<T> {
+impl<T: Record> ShmMutex<T> {
     const LEN: usize = DATA + size_of::<T>();
     const ALIGNED: () = assert!(align_of::<T>() <= DATA, "ShmMutex values must align to at most 64 bytes");
+
+    fn types() -> Result<[(&'static str, String); 1]> {
+        Ok([("value", crate::npy::record::dtype_of::<T>()?)])
+    }
 
     /// Creates mutex segment `name` holding `value`.
     pub fn create(name: &str, value: T) -> Result<Self> {
         let () = Self::ALIGNED;
         let init = |seg: &Segment| seg.write(DATA, bytemuck::bytes_of(&value));
-        Ok(Self::wrap(super::create_locked(name, SegmentKind::Mutex, Self::LEN, init)?))
+        Ok(Self::wrap(super::create_locked(name, SegmentKind::Mutex, &Self::types()?, Self::LEN, init)?))
     }
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
@@ -61,10 +63,11 @@ impl<T: Pod + Send> ShmMutex<T> {
         crate::name::retry_unique(|n| Self::create(n, value))
     }
 
-    /// Opens mutex segment `name`; its size must fit `T`.
+    /// Opens mutex segment `name`, which must hold a `T` (by its numpy
+    /// dtype: [`Error::WrongType`](crate::Error::WrongType) otherwise).
     pub fn open(name: &str) -> Result<Self> {
         let () = Self::ALIGNED;
-        let seg = super::open(name, SegmentKind::Mutex, |len| len == Self::LEN)?;
+        let seg = super::open(name, SegmentKind::Mutex, &Self::types()?, |len| len == Self::LEN)?;
         Ok(Self::wrap(super::attach_lock(seg)))
     }
 
@@ -103,9 +106,9 @@ impl<T: Pod + Send> ShmMutex<T> {
     }
 }
 
-segment_lifetime! { impl<T: Pod + Send> ShmMutex<T> }
+crate::segment::lifetime_api!(|s| &s.seg; impl[T: Record] ShmMutex<T>);
 
-impl<T: Pod> Deref for MutexGuard<'_, T> {
+impl<T: Record> Deref for MutexGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the value lies at DATA inside the segment (length checked at
@@ -115,21 +118,21 @@ impl<T: Pod> Deref for MutexGuard<'_, T> {
     }
 }
 
-impl<T: Pod> DerefMut for MutexGuard<'_, T> {
+impl<T: Record> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe { &mut *self.mutex.seg.bytes(DATA, size_of::<T>()).cast::<T>() }
     }
 }
 
-impl<T: Pod> Drop for MutexGuard<'_, T> {
+impl<T: Record> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         self.mutex.raw.unlock();
         self.mutex.seg.unpin();
     }
 }
 
-impl<T: Pod + Send + std::fmt::Debug> std::fmt::Debug for MutexGuard<'_, T> {
+impl<T: Record + std::fmt::Debug> std::fmt::Debug for MutexGuard<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("MutexGuard").field(&**self).finish()
     }

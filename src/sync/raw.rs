@@ -216,10 +216,18 @@ fn clock_after(clock: libc::clockid_t, after: Duration) -> libc::timespec {
     libc::timespec { tv_sec: secs, tv_nsec: t.subsec_nanos() as _ }
 }
 
-/// Sleeps while `word` holds `expected`, at most `limit` (`FUTEX_WAIT`,
-/// shared between processes). Returns early on a wake, a change, or a signal.
+/// Longest a sleeper sleeps before it looks again. A waker changes the
+/// state, then wakes (`FUTEX_WAKE`); one killed between the two would
+/// leave sleepers asleep for good, so every sleep is capped and every
+/// caller re-checks the state it waits for.
+pub(crate) const SLICE: Duration = Duration::from_millis(20);
+
+/// Sleeps while `word` holds `expected`, at most `limit` and at most
+/// [`SLICE`] (`FUTEX_WAIT`, shared between processes). Returns early on a
+/// wake, a change, or a signal: callers re-check what they wait for.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, limit: Option<Duration>) {
     use rustix::thread::futex;
+    let limit = Some(limit.map_or(SLICE, |l| l.min(SLICE)));
     let _ = futex::wait(word, futex::Flags::empty(), expected, crate::os::timespec(limit).as_ref());
 }
 

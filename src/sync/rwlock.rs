@@ -1,13 +1,19 @@
 //! `ShmRwLock<T>`: many readers or one writer, across processes.
 //!
 //! A robust mutex (the gate) orders writers and keeps readers out while a
-//! writer works. Each reader takes one of 64 slots: it sets the slot's word
-//! and holds an exclusive lock on the slot's byte of the segment through
-//! its handle's open file (see `segment::liveness`). A writer holds the
-//! gate and waits until every set slot's lock is gone, which happens when
-//! the reader drops its guard or its process ends in any way: a dead
-//! reader never blocks a writer, and no pid is involved, so pid reuse,
-//! zombies and PID namespaces cannot fool it.
+//! writer works. Each reader takes one of 64 slots (see `segment::slots`):
+//! it marks the slot and holds a lock on the slot's byte of the segment
+//! through its handle's open file. A writer holds the gate and waits until
+//! no slot is held, which happens when each reader drops its guard or its
+//! process ends in any way: a dead reader never blocks a writer, and no
+//! pid is involved, so pid reuse, zombies and PID namespaces cannot fool it.
+//!
+//! A thread may read again through the same handle while it reads: the
+//! nested guard shares its slot (taking the gate again could wait for a
+//! writer that waits for this very slot). A thread that reads and then
+//! asks to write would wait for itself: it gets [`LockError::Deadlock`],
+//! as a thread that writes and asks again does; so does a nested read
+//! through another handle of the same lock.
 //!
 //! A writer that dies leaves the data suspect: the next locker repairs the
 //! gate at once (it stays usable) and raises the `POISONED` word, and
@@ -15,26 +21,26 @@
 //! acknowledges. So a writer that sees owner-died and then times out
 //! waiting for readers loses nothing: the next locker is told too.
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard as StdGuard};
 use std::time::{Duration, Instant};
 
-use bytemuck::Pod;
-
 use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex, Wait};
-use super::{segment_lifetime, LockError, NotSend, OwnerDied};
+use super::{LockError, NotSend, OwnerDied};
 use crate::kind::SegmentKind;
+use crate::os::FileId;
+use crate::segment::slots::SlotTable;
 use crate::segment::{liveness, Segment};
-use crate::Result;
+use crate::{Record, Result};
 
 const CHANGED: usize = 64;
 const POISONED: usize = 68;
 const SLOTS: usize = 128;
 /// Most readers at once; more wait for a free slot.
 const MAX_READERS: usize = 64;
-const DATA: usize = SLOTS + 4 * MAX_READERS;
+const DATA: usize = SLOTS + MAX_READERS;
 
 /// A reader-writer lock guarding a `T` in a named segment.
 ///
@@ -47,40 +53,58 @@ const DATA: usize = SLOTS + 4 * MAX_READERS;
 /// assert_eq!((a[0], b[0]), (7, 7)); // readers share
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct ShmRwLock<T: Pod> {
+pub struct ShmRwLock<T: Record> {
     seg: Segment,
     gate: RawMutex,
-    /// Slots this handle's readers hold (bit i: slot i). The kernel never
-    /// reports an open file's own locks back to it, so a writer of this
-    /// handle learns of them here.
-    held: Mutex<u64>,
+    readers: SlotTable,
     _value: PhantomData<T>,
 }
 
-/// Shared access; gives its slot back when dropped.
-pub struct ReadGuard<'a, T: Pod> {
+/// Shared access; gives its slot back when the last guard of this
+/// thread's read through this handle is dropped. Not `Send`, like std's
+/// read guard: the thread that reads is the one that may not then ask to
+/// write.
+pub struct ReadGuard<'a, T: Record> {
     lock: &'a ShmRwLock<T>,
     slot: usize,
+    _thread: NotSend,
 }
 
 /// Exclusive access; releases the lock when dropped. Not `Send`: the gate
 /// is a pthread mutex, released by the thread that took it.
-pub struct WriteGuard<'a, T: Pod> {
+pub struct WriteGuard<'a, T: Record> {
     lock: &'a ShmRwLock<T>,
     _thread: NotSend,
 }
 
 type LockResult<G> = Result<G, LockError<G>>;
 
-impl<T: Pod + Send + Sync> ShmRwLock<T> {
+/// A read this thread holds: the lock (its segment), the handle it came
+/// through, the slot, and how many guards share it.
+struct Reading {
+    lock: FileId,
+    handle: usize,
+    slot: usize,
+    guards: usize,
+}
+
+thread_local! {
+    static READING: RefCell<Vec<Reading>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<T: Record> ShmRwLock<T> {
     const LEN: usize = DATA + size_of::<T>();
     const ALIGNED: () = assert!(align_of::<T>() <= 64, "ShmRwLock values must align to at most 64 bytes");
+
+    fn types() -> Result<[(&'static str, String); 1]> {
+        Ok([("value", crate::npy::record::dtype_of::<T>()?)])
+    }
 
     /// Creates lock segment `name` holding `value`.
     pub fn create(name: &str, value: T) -> Result<Self> {
         let () = Self::ALIGNED;
         let init = |seg: &Segment| seg.write(DATA, bytemuck::bytes_of(&value));
-        Ok(Self::wrap(super::create_locked(name, SegmentKind::RwLock, Self::LEN, init)?))
+        Ok(Self::wrap(super::create_locked(name, SegmentKind::RwLock, &Self::types()?, Self::LEN, init)?))
     }
 
     /// Like [`create`](Self::create), under a fresh unique name (see [`name`](Self::name)).
@@ -88,19 +112,26 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
         crate::name::retry_unique(|n| Self::create(n, value))
     }
 
-    /// Opens lock segment `name`; its size must fit `T`.
+    /// Opens lock segment `name`, which must hold a `T` (by its numpy
+    /// dtype: [`Error::WrongType`](crate::Error::WrongType) otherwise).
     pub fn open(name: &str) -> Result<Self> {
         let () = Self::ALIGNED;
-        let seg = super::open(name, SegmentKind::RwLock, |len| len == Self::LEN)?;
+        let seg = super::open(name, SegmentKind::RwLock, &Self::types()?, |len| len == Self::LEN)?;
         Ok(Self::wrap(super::attach_lock(seg)))
     }
 
     fn wrap((seg, gate): (Segment, RawMutex)) -> Self {
-        ShmRwLock { seg, gate, held: Mutex::new(0), _value: PhantomData }
+        let readers = SlotTable::new(SLOTS, MAX_READERS, liveness::SLOTS);
+        ShmRwLock { seg, gate, readers, _value: PhantomData }
     }
 
     fn word(&self, at: usize) -> &AtomicU32 {
         self.seg.atomic_u32(at)
+    }
+
+    /// This handle, as the thread-local record of reads names it.
+    fn handle(&self) -> usize {
+        self as *const Self as usize
     }
 
     /// Shared access, waiting as long as it takes.
@@ -119,26 +150,51 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
     }
 
     fn read_with(&self, wait: Wait) -> LockResult<ReadGuard<'_, T>> {
+        self.seg.check_process().map_err(|_| LockError::Inherited)?;
+        let (id, me) = (self.seg.id(), self.handle());
+        let nested = READING.with_borrow_mut(|reads| {
+            let mut mine = reads.iter_mut().filter(|r| r.lock == id);
+            match mine.next() {
+                Some(r) if r.handle == me => {
+                    r.guards += 1;
+                    Ok(Some(r.slot))
+                }
+                Some(_) => Err(LockError::Deadlock), // reads it through another handle
+                None => Ok(None),
+            }
+        })?;
+        let slot = match nested {
+            Some(slot) => slot,
+            None => self.take_slot_through_gate(wait)?,
+        };
+        let guard = ReadGuard { lock: self, slot, _thread: PhantomData };
+        match self.word(POISONED).load(Ordering::Acquire) {
+            0 => Ok(guard),
+            // Readers cannot repair: only a writer's acknowledge clears it.
+            _ => Err(LockError::OwnerDied(OwnerDied { guard, recover: |_| {} })),
+        }
+    }
+
+    /// Takes a slot through the gate (no writer checks the slots while a
+    /// reader holds it), waiting for a free one as `wait` allows.
+    fn take_slot_through_gate<G>(&self, wait: Wait) -> Result<usize, LockError<G>> {
         loop {
             let seen = self.word(CHANGED).load(Ordering::Acquire);
             self.enter(wait)?;
-            let slot = self.take_slot();
+            let slot = self.readers.take(&self.seg);
             self.gate.unlock();
             if let Some(slot) = slot {
-                let guard = ReadGuard { lock: self, slot };
-                return match self.word(POISONED).load(Ordering::Acquire) {
-                    0 => Ok(guard),
-                    // Readers cannot repair: only a writer's acknowledge clears it.
-                    _ => Err(LockError::OwnerDied(OwnerDied { guard, recover: |_| {} })),
-                };
+                let reading = Reading { lock: self.seg.id(), handle: self.handle(), slot, guards: 1 };
+                READING.with_borrow_mut(|reads| reads.push(reading));
+                return Ok(slot);
             }
             self.pause(wait, seen)?;
         }
     }
 
-    /// Sleeps until the readers' slots change from `seen`, or 20 ms pass
-    /// (a slot freed by a reader's death is never signalled); an error once
-    /// `wait` allows no more waiting.
+    /// Sleeps until the readers' slots change from `seen`, or a moment
+    /// passes (a slot freed by a reader's death is never signalled); an
+    /// error once `wait` allows no more waiting.
     fn pause<G>(&self, wait: Wait, seen: u32) -> Result<(), LockError<G>> {
         let limit = match wait {
             Wait::No => return Err(LockError::WouldBlock),
@@ -146,7 +202,7 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
             Wait::Until(d) => left(Some(d)),
             Wait::Forever => None,
         };
-        futex_wait(self.word(CHANGED), seen, Some(limit.unwrap_or(Duration::MAX).min(Duration::from_millis(20))));
+        futex_wait(self.word(CHANGED), seen, limit);
         Ok(())
     }
 
@@ -162,20 +218,6 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
             }
             Err(f) => Err(LockError::from_raw(f)),
         }
-    }
-
-    /// A free slot, taken for this handle; called with the gate held, so
-    /// no writer checks the slots meanwhile.
-    fn take_slot(&self) -> Option<usize> {
-        let mut held = lock_held(&self.held);
-        let slot = (0..MAX_READERS).filter(|&i| *held & (1 << i) == 0).find(|&i| {
-            // Only one open file can hold the byte: a slot whose reader
-            // died (word still set) is free again, and taken over here.
-            liveness::take_over(self.seg.fd(), liveness::SLOTS + i as u64)
-        })?;
-        self.word(SLOTS + 4 * slot).store(1, Ordering::Release);
-        *held |= 1 << slot;
-        Some(slot)
     }
 
     /// Exclusive access, waiting as long as it takes.
@@ -194,12 +236,19 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
     }
 
     fn write_with(&self, wait: Wait) -> LockResult<WriteGuard<'_, T>> {
+        self.seg.check_process().map_err(|_| LockError::Inherited)?;
+        let id = self.seg.id();
+        if READING.with_borrow(|reads| reads.iter().any(|r| r.lock == id)) {
+            return Err(LockError::Deadlock); // it would wait for its own read guard
+        }
         self.enter(wait)?;
         self.seg.pin(); // a forgotten guard must keep the gate mapped
         let guard = WriteGuard { lock: self, _thread: PhantomData };
         loop {
             let seen = self.word(CHANGED).load(Ordering::Acquire);
-            if self.readers_gone() {
+            // Readers take slots only through the gate, which this writer
+            // holds: none appears while it looks.
+            if !self.readers.any_held(&self.seg) {
                 break;
             }
             // On an error the guard's drop releases the gate; POISONED
@@ -215,39 +264,14 @@ impl<T: Pod + Send + Sync> ShmRwLock<T> {
         }
     }
 
-    /// True once no reader holds a slot: none of this handle's, and every
-    /// set slot's lock gone (dropped, or died with its process). A slot
-    /// whose lock state cannot be read counts as held.
-    fn readers_gone(&self) -> bool {
-        if *lock_held(&self.held) != 0 {
-            return false;
-        }
-        (0..MAX_READERS).all(|i| {
-            let word = self.word(SLOTS + 4 * i);
-            if word.load(Ordering::Acquire) == 0 {
-                return true;
-            }
-            let gone = liveness::presence(self.seg.fd(), liveness::SLOTS + i as u64) == liveness::Presence::Gone;
-            if gone {
-                word.store(0, Ordering::Release); // a dead reader's: tidy (the gate keeps readers out)
-            }
-            gone
-        })
-    }
-
     fn value(&self) -> *mut T {
         self.seg.bytes(DATA, size_of::<T>()).cast()
     }
 }
 
-segment_lifetime! { impl<T: Pod + Send + Sync> ShmRwLock<T> }
+crate::segment::lifetime_api!(|s| &s.seg; impl[T: Record] ShmRwLock<T>);
 
-fn lock_held(m: &Mutex<u64>) -> StdGuard<'_, u64> {
-    // The bitmap is updated in single statements: consistent after a panic.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl<T: Pod + Send + Sync> Deref for ReadGuard<'_, T> {
+impl<T: Record> Deref for ReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: in bounds and aligned (checked at open/create; DATA is a
@@ -257,20 +281,25 @@ impl<T: Pod + Send + Sync> Deref for ReadGuard<'_, T> {
     }
 }
 
-impl<T: Pod> Drop for ReadGuard<'_, T> {
+impl<T: Record> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
-        let mut held = lock_held(&lock.held);
-        lock.seg.atomic_u32(SLOTS + 4 * self.slot).store(0, Ordering::Release);
-        let _ = liveness::withdraw(lock.seg.fd(), liveness::SLOTS + self.slot as u64);
-        *held &= !(1 << self.slot);
-        drop(held);
+        let (id, me) = (lock.seg.id(), lock.handle());
+        let last = READING.with_borrow_mut(|reads| {
+            let k = reads.iter().position(|r| r.lock == id && r.handle == me)?;
+            reads[k].guards -= 1;
+            (reads[k].guards == 0).then(|| reads.swap_remove(k))
+        });
+        if last.is_none() {
+            return; // a nested guard: the slot stays with the outer one
+        }
+        lock.readers.give_back(&lock.seg, self.slot);
         lock.seg.atomic_u32(CHANGED).fetch_add(1, Ordering::AcqRel);
         futex_wake_all(lock.seg.atomic_u32(CHANGED));
     }
 }
 
-impl<T: Pod + Send + Sync> Deref for WriteGuard<'_, T> {
+impl<T: Record> Deref for WriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: in bounds and aligned as above; the writer holds the gate and
@@ -279,14 +308,14 @@ impl<T: Pod + Send + Sync> Deref for WriteGuard<'_, T> {
     }
 }
 
-impl<T: Pod + Send + Sync> DerefMut for WriteGuard<'_, T> {
+impl<T: Record> DerefMut for WriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe { &mut *self.lock.value() }
     }
 }
 
-impl<T: Pod> Drop for WriteGuard<'_, T> {
+impl<T: Record> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.gate.unlock();
@@ -296,14 +325,36 @@ impl<T: Pod> Drop for WriteGuard<'_, T> {
     }
 }
 
-impl<T: Pod + Send + Sync + std::fmt::Debug> std::fmt::Debug for ReadGuard<'_, T> {
+impl<T: Record + std::fmt::Debug> std::fmt::Debug for ReadGuard<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("ReadGuard").field(&**self).finish()
     }
 }
 
-impl<T: Pod + Send + Sync + std::fmt::Debug> std::fmt::Debug for WriteGuard<'_, T> {
+impl<T: Record + std::fmt::Debug> std::fmt::Debug for WriteGuard<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("WriteGuard").field(&**self).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_then_writing_on_one_thread_is_a_deadlock_error_and_nested_reads_share_a_slot() {
+        let lock = ShmRwLock::create(&format!("rw-unit-{}", std::process::id()), 5u64).unwrap();
+        let a = lock.read().unwrap();
+        let b = lock.read().unwrap(); // nested: no gate, same slot
+        assert_eq!(a.slot, b.slot);
+        assert!(matches!(lock.write_timeout(Duration::from_secs(5)), Err(LockError::Deadlock)));
+        let other = ShmRwLock::<u64>::open(lock.name()).unwrap();
+        assert!(matches!(other.read(), Err(LockError::Deadlock)), "a nested read through another handle");
+        drop(a);
+        assert!(lock.readers.held_here(), "the nested guard keeps the slot");
+        drop(b);
+        assert!(!lock.readers.held_here());
+        *lock.write().unwrap() += 1;
+        assert_eq!(*other.read().unwrap(), 6);
     }
 }
