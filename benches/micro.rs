@@ -55,23 +55,24 @@ fn queue(c: &mut Criterion) {
     let mut g = c.benchmark_group("queue");
     g.throughput(Throughput::Elements(N)).sample_size(20).measurement_time(Duration::from_secs(5));
     let q = shmkit::sync::ShmQueue::<u64>::create_unique(4096).expect("queue");
-    g.bench_function("push then pop, one thread", |b| {
+    let (tx, rx) = (q.sender().expect("sender"), q.receiver().expect("receiver"));
+    g.bench_function("send then receive, one thread", |b| {
         b.iter(|| {
             for i in 0..N {
-                q.push(i).expect("push");
-                q.pop().expect("pop");
+                tx.send(i).expect("send");
+                rx.recv().expect("recv");
             }
         })
     });
-    g.bench_function("one producer thread -> one consumer thread", |b| {
+    g.bench_function("one sender thread -> one receiver thread", |b| {
         b.iter(|| {
             let name = q.name().to_owned();
             let producer = std::thread::spawn(move || {
-                let q = shmkit::sync::ShmQueue::<u64>::open(&name).expect("open");
-                (0..N).for_each(|i| q.push(i).expect("push"));
+                let tx = shmkit::sync::ShmQueue::<u64>::open(&name).expect("open").sender().expect("sender");
+                (0..N).for_each(|i| tx.send(i).expect("send"));
             });
             (0..N).for_each(|_| {
-                std::hint::black_box(q.pop().expect("pop"));
+                std::hint::black_box(rx.recv().expect("recv"));
             });
             producer.join().expect("producer");
         })

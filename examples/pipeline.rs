@@ -1,9 +1,10 @@
 //! Producer → queue → consumers, the seeds' poison-pill pattern done right.
 //!
-//! The coordinator pushes work records into a shared queue; consumer tasks
-//! in helper processes pop them until the queue is closed and drained
-//! (no poison pills to count), and write each result into a shared array
-//! at the record's index. Every index is checked to be written once.
+//! The coordinator sends work records into a shared queue; consumer tasks
+//! in helper processes receive them until the stream ends (the sender is
+//! dropped and the queue drained: no poison pills to count), and write
+//! each result into a shared array at the record's index. Every index is
+//! checked to be written once.
 //!
 //! ```text
 //! cargo run --release --example pipeline [-- --items N]
@@ -12,17 +13,17 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use bytemuck::{Pod, Zeroable};
 use ndarray::Ix1;
 use shmkit::sync::{ShmCounter, ShmQueue};
 use shmkit::{Pool, SharedArray};
 
-/// One unit of work, as it travels through the queue.
-#[derive(Clone, Copy, Pod, Zeroable)]
-#[repr(C)]
-struct Work {
-    index: u64,
-    x: f64,
+shmkit::record! {
+    /// One unit of work, as it travels through the queue (numpy dtype
+    /// `[('index', '<u8'), ('x', '<f8')]`).
+    struct Work {
+        index: u64,
+        x: f64,
+    }
 }
 
 /// Stand-in for real per-record work: a few hundred flops.
@@ -30,9 +31,9 @@ fn process(x: f64) -> f64 {
     (0..200).fold(x, |acc, k| (acc * 1.000_001 + k as f64).sqrt())
 }
 
-/// A consumer: runs in a helper until the queue is closed and drained.
+/// A consumer: runs in a helper until the stream ends and is drained.
 fn consume(queue: String, results: String, processed: String) -> anyhow::Result<u64> {
-    let queue = ShmQueue::<Work>::open(&queue)?;
+    let queue = ShmQueue::<Work>::open(&queue)?.receiver()?;
     let out = SharedArray::<f64, Ix1>::open(&results)?;
     let processed = ShmCounter::open(&processed)?;
     // Every consumer writes into the same array, so no one can claim it
@@ -43,12 +44,12 @@ fn consume(queue: String, results: String, processed: String) -> anyhow::Result<
     // has returned every consumer's result.
     let mut out = unsafe { out.view_mut_unchecked() };
     let mut done = 0;
-    while let Ok(w) = queue.pop() {
+    for w in queue.iter() {
         out[w.index as usize] = process(w.x);
         processed.add(1);
         done += 1;
     }
-    Ok(done) // PopError::Closed: end of stream
+    Ok(done) // RecvError::Disconnected: every sender gone, the queue drained
 }
 
 fn tasks(r: &mut shmkit::Registry) {
@@ -63,6 +64,7 @@ fn main() -> Result<()> {
     };
     let pool = Pool::new(tasks)?;
     let queue = ShmQueue::<Work>::create_unique(4096)?;
+    let sender = queue.sender()?; // before the consumers start: they wait for it, not end
     let mut results = SharedArray::<f64, Ix1>::create_unique(items as usize)?;
     results.as_slice_mut()?.fill(f64::NAN);
     let processed = ShmCounter::create_unique(0)?;
@@ -71,9 +73,9 @@ fn main() -> Result<()> {
         .map(|_| pool.submit(consume, (queue.name().into(), results.name().into(), processed.name().into())))
         .collect();
     for index in 0..items {
-        queue.push(Work { index, x: index as f64 }).map_err(|_| anyhow::anyhow!("queue closed early"))?;
+        sender.send(Work { index, x: index as f64 }).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    queue.close(); // consumers finish what is queued, then see end-of-stream
+    drop(sender); // the stream's end: consumers finish what is queued, then stop
     let per_consumer: Vec<u64> = consumers.into_iter().map(|h| h.wait()).collect::<Result<_, _>>()?;
     let secs = start.elapsed().as_secs_f64();
     println!(

@@ -47,15 +47,40 @@ pub enum Error {
         /// The segment or file.
         name: String,
     },
-    /// Not enough room in `/dev/shm` (or on the file's disk) to reserve the array.
-    #[error("not enough space for '{name}': {requested} bytes requested, {available} available (enlarge /dev/shm, free segments with `shmkit gc`, or use a file-backed array)")]
+    /// Not enough room in `/dev/shm` (or on the file's disk) to reserve the segment.
+    #[error("not enough space for '{name}': {requested} bytes asked for, {available} free of {size} on its filesystem. Free leftovers with `shmkit gc`; enlarge /dev/shm (`mount -o remount,size=8G /dev/shm`; Docker: `docker run --shm-size=8g`; Kubernetes: an `emptyDir` volume with `medium: Memory` mounted at /dev/shm); or use a file-backed array. `shmkit doctor` shows the limits")]
     NoSpace {
         /// The segment or file.
         name: String,
-        /// Bytes the array needed.
+        /// Bytes the segment needed.
         requested: u64,
         /// Bytes free when it was asked for.
         available: u64,
+        /// The filesystem's size (`/dev/shm`'s, for a segment).
+        size: u64,
+    },
+    /// This process has as many files open as its limit allows
+    /// (`RLIMIT_NOFILE`): every open handle holds one.
+    #[error("cannot open '{name}': this process has {open} files open, its limit (RLIMIT_NOFILE, `ulimit -n`) is {limit}. Close handles you no longer need, or raise the limit (`ulimit -n 65536`; systemd: `LimitNOFILE=`)")]
+    TooManyFiles {
+        /// The segment or file.
+        name: String,
+        /// Files open now.
+        open: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Mapping the segment failed for want of memory mappings: this process
+    /// is at `vm.max_map_count` (every open handle holds a mapping), or out
+    /// of address space.
+    #[error("cannot map '{name}': this process has {mappings} memory mappings, the system limit (vm.max_map_count) is {limit}. Close handles you no longer need, or raise it (`sysctl -w vm.max_map_count=1048576`)")]
+    TooManyMappings {
+        /// The segment or file.
+        name: String,
+        /// Mappings this process has now.
+        mappings: u64,
+        /// `vm.max_map_count`.
+        limit: u64,
     },
     /// The segment is shorter than its header says its data needs.
     #[error(
@@ -192,7 +217,9 @@ pub enum Error {
     },
     /// A lock, queue, map or list holds other types than the ones it was
     /// opened with (as numpy dtypes: `value <u8`, `key |S24, value <f8`).
-    #[error("{kind} '{name}' holds {found}, but it was opened with {expected}; open it with the types it was created with")]
+    #[error(
+        "{kind} '{name}' holds {found}, but it was opened with {expected}; open it with the types it was created with"
+    )]
     WrongType {
         /// The segment.
         name: String,
@@ -245,10 +272,21 @@ impl Error {
     /// Maps an OS error from `op` on `name` to the most specific variant.
     pub(crate) fn from_io(op: &'static str, name: &str, source: io::Error) -> Error {
         let name = name.to_owned();
-        match source.kind() {
-            io::ErrorKind::NotFound => Error::NotFound { name },
-            io::ErrorKind::AlreadyExists => Error::AlreadyExists { name },
-            io::ErrorKind::PermissionDenied => Error::PermissionDenied { name },
+        match (source.kind(), source.raw_os_error()) {
+            (io::ErrorKind::NotFound, _) => Error::NotFound { name },
+            (io::ErrorKind::AlreadyExists, _) => Error::AlreadyExists { name },
+            (io::ErrorKind::PermissionDenied, _) => Error::PermissionDenied { name },
+            (_, Some(libc::EMFILE)) => {
+                let limits = crate::os::limits();
+                Error::TooManyFiles { name, open: limits.open_files, limit: limits.max_open_files }
+            }
+            (_, Some(libc::ENOMEM)) if op == "mmap" => {
+                let limits = crate::os::limits();
+                match limits.mappings + 64 >= limits.max_mappings {
+                    true => Error::TooManyMappings { name, mappings: limits.mappings, limit: limits.max_mappings },
+                    false => Error::Io { op, name, source },
+                }
+            }
             _ => Error::Io { op, name, source },
         }
     }

@@ -31,6 +31,9 @@ pub struct SegmentInfo {
     pub persistent: bool,
     /// Entries and capacity of a map or list segment.
     pub collection: Option<crate::collections::CollectionInfo>,
+    /// What a segment that is not an array holds, as numpy dtypes:
+    /// `("value", "<u8")`, `("key", "|S24")`, ...
+    pub types: Vec<(String, String)>,
 }
 
 /// An array segment's `.npy` header.
@@ -132,6 +135,7 @@ fn info_of(name: &str, layout: &Layout, presence: Presence, flags: u32) -> Segme
         }),
         persistent: layout.trailer.is_some() && flags & FLAG_PERSISTENT != 0,
         collection: None,
+        types: layout.types.clone(),
     }
 }
 

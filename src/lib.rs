@@ -53,11 +53,12 @@ compile_error!("shmkit writes little-endian .npy headers and needs a little-endi
 
 mod array;
 pub mod collections;
+mod doctor;
 mod error;
+mod fault;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
-mod fault;
 mod gc;
 mod info;
 mod kind;
@@ -68,22 +69,24 @@ mod npy;
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
 mod os;
 mod pool;
+mod role;
 mod segment;
 pub mod sync;
 
 pub use crate::array::{SharedArray, SliceMut, SliceRef, View, ViewMut};
+pub use crate::doctor::{doctor, Checkup, RemoveIpc};
 pub use crate::error::{Error, Result};
 pub use crate::gc::{collect_garbage, list_segments, list_unnamed, Gc, Listing, Unnamed};
 pub use crate::info::{inspect, remove, unlink, ArrayHeader, Creator, SegmentInfo};
 pub use crate::kind::SegmentKind;
 pub use crate::npy::dtype::{DType, Element};
-pub use crate::npy::record::{FixedStr, Record, StrTooLong};
 #[doc(hidden)]
 pub use crate::npy::record::{__is_record, __struct_dtype};
-pub use bytemuck;
+pub use crate::npy::record::{FixedStr, Record, StrTooLong};
 pub use crate::pool::{
     as_completed, init, is_helper, serve, AsCompleted, Batch, InPlaceError, Pool, PoolBuilder, PoolError, ReduceError,
     Registry, RowReport, Task, TaskError, TaskHandle, Unordered,
 };
 pub use crate::segment::liveness::Presence;
+pub use bytemuck;
 pub use ndarray;

@@ -46,8 +46,8 @@ fn owner_drop_unlinks_but_attacher_drop_does_not() {
 fn attacher_cannot_unlink_and_owner_close_reports_errors() {
     let name = unique("close");
     let owner = SharedArray::<i64, Ix1>::create(&name, 8).unwrap();
-    let mut attached = SharedArray::<i64, Ix1>::open(&name).unwrap();
-    assert!(attached.unlink().is_err());
+    let attached = SharedArray::<i64, Ix1>::open(&name).unwrap();
+    assert!(attached.remove_name().is_err());
     assert!(shm_exists(&name));
     shmkit::unlink(&name).unwrap(); // someone else removes the name first
     assert!(matches!(owner.close(), Err(Error::NotFound { .. })));
@@ -64,7 +64,7 @@ fn persisted_segment_outlives_its_owner() {
         return;
     }
     let name = unique("persist");
-    let mut a = SharedArray::create_from(&name, &array![[1.0f32, 2.0], [3.0, 4.0]]).unwrap();
+    let a = SharedArray::create_from(&name, &array![[1.0f32, 2.0], [3.0, 4.0]]).unwrap();
     a.persist().unwrap();
     drop(a);
     let _cleanup = ShmFile(name.clone());

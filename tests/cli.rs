@@ -34,7 +34,7 @@ fn gc_removes_exactly_what_a_killed_coordinator_left() {
         let _a = SharedArray::create_from(&format!("{base}-a"), &array![[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]).unwrap();
         let _b = SharedArray::<i32, Ix1>::create(&format!("{base}-b"), 10).unwrap();
         let _q = ShmQueue::<u64>::create(&format!("{base}-q"), 16).unwrap();
-        let mut keep = SharedArray::<u8, Ix1>::create(&format!("{base}-keep"), 4).unwrap();
+        let keep = SharedArray::<u8, Ix1>::create(&format!("{base}-keep"), 4).unwrap();
         keep.persist().unwrap();
         ShmEvent::open(&format!("{base}-ready")).unwrap().set();
         std::thread::sleep(Duration::from_secs(60));
@@ -157,16 +157,20 @@ fn ls_and_inspect_show_maps_and_lists_with_their_entries_and_capacity() {
     let entry = |n: &str| listing["segments"].as_array().unwrap().iter().find(|e| e["name"] == n).cloned().unwrap();
     let (m, l) = (entry(map.name()), entry(list.name()));
     assert_eq!((m["kind"].as_str(), m["entries"].as_u64(), m["capacity"].as_u64()), (Some("map"), Some(7), Some(500)));
-    assert_eq!((m["key_type"].as_str(), m["value_type"].as_str()), (Some("u64"), Some("f32")));
+    let types = (m["types"]["key"].as_str(), m["types"]["value"].as_str());
+    assert_eq!(types, (Some("<u8"), Some("<f4")), "numpy dtypes: {m}");
     assert_eq!((l["kind"].as_str(), l["entries"].as_u64(), l["capacity"].as_u64()), (Some("list"), Some(3), Some(64)));
     let text = stdout(&shmkit(&["ls"]));
     let line = text.lines().find(|l| l.starts_with(map.name())).expect("the map is listed");
-    assert!(line.contains("map") && line.contains("u64→f32") && line.contains("7/500"), "{line}");
+    assert!(line.contains("map") && line.contains("<u8→<f4") && line.contains("7/500"), "{line}");
+    let header = text.lines().next().unwrap();
+    assert_eq!(header.find("TYPE"), line.find("<u8→<f4"), "columns line up: {header}\n{line}");
     let shown = stdout(&shmkit(&["inspect", map.name()]));
-    assert!(shown.contains("entries     7 of 500 (u64 → f32)"), "{shown}");
+    assert!(shown.contains("key         <u8") && shown.contains("value       <f4"), "{shown}");
+    assert!(shown.contains("entries     7 of 500"), "{shown}");
     assert!(shown.contains("recoveries  0"), "{shown}");
     let shown = stdout(&shmkit(&["inspect", list.name()]));
-    assert!(shown.contains("elements    3 of 64 ([u8; 16])"), "{shown}");
+    assert!(shown.contains("item        (16,)|u1") && shown.contains("entries     3 of 64"), "{shown}");
 }
 
 #[test]

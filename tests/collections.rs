@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{child_arg, spawn_child, unique, wait_with_watchdog, Watchdog};
-use shmkit::collections::{FixedStr, ShmMap, ShmVec};
+use shmkit::collections::{FixedStr, Item, MapError, PushError, ShmMap, ShmVec};
 use shmkit::Error;
 
 /// A value whose halves must agree: a torn write shows.
@@ -143,7 +143,7 @@ fn a_stopped_writer_holding_a_stripe_makes_a_timed_call_fail_not_hang() {
     }
     let _w = Watchdog::new(Duration::from_secs(120));
     let made = ShmMap::<u64, Checked>::create(&unique("map-stop"), 100).unwrap();
-    let map = ShmMap::<u64, Checked>::open(made.name()).unwrap().lock_timeout(Duration::from_millis(20));
+    let map = ShmMap::<u64, Checked>::open(made.name()).unwrap().with_lock_timeout(Duration::from_millis(20));
     let mut child = spawn_child(test, &format!("{}:0", map.name()), Stdio::null());
     std::thread::sleep(Duration::from_millis(50));
     let mut timed_out = 0;
@@ -153,7 +153,7 @@ fn a_stopped_writer_holding_a_stripe_makes_a_timed_call_fail_not_hang() {
         let t = Instant::now();
         match map.get(&1000) {
             Ok(_) => {}
-            Err(Error::LockTimeout { .. }) => timed_out += 1,
+            Err(MapError::LockTimeout { .. }) => timed_out += 1,
             Err(e) => panic!("round {round}: {e}"),
         }
         assert!(t.elapsed() < Duration::from_millis(120), "round {round}: get took {:?}", t.elapsed());
@@ -183,7 +183,7 @@ fn two_pushers_put_every_element_in_exactly_once() {
     let mut all = list.to_vec();
     all.sort_unstable();
     assert_eq!(all, (0..2 * EACH).collect::<Vec<_>>());
-    assert!(matches!(list.push(0), Err(Error::Full { .. })), "full at capacity");
+    assert!(matches!(list.push(0), Err(PushError::Full { value: 0, .. })), "full at capacity");
     assert_eq!(list.len(), 2 * EACH as usize, "a failed push takes no slot");
 }
 
@@ -214,6 +214,72 @@ fn a_pusher_killed_at_random_moments_never_leaves_a_torn_element() {
     let holes = list.len() - complete.len();
     println!("{rounds} pushers killed: {} elements whole, {holes} slots left empty by a dead pusher", complete.len());
     assert!(holes <= rounds, "more empty slots ({holes}) than kills");
+    // A reader following the list can tell each of them from a push under
+    // way: a dead pusher's slot is a hole, never pending.
+    let told: Vec<Item<Checked>> = (0..list.len()).map(|i| list.item(i)).collect();
+    assert_eq!(told.iter().filter(|t| matches!(t, Item::Hole)).count(), holes, "every empty slot is a hole");
+    assert!(!told.iter().any(|t| matches!(t, Item::Pending)), "no slot of a dead pusher reads as pending");
+}
+
+/// A reader tailing a list with `item(next)` must not stall on the slot of
+/// a pusher killed mid-push, nor skip the slot of one merely stopped.
+#[test]
+fn a_tailing_reader_skips_a_dead_pushers_hole_and_waits_for_a_stopped_one() {
+    let test = "a_tailing_reader_skips_a_dead_pushers_hole_and_waits_for_a_stopped_one";
+    if let Some(arg) = child_arg() {
+        let list = ShmVec::<u64>::open(&parts(&arg).0).unwrap();
+        list.push(1).unwrap(); // dies inside: SHMKIT_FAULT_INJECT=vec-push-claimed
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let list = ShmVec::<u64>::create(&unique("vec-tail"), 16).unwrap();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("SHMKIT_TEST_CHILD", format!("{}:0", list.name()))
+        .env("SHMKIT_FAULT_INJECT", "vec-push-claimed")
+        .stdout(Stdio::null());
+    let status = common::dies_with_parent(&mut cmd).status().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "the pusher died mid-push");
+    list.push(2).unwrap();
+    let mut got = Vec::new();
+    let mut next = 0;
+    let start = Instant::now();
+    while got.len() < 1 && start.elapsed() < Duration::from_secs(5) {
+        match list.item(next) {
+            Item::Ready(x) => {
+                got.push(x);
+                next += 1;
+            }
+            Item::Hole => next += 1,
+            Item::Pending | Item::Vacant => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert_eq!((got, list.item(0)), (vec![2], Item::Hole), "the dead pusher's slot is skipped, not waited for");
+}
+
+/// `len` must not stay wrong after a writer dies between making an entry
+/// visible and counting it: `while !m.is_empty()` must end.
+#[test]
+fn a_writer_killed_before_it_counts_an_entry_never_leaves_len_wrong() {
+    let test = "a_writer_killed_before_it_counts_an_entry_never_leaves_len_wrong";
+    if let Some(arg) = child_arg() {
+        let map = ShmMap::<u64, u64>::open(&parts(&arg).0).unwrap();
+        let _ = map.remove(&7); // dies inside: SHMKIT_FAULT_INJECT=map-before-count
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let map = ShmMap::<u64, u64>::create(&unique("map-len"), 100).unwrap();
+    map.insert(7, 1).unwrap();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("SHMKIT_TEST_CHILD", format!("{}:0", map.name()))
+        .env("SHMKIT_FAULT_INJECT", "map-before-count")
+        .stdout(Stdio::null());
+    let status = common::dies_with_parent(&mut cmd).status().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "the writer died mid-remove");
+    assert_eq!(map.len(), 0, "the removal was visible, and len() says so without another call first");
+    assert!(map.is_empty());
+    assert_eq!(map.recoveries(), 1, "len() repaired the stripe");
 }
 
 #[test]
@@ -222,7 +288,7 @@ fn misuse_gets_clear_errors() {
     let map = ShmMap::<u64, u64>::create(&unique("map-misuse"), 10).unwrap();
     let e = ShmMap::<u64, f64>::open(map.name()).unwrap_err();
     assert!(matches!(e, Error::WrongType { .. }), "{e}");
-    assert!(e.to_string().contains("ShmMap<u64 (8 bytes), u64 (8 bytes)>"), "{e}");
+    assert!(e.to_string().contains("holds key <u8, value <u8") && e.to_string().contains("value <f8"), "{e}");
     assert!(matches!(ShmVec::<u64>::open(map.name()), Err(Error::WrongKind { .. })));
     assert!(matches!(ShmMap::<u64, u64>::create("", 10), Err(Error::InvalidName { .. })));
     assert!(matches!(ShmMap::<u64, u64>::create(&unique("map-zero"), 0), Err(Error::InvalidArgument(_))));
@@ -235,7 +301,7 @@ fn misuse_gets_clear_errors() {
         Some(5)
     })
     .unwrap();
-    assert!(matches!(inner, Some(Err(Error::InvalidArgument(_)))), "{inner:?}");
+    assert!(matches!(inner, Some(Err(MapError::InUpdate))), "{inner:?}");
     assert_eq!(map.get(&1).unwrap(), Some(5), "and the map works on after it");
     // Full: a tiny map takes its capacity, then refuses with advice.
     let tiny = ShmMap::<u64, u64>::create(&unique("map-tiny"), 1).unwrap();
@@ -246,7 +312,7 @@ fn misuse_gets_clear_errors() {
             Err(e) => break e,
         }
     };
-    assert!(inserted >= 1 && matches!(err, Error::Full { .. }), "{err}");
+    assert!(inserted >= 1 && matches!(err, MapError::Full { .. }), "{err}");
     assert!(err.to_string().contains("larger capacity"), "{err}");
     let list = ShmVec::<u32>::create(&unique("vec-misuse"), 2).unwrap();
     assert!(matches!(ShmVec::<u64>::open(list.name()), Err(Error::WrongType { .. })));
@@ -264,13 +330,15 @@ fn string_keys_round_trip_and_entries_come_back_through_any_handle() {
     assert_eq!(map.get(&Name::new("b.npy").unwrap()).unwrap(), Some(2.5));
     assert_eq!(other.remove(&Name::new("a.npy").unwrap()).unwrap(), Some(1.5));
     assert_eq!(map.len(), 1);
-    let mut names: Vec<String> = map.snapshot().unwrap().iter().map(|(k, _)| k.to_string()).collect();
+    let mut names: Vec<String> = map.snapshot().unwrap().iter().map(|(k, _)| k.as_str().unwrap().to_owned()).collect();
     names.sort();
     assert_eq!(names, ["b.npy"]);
     let info = shmkit::inspect(map.name()).unwrap();
     let c = info.collection.expect("a map's summary");
     assert_eq!((info.kind, c.len, c.capacity), (shmkit::SegmentKind::Map, 1, 100));
-    assert!(c.key_type.contains("FixedStr<32>") && c.value_type == "f64", "{c:?}");
+    let types: Vec<(&str, &str)> = info.types.iter().map(|(r, t)| (r.as_str(), t.as_str())).collect();
+    assert_eq!(types, [("key", "|S32"), ("value", "<f8")], "numpy's dtypes, as Python will read them");
+    let _ = c;
 }
 
 #[test]

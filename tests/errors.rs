@@ -226,13 +226,13 @@ fn a_lock_others_may_write_is_refused() {
 fn persist_may_be_called_again_and_on_files() {
     let name = unique("persist-twice");
     let _file = ShmFile(name.clone());
-    let mut a = SharedArray::<u8, Ix1>::create(&name, 4).unwrap();
+    let a = SharedArray::<u8, Ix1>::create(&name, 4).unwrap();
     a.persist().unwrap();
     a.persist().expect("a second persist by the creator is harmless");
     drop(a);
     assert!(shmkit::inspect(&name).unwrap().persistent);
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.npy", unique("persist-file")));
-    let mut f = SharedArray::<u8, Ix1>::create_file(&path, 4).unwrap();
+    let f = SharedArray::<u8, Ix1>::create_file(&path, 4).unwrap();
     f.persist().expect("a file is never removed by shmkit: nothing to do");
     drop(f);
     assert!(path.exists());
@@ -242,10 +242,10 @@ fn persist_may_be_called_again_and_on_files() {
 #[test]
 fn only_the_creating_handle_may_persist_or_remove() {
     let name = unique("persist-owner");
-    let mut owner = SharedArray::<u8, Ix1>::create(&name, 4).unwrap();
-    let mut attached = SharedArray::<u8, Ix1>::open(&name).unwrap();
+    let owner = SharedArray::<u8, Ix1>::create(&name, 4).unwrap();
+    let attached = SharedArray::<u8, Ix1>::open(&name).unwrap();
     assert!(matches!(attached.persist(), Err(Error::NotOwner { .. })));
-    assert!(matches!(attached.unlink(), Err(Error::NotOwner { .. })));
+    assert!(matches!(attached.remove_name(), Err(Error::NotOwner { .. })));
     assert!(!shmkit::inspect(&name).unwrap().persistent);
     owner.persist().unwrap();
     drop(owner);

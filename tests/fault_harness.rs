@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use common::{child_arg, spawn_child, unique, Rng, Watchdog};
 use ndarray::{ArrayViewMut1, Ix1};
 use rustix::process::Signal;
-use shmkit::sync::{EventMode, LockError, PopError, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock};
+use shmkit::sync::{
+    EventMode, LockError, RecvTimeoutError, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock,
+};
 use shmkit::{Pool, SharedArray, TaskError};
 
 const TEST: &str = "fault_injection_harness";
@@ -173,6 +175,7 @@ fn round_queue(rng: &mut Rng, t: &mut Tally) {
     let base = unique("fh-q");
     let n = 2000 + rng.below(6000);
     let q = ShmQueue::<u64>::create(&format!("{base}-q"), 1 + rng.below(64)).unwrap();
+    let rx = q.receiver().unwrap();
     let progress = ShmCounter::create(&format!("{base}-progress"), 0).unwrap();
     let seen = SharedArray::<u8, Ix1>::create(&format!("{base}-seen"), n as usize).unwrap();
     let mut producer = spawn_child(TEST, &format!("producer:{base}:{n}"), Stdio::null());
@@ -187,18 +190,20 @@ fn round_queue(rng: &mut Rng, t: &mut Tally) {
     while producer.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
         let limit = Duration::from_millis(1 + rng.below(10));
         let start = Instant::now();
-        match q.pop_timeout(limit) {
+        match rx.recv_timeout(limit) {
             Ok(x) => mine[x as usize] += 1,
-            Err(PopError::Timeout) => {}
-            Err(e) => t.check(false, || format!("pop_timeout: {e:?}")),
+            Err(RecvTimeoutError::Timeout) => {}
+            // The producer died (a fault): the stream ended, drained.
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => t.check(false, || format!("recv_timeout: {e:?}")),
         }
-        t.on_time(start.elapsed(), limit, "queue pop_timeout");
+        t.on_time(start.elapsed(), limit, "queue recv_timeout");
     }
     let produced = wait(&mut producer, t, "producer");
     t.faults += usize::from(injector.join().unwrap());
-    q.close();
+    q.shutdown();
     let _ = wait(&mut consumer, t, "consumer");
-    for x in std::iter::from_fn(|| q.try_pop().ok()) {
+    for x in std::iter::from_fn(|| rx.try_recv().ok()) {
         mine[x as usize] += 1;
     }
     let theirs = seen.as_slice().unwrap();
@@ -284,18 +289,18 @@ fn child(arg: &str) {
     let parts: Vec<&str> = arg.split(':').collect();
     match parts.as_slice() {
         ["producer", base, n] => {
-            let q = ShmQueue::<u64>::open(&format!("{base}-q")).unwrap();
+            let tx = ShmQueue::<u64>::open(&format!("{base}-q")).unwrap().sender().unwrap();
             let progress = ShmCounter::open(&format!("{base}-progress")).unwrap();
             for i in 0..n.parse::<u64>().unwrap() {
-                q.push(i).unwrap();
+                tx.send(i).unwrap();
                 progress.set(i + 1); // after the push: may be one behind
             }
         }
         ["consumer", base] => {
-            let q = ShmQueue::<u64>::open(&format!("{base}-q")).unwrap();
+            let rx = ShmQueue::<u64>::open(&format!("{base}-q")).unwrap().receiver().unwrap();
             let mut seen = SharedArray::<u8, Ix1>::open(&format!("{base}-seen")).unwrap();
             let mut seen = seen.as_slice_mut().unwrap();
-            while let Ok(x) = q.pop() {
+            while let Ok(x) = rx.recv() {
                 seen[x as usize] += 1;
             }
         }

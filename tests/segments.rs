@@ -78,11 +78,11 @@ fn an_owner_never_removes_a_namesake_and_neither_does_gc() {
     assert!(shm_exists(&name), "the old owner's drop removed the new segment");
     assert!(!shmkit::collect_garbage(false).unwrap().contains(&name));
     assert_eq!(SharedArray::<u16, Ix1>::open(&name).unwrap().len(), 8);
-    let mut stale = SharedArray::<u8, Ix1>::create(&unique("namesake-b"), 8).unwrap();
+    let stale = SharedArray::<u8, Ix1>::create(&unique("namesake-b"), 8).unwrap();
     let stale_name = stale.name().to_owned();
     shmkit::unlink(&stale_name).unwrap();
     let _other = SharedArray::<u8, Ix1>::create(&stale_name, 8).unwrap();
-    assert!(matches!(stale.unlink(), Err(Error::Replaced { .. })), "close/unlink report the namesake");
+    assert!(matches!(stale.remove_name(), Err(Error::Replaced { .. })), "close/unlink report the namesake");
     assert!(shm_exists(&stale_name));
     drop(new);
     assert!(!shm_exists(&name));
@@ -93,7 +93,7 @@ fn gc_spares_segments_that_are_persisted_just_before_their_creator_exits() {
     let test = "gc_spares_segments_that_are_persisted_just_before_their_creator_exits";
     if let Some(base) = child_arg() {
         for i in 0..40 {
-            let mut a = SharedArray::<u8, Ix1>::create(&format!("{base}-{i}"), 4096).unwrap();
+            let a = SharedArray::<u8, Ix1>::create(&format!("{base}-{i}"), 4096).unwrap();
             std::thread::sleep(Duration::from_micros(100 * (i % 7)));
             a.persist().unwrap();
         }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use common::{child_arg, spawn_child, unique, wait_with_watchdog, Watchdog};
 use ndarray::Ix1;
 use shmkit::sync::{
-    EventMode, LockError, PopError, PushError, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock,
+    EventMode, LockError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, ShmBarrier, ShmCounter, ShmEvent,
+    ShmMutex, ShmQueue, ShmRwLock,
 };
 use shmkit::SharedArray;
 
@@ -66,8 +67,9 @@ fn every_timeout_returns_on_time() {
     let rw = ShmRwLock::create(&format!("{base}-rw"), 0u32).unwrap();
     let ev = ShmEvent::create(&format!("{base}-ev"), EventMode::Auto).unwrap();
     let q = ShmQueue::<u32>::create(&format!("{base}-q"), 1).unwrap();
+    let (qtx, qrx) = (q.sender().unwrap(), q.receiver().unwrap());
     let bar = ShmBarrier::create(&format!("{base}-bar"), 2).unwrap();
-    q.push(1).unwrap();
+    qtx.send(1).unwrap();
     let mname = m.name().to_owned();
     let (tx, rx) = std::sync::mpsc::channel();
     let holder = std::thread::spawn(move || {
@@ -77,7 +79,18 @@ fn every_timeout_returns_on_time() {
         std::thread::sleep(Duration::from_secs(5));
     });
     rx.recv().unwrap();
-    let reader = rw.read().unwrap();
+    // A reader in another thread (a read guard on this one would make the
+    // writes below a Deadlock error, not a wait).
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let rwname = rw.name().to_owned();
+    let reader = std::thread::spawn(move || {
+        let rw = ShmRwLock::<u32>::open(&rwname).unwrap();
+        let _r = rw.read().unwrap();
+        read_tx.send(()).unwrap();
+        let _ = done_rx.recv();
+    });
+    read_rx.recv().unwrap();
     for limit in [Duration::from_millis(10), Duration::from_millis(500), Duration::from_millis(1500)] {
         let on_time = |took: Duration, what: &str| {
             assert!(took >= limit && took < limit + Duration::from_millis(250), "{what} {limit:?} took {took:?}");
@@ -92,16 +105,17 @@ fn every_timeout_returns_on_time() {
         assert!(ev.wait_timeout(limit).is_err());
         on_time(t.elapsed(), "event");
         let t = Instant::now();
-        assert_eq!(q.push_timeout(2, limit), Err(PushError::Timeout(2)));
-        on_time(t.elapsed(), "queue push");
+        assert_eq!(qtx.send_timeout(2, limit), Err(SendTimeoutError::Timeout(2)));
+        on_time(t.elapsed(), "queue send");
         let t = Instant::now();
         assert!(bar.wait_timeout(limit).is_err());
         on_time(t.elapsed(), "barrier");
     }
-    drop(reader);
-    assert_eq!(q.pop_timeout(Duration::from_millis(10)), Ok(1));
+    drop(done_tx);
+    reader.join().unwrap();
+    assert_eq!(qrx.recv_timeout(Duration::from_millis(10)), Ok(1));
     let t = Instant::now();
-    assert_eq!(q.pop_timeout(Duration::from_millis(500)), Err(PopError::Timeout));
+    assert_eq!(qrx.recv_timeout(Duration::from_millis(500)), Err(RecvTimeoutError::Timeout));
     assert!(t.elapsed() >= Duration::from_millis(500) && t.elapsed() < Duration::from_millis(750));
     holder.join().unwrap();
 }
@@ -115,13 +129,14 @@ fn a_million_records_from_two_producers_reach_two_consumers_exactly_once() {
         let q = ShmQueue::<u64>::open(&format!("{base}-q")).unwrap();
         if let Some(p) = role.strip_prefix("producer") {
             let p: u64 = p.parse().unwrap();
-            (0..PER_PRODUCER).for_each(|i| q.push(p * PER_PRODUCER + i).unwrap());
+            let tx = q.sender().unwrap();
+            (0..PER_PRODUCER).for_each(|i| tx.send(p * PER_PRODUCER + i).unwrap());
         } else {
             // Each consumer counts into its own array: two mutable views of
             // one array would be refused (Error::Busy), rightly.
             let mut seen = SharedArray::<u8, Ix1>::open(&format!("{base}-seen-{role}")).unwrap();
             let mut seen = seen.as_slice_mut().unwrap();
-            while let Ok(x) = q.pop() {
+            for x in q.receiver().unwrap().iter() {
                 seen[x as usize] += 1;
             }
         }
@@ -129,7 +144,7 @@ fn a_million_records_from_two_producers_reach_two_consumers_exactly_once() {
     }
     let _w = Watchdog::new(Duration::from_secs(300));
     let base = unique("million");
-    let q = ShmQueue::<u64>::create(&format!("{base}-q"), 4096).unwrap();
+    let _q = ShmQueue::<u64>::create(&format!("{base}-q"), 4096).unwrap();
     let seen: Vec<_> = (0..2)
         .map(|c| {
             SharedArray::<u8, Ix1>::create(&format!("{base}-seen-consumer{c}"), 2 * PER_PRODUCER as usize).unwrap()
@@ -140,9 +155,8 @@ fn a_million_records_from_two_producers_reach_two_consumers_exactly_once() {
     for p in producers {
         assert!(wait_with_watchdog(p, Duration::from_secs(240)).success());
     }
-    q.close();
     for c in consumers {
-        assert!(wait_with_watchdog(c, Duration::from_secs(60)).success(), "close() did not end a consumer");
+        assert!(wait_with_watchdog(c, Duration::from_secs(60)).success(), "the senders' end did not end a consumer");
     }
     let (a, b) = (seen[0].as_slice().unwrap(), seen[1].as_slice().unwrap());
     let wrong: Vec<usize> = (0..a.len()).filter(|&i| a[i] + b[i] != 1).take(5).collect();
@@ -150,47 +164,53 @@ fn a_million_records_from_two_producers_reach_two_consumers_exactly_once() {
 }
 
 #[test]
-fn close_ends_every_waiting_consumer_after_the_queue_drains() {
+fn shutdown_ends_every_waiting_consumer_after_the_queue_drains() {
     let _w = Watchdog::new(Duration::from_secs(30));
-    let q = ShmQueue::<u32>::create(&unique("close"), 8).unwrap();
-    q.push(5).unwrap();
+    let q = ShmQueue::<u32>::create(&unique("shutdown"), 8).unwrap();
+    let tx = q.sender().unwrap();
+    tx.send(5).unwrap();
     let name = q.name().to_owned();
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let name = name.clone();
             std::thread::spawn(move || {
-                let q = ShmQueue::<u32>::open(&name).unwrap();
-                std::iter::from_fn(|| q.pop().ok()).collect::<Vec<_>>()
+                let rx = ShmQueue::<u32>::open(&name).unwrap().receiver().unwrap();
+                let got: Vec<u32> = std::iter::from_fn(|| rx.recv().ok()).collect();
+                (got, rx.recv())
             })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(100));
-    q.close();
-    let got: Vec<u32> = waiters.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    assert_eq!(got, [5], "the record before close is delivered once, then every consumer ends");
-    assert_eq!(q.push(6), Err(PushError::Closed(6)));
+    q.shutdown();
+    let ends: Vec<(Vec<u32>, Result<u32, RecvError>)> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+    let got: Vec<u32> = ends.iter().flat_map(|(g, _)| g.clone()).collect();
+    assert_eq!(got, [5], "the record before the shutdown is delivered once, then every consumer ends");
+    assert!(ends.iter().all(|(_, end)| *end == Err(RecvError::Shutdown)), "{ends:?}");
+    assert_eq!(tx.send(6), Err(SendError::Shutdown(6)));
 }
 
 #[test]
 fn a_killed_producer_never_blocks_the_others() {
     let test = "a_killed_producer_never_blocks_the_others";
     if let Some(name) = child_arg() {
-        let q = ShmQueue::<u64>::open(&name).unwrap();
+        let tx = ShmQueue::<u64>::open(&name).unwrap().sender().unwrap();
         for i in 0.. {
-            q.push(i).unwrap();
+            tx.send(i).unwrap();
         }
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(60));
     let q = ShmQueue::<u64>::create(&unique("killed"), 64).unwrap();
+    let rx = q.receiver().unwrap();
     let mut producer = child(test, q.name());
     for _ in 0..2000 {
-        q.pop_timeout(Duration::from_secs(10)).expect("records flow");
+        rx.recv_timeout(Duration::from_secs(10)).expect("records flow");
     }
-    kill9(&mut producer); // likely inside push, perhaps holding the queue lock
-    while q.try_pop().is_ok() {}
-    q.push_timeout(1, Duration::from_secs(1)).expect("the queue still takes records");
-    assert_eq!(q.pop_timeout(Duration::from_secs(1)), Ok(1));
+    kill9(&mut producer); // likely inside send, perhaps holding the queue lock
+    while rx.try_recv().is_ok() {}
+    let tx = q.sender().unwrap();
+    tx.send_timeout(1, Duration::from_secs(1)).expect("the queue still takes records");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(1));
 }
 
 #[test]

@@ -8,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ndarray::IxDyn;
 use serde_json::{json, Value};
-use shmkit::collections::CollectionInfo;
 use shmkit::{Creator, DType, Element, Listing, Presence, SegmentInfo, SharedArray, Unnamed};
 
 /// List, inspect and clean up shared-memory segments in /dev/shm.
@@ -16,7 +15,7 @@ use shmkit::{Creator, DType, Element, Listing, Presence, SegmentInfo, SharedArra
 #[command(
     name = "shmkit",
     version,
-    after_help = "EXAMPLES:\n    shmkit ls\n    shmkit inspect my-data -n 4\n    shmkit gc --dry-run          # what a crashed run left behind\n    shmkit gc --json | jq .\n\nExit status: 0 on success, 1 on an error, 2 on a usage error."
+    after_help = "EXAMPLES:\n    shmkit ls\n    shmkit inspect my-data -n 4\n    shmkit gc --dry-run          # what a crashed run left behind\n    shmkit gc --json | jq .\n    shmkit doctor                # /dev/shm size, RemoveIPC, limits, and what to change\n\nExit status: 0 on success, 1 on an error, 2 on a usage error."
 )]
 struct Cli {
     /// Print JSON instead of text (errors too).
@@ -54,13 +53,23 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Remove shmkit segments whose creator has exited, except those marked persistent.
-    #[command(after_help = "EXAMPLES:\n    shmkit gc --dry-run\n    shmkit gc")]
+    /// Remove shmkit segments whose creator has exited, except those marked
+    /// persistent, and finish removals that were cut short.
+    #[command(after_help = "EXAMPLES:\n    shmkit gc --dry-run\n    shmkit gc\n    shmkit gc --prefix myapp-")]
     Gc {
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Only segments whose names start with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only segments this process created (may be given several times).
+        #[arg(long)]
+        creator: Vec<u32>,
     },
+    /// Check /dev/shm's size and leftovers, systemd's RemoveIPC, and the
+    /// limits on open handles; say what to change.
+    Doctor,
 }
 
 fn main() -> ExitCode {
@@ -82,7 +91,8 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Ls { all } => ls(*all, cli.json),
         Command::Inspect { name, count } => inspect(name, *count, cli.json),
         Command::Rm { name, force } => rm(name, *force, cli.json),
-        Command::Gc { dry_run } => gc(*dry_run, cli.json),
+        Command::Gc { dry_run, prefix, creator } => gc(*dry_run, prefix.as_deref(), creator, cli.json),
+        Command::Doctor => doctor(cli.json),
     }
 }
 
@@ -109,22 +119,22 @@ fn info_json(i: &SegmentInfo) -> Value {
     let mut v = json!({"kind": i.kind.to_string(), "bytes": i.total_len, "data_offset": i.data_offset, "data_bytes": i.data_len,
         "persistent": i.persistent, "dtype": i.array.as_ref().map(|a| &a.dtype),
         "shape": i.array.as_ref().map(|a| &a.shape), "fortran_order": i.array.as_ref().map(|a| a.fortran)});
+    v["types"] = json!(i.types.iter().map(|(r, t)| (r.clone(), json!(t))).collect::<serde_json::Map<String, Value>>());
     if let Some(c) = &i.collection {
         v["entries"] = json!(c.len);
         v["capacity"] = json!(c.capacity);
-        v["key_type"] = json!(c.key_type);
-        v["value_type"] = json!((!c.value_type.is_empty()).then_some(&c.value_type));
         v["recoveries"] = json!(c.recoveries);
     }
     v
 }
 
-/// A map's or list's types in a few characters, for `ls`.
-fn types_text(c: &CollectionInfo) -> String {
-    let short = |t: &str| t.rsplit("::").next().unwrap_or(t).to_owned();
-    match c.value_type.is_empty() {
-        true => short(&c.key_type),
-        false => format!("{}→{}", short(&c.key_type), short(&c.value_type)),
+/// What a segment holds, in a few characters, for `ls`: its dtypes.
+fn types_text(i: &SegmentInfo) -> String {
+    match (&i.array, i.types.as_slice()) {
+        (Some(a), _) => a.dtype.clone(),
+        (None, []) => "-".into(),
+        (None, [(_, t)]) => t.clone(),
+        (None, types) => types.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("→"),
     }
 }
 
@@ -137,6 +147,7 @@ fn describe(l: &Listing) -> Value {
         "creator_pid": creator.map(|c| c.pid),
         "creator_alive": creator.map(|c| c.is_alive()),
         "garbage": l.is_garbage(),
+        "removing": l.removing,
     });
     match &l.info {
         Ok(i) => info_json(i).as_object().expect("an object").iter().for_each(|(k, x)| v[k] = x.clone()),
@@ -160,44 +171,62 @@ fn ls(all: bool, json: bool) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!("{:<36} {:<8} {:<6} {:<18} {:>12}  {:<22} NOTE", "NAME", "KIND", "DTYPE", "SHAPE", "BYTES", "CREATOR");
-    for l in &listings {
-        let creator = l.creator().map_or("-".into(), |c| creator_text(&c));
-        let (kind, dtype, shape, bytes, mut note) = match &l.info {
-            Ok(i) => {
-                let (d, s) = match (&i.array, &i.collection) {
-                    (Some(a), _) => (a.dtype.clone(), format!("{:?}", a.shape)),
-                    (None, Some(c)) => (types_text(c), format!("{}/{}", c.len, c.capacity)),
-                    (None, None) => ("-".into(), "-".into()),
-                };
-                (i.kind.to_string(), d, s, i.total_len.to_string(), String::new())
-            }
-            Err(e) => ("?".into(), "-".into(), "-".into(), "-".into(), short(e)),
-        };
-        if l.info.as_ref().is_ok_and(|i| i.persistent) {
-            note = "persistent".into();
-        } else if l.is_garbage() {
-            note = "garbage (shmkit gc removes it)".into();
-        }
-        println!("{:<36} {kind:<8} {dtype:<6} {shape:<18} {bytes:>12}  {creator:<22} {note}", l.name);
-    }
-    for u in &unnamed {
-        let (name, note) = match &u.name {
-            Some(n) => (n.clone(), "name removed while in use: its memory is held until these pids exit"),
-            None => ("(being created)".into(), "unfinished: gets its name when complete, vanishes if its creator dies"),
-        };
-        let pids: Vec<String> = u.pids.iter().map(u32::to_string).collect();
-        let creator = creator_text(&u.creator);
-        println!(
-            "{name:<36} {:<8} {:<6} {:<18} {:>12}  {creator:<22} {note} (pids {})",
-            u.kind,
-            "-",
-            "-",
-            u.total_len,
-            pids.join(" ")
-        );
-    }
+    let mut rows = vec![["NAME", "KIND", "TYPE", "SHAPE", "BYTES", "CREATOR", "NOTE"].map(String::from)];
+    rows.extend(listings.iter().map(row));
+    rows.extend(unnamed.iter().map(unnamed_row));
+    print_table(&rows);
     Ok(())
+}
+
+/// One line of `ls` for an entry of /dev/shm.
+fn row(l: &Listing) -> [String; 7] {
+    let creator = l.creator().map_or("-".into(), |c| creator_text(&c));
+    let (kind, types, shape, bytes, mut note) = match &l.info {
+        Ok(i) => {
+            let shape = match (&i.array, &i.collection) {
+                (Some(a), _) => format!("{:?}", a.shape),
+                (None, Some(c)) => format!("{}/{}", c.len, c.capacity),
+                (None, None) => "-".into(),
+            };
+            (i.kind.to_string(), types_text(i), shape, i.total_len.to_string(), String::new())
+        }
+        Err(e) => ("?".into(), "-".into(), "-".into(), "-".into(), short(e)),
+    };
+    if let Some(n) = &l.removing {
+        note = format!("unfinished removal of {n} (shmkit gc finishes it)");
+    } else if l.info.as_ref().is_ok_and(|i| i.persistent) {
+        note = "persistent".into();
+    } else if l.is_garbage() {
+        note = "garbage (shmkit gc removes it)".into();
+    }
+    [l.name.clone(), kind, types, shape, bytes, creator, note]
+}
+
+/// One line of `ls` for a segment without a name.
+fn unnamed_row(u: &Unnamed) -> [String; 7] {
+    let (name, note) = match &u.name {
+        Some(n) => (n.clone(), "name removed while in use: its memory is held until these pids exit"),
+        None => ("(being created)".into(), "unfinished: gets its name when complete, vanishes if its creator dies"),
+    };
+    let pids: Vec<String> = u.pids.iter().map(u32::to_string).collect();
+    let note = format!("{note} (pids {})", pids.join(" "));
+    [name, u.kind.to_string(), "-".into(), "-".into(), u.total_len.to_string(), creator_text(&u.creator), note]
+}
+
+/// Prints rows in columns as wide as their widest cell (BYTES right-aligned).
+fn print_table(rows: &[[String; 7]]) {
+    let width = |c: usize| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..7).map(width).collect();
+    for r in rows {
+        let cells: Vec<String> = (0..7)
+            .map(|c| match (c, c == 6) {
+                (4, _) => format!("{:>w$}", r[c], w = widths[c]),
+                (_, true) => r[c].clone(),
+                _ => format!("{:<w$}", r[c], w = widths[c]),
+            })
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
 }
 
 fn short(e: &shmkit::Error) -> String {
@@ -236,11 +265,11 @@ fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
         println!("dtype       {}", a.dtype);
         println!("shape       {:?}{}", a.shape, if a.fortran { " (Fortran order)" } else { "" });
     }
+    for (role, dtype) in &info.types {
+        println!("{:<11} {dtype}", role);
+    }
     if let Some(c) = &info.collection {
-        match c.value_type.is_empty() {
-            true => println!("elements    {} of {} ({})", c.len, c.capacity, c.key_type),
-            false => println!("entries     {} of {} ({} → {})", c.len, c.capacity, c.key_type, c.value_type),
-        }
+        println!("entries     {} of {}", c.len, c.capacity);
         if info.kind == shmkit::SegmentKind::Map {
             println!("recoveries  {} (repairs after a process died mid-operation)", c.recoveries);
         }
@@ -306,8 +335,15 @@ fn rm(name: &str, force: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn gc(dry_run: bool, json: bool) -> Result<()> {
-    let names = shmkit::collect_garbage(dry_run)?;
+fn gc(dry_run: bool, prefix: Option<&str>, creators: &[u32], json: bool) -> Result<()> {
+    let mut gc = shmkit::Gc::new().dry_run(dry_run);
+    if let Some(p) = prefix {
+        gc = gc.prefix(p);
+    }
+    for &pid in creators {
+        gc = gc.creator(pid);
+    }
+    let names = gc.run()?;
     if json {
         println!("{}", json!({ "dry_run": dry_run, "removed": names }));
         return Ok(());
@@ -315,5 +351,40 @@ fn gc(dry_run: bool, json: bool) -> Result<()> {
     let (verb, total) = if dry_run { ("would remove", "would be removed") } else { ("removed", "removed") };
     names.iter().for_each(|n| println!("{verb} {n}"));
     println!("{} segment(s) {total}", names.len());
+    Ok(())
+}
+
+fn doctor(json: bool) -> Result<()> {
+    let c = shmkit::doctor()?;
+    let remove_ipc = match &c.remove_ipc {
+        shmkit::RemoveIpc::Yes { from } => format!("yes ({from}): persisted segments go at this user's last logout"),
+        shmkit::RemoveIpc::No { why } => format!("no ({why})"),
+        _ => "not applicable (no systemd-logind)".into(),
+    };
+    if json {
+        let v = json!({"dev_shm_size": c.dev_shm_size, "dev_shm_free": c.dev_shm_free, "segments": c.segments,
+            "segment_bytes": c.segment_bytes, "garbage": c.garbage, "garbage_bytes": c.garbage_bytes,
+            "remove_ipc": remove_ipc, "max_map_count": c.max_map_count,
+            "open_files_limit": c.open_files_limit.0, "open_files_hard_limit": c.open_files_limit.1,
+            "advice": c.advice});
+        println!("{v}");
+        return Ok(());
+    }
+    let mib = |b: u64| b >> 20;
+    println!("/dev/shm        {} MiB, {} MiB free", mib(c.dev_shm_size), mib(c.dev_shm_free));
+    println!(
+        "shmkit segments {} ({} MiB), of which garbage {} ({} MiB)",
+        c.segments,
+        mib(c.segment_bytes),
+        c.garbage,
+        mib(c.garbage_bytes)
+    );
+    println!("RemoveIPC       {remove_ipc}");
+    println!("vm.max_map_count {}", c.max_map_count);
+    println!("open files      {} (hard limit {})", c.open_files_limit.0, c.open_files_limit.1);
+    match c.advice.is_empty() {
+        true => println!("nothing to change"),
+        false => c.advice.iter().for_each(|a| println!("- {a}")),
+    }
     Ok(())
 }

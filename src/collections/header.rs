@@ -114,14 +114,7 @@ mod tests {
 
     #[test]
     fn heads_round_trip_and_foreign_bytes_are_refused() {
-        let head = Head {
-            magic: Magic::Map,
-            capacity: 1000,
-            key_size: 8,
-            value_size: 16,
-            stripes: 16,
-            slots: 96,
-        };
+        let head = Head { magic: Magic::Map, capacity: 1000, key_size: 8, value_size: 16, stripes: 16, slots: 96 };
         assert_eq!(Head::decode(&head.encode()), Some(head));
         assert_eq!(Head::decode(&[0u8; HEAD_LEN]), None);
     }

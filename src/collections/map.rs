@@ -33,7 +33,7 @@ use crate::{Error, Record, Result};
 /// nanoseconds; longer for an `update` closure, and a
 /// [`snapshot`](Self::snapshot) holds every stripe while it copies), but a
 /// process stopped (SIGSTOP) inside one holds it until continued;
-/// [`lock_timeout`](Self::lock_timeout) bounds the wait.
+/// [`with_lock_timeout`](Self::with_lock_timeout) bounds the wait.
 ///
 /// ```
 /// # let name = format!("doc-map-{}", std::process::id());
@@ -43,7 +43,7 @@ use crate::{Error, Record, Result};
 /// counts.update(7, |n| Some(n.unwrap_or(0) + 1))?; // atomic read-modify-write
 /// let other = ShmMap::<u64, u64>::open(&name)?;    // any process, by name
 /// assert_eq!(other.get(&7)?, Some(2));
-/// # Ok::<(), shmkit::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ShmMap<K: Record, V: Record> {
     seg: Segment,
@@ -214,7 +214,7 @@ impl<K: Record, V: Record> ShmMap<K, V> {
     /// itself (on this thread) fail with [`MapError::InUpdate`]
     /// instead of deadlocking; calls from threads or processes `f` waits
     /// for are not caught, and would wait for good (or until
-    /// [`lock_timeout`](Self::lock_timeout)).
+    /// [`with_lock_timeout`](Self::with_lock_timeout)).
     pub fn update(&self, key: K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>, MapError> {
         let (s, start) = self.place(&key);
         let _held = self.lock(s)?;
@@ -246,7 +246,8 @@ impl<K: Record, V: Record> ShmMap<K, V> {
         let mut n = 0;
         for s in 0..self.shape.stripes {
             if self.seg.atomic_u64(self.shape.journal_at(s)).load(Ordering::Acquire) != 0 {
-                let _ = self.lock_with(s, Wait::within(Duration::from_millis(1))); // repairs, if owner-dead
+                let _ = self.lock_with(s, Wait::within(Duration::from_millis(1)));
+                // repairs, if owner-dead
             }
             // Clamped to the stripe's size: read from memory others write.
             n += (self.count(s).load(Ordering::Acquire) as usize).min(self.shape.slots);
@@ -326,7 +327,11 @@ impl<K: Record, V: Record> ShmMap<K, V> {
                 lock.mark_consistent();
             }
             Err(Failed::Timeout | Failed::WouldBlock) => {
-                return Err(MapError::LockTimeout { name: name(), stripe: s, limit: self.wait.unwrap_or(Duration::ZERO) });
+                return Err(MapError::LockTimeout {
+                    name: name(),
+                    stripe: s,
+                    limit: self.wait.unwrap_or(Duration::ZERO),
+                });
             }
             // Robust mutexes name their holder by thread id: a process in
             // another PID namespace may hold it under this thread's id.
@@ -409,6 +414,7 @@ impl<K: Record, V: Record> ShmMap<K, V> {
     fn unpublish(&self, s: usize, i: usize) {
         self.journal(s, Op::Remove, i);
         self.state(s, i).store(GONE, Ordering::Release);
+        crate::fault::point("map-before-count");
         self.bump_count(s, -1);
         let slots = self.shape.slots;
         let next = |j: usize| if j + 1 == slots { 0 } else { j + 1 };

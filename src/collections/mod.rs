@@ -68,9 +68,5 @@ pub(crate) fn summary(fd: impl AsFd, layout: &Layout) -> Option<CollectionInfo> 
             (0..shape.stripes).try_fold(0u64, |n, s| Some(n.saturating_add(read_u64(shape.count_at(s))?)))?
         }
     };
-    Some(CollectionInfo {
-        len,
-        capacity: head.capacity,
-        recoveries: read_u64(header::RECOVERIES)?,
-    })
+    Some(CollectionInfo { len, capacity: head.capacity, recoveries: read_u64(header::RECOVERIES)? })
 }

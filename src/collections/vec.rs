@@ -127,9 +127,7 @@ impl<T: Record> ShmVec<T> {
         let capacity = usize::try_from(found.capacity).ok().filter(|&c| c > 0);
         let fits = capacity.and_then(|c| layout(c, size_of::<T>()).map(|l| (c, l)));
         match fits {
-            Some((capacity, (elements_at, len))) if len == seg.data_len() => {
-                Ok(Self::wrap(seg, capacity, elements_at))
-            }
+            Some((capacity, (elements_at, len))) if len == seg.data_len() => Ok(Self::wrap(seg, capacity, elements_at)),
             _ => Err(Error::bad_header(
                 name,
                 format!("capacity {} does not fit its {} bytes", found.capacity, seg.data_len()),

@@ -38,7 +38,14 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// it within the job.
     pub fn create(cluster: &'c Cluster, tag: &str, shape: &[usize], halo: usize) -> Result<Self> {
         let (&rows, rest) = shape.split_first().ok_or_else(|| MpiError::Invalid("a 0-d array has no rows".into()))?;
-        let row_len = rest.iter().product::<usize>();
+        // Checked as SharedArray checks its shapes, on every rank alike
+        // (same arguments): every rank fails here, before any collective.
+        let overflow = || MpiError::Segment {
+            node: cluster.node_index(),
+            source: crate::Error::SizeOverflow { shape: shape.to_vec(), itemsize: size_of::<T>() },
+        };
+        crate::segment::data_len(shape, size_of::<T>()).ok_or_else(overflow)?;
+        let row_len = rest.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(overflow)?;
         let node_rows = block(rows, cluster.nodes(), cluster.node_index());
         let within = block(node_rows.len(), cluster.node_size(), cluster.node_rank());
         let rank_rows = node_rows.start + within.start..node_rows.start + within.end;
@@ -49,7 +56,8 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
             )));
         }
         let name = cluster.segment_name(tag);
-        let local = (node_rows.len() + 2 * halo, row_len);
+        let local_rows = halo.checked_mul(2).and_then(|h| h.checked_add(node_rows.len())).ok_or_else(overflow)?;
+        let local = (local_rows, row_len);
         let seg = cluster
             .leader_then_others(|| SharedArray::create(&name, local), || SharedArray::open_with_shape(&name, local))?;
         Ok(DistArray { cluster, shape: shape.to_vec(), row_len, node_rows, rank_rows, halo, seg })
@@ -143,8 +151,9 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
 
     /// A custom reduction (collective): `local` reduces this rank's rows
     /// (`None` for none), the partial results of every rank are gathered
-    /// to all, and `combine` folds them in rank order, so every rank gets
-    /// the same result whatever `combine` is.
+    /// to all, and `combine` folds them in row order (whatever the ranks'
+    /// order, `--map-by node` included), so every rank gets the same
+    /// result whatever `combine` is.
     pub fn reduce<R: Equivalence + bytemuck::Pod>(
         &self,
         local: impl FnOnce(&View<'_, T, Ix2>) -> Option<R>,
@@ -153,10 +162,19 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         let mine = self.cluster.agree(self.rows().map(|v| local(&v)))?;
         let world = &self.cluster.world;
         let n = world.size() as usize;
-        let (mut values, mut present) = (vec![R::zeroed(); n], vec![0u8; n]);
+        let (mut values, mut present, mut first) = (vec![R::zeroed(); n], vec![0u8; n], vec![0u64; n]);
         world.all_gather_into(&mine.unwrap_or_else(R::zeroed), &mut values[..]);
         world.all_gather_into(&u8::from(mine.is_some()), &mut present[..]);
-        Ok(values.into_iter().zip(present).filter(|(_, p)| *p == 1).map(|(v, _)| v).reduce(combine))
+        world.all_gather_into(&(self.rank_rows.start as u64), &mut first[..]);
+        let mut parts: Vec<(u64, R)> = values
+            .into_iter()
+            .zip(present)
+            .zip(first)
+            .filter(|((_, p), _)| *p == 1)
+            .map(|((v, _), f)| (f, v))
+            .collect();
+        parts.sort_by_key(|(f, _)| *f); // row order: the same on every rank
+        Ok(parts.into_iter().map(|(_, v)| v).reduce(combine))
     }
 
     /// The whole array on world rank 0 (`None` elsewhere), as rows by

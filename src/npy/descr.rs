@@ -70,7 +70,8 @@ impl Descr {
         for item in items {
             let Value::Tuple(parts) = item else { return Err("a field is a (name, dtype[, shape]) tuple".into()) };
             let mut parts = parts.into_iter();
-            let (Some(Value::Str(name)), Some(dt), shape, None) = (parts.next(), parts.next(), parts.next(), parts.next())
+            let (Some(Value::Str(name)), Some(dt), shape, None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 return Err("a field is a (name, dtype[, shape]) tuple".into());
             };

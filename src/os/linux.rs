@@ -264,9 +264,41 @@ pub(crate) fn set_len(fd: impl AsFd, len: u64) -> Result<(), Errno> {
     rustix::fs::ftruncate(fd, len)
 }
 
-/// Bytes free to unprivileged users on the filesystem of `fd`: `fstatvfs(3)`.
-pub(crate) fn free_bytes(fd: impl AsFd) -> u64 {
-    rustix::fs::fstatvfs(fd).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize))
+/// Bytes free to unprivileged users on the filesystem of `fd`, and its
+/// size: `fstatvfs(3)`.
+pub(crate) fn space(fd: impl AsFd) -> (u64, u64) {
+    rustix::fs::fstatvfs(fd)
+        .map_or((0, 0), |s| (s.f_bavail.saturating_mul(s.f_frsize), s.f_blocks.saturating_mul(s.f_frsize)))
+}
+
+/// This process's use of the limits segments meet, and the limits.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Limits {
+    /// Files open now (`/proc/self/fd`).
+    pub open_files: u64,
+    /// `RLIMIT_NOFILE`, the soft limit (`getrlimit(2)`).
+    pub max_open_files: u64,
+    /// Its hard limit, which an unprivileged process may raise the soft one to.
+    pub hard_open_files: u64,
+    /// Memory mappings now (`/proc/self/maps` lines).
+    pub mappings: u64,
+    /// `vm.max_map_count` (`proc_sys_vm(5)`); 65530 if unreadable.
+    pub max_mappings: u64,
+}
+
+/// Reads [`Limits`] now.
+pub(crate) fn limits() -> Limits {
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let count = |dir: &str| fs::read_dir(dir).map_or(0, |d| d.count() as u64);
+    let maps = fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count() as u64);
+    let max_maps = fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok());
+    Limits {
+        open_files: count("/proc/self/fd"),
+        max_open_files: nofile.current.unwrap_or(u64::MAX),
+        hard_open_files: nofile.maximum.unwrap_or(u64::MAX),
+        mappings: maps,
+        max_mappings: max_maps.unwrap_or(65530),
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`: `pread(2)`, repeated.
@@ -354,6 +386,13 @@ pub(crate) fn is_locked(fd: impl AsFd, start: u64, len: u64) -> io::Result<bool>
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// 64 random bits from the kernel: `getrandom(2)` (an MPI job's id).
+#[cfg(feature = "mpi")]
+pub(crate) fn random_u64() -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())?;
+    Ok(u64::from_le_bytes(b))
+}
 
 /// This process's id.
 pub(crate) fn current_pid() -> u32 {

@@ -22,6 +22,8 @@ pub(crate) struct Config {
     pub pipeline: usize,
     pub start_timeout: Duration,
     pub quiet: bool,
+    /// The `#[test]` the pool is built in, whose thread alone may serve.
+    pub test: Option<String>,
 }
 
 type Init = Box<dyn FnOnce(&Registry) -> Result<(u32, Vec<u8>), PoolError>>;
@@ -54,6 +56,17 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// The test this thread runs, when this is a test binary run by libtest:
+/// cargo puts test binaries in `target/<profile>/deps/`, and libtest runs
+/// each test on a thread named after it (with `--test-threads=1` too).
+/// A program's `main` thread, and threads without a name, are not tests.
+fn harness_test() -> Option<String> {
+    let thread = std::thread::current();
+    let name = thread.name().filter(|n| *n != "main")?;
+    let exe = std::env::current_exe().ok()?;
+    (exe.parent()?.file_name()? == "deps").then(|| name.to_owned())
+}
+
 impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder::new()
@@ -76,6 +89,7 @@ impl PoolBuilder {
             pipeline: 2,
             start_timeout: Duration::from_secs(30),
             quiet: false,
+            test: None,
         };
         PoolBuilder { tasks: |_| {}, config, init: None }
     }
@@ -116,7 +130,13 @@ impl PoolBuilder {
     /// helpers re-run this test binary on exactly `test` (its full path,
     /// e.g. `"pool::maps_in_order"` or just `"maps_in_order"` in an
     /// integration test), whose first line calls [`init`](crate::init).
-    pub fn in_test(self, test: &str) -> Self {
+    ///
+    /// Rarely needed: `build` does this by itself when it runs on a test's
+    /// thread of a test binary (libtest names the thread after the test,
+    /// and cargo puts test binaries in `target/<profile>/deps/`). Only a
+    /// pool built on another thread of a test needs it.
+    pub fn in_test(mut self, test: &str) -> Self {
+        self.config.test = Some(test.to_owned());
         let s = self.arg("--exact").arg(test).arg("--nocapture").arg("--test-threads=1");
         s.quiet(true)
     }
@@ -183,7 +203,13 @@ impl PoolBuilder {
     /// [`PoolError::NotInitialized`]) and exits, so a forgotten `init`
     /// never spawns more processes.
     pub fn build(mut self) -> Result<Pool, PoolError> {
-        super::helper::refuse_pool_in_uninitialised_helper();
+        crate::role::guard(|| "built a pool".into());
+        let this_program = std::env::current_exe().is_ok_and(|exe| exe == self.config.program);
+        if self.config.test.is_none() && this_program {
+            if let Some(test) = harness_test() {
+                self = self.in_test(&test);
+            }
+        }
         let mut registry = Registry::new();
         (self.tasks)(&mut registry);
         if let Some(init) = self.init.take() {

@@ -81,17 +81,28 @@ pub enum PoolError {
         #[source]
         source: io::Error,
     },
-    /// A helper exited before it was ready. Usually its `main` does not
-    /// call `shmkit::init(tasks)` first, or the helper arguments are wrong.
-    #[error("helper exited before it was ready ({0}); does its main call shmkit::init(tasks) first?")]
+    /// A helper exited before it was ready, without saying why: its `main`
+    /// returned or exited before reaching `shmkit::init(tasks)` (wrong
+    /// arguments for a helper binary, say, or, for a pool built inside a
+    /// test, a test name that runs no test), or it crashed.
+    #[error("helper exited before it was ready ({0}): its main must reach shmkit::init(tasks) first (for a pool built inside a #[test], .in_test(name) must name that test exactly)")]
     HelperExited(String),
+    /// A pool built inside a `#[test]` whose helper, re-running the test
+    /// binary, reached `shmkit::init` in another test.
+    #[error("the pool was built in test {built_in:?}, but its helper served from test {served_from:?}: build the pool on the test's own thread, or name the test with .in_test(name)")]
+    WrongTest {
+        /// The test that built the pool.
+        built_in: String,
+        /// Where the helper called `init`.
+        served_from: String,
+    },
     /// A helper did not report ready in time.
     #[error("helper not ready after {0:?}; does its main call shmkit::init(tasks) first, before anything slow?")]
     StartTimeout(Duration),
     /// A helper's `main` built a pool instead of calling `shmkit::init`
     /// first: without the check, every helper would start a pool of its
     /// own, and so on. The helper exited at once.
-    #[error("helper program '{program}' reached Pool::build() without calling shmkit::init(tasks) first: make `shmkit::init(tasks);` the first line of its main, or give the pool a separate helper binary with .program(path) whose main calls shmkit::serve(tasks)")]
+    #[error("helper program '{program}' used shmkit (a segment or a pool) before calling shmkit::init(tasks), and exited there: make `shmkit::init(tasks);` the first line of its main, or give the pool a separate helper binary with .program(path) whose main calls shmkit::serve(tasks)")]
     NotInitialized {
         /// The helper program.
         program: String,

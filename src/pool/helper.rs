@@ -6,17 +6,16 @@
 //! any other process it returns at once.
 
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cache::Cache;
 use super::panics;
 use super::region::Region;
 use super::registry::Registry;
 use super::ring::{self, Peer, Ring};
-use super::role::{self, STATUS_VAR};
 use super::wire::{
     fits, frame_into, send, too_large, Batch, Failure, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL,
 };
+use crate::role::{self, STATUS_VAR};
 
 /// Makes this process serve as a pool helper if a pool started it;
 /// otherwise returns at once. Call it first thing in `main` (or in a test
@@ -35,31 +34,27 @@ use super::wire::{
 /// ```
 pub fn init(tasks: fn(&mut Registry)) {
     if let Some(fd) = role::helper_socket() {
-        SERVING.store(true, Ordering::SeqCst);
+        role::set_serving();
+        check_test(fd);
         serve_at(fd, tasks);
     }
 }
 
-/// Set once this process serves as a helper (inside [`init`]).
-static SERVING: AtomicBool = AtomicBool::new(false);
-
-/// Called by `PoolBuilder::build`: in a process a pool started as a helper
-/// whose `main` did not call [`init`] first, building a pool would start
-/// helpers that do the same, without end. Instead, tell the coordinator
-/// (its `build` returns `PoolError::NotInitialized`) and exit at once.
-/// Processes that helpers' tasks start are not helpers (see `role`): they
-/// build pools as any program does.
-pub(crate) fn refuse_pool_in_uninitialised_helper() {
-    if SERVING.load(Ordering::SeqCst) {
-        return; // a task building a pool of its own: fine
+/// In a helper of a pool built inside a `#[test]`: refuses to serve from
+/// another test than the one that built the pool (its helpers re-run the
+/// test binary on that test; see `PoolBuilder::in_test`).
+fn check_test(fd: std::os::fd::RawFd) {
+    let Ok(want) = std::env::var(role::TEST_VAR) else { return };
+    let here = std::thread::current().name().map(str::to_owned).unwrap_or_default();
+    if here == want {
+        return;
     }
-    let Some(fd) = role::helper_socket() else { return };
     eprintln!(
-        "shmkit helper {}: main built a pool without calling shmkit::init(tasks) first; exiting",
+        "shmkit helper {}: serving from test {here:?}, but the pool was built in test {want:?}; exiting",
         std::process::id()
     );
     if let Some(stream) = role::adopt(fd) {
-        let _ = send(&mut &stream, &FromHelper::NotInitialized);
+        let _ = send(&mut &stream, &FromHelper::WrongTest { test: here });
     }
     crate::os::exit_now(3)
 }
@@ -75,7 +70,7 @@ pub fn serve(tasks: fn(&mut Registry)) -> ! {
 /// True in a process a pool started as a helper (not in the processes
 /// its tasks start).
 pub fn is_helper() -> bool {
-    SERVING.load(Ordering::SeqCst) || role::helper_socket().is_some()
+    role::is_serving() || role::helper_socket().is_some()
 }
 
 fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {

@@ -22,7 +22,6 @@ mod queue;
 mod region;
 mod registry;
 mod ring;
-mod role;
 mod rows;
 mod slot;
 mod spawn;

@@ -30,8 +30,8 @@ use super::error::{PoolError, TaskError};
 use super::process::{self, Process, Spawn};
 use super::region::Region;
 use super::ring::{self, Peer, Ring};
-use super::role::{PARENT_VAR, SOCKET_VAR, STATUS_VAR};
 use super::wire::{frame, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL};
+use crate::role::{PARENT_VAR, SOCKET_VAR, STATUS_VAR, TEST_VAR};
 use crate::sync::raw::left;
 
 /// A running, handshaken helper.
@@ -87,6 +87,9 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
     env.push((SOCKET_VAR.into(), theirs.as_raw_fd().to_string().into()));
     env.push((PARENT_VAR.into(), std::process::id().to_string().into()));
     env.push((STATUS_VAR.into(), format!("{}:{index}", region.name()).into()));
+    if let Some(test) = &cfg.test {
+        env.push((TEST_VAR.into(), test.into()));
+    }
     let what = Spawn { program: &cfg.program, args: &cfg.args, env, keep: theirs.as_fd(), quiet: cfg.quiet };
     let child = process::spawn(&what)
         .map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
@@ -133,7 +136,7 @@ fn handshake(
             // It may still run (a launcher that closed the socket): end it
             // first, so that waiting for it cannot outlast the start timeout.
             child.kill();
-            PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| s.to_string()))
+            PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| describe_exit(&s)))
         }
     };
     let (tasks, pid) = match recv_by(reader, stream, deadline).map_err(|e| match e.kind() {
@@ -148,6 +151,12 @@ fn handshake(
             child.kill(); // it exits on its own right after saying so; a launcher may not
             let _ = child.wait();
             return Err(PoolError::NotInitialized { program: cfg.program.display().to_string() });
+        }
+        FromHelper::WrongTest { test } => {
+            child.kill();
+            let _ = child.wait();
+            let built_in = cfg.test.clone().unwrap_or_default();
+            return Err(PoolError::WrongTest { built_in, served_from: test });
         }
         FromHelper::Done { .. } | FromHelper::Skipped { .. } => {
             return Err(PoolError::Io(io::Error::other("helper sent a result before Ready")))
@@ -215,5 +224,18 @@ fn recv_with(
             return Err(io::ErrorKind::TimedOut.into());
         }
         wait_and_fill(reader, left)?;
+    }
+}
+
+/// A helper's exit status, with what shmkit's own exit codes mean.
+fn describe_exit(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => "it exited with status 0: its main returned without serving".into(),
+        (Some(2), _) => "exit status 2: a helper binary started without a pool to serve".into(),
+        (Some(3), _) => "exit status 3: it could not reach its pool (see its standard error)".into(),
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, None) => status.to_string(),
     }
 }

@@ -48,9 +48,12 @@ pub(crate) enum FromHelper {
     Done { job: u64, results: Batch },
     /// A `Run` that was cancelled before its task began: nothing ran.
     Skipped { job: u64 },
-    /// This process was started as a helper but its `main` went on to
-    /// build a pool instead of calling `shmkit::init` first; it exits.
+    /// This process was started as a helper but its `main` used shmkit
+    /// (a segment, a pool) before calling `shmkit::init`; it exits.
     NotInitialized,
+    /// A helper of a pool built in a `#[test]` reached `init` in another
+    /// test (`test`) than the pool's; it exits.
+    WrongTest { test: String },
 }
 
 /// A run of encoded items: a job's arguments, or its results (see `codec`).
@@ -341,6 +344,11 @@ mod tests {
         assert_eq!(out, [9, 9, 9], "a refused frame leaves the buffer as it was");
         assert!(!fits(big.len()));
         assert!(fits(100));
+    }
+
+    #[test]
+    fn the_guards_not_initialized_frame_is_the_messages() {
+        assert_eq!(frame(&FromHelper::NotInitialized).unwrap(), crate::role::NOT_INITIALIZED_FRAME);
     }
 
     #[test]

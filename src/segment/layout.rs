@@ -60,7 +60,6 @@ pub(crate) fn segment_len(offset: usize, len: usize) -> Option<usize> {
     (end <= isize::MAX as usize).then_some(end)
 }
 
-
 /// The shmkit trailer of a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Trailer {

@@ -65,7 +65,14 @@ impl Mapping {
         let map = MmapOptions::new().len(len).map_raw(&fd.as_fd());
         let map = map.map_err(|e| Error::from_io("mmap", backing.label(), e))?;
         let id = os::stat(&fd).map_err(|e| Error::from_io("fstat", backing.label(), e))?.id;
-        Ok(Mapping { map: ManuallyDrop::new(map), backing, fd, id, pins: AtomicUsize::new(0), maker: os::current_pid() })
+        Ok(Mapping {
+            map: ManuallyDrop::new(map),
+            backing,
+            fd,
+            id,
+            pins: AtomicUsize::new(0),
+            maker: os::current_pid(),
+        })
     }
 
     /// Faults every page in now, in bulk (`madvise(MADV_POPULATE_WRITE)`,

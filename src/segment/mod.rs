@@ -95,6 +95,7 @@ impl Segment {
         populate: bool,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
+        crate::role::guard(|| format!("created segment '{name}'"));
         let name = name::validate_new(name)?;
         let total = layout::segment_len(head.len(), data_len)
             .ok_or_else(|| Error::InvalidArgument(format!("a segment of {data_len} bytes overflows")))?;
@@ -148,6 +149,7 @@ impl Segment {
         data_len: usize,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
+        crate::role::guard(|| format!("created file {}", path.display()));
         let label = path.display().to_string();
         let label = label.as_str();
         let io = |op| move |e| Error::from_io(op, label, e);
@@ -221,6 +223,7 @@ impl Segment {
     ///
     /// The handle does not own the segment: dropping it only unmaps.
     pub fn open(name: &str, kind: SegmentKind) -> Result<Segment> {
+        crate::role::guard(|| format!("opened segment '{name}'"));
         let name = name::validate(name)?;
         let dir = os::shm_dir().map_err(Error::shm_dir)?;
         let fd = os::open_at(dir, name).map_err(|e| Error::from_io("open", name, e))?;
@@ -229,6 +232,7 @@ impl Segment {
 
     /// Opens the `.npy` file `path` read-write.
     pub fn open_file(path: &Path) -> Result<Segment> {
+        crate::role::guard(|| format!("opened file {}", path.display()));
         let label = path.display().to_string();
         let file = std::fs::OpenOptions::new().read(true).write(true).open(path);
         let file = file.map_err(|e| Error::from_io("open", &label, e))?;
@@ -492,7 +496,8 @@ fn reserve(fd: &OwnedFd, len: usize, backing: &Backing) -> Result<()> {
     });
     sized.map_err(|e| match (e, backing) {
         (Errno::NOSPC, _) | (Errno::FBIG, Backing::Shm { .. }) => {
-            Error::NoSpace { name: label.to_owned(), requested: len as u64, available: os::free_bytes(fd) }
+            let (available, size) = os::space(fd);
+            Error::NoSpace { name: label.to_owned(), requested: len as u64, available, size }
         }
         (Errno::FBIG, Backing::File { .. }) => {
             let op = "fallocate (larger than its filesystem allows a file)";

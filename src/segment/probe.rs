@@ -163,7 +163,6 @@ pub(crate) fn itemsize(descr: &str) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::npy::dtype::DType;
-    use crate::segment::layout;
 
     fn segment(kind: SegmentKind, head: &[u8], data_len: usize) -> Vec<u8> {
         let total = segment_len(head.len(), data_len).unwrap();

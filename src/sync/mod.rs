@@ -185,7 +185,9 @@ impl<G> fmt::Display for LockError<G> {
             LockError::Timeout => "the lock was not free in time",
             LockError::Unrecoverable => "the lock is unusable: an owner-died lock was released unacknowledged",
             LockError::Deadlock => "this thread already holds the lock (or reads it and asked to write)",
-            LockError::Inherited => "this handle was inherited across fork: open the lock again by name in this process",
+            LockError::Inherited => {
+                "this handle was inherited across fork: open the lock again by name in this process"
+            }
         })
     }
 }

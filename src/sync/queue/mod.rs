@@ -257,6 +257,9 @@ impl<T: Record> Core<T> {
     /// lives (`fresh`: look now, not at a recent look).
     fn send(&self, item: &T, mode: Mode, alive: impl Fn(bool) -> bool) -> Result<(), Stop> {
         loop {
+            if self.is_shutdown() {
+                return Err(Stop::Shutdown); // the stream's end says more than a missing receiver
+            }
             if !alive(false) {
                 return Err(Stop::Disconnected);
             }

@@ -1,4 +1,6 @@
-//! Whether this process is a pool's helper, and taking up its socket.
+//! Whether this process is a pool's helper, taking up its socket, and the
+//! guard that stops a helper whose `main` forgot `shmkit::init` before it
+//! does anything with shared memory.
 //!
 //! A pool starts each helper with one end of a socket pair left open
 //! across `exec` and two variables: the descriptor's number and the pid of
@@ -14,17 +16,68 @@
 //! a shell script) passes the descriptor on and the helper behind it
 //! serves. Nothing here depends on which process is whose parent.
 
+use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// Tells a process it may be a helper: the descriptor of its socket.
 pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_FD";
 /// The pid of the process that made the socket pair (the coordinator): a
 /// descriptor of that number whose peer is not that process is not ours.
 pub(crate) const PARENT_VAR: &str = "SHMKIT_HELPER_PARENT";
+/// In a helper of a pool built inside a `#[test]`: the test that built it,
+/// the only one whose thread may serve.
+pub(crate) const TEST_VAR: &str = "SHMKIT_HELPER_TEST";
 /// `NAME:INDEX`: the pool's status segment and this helper's word in it.
 pub(crate) const STATUS_VAR: &str = "SHMKIT_HELPER_STATUS";
+
+/// The frame a helper sends when its `main` used shmkit before calling
+/// `init`: `FromHelper::NotInitialized` (a test in `pool::wire` checks).
+pub(crate) const NOT_INITIALIZED_FRAME: [u8; 5] = [1, 0, 0, 0, 3];
+
+/// Set once this process serves as a helper (inside `init`).
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as serving (called by `init` before anything else).
+pub(crate) fn set_serving() {
+    SERVING.store(true, Ordering::SeqCst);
+}
+
+/// True once this process serves as a helper.
+pub(crate) fn is_serving() -> bool {
+    SERVING.load(Ordering::SeqCst)
+}
+
+/// Stops a process a pool started as a helper whose `main` did not call
+/// `shmkit::init` first, at its first use of shmkit (`what`: making a
+/// segment, opening one, building a pool): without it, `main` would run
+/// on in every helper, taking work off shared queues, starting pools of
+/// its own. It tells its coordinator (whose `build` fails with
+/// `PoolError::NotInitialized`) and exits at once. Processes that
+/// helpers' tasks start are not helpers (see above): they are unaffected.
+/// Costs one load once the answer is known.
+pub(crate) fn guard(what: impl FnOnce() -> String) {
+    static STRANDED: OnceLock<Option<RawFd>> = OnceLock::new();
+    if is_serving() {
+        return;
+    }
+    let Some(fd) = *STRANDED.get_or_init(helper_socket) else { return };
+    if is_serving() {
+        return; // init ran on another thread meanwhile
+    }
+    eprintln!(
+        "shmkit helper {}: main {} before calling shmkit::init(tasks): make `shmkit::init(tasks);` the \
+         first line of main (or build the pool with a helper binary); exiting",
+        std::process::id(),
+        what()
+    );
+    if let Some(mut stream) = adopt(fd) {
+        let _ = stream.write_all(&NOT_INITIALIZED_FRAME);
+    }
+    crate::os::exit_now(3)
+}
 
 /// The descriptor of this process's helper socket, if a pool started it
 /// (checked as the module says; read-only, so callable any number of times).
