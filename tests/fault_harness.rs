@@ -218,7 +218,7 @@ fn round_queue(rng: &mut Rng, t: &mut Tally) {
     // The documented loss: a consumer killed inside pop loses that record.
     let may_lose = usize::from(!hit_producer && matches!(f, Fault::Kill));
     t.check(lost <= may_lose, || format!("queue: {lost} records lost (allowed {may_lose}, producer ok: {produced})"));
-    let _ = shmkit::collect_garbage(false); // a killed child's handles are garbage now
+    let _ = shmkit::Gc::new().prefix(&base).run(); // a killed child's handles are garbage now
 }
 
 /// Waits for a child of a round, at most 30 s; true if it exited cleanly.
@@ -281,7 +281,7 @@ fn round_locks(rng: &mut Rng, t: &mut Tally) {
     let mutex_free = matches!(m.lock_timeout(limit), Ok(_) | Err(LockError::OwnerDied(_)));
     let got = mutex_free && matches!(rw.write_timeout(limit), Ok(_) | Err(LockError::OwnerDied(_)));
     t.check(got, || "a lock stayed held after every process holding it was killed".into());
-    let _ = shmkit::collect_garbage(false);
+    let _ = shmkit::Gc::new().prefix(&base).run();
 }
 
 /// A child's part in a round.
@@ -343,7 +343,7 @@ fn fault_injection_harness() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let seed = env("SHMKIT_FAULT_SEED").unwrap_or(now.as_nanos() as u64);
     let _w = Watchdog::new(Duration::from_secs(60 + rounds * 2));
-    let before = common::dev_shm();
+    let before = common::ours();
     let mut rng = Rng::new(seed);
     let mut t = Tally::default();
     let start = Instant::now();
@@ -360,9 +360,8 @@ fn fault_injection_harness() {
     }
     let helpers = pool.helper_pids();
     drop(pool);
-    let _ = shmkit::collect_garbage(false);
     t.check(helpers.iter().all(|&p| !common::alive(p)), || "helpers outlived the pool".into());
-    let left: Vec<String> = common::dev_shm().difference(&before).cloned().collect();
+    let left: Vec<String> = common::ours().difference(&before).cloned().collect();
     t.check(left.is_empty(), || format!("/dev/shm entries left: {left:?}"));
     println!(
         "fault harness: {} rounds, {} faults injected, {} violations, in {:.1} s (seed {seed})",

@@ -118,7 +118,7 @@ fn kill_case(victim: usize, what: &str) {
     if victim % 2 == 0 {
         assert!(!left.is_empty(), "a killed leader cannot remove its segments: the kill landed too late");
     }
-    let removed = shmkit::collect_garbage(false).unwrap();
+    let removed = shmkit::Gc::new().prefix(&prefix).run().unwrap();
     assert!(shm_entries(&prefix).is_empty(), "gc left {:?} (it removed {removed:?})", shm_entries(&prefix));
     println!(
         "mpi: {what} SIGKILLed mid-run: mpirun ended {took:?} later; {} segments were left, gc removed them",

@@ -316,7 +316,7 @@ fn helpers_exit_within_a_second_when_the_coordinator_is_killed() {
     }
     assert!(pids.iter().all(|&p| !alive(p)), "helpers {pids:?} outlived their coordinator by 1 s");
     // The killed coordinator's pool status segment is garbage now.
-    let removed = shmkit::collect_garbage(false).unwrap();
+    let removed = shmkit::Gc::new().creator(coordinator.id()).run().unwrap();
     assert!(removed.iter().any(|n| n.starts_with(&format!("shmkit-{}-", coordinator.id()))), "{removed:?}");
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{unique, Watchdog};
 use ndarray::{Array2, Ix1, Ix2};
-use shmkit::{Pool, PoolBuilder, SharedArray, TaskError};
+use shmkit::{InPlaceError, Pool, PoolBuilder, SharedArray, TaskError};
 use tasks::*;
 
 fn pool(test: &str) -> PoolBuilder {
@@ -151,4 +151,49 @@ fn files_with_equal_inode_numbers_on_two_mounts_are_two_arrays_to_a_helper() {
     assert!(b.as_slice().unwrap().iter().all(|&x| x == 2.0), "the helper doubled another file than b");
     assert!(a.as_slice().unwrap().iter().enumerate().all(|(i, &x)| x == i as f64), "the helper wrote into a");
     drop(pool);
+}
+
+/// An in-place pass that meets a live view of some rows (here through
+/// another handle; another process is the same to the kernel) fails before
+/// touching anything: no half-normalised array.
+#[test]
+fn a_pass_that_meets_a_busy_row_range_changes_nothing() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::builder().tasks(register).helpers(2).build().unwrap();
+    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-busy"), 4096).unwrap();
+    a.as_slice_mut().unwrap().fill(1.0);
+    let other = SharedArray::<f64, Ix1>::open(a.name()).unwrap();
+    let reader = other.rows(0..10).unwrap();
+    let err = pool.batch().chunksize(512).for_each_chunk_mut(&mut a, double).unwrap_err();
+    assert!(matches!(&err, InPlaceError::Busy(shmkit::Error::Busy { .. })), "{err}");
+    assert!(err.to_string().contains("changed nothing"), "{err}");
+    drop(reader);
+    assert!(a.as_slice().unwrap().iter().all(|&x| x == 1.0), "a row was changed");
+    pool.for_each_chunk_mut(&mut a, double).unwrap();
+    assert!(a.as_slice().unwrap().iter().all(|&x| x == 2.0));
+}
+
+/// A helper killed mid-pass: the error says exactly which rows were
+/// applied, which were not, and which are in doubt; the values agree.
+#[test]
+fn a_helper_killed_mid_pass_names_the_rows_applied_and_in_doubt() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::builder().tasks(register).helpers(1).build().unwrap();
+    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-died"), 1000).unwrap();
+    a.as_slice_mut().unwrap().fill(1.0);
+    let err = pool.batch().chunksize(100).for_each_chunk_mut(&mut a, double_or_die).unwrap_err();
+    let report = err.report().expect("an incomplete pass");
+    assert_eq!(report.applied, [0..400, 500..1000], "{err}");
+    assert!(report.not_applied.is_empty(), "{err}");
+    assert!(
+        matches!(&report.in_doubt[..], [(r, TaskError::WorkerDied { signal: Some(6), .. })] if *r == (400..500)),
+        "{err}"
+    );
+    let values = a.as_slice().unwrap();
+    for r in &report.applied {
+        assert!(values[r.clone()].iter().all(|&x| x == 2.0), "rows {r:?} were reported applied");
+    }
+    assert!(err.to_string().contains("400..500 in doubt"), "{err}");
 }

@@ -8,7 +8,7 @@ mod tasks;
 
 use std::time::{Duration, Instant};
 
-use common::Watchdog;
+use common::{run_child, Watchdog};
 use shmkit::{Pool, PoolBuilder, PoolError, TaskError};
 use tasks::*;
 
@@ -91,9 +91,11 @@ fn forgetting_init_is_a_clear_error_and_never_a_fork_bomb() {
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(120));
+    let mut coordinators = Vec::new();
     for (how, per_helper) in [("direct", 1), ("launcher", 2)] {
         let start = Instant::now();
         let mut coordinator = common::spawn_child(test, how, std::process::Stdio::piped());
+        coordinators.push(coordinator.id());
         let mut most = 0;
         let status = loop {
             most = most.max(descendants(coordinator.id()).len());
@@ -113,7 +115,9 @@ fn forgetting_init_is_a_clear_error_and_never_a_fork_bomb() {
             start.elapsed()
         );
     }
-    shmkit::collect_garbage(false).unwrap(); // the child's status segment, if its drop did not run
+    for pid in coordinators {
+        shmkit::Gc::new().creator(pid).run().unwrap(); // the child's pool segment, if its drop did not run
+    }
 }
 
 #[test]
@@ -397,4 +401,91 @@ fn a_helper_killed_while_messages_larger_than_its_rings_pass_fails_only_those_ta
     }
     println!("large messages: {whole} tasks ended whole, {died} with their helper");
     assert!(died > 0, "no kill landed while a large message was in flight");
+}
+
+/// A task dropped while it waits in a helper's pipeline, behind a running
+/// one, must never run: with the default depth and with a deep pipeline.
+#[test]
+fn a_task_dropped_while_pipelined_behind_a_running_one_never_runs() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    for depth in [2, 32] {
+        // No .in_test: built on this test's thread, the pool finds it.
+        let pool = Pool::builder().tasks(register).helpers(1).pipeline(depth).build().unwrap();
+        let counter = shmkit::sync::ShmCounter::create_unique(0).unwrap();
+        let helper = pool.helper_pids();
+        let gate = pool.submit(sleep_ms, 100);
+        let a = pool.submit(sleep_ms, 300);
+        let b = pool.submit(bump, counter.name().to_owned());
+        let c = pool.submit(square, 3);
+        assert_eq!(gate.wait(), Ok(100));
+        std::thread::sleep(Duration::from_millis(50)); // `a` runs; `b` waits in the helper's pipeline
+        drop(b);
+        assert_eq!(a.wait(), Ok(300));
+        assert_eq!(c.wait(), Ok(9));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(counter.get(), 0, "pipeline {depth}: the dropped task ran");
+        assert_eq!(pool.helper_pids(), helper, "pipeline {depth}: it was skipped, not killed");
+    }
+}
+
+/// A pool built in a test without `.in_test`: helpers re-run this test on
+/// exactly this test, every time (it was flaky, passing when another
+/// test's `init` happened to serve).
+#[test]
+fn a_pool_built_in_a_test_without_in_test_finds_its_test_every_time() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(120));
+    for round in 0..10 {
+        let pool = Pool::builder().tasks(register).helpers(2).build().unwrap();
+        let squares: Vec<u64> = pool.map(square, 0..20u64).into_iter().map(Result::unwrap).collect();
+        assert_eq!(squares, (0..20u64).map(|x| x * x).collect::<Vec<_>>(), "round {round}");
+    }
+}
+
+/// A helper whose `main` forgot `init` must stop at its first use of
+/// shmkit, before it takes work off a shared queue (each of them took a
+/// record and lost it, before the safety net fired at `Pool::build`).
+#[test]
+fn forgetting_init_stops_a_helper_before_it_takes_work_off_a_queue() {
+    // No shmkit::init, on purpose: the coordinator runs as a child, and its
+    // helpers re-run the same test.
+    let test = "forgetting_init_stops_a_helper_before_it_takes_work_off_a_queue";
+    if let Some(name) = common::child_arg() {
+        let rx = shmkit::sync::ShmQueue::<u64>::open(&name).unwrap().receiver().unwrap(); // helpers stop here
+        let mine = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let built = Pool::builder().tasks(register).helpers(2).build();
+        assert!(matches!(built, Err(PoolError::NotInitialized { .. })), "{:?}", built.err());
+        println!("took record {mine}");
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let q = shmkit::sync::ShmQueue::<u64>::create_unique(8).unwrap();
+    let tx = q.sender().unwrap();
+    (0..4).for_each(|i| tx.send(i).unwrap());
+    assert!(run_child(test, q.name()).success());
+    assert_eq!(q.len(), 3, "the coordinator took one record; its helpers none");
+}
+
+/// A waker (an async runtime's code) that panics when its task completes
+/// must not take the pool's driver thread, and the queued jobs, with it.
+#[test]
+fn a_panicking_waker_does_not_stop_the_pool() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    struct Boom;
+    impl std::task::Wake for Boom {
+        fn wake(self: std::sync::Arc<Self>) {
+            panic!("a waker that panics");
+        }
+    }
+    let pool = Pool::builder().tasks(register).helpers(1).build().unwrap();
+    let mut handle = pool.submit(sleep_ms, 50);
+    let waker = std::task::Waker::from(std::sync::Arc::new(Boom));
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(std::future::Future::poll(std::pin::Pin::new(&mut handle), &mut cx).is_pending());
+    std::thread::sleep(Duration::from_millis(200)); // it completes; the waker panics on the driver thread
+    let squares: Vec<u64> = pool.map(square, 0..8u64).into_iter().map(Result::unwrap).collect();
+    assert_eq!(squares[7], 49, "the driver lives on");
+    assert_eq!(handle.wait(), Ok(50));
 }

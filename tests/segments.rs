@@ -76,7 +76,7 @@ fn an_owner_never_removes_a_namesake_and_neither_does_gc() {
     let new = SharedArray::<u16, Ix1>::create(&name, 8).unwrap();
     drop(old);
     assert!(shm_exists(&name), "the old owner's drop removed the new segment");
-    assert!(!shmkit::collect_garbage(false).unwrap().contains(&name));
+    assert!(!shmkit::Gc::new().prefix(&name).run().unwrap().contains(&name));
     assert_eq!(SharedArray::<u16, Ix1>::open(&name).unwrap().len(), 8);
     let stale = SharedArray::<u8, Ix1>::create(&unique("namesake-b"), 8).unwrap();
     let stale_name = stale.name().to_owned();
@@ -107,7 +107,7 @@ fn gc_spares_segments_that_are_persisted_just_before_their_creator_exits() {
     let start = Instant::now();
     let mut passes = 0;
     while creator.try_wait().unwrap().is_none() || passes < 50 {
-        let removed = shmkit::collect_garbage(false).unwrap();
+        let removed = shmkit::Gc::new().prefix(&base).run().unwrap();
         assert!(!removed.iter().any(|r| r.starts_with(&base)), "gc removed a persisted segment: {removed:?}");
         passes += 1;
         assert!(start.elapsed() < Duration::from_secs(60));
@@ -117,7 +117,7 @@ fn gc_spares_segments_that_are_persisted_just_before_their_creator_exits() {
         assert!(shm_exists(n), "{n} is gone");
         assert!(shmkit::inspect(n).unwrap().persistent);
     }
-    assert!(!shmkit::collect_garbage(false).unwrap().iter().any(|r| r.starts_with(&base)));
+    assert!(!shmkit::Gc::new().prefix(&base).run().unwrap().iter().any(|r| r.starts_with(&base)));
 }
 
 #[test]
@@ -138,14 +138,13 @@ fn gc_removes_what_a_dead_creator_left_and_nothing_of_a_live_one() {
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(shmkit::inspect(&name).unwrap().creator.unwrap().is_alive());
-    assert!(!shmkit::collect_garbage(false).unwrap().contains(&name));
+    assert!(!shmkit::Gc::new().prefix(&name).run().unwrap().contains(&name));
     child.kill().unwrap();
     child.wait().unwrap();
-    // Other tests of this binary collect garbage too, and may get it first.
     if let Ok(info) = shmkit::inspect(&name) {
         assert_eq!(info.creator.unwrap().presence, shmkit::Presence::Gone);
     }
-    shmkit::collect_garbage(false).unwrap();
+    shmkit::Gc::new().prefix(&name).run().unwrap();
     assert!(!shm_exists(&name));
 }
 
@@ -183,16 +182,110 @@ fn a_creator_in_another_pid_namespace_is_alive_to_gc_until_it_exits() {
     assert_eq!(creator.pid, 1, "the pid it recorded is its own namespace's");
     assert!(!creator.in_this_namespace());
     assert!(creator.is_alive(), "pid 1 here is init, but liveness never looks at pids");
-    assert!(!shmkit::collect_garbage(false).unwrap().contains(&name), "gc removed a live creator's segment");
+    assert!(!shmkit::Gc::new().prefix(&name).run().unwrap().contains(&name), "gc removed a live creator's segment");
     ns.kill().unwrap(); // --kill-child takes the namespace's pid 1 with it
     let status = wait_with_watchdog(ns, Duration::from_secs(10));
     assert!(!status.success());
     let start = Instant::now();
-    // Other tests of this binary collect garbage too, and may get it first.
     while shmkit::inspect(&name).is_ok_and(|i| i.creator.unwrap().is_alive()) {
         assert!(start.elapsed() < Duration::from_secs(10), "the namespace's creator outlived unshare");
         std::thread::sleep(Duration::from_millis(5));
     }
-    shmkit::collect_garbage(false).unwrap();
+    shmkit::Gc::new().prefix(&name).run().unwrap();
     assert!(!shm_exists(&name));
+}
+
+/// Runs this test as a child told `arg`, dying (SIGKILL) at fault point
+/// `point` if given; returns once it has ended, and how.
+fn run_dying_at(test: &str, arg: &str, point: Option<&str>) -> std::process::ExitStatus {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env("SHMKIT_TEST_CHILD", arg).stdout(Stdio::null());
+    if let Some(p) = point {
+        cmd.env("SHMKIT_FAULT_INJECT", p);
+    }
+    let child = common::dies_with_parent(&mut cmd).spawn().unwrap();
+    wait_with_watchdog(child, Duration::from_secs(30))
+}
+
+/// Entries of `/dev/shm` that name `name` or a removal of it.
+fn traces(name: &str) -> Vec<String> {
+    common::dev_shm().into_iter().filter(|e| e == name || (e.starts_with("shmkit-rm-") && e.ends_with(name))).collect()
+}
+
+/// A removal killed at each of its steps (before it starts, after moving
+/// the name aside), by each remover (`shmkit::remove`, an owner's drop,
+/// gc), leaves nothing that one gc does not remove.
+#[test]
+fn a_removal_killed_at_any_step_leaves_nothing_one_gc_does_not_remove() {
+    let test = "a_removal_killed_at_any_step_leaves_nothing_one_gc_does_not_remove";
+    if let Some(arg) = child_arg() {
+        let (who, name) = arg.split_once(':').unwrap();
+        match who {
+            "rm" => drop(shmkit::remove(name)),
+            "owner" => drop(SharedArray::<u8, Ix1>::create(name, 4096).unwrap()),
+            "creator" => std::mem::forget(SharedArray::<u8, Ix1>::create(name, 4096).unwrap()), // exits: garbage
+            _ => drop(shmkit::Gc::new().prefix(name).run()),
+        }
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let mut cases = 0;
+    for point in ["remove-start", "remove-after-aside"] {
+        for who in ["rm", "owner", "gc"] {
+            let name = unique("rm-step");
+            match who {
+                "rm" => {
+                    let kept = SharedArray::<u8, Ix1>::create(&name, 4096).unwrap();
+                    kept.persist().unwrap(); // `shmkit rm` of a persisted array: the reported leak
+                }
+                "gc" => assert!(run_dying_at(test, &format!("creator:{name}"), None).success()),
+                _ => {}
+            }
+            let status = run_dying_at(test, &format!("{who}:{name}"), Some(point));
+            let killed = std::os::unix::process::ExitStatusExt::signal(&status) == Some(9);
+            let left = traces(&name);
+            shmkit::Gc::new().prefix(&name).run().unwrap();
+            let after = traces(&name);
+            // A removal killed before it began leaves a persisted array as it
+            // was (not garbage: rm it again); anything else is gone.
+            let expect: Vec<String> = match (who, point) {
+                ("rm", "remove-start") => vec![name.clone()],
+                _ => vec![],
+            };
+            assert_eq!(after, expect, "{who} killed at {point} (killed: {killed}; before gc: {left:?})");
+            if point == "remove-after-aside" {
+                assert!(
+                    killed && left.iter().any(|e| e.starts_with("shmkit-rm-")),
+                    "{who}: the kill landed mid-removal: {left:?}"
+                );
+            }
+            if !after.is_empty() {
+                shmkit::remove(&name).unwrap();
+            }
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 6);
+}
+
+/// A live namesake moved aside by a removal that raced it, its remover
+/// killed before moving it back (simulated: the rename by hand), gets its
+/// name back from gc: attachers find it again.
+#[test]
+fn a_live_namesake_left_aside_by_a_killed_removal_gets_its_name_back_from_gc() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("namesake");
+    let live = SharedArray::<u8, Ix1>::create(&name, 64).unwrap();
+    let other_inode = 1u64; // the file the dead remover meant: not this one
+    let aside = format!("shmkit-rm-{other_inode:016x}-{name}");
+    std::fs::rename(format!("/dev/shm/{name}"), format!("/dev/shm/{aside}")).unwrap();
+    assert!(matches!(SharedArray::<u8, Ix1>::open(&name), Err(Error::NotFound { .. })), "nameless meanwhile");
+    let listed = shmkit::list_segments().unwrap().into_iter().find(|l| l.name == aside).unwrap();
+    assert_eq!(listed.removing.as_deref(), Some(name.as_str()), "ls tells an unfinished removal");
+    let removed = shmkit::Gc::new().prefix(&name).run().unwrap();
+    assert!(removed.is_empty(), "a live namesake is never removed: {removed:?}");
+    assert!(SharedArray::<u8, Ix1>::open(&name).is_ok(), "it has its name back");
+    assert!(!shm_exists(&aside));
+    drop(live);
+    assert!(!shm_exists(&name), "and its owner removes it as usual");
 }

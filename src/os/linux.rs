@@ -169,6 +169,7 @@ pub(crate) fn parse_aside(aside: &str) -> Option<(u64, &str)> {
 /// which [`finish_removal`] (run by `gc`) completes: unlinks it if it is
 /// the file meant, gives it its name back if it is a namesake.
 pub(crate) fn remove_if(dir: impl AsFd, name: &str, id: FileId) -> io::Result<Removed> {
+    crate::fault::point("remove-start");
     match id_at(&dir, name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Gone),
         Ok(now) if now != id => return Ok(Removed::Other),

@@ -122,6 +122,7 @@ impl<'p> Batch<'p> {
         let ranges: Vec<Range<usize>> = starts.iter().map(|&s| s..(s + per).min(rows)).collect();
         let claim = array.claim_all(write)?;
         let progress = self.progress_hook();
+        self.chunking = Chunking::Default; // one chunk per job: each answers, and fails, alone
         let (rx, total, cancel) = self.send::<F>(starts.into_iter().map(chunk), 1);
         let results = collect(rx, total, cancel, progress); // every chunk has answered
         drop(claim);

@@ -184,6 +184,18 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) -> std::io::Result<()> {
     Ok(rustix::process::kill_process(pid, sig)?)
 }
 
+/// The names in `/dev/shm` this test process made (by [`unique`], or a
+/// unique name of its pid): what a test may judge, never the rest of
+/// `/dev/shm`, which other programs use too.
+pub fn ours() -> std::collections::BTreeSet<String> {
+    let pid = std::process::id();
+    let (mine, unique) = (format!("-{pid}-"), format!("shmkit-{pid}-"));
+    dev_shm()
+        .into_iter()
+        .filter(|e| (e.starts_with("shmkit-test-") && e.contains(&mine)) || e.starts_with(&unique))
+        .collect()
+}
+
 /// The names in `/dev/shm` now.
 pub fn dev_shm() -> std::collections::BTreeSet<String> {
     std::fs::read_dir("/dev/shm").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()

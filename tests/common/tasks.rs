@@ -144,10 +144,26 @@ pub fn fork_and_die(path: String) {
     }
 }
 
+/// Adds 1 to counter `name`: a task whose running shows.
+pub fn bump(name: String) {
+    shmkit::sync::ShmCounter::open(&name).unwrap().add(1);
+}
+
+/// Doubles its rows in two halves; the chunk starting at row 400 aborts
+/// its helper between the halves: a pass half-applied by a death.
+pub fn double_or_die(start: usize, mut rows: ArrayViewMut1<f64>) {
+    let half = rows.len() / 2;
+    rows.iter_mut().take(half).for_each(|x| *x *= 2.0);
+    if start == 400 {
+        std::process::abort();
+    }
+    rows.iter_mut().skip(half).for_each(|x| *x *= 2.0);
+}
+
 pub fn register(r: &mut shmkit::Registry) {
     r.add(square).add(add).add(slow_square).add(sleep_ms).add(panics).add(fails);
     r.add(pid).add(abort).add(set_marker).add(marker).add(double).add(count_rows);
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
     r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
-    r.add(fork_and_die);
+    r.add(fork_and_die).add(bump).add(double_or_die);
 }
