@@ -79,16 +79,28 @@ fn launcher() {
         assert!(left.is_empty(), "a normal end left segments: {left:?}");
     }
     for (victim, what) in [(2, "a node leader"), (3, "a rank that is not a leader")] {
-        kill_case(victim, what);
+        kill_case(victim, what, None);
+    }
+    // Killed inside the collective operations, where others wait on it.
+    let inside = [
+        (2, "a node leader inside create, its segment made", "mpi-created"),
+        (3, "a rank inside create, opening its node's segment", "mpi-opening"),
+        (2, "a node leader inside a broadcast", "mpi-broadcast"),
+        (0, "the broadcasting root inside a broadcast", "mpi-broadcast"),
+        (2, "a node leader inside a halo exchange", "mpi-halo"),
+    ];
+    for (victim, what, point) in inside {
+        kill_case(victim, what, Some(point));
     }
     a_node_size_bad_on_some_ranks_fails_every_rank();
     same_checksum_as_heat_diffusion();
 }
 
-/// Rank `victim` SIGKILLs itself while its node's segments exist.
-fn kill_case(victim: usize, what: &str) {
+/// Rank `victim` SIGKILLs itself while its node's segments exist: between
+/// operations, or at fault point `point` inside one.
+fn kill_case(victim: usize, what: &str, point: Option<&str>) {
     let job_file = std::env::temp_dir().join(format!("shmkit-mpi-job-{}-{victim}", std::process::id()));
-    let args = ["--kill", &victim.to_string(), job_file.to_str().unwrap()];
+    let args = ["--kill", &victim.to_string(), job_file.to_str().unwrap(), point.unwrap_or("between")];
     let mut job = mpirun(2, &this_test(), &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !job_file.exists() {
@@ -115,7 +127,7 @@ fn kill_case(victim: usize, what: &str) {
     assert!(!status.success(), "mpirun should report the killed rank");
     let took = killed.elapsed();
     let left = shm_entries(&prefix);
-    if victim % 2 == 0 {
+    if victim % 2 == 0 && point.is_none() {
         assert!(!left.is_empty(), "a killed leader cannot remove its segments: the kill landed too late");
     }
     let removed = shmkit::Gc::new().prefix(&prefix).run().unwrap();
@@ -191,7 +203,7 @@ fn rank() {
     }
     let (_universe, cluster) = Cluster::init().expect("MPI initialises");
     if let Some(i) = args.iter().position(|a| a == "--kill") {
-        return kill_one(&cluster, args[i + 1].parse().unwrap(), &args[i + 2]);
+        return kill_one(&cluster, args[i + 1].parse().unwrap(), &args[i + 2], &args[i + 3]);
     }
     topology(&cluster);
     distributed(&cluster);
@@ -236,7 +248,7 @@ fn distributed(c: &Cluster) {
     let count = a.reduce(|v| Some(v.len() as u64), |x, y| x + y).unwrap();
     assert_eq!(count, Some((rows * cols) as u64));
     let order = a.reduce(|_| Some(c.world_rank() as u64 + 1), |x, y| x * 10 + y).unwrap();
-    assert_eq!(order, Some(1234), "partial results are combined in rank order");
+    assert_eq!(order, Some(1234), "partial results are combined in row order");
     let expect = Array2::from_shape_fn((rows, cols), |(g, j)| value(g, j, cols));
     match a.gather().unwrap() {
         Some(all) => assert_eq!((c.world_rank(), all), (0, expect.clone())),
@@ -289,6 +301,14 @@ fn replicated(c: &Cluster) {
 fn misuse(c: &Cluster) {
     let too_thin = DistArray::<f64>::create(c, "thin", &[3, 2], 2);
     assert!(matches!(too_thin, Err(MpiError::Invalid(_))), "halo deeper than a node's rows");
+    // Shapes whose size overflows are refused as SharedArray refuses them,
+    // on every rank, before any segment is made (they wrapped around).
+    for shape in [&[2, 3, 6_148_914_691_236_517_206][..], &[4, 1 << 32, 1 << 32], &[1, usize::MAX]] {
+        let e = DistArray::<f64>::create(c, "huge", shape, 0).map(drop).unwrap_err();
+        assert!(matches!(&e, MpiError::Segment { source: shmkit::Error::SizeOverflow { .. }, .. }), "{shape:?}: {e}");
+    }
+    let e = DistArray::<u8>::create(c, "halo-huge", &[8, 2], usize::MAX / 2).map(drop).unwrap_err();
+    assert!(matches!(e, MpiError::Segment { .. } | MpiError::Invalid(_)), "{e}");
     let mut a = DistArray::<f64>::create(c, "badscatter", &[8, 2], 0).unwrap();
     let wrong = Array2::<f64>::zeros((7, 2));
     let e = a.scatter((c.world_rank() == 0).then(|| wrong.view())).unwrap_err();
@@ -305,16 +325,26 @@ fn misuse(c: &Cluster) {
     assert_eq!(a.sum().unwrap(), 16.0);
 }
 
-/// The fault case: rank `victim` is SIGKILLed while its node's segments exist;
-/// the others wait in a barrier that never completes, until mpirun ends it.
-fn kill_one(c: &Cluster, victim: usize, job_file: &str) {
-    let _a = DistArray::<f64>::create(c, "victim", &[64, 64], 1).unwrap();
-    let _r = ReplicatedArray::<u8>::create_with(c, "victim-table", &[1 << 20], |mut v| v.fill(7)).unwrap();
-    c.world().barrier();
+/// The fault case: rank `victim` is SIGKILLed while its node's segments
+/// exist, between operations (`point` "between"; the others then wait in a
+/// barrier that never completes) or at fault point `point` inside create,
+/// broadcast or a halo exchange, where the others wait on it; mpirun ends
+/// the job either way.
+fn kill_one(c: &Cluster, victim: usize, job_file: &str, point: &str) {
     if c.world_rank() == victim {
         let tmp = format!("{job_file}.tmp");
         std::fs::write(&tmp, format!("{:016x}", c.job_id())).unwrap();
         std::fs::rename(&tmp, job_file).unwrap();
+        // Read at the first fault point, which comes after this.
+        std::env::set_var("SHMKIT_FAULT_INJECT", point);
+    }
+    let mut a = DistArray::<f64>::create(c, "victim", &[64, 64], 1).unwrap();
+    let _r = ReplicatedArray::<u8>::create_with(c, "victim-table", &[1 << 20], |mut v| v.fill(7)).unwrap();
+    let data = ArrayD::from_elem(IxDyn(&[1 << 20]), 3u8);
+    let _b = ReplicatedArray::<u8>::broadcast(c, "victim-bcast", &[1 << 20], (c.world_rank() == 0).then(|| data.view()));
+    a.exchange_halos().unwrap();
+    c.world().barrier();
+    if c.world_rank() == victim {
         rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL).unwrap();
     }
     c.world().barrier(); // never completes

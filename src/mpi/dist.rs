@@ -300,6 +300,7 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
                 }
                 _ => {}
             }
+            crate::fault::point("mpi-halo");
         }
         if outcome.is_ok() && me > 0 {
             outcome = self.write_rows(0..h, &from_above);

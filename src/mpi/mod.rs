@@ -218,11 +218,15 @@ impl Cluster {
         open: impl FnOnce() -> crate::Result<T>,
     ) -> Result<T> {
         let made = if self.is_leader() { Some(create()) } else { None };
+        crate::fault::point("mpi-created");
         let mut created_ok = u8::from(made.as_ref().is_none_or(|r| r.is_ok()));
         self.node.process_at_rank(0).broadcast_into(&mut created_ok);
         let mine = match (made, created_ok) {
             (Some(r), _) => r,
-            (None, 1) => open(),
+            (None, 1) => {
+                crate::fault::point("mpi-opening");
+                open()
+            }
             (None, _) => Err(crate::Error::InvalidArgument("the node's leader failed to create it".into())),
         };
         self.agree(mine)

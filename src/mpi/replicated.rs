@@ -50,6 +50,7 @@ impl<T: Element + Equivalence> ReplicatedArray<T> {
             }
             for chunk in all.chunks_mut(BROADCAST_CHUNK) {
                 leaders.process_at_rank(0).broadcast_into(chunk);
+                crate::fault::point("mpi-broadcast");
             }
         }
         drop(all);
