@@ -10,6 +10,16 @@
 //!   killed consumer may lose (and the one a killed producer may have
 //!   pushed without recording it);
 //! - no call blocks past its timeout + 100 ms;
+//! - an in-place pass that fails reports its rows exactly: applied rows
+//!   changed once, not-applied rows untouched;
+//! - tasks cancelled (or dropped) while queued or pipelined, helpers
+//!   killed meanwhile: no task runs twice, every `Ok` ran once;
+//! - creators and a collector (`gc`) killed or stopped mid-work: one gc
+//!   afterwards leaves nothing of theirs, and never removes a live segment;
+//! - a list's pusher stopped or killed mid-push: a slot reads pending only
+//!   while its pusher lives, a hole only once it is dead, never torn;
+//! - a pool whose helper dies or stops in its start handshake: `build`
+//!   returns in time, with a working pool or an error;
 //! - no process and no `/dev/shm` entry is left.
 //!
 //! `SHMKIT_FAULT_ROUNDS` sets the number of rounds (default 300, about a
@@ -47,8 +57,15 @@ fn bump(start: usize, mut rows: ArrayViewMut1<u32>) {
     rows.iter_mut().skip(half).for_each(|x| *x += 1);
 }
 
+/// Appends `i` to list `name` after `us` microseconds: a task whose
+/// running shows, once per run.
+fn mark(name: String, i: u64, us: u64) {
+    std::thread::sleep(Duration::from_micros(us));
+    shmkit::collections::ShmVec::<u64>::open(&name).unwrap().push(i).unwrap();
+}
+
 fn tasks(r: &mut shmkit::Registry) {
-    r.add(sleepy_square).add(bump);
+    r.add(sleepy_square).add(bump).add(mark);
 }
 
 /// A fault: which signal, how long a stop lasts.
@@ -164,8 +181,140 @@ fn round_in_place(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
     t.check(twice.is_none(), || {
         format!("in place: row {twice:?} applied twice ({:?})", &values[..values.len().min(16)])
     });
-    if result.is_ok() {
-        t.check(values.iter().all(|&x| x == 1), || "in place: Ok, yet some rows were not applied".into());
+    match result {
+        Ok(()) => t.check(values.iter().all(|&x| x == 1), || "in place: Ok, yet some rows were not applied".into()),
+        Err(shmkit::InPlaceError::Incomplete(report)) => {
+            let all = |ranges: &[std::ops::Range<usize>], want: u32| {
+                ranges.iter().all(|r| values[r.clone()].iter().all(|&x| x == want))
+            };
+            t.check(all(&report.applied, 1), || format!("in place: rows reported applied are not: {report}"));
+            t.check(all(&report.not_applied, 0), || format!("in place: rows reported not applied were: {report}"));
+            let covered: usize = report
+                .applied
+                .iter()
+                .chain(&report.not_applied)
+                .chain(report.in_doubt.iter().map(|(r, _)| r))
+                .map(|r| r.len())
+                .sum();
+            t.check(covered == rows, || format!("in place: the report covers {covered} of {rows} rows: {report}"));
+        }
+        Err(e) => t.check(false, || format!("in place: {e}")),
+    }
+}
+
+/// Tasks submitted behind one another, some cancelled or dropped at a
+/// random moment (queued, pipelined or running), a helper hit meanwhile:
+/// nothing runs twice, and every `Ok` ran once.
+fn round_cancel(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
+    let n = 8 + rng.below(24);
+    let list = shmkit::collections::ShmVec::<u64>::create_unique(4 * n as usize).unwrap();
+    let handles: Vec<_> = (0..n).map(|i| pool.submit(mark, (list.name().to_owned(), i, rng.below(3000)))).collect();
+    let injector = inject(Duration::from_micros(rng.below(20_000)), fault(rng), pick_helper(pool, rng));
+    std::thread::sleep(Duration::from_micros(rng.below(10_000)));
+    let mut kept = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        match rng.below(3) {
+            0 => drop(h), // cancels
+            1 => {
+                h.cancel();
+                kept.push((i as u64, h));
+            }
+            _ => kept.push((i as u64, h)),
+        }
+    }
+    let results: Vec<(u64, Result<(), TaskError>)> = kept.into_iter().map(|(i, h)| (i, h.wait())).collect();
+    t.faults += usize::from(injector.join().unwrap());
+    std::thread::sleep(Duration::from_millis(5)); // a task killed mid-run is gone by now
+    let mut marks = list.to_vec();
+    marks.sort_unstable();
+    let twice = marks.windows(2).find(|w| w[0] == w[1]);
+    t.check(twice.is_none(), || format!("cancel: task {twice:?} ran twice"));
+    for (i, r) in results {
+        let ok = r.is_ok();
+        t.check(!ok || marks.binary_search(&i).is_ok(), || format!("cancel: task {i} is Ok but never ran"));
+        let allowed = matches!(r, Ok(()) | Err(TaskError::Cancelled | TaskError::WorkerDied { .. }));
+        t.check(allowed, || format!("cancel: task {i}: {r:?}"));
+    }
+}
+
+/// Creators of segments and a collector hit while they work: afterwards
+/// one gc (of this round's names) leaves nothing of theirs.
+fn round_gc(rng: &mut Rng, t: &mut Tally) {
+    let base = unique("fh-gc");
+    let keep = SharedArray::<u8, Ix1>::create(&format!("{base}-live"), 4096).unwrap();
+    let mut creator = spawn_child(TEST, &format!("creator:{base}"), Stdio::null());
+    let f = fault(rng);
+    let target = creator.id();
+    let injector = inject(Duration::from_micros(rng.below(20_000)), f, move || Some(target));
+    let _ = wait(&mut creator, t, "creator");
+    t.faults += usize::from(injector.join().unwrap());
+    let mut collector = spawn_child(TEST, &format!("collector:{base}"), Stdio::null());
+    let target = collector.id();
+    let injector = inject(Duration::from_micros(rng.below(5_000)), fault(rng), move || Some(target));
+    let _ = wait(&mut collector, t, "collector");
+    t.faults += usize::from(injector.join().unwrap());
+    let _ = shmkit::Gc::new().prefix(&base).run();
+    let left: Vec<String> =
+        common::dev_shm().into_iter().filter(|e| e.contains(&base) && !e.ends_with("-live")).collect();
+    t.check(left.is_empty(), || format!("gc: left after one gc: {left:?}"));
+    t.check(common::shm_exists(keep.name()), || "gc: removed a live creator's segment".into());
+}
+
+/// A pusher stopped or killed mid-push while the parent reads along.
+fn round_list(rng: &mut Rng, t: &mut Tally) {
+    let base = unique("fh-v");
+    let list = shmkit::collections::ShmVec::<[u64; 4]>::create(&format!("{base}-v"), 1 << 16).unwrap();
+    let mut pusher = spawn_child(TEST, &format!("pusher:{base}"), Stdio::null());
+    let f = fault(rng);
+    let target = pusher.id();
+    let injector = inject(Duration::from_micros(1000 + rng.below(20_000)), f, move || Some(target));
+    let mut next = 0;
+    let until = Instant::now() + Duration::from_millis(40);
+    while Instant::now() < until {
+        match list.item(next) {
+            shmkit::collections::Item::Ready(v) => {
+                t.check(v.iter().all(|&x| x == v[0]), || format!("list: slot {next} torn: {v:?}"));
+                next += 1;
+            }
+            shmkit::collections::Item::Hole => {
+                // Its pusher must be dying: the kernel drops a process's
+                // locks as it exits, a moment before it can be waited for.
+                let dying = Instant::now();
+                while pusher.try_wait().unwrap().is_none() && dying.elapsed() < Duration::from_millis(500) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let dead = pusher.try_wait().unwrap().is_some();
+                t.check(dead, || format!("list: slot {next} reads as a hole while its pusher lives"));
+                next += 1;
+            }
+            _ => std::thread::yield_now(),
+        }
+    }
+    let _ = pusher.kill();
+    let _ = pusher.wait();
+    t.faults += usize::from(injector.join().unwrap());
+    let holes = (0..list.len()).filter(|&i| list.item(i) == shmkit::collections::Item::Hole).count();
+    t.check(holes <= 1, || format!("list: {holes} holes from one dead pusher"));
+    let pending = (0..list.len()).any(|i| list.item(i) == shmkit::collections::Item::Pending);
+    t.check(!pending, || "list: a slot of a dead pusher reads as pending".into());
+}
+
+/// A pool whose helpers die or stop inside their start handshake (a fault
+/// point there) or at a random moment of it: `build` returns in time.
+fn round_start(rng: &mut Rng, t: &mut Tally) {
+    let point = ["helper-before-ready", "none"][rng.below(2) as usize];
+    let start = Instant::now();
+    let limit = Duration::from_secs(5);
+    let builder = Pool::builder().tasks(tasks).helpers(2).in_test(TEST).start_timeout(limit);
+    let built = builder.env("SHMKIT_FAULT_INJECT", point).env("SHMKIT_TEST_CHILD", "helper").build();
+    t.on_time(start.elapsed(), limit, "a pool's start");
+    match (built, point) {
+        (Ok(pool), "none") => {
+            let r = pool.map(sleepy_square, [(3, 0)]);
+            t.check(r == [Ok(9)], || format!("start: a fresh pool answered {r:?}"));
+        }
+        (Err(shmkit::PoolError::HelperExited(_)), "helper-before-ready") => t.faults += 1,
+        (other, _) => t.check(false, || format!("start with a helper dying at {point}: {:?}", other.map(drop))),
     }
 }
 
@@ -304,6 +453,21 @@ fn child(arg: &str) {
                 seen[x as usize] += 1;
             }
         }
+        ["creator", base] => {
+            for i in 0..8 {
+                std::mem::forget(SharedArray::<u8, Ix1>::create(&format!("{base}-{i}"), 1 << 20).unwrap());
+            }
+        }
+        ["collector", base] => drop(shmkit::Gc::new().prefix(base).run()),
+        ["pusher", base] => {
+            let list = shmkit::collections::ShmVec::<[u64; 4]>::open(&format!("{base}-v")).unwrap();
+            for x in 0u64.. {
+                if list.push([x; 4]).is_err() {
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+            }
+        }
+        ["helper"] => unreachable!("a helper serves in init, before this"),
         ["locker", base] => {
             let m = ShmMutex::<u64>::open(&format!("{base}-m")).unwrap();
             let rw = ShmRwLock::<u64>::open(&format!("{base}-rw")).unwrap();
@@ -349,12 +513,16 @@ fn fault_injection_harness() {
     let start = Instant::now();
     let pool = Pool::builder().tasks(tasks).helpers(2).pipeline(2).in_test(TEST).build().unwrap();
     for _ in 0..rounds {
-        match rng.below(6) {
+        match rng.below(11) {
             0 => round_map(&pool, &mut rng, &mut t),
             1 => round_submit(&pool, &mut rng, &mut t),
             2 | 3 => round_in_place(&pool, &mut rng, &mut t),
             4 => round_queue(&mut rng, &mut t),
-            _ => round_locks(&mut rng, &mut t),
+            5 => round_locks(&mut rng, &mut t),
+            6 | 7 => round_cancel(&pool, &mut rng, &mut t),
+            8 => round_gc(&mut rng, &mut t),
+            9 => round_list(&mut rng, &mut t),
+            _ => round_start(&mut rng, &mut t),
         }
         t.rounds += 1;
     }

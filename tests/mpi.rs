@@ -341,7 +341,8 @@ fn kill_one(c: &Cluster, victim: usize, job_file: &str, point: &str) {
     let mut a = DistArray::<f64>::create(c, "victim", &[64, 64], 1).unwrap();
     let _r = ReplicatedArray::<u8>::create_with(c, "victim-table", &[1 << 20], |mut v| v.fill(7)).unwrap();
     let data = ArrayD::from_elem(IxDyn(&[1 << 20]), 3u8);
-    let _b = ReplicatedArray::<u8>::broadcast(c, "victim-bcast", &[1 << 20], (c.world_rank() == 0).then(|| data.view()));
+    let _b =
+        ReplicatedArray::<u8>::broadcast(c, "victim-bcast", &[1 << 20], (c.world_rank() == 0).then(|| data.view()));
     a.exchange_halos().unwrap();
     c.world().barrier();
     if c.world_rank() == victim {

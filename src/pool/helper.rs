@@ -83,6 +83,7 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     tasks(&mut registry);
     panics::install_hook();
     let ready = FromHelper::Ready { protocol: PROTOCOL, tasks: registry.names(), pid: std::process::id() };
+    crate::fault::point("helper-before-ready");
     send(&mut &stream, &ready).unwrap_or_else(|e| die(e));
     let (mut reader, mut cache, mut encoded) = (FrameReader::new(), Cache::default(), Vec::new());
     // Jobs come through the job ring from here on, results go back through
