@@ -72,7 +72,7 @@ fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
         [DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?, DistArray::create(cluster, "heat-b", &[n, n], 1)?];
     for g in &mut grids {
         let first = g.rank_rows().start;
-        for (k, mut row) in or_abort(cluster, g.rows_mut()).outer_iter_mut().enumerate() {
+        for (k, mut row) in or_abort(cluster, g.my_rows_mut()).outer_iter_mut().enumerate() {
             row.fill(heat::initial(first + k));
         }
         g.exchange_halos()?;
@@ -85,7 +85,7 @@ fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
             let local: Vec<usize> = rows.clone().filter_map(|g| cur.local_row(g)).collect();
             let node = or_abort(cluster, cur.node_view());
             let row = |r: usize| node.row(r).to_slice().expect("C-order rows");
-            let mut out = or_abort(cluster, next.rows_mut());
+            let mut out = or_abort(cluster, next.my_rows_mut());
             for ((g, l), mut o) in rows.zip(local).zip(out.outer_iter_mut()) {
                 let (up, down) = (l.saturating_sub(1), (l + 1).min(node.nrows() - 1));
                 heat::step_row(g, n, row(up), row(l), row(down), o.as_slice_mut().expect("C-order rows"));

@@ -69,7 +69,7 @@ fn with_nodes(cluster: &Cluster, elements: usize) -> Result<(u64, f64, f64)> {
     let start = Instant::now();
     let mut a = DistArray::<u64>::create(cluster, "sum", &[elements], 0)?;
     let first = a.rank_rows().start as u64;
-    let mut mine = cluster.agree(a.rows_mut())?;
+    let mut mine = cluster.agree(a.my_rows_mut())?;
     mine.iter_mut().enumerate().for_each(|(i, x)| *x = first + i as u64);
     drop(mine);
     let setup = start.elapsed().as_secs_f64();

@@ -12,16 +12,18 @@ use crate::kind::SegmentKind;
 #[non_exhaustive]
 pub enum Error {
     /// No segment (or file) by that name exists.
-    #[error("shared array '{name}' does not exist (was it created, or already unlinked by its owner?)")]
+    #[error("no segment named '{name}' exists (was it created? its owner removes it when done, and gc when its creator dies)")]
     NotFound {
         /// The name or path that was looked up.
         name: String,
     },
     /// `create` found a segment of that name already there.
-    #[error("a segment named '{name}' already exists; pick another name, or open it instead")]
+    #[error("a segment named '{name}' already exists{}", if *creator_gone { ", left by a creator that is gone (killed?): remove it with `shmkit gc` (or shmkit::admin::Gc), then create it again" } else { "; pick another name, or open it instead" })]
     AlreadyExists {
         /// The name that is taken.
         name: String,
+        /// Its creator is gone: it is garbage a crashed run left.
+        creator_gone: bool,
     },
     /// The name has characters or a form shmkit does not accept.
     #[error("invalid segment name '{name}': {reason}")]
@@ -157,7 +159,7 @@ pub enum Error {
         len: usize,
     },
     /// The segment holds another kind of object than the one asked for.
-    #[error("segment '{name}' holds a {found}, but it was opened as a {expected}")]
+    #[error("segment '{name}' holds {}, but it was opened as {}", found.with_article(), expected.with_article())]
     WrongKind {
         /// The segment.
         name: String,
@@ -274,7 +276,7 @@ impl Error {
         let name = name.to_owned();
         match (source.kind(), source.raw_os_error()) {
             (io::ErrorKind::NotFound, _) => Error::NotFound { name },
-            (io::ErrorKind::AlreadyExists, _) => Error::AlreadyExists { name },
+            (io::ErrorKind::AlreadyExists, _) => Error::AlreadyExists { name, creator_gone: false },
             (io::ErrorKind::PermissionDenied, _) => Error::PermissionDenied { name },
             (_, Some(libc::EMFILE)) => {
                 let limits = crate::os::limits();

@@ -6,7 +6,7 @@
 use crate::npy::header::Header;
 use crate::npy::literal as pyliteral;
 use crate::pool::codec::items;
-use crate::pool::wire::{Batch, Failure, FrameReader, FromHelper, ToHelper};
+use crate::pool::wire::{Failure, FrameReader, FromHelper, Items, ToHelper};
 use crate::segment::{read_layout, TRAILER_LEN};
 
 /// `data` as the bytes of a whole segment: the validating reader (header,
@@ -33,7 +33,7 @@ pub fn decode_frames(data: &[u8]) {
     let mut r = FrameReader::from_bytes(data);
     while let Some(Ok(msg)) = r.next::<ToHelper>() {
         if let ToHelper::Run { count, args, .. } = msg {
-            let batch = Batch { data: args.into_owned(), count: count.min(MAX_FUZZ_ITEMS), failures: Vec::new() };
+            let batch = Items { data: args.into_owned(), count: count.min(MAX_FUZZ_ITEMS), failures: Vec::new() };
             decode_all::<u64>(&batch);
             decode_all::<(String, i32)>(&batch);
         }
@@ -50,7 +50,7 @@ pub fn decode_frames(data: &[u8]) {
 
 /// Decodes `batch`'s items up to the first that cannot be decoded (every
 /// later one repeats that error: nothing new for the fuzzer to find).
-fn decode_all<T: serde::de::DeserializeOwned + 'static>(batch: &Batch) {
+fn decode_all<T: serde::de::DeserializeOwned + 'static>(batch: &Items) {
     for item in items::<T>(batch) {
         if matches!(item, Err(Failure::Codec(_))) {
             break;

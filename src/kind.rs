@@ -68,6 +68,15 @@ impl SegmentKind {
         KNOWN.into_iter().find(|k| k.code() == code).unwrap_or(SegmentKind::Unknown(code))
     }
 
+    /// The kind's name after "a" or "an", for messages: "an array", "a mutex".
+    pub(crate) fn with_article(self) -> String {
+        let name = self.to_string();
+        match name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            true => format!("an {name}"),
+            false => format!("a {name}"),
+        }
+    }
+
     /// Every kind this version knows, for exhaustive tests.
     pub fn all() -> impl Iterator<Item = SegmentKind> {
         KNOWN.into_iter()

@@ -51,16 +51,14 @@ compile_error!("shmkit needs a 64-bit target (64-bit file offsets for its lock b
 #[cfg(not(target_endian = "little"))]
 compile_error!("shmkit writes little-endian .npy headers and needs a little-endian host");
 
-mod array;
+pub mod admin;
+pub mod array;
 pub mod collections;
-mod doctor;
 mod error;
 mod fault;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
-mod gc;
-mod info;
 mod kind;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -68,25 +66,18 @@ mod name;
 mod npy;
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
 mod os;
-mod pool;
+pub mod pool;
+pub mod prelude;
 mod role;
 mod segment;
 pub mod sync;
 
-pub use crate::array::{SharedArray, SliceMut, SliceRef, View, ViewMut};
-pub use crate::doctor::{doctor, Checkup, RemoveIpc};
+pub use crate::array::SharedArray;
 pub use crate::error::{Error, Result};
-pub use crate::gc::{collect_garbage, list_segments, list_unnamed, Gc, Listing, Unnamed};
-pub use crate::info::{inspect, remove, unlink, ArrayHeader, Creator, SegmentInfo};
-pub use crate::kind::SegmentKind;
 pub use crate::npy::dtype::{DType, Element};
 #[doc(hidden)]
 pub use crate::npy::record::{__is_record, __struct_dtype};
 pub use crate::npy::record::{FixedStr, Record, StrTooLong};
-pub use crate::pool::{
-    as_completed, init, is_helper, serve, AsCompleted, Batch, InPlaceError, Pool, PoolBuilder, PoolError, ReduceError,
-    Registry, RowReport, Task, TaskError, TaskHandle, Unordered,
-};
-pub use crate::segment::liveness::Presence;
+pub use crate::pool::{init, serve, Pool, Registry};
 pub use bytemuck;
 pub use ndarray;

@@ -36,6 +36,16 @@ pub(crate) fn validate(name: &str) -> Result<&str> {
     if bare.starts_with('.') {
         return Err(invalid("it starts with '.'"));
     }
+    if let Some(inside) = bare.strip_prefix("dev/shm/") {
+        return Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason: if validate(inside).is_ok() {
+                "it is a path: give the bare name, as in /dev/shm/NAME"
+            } else {
+                "it is a path"
+            },
+        });
+    }
     if !bare.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
         return Err(invalid("only ASCII letters, digits, '_', '-' and '.' are allowed"));
     }

@@ -49,7 +49,7 @@ fn attacher_cannot_unlink_and_owner_close_reports_errors() {
     let attached = SharedArray::<i64, Ix1>::open(&name).unwrap();
     assert!(attached.remove_name().is_err());
     assert!(shm_exists(&name));
-    shmkit::unlink(&name).unwrap(); // someone else removes the name first
+    shmkit::admin::unlink(&name).unwrap(); // someone else removes the name first
     assert!(matches!(owner.close(), Err(Error::NotFound { .. })));
     assert_eq!(attached.as_slice().unwrap().len(), 8, "mapping stays valid after unlink");
 }
@@ -60,7 +60,7 @@ fn persisted_segment_outlives_its_owner() {
     if let Some(name) = child_arg() {
         let a = SharedArray::<f32, Ix2>::open(&name).unwrap();
         assert_eq!(*a.view().unwrap(), array![[1.0, 2.0], [3.0, 4.0]]);
-        assert!(shmkit::inspect(&name).unwrap().persistent);
+        assert!(shmkit::admin::inspect(&name).unwrap().persistent);
         return;
     }
     let name = unique("persist");
@@ -69,7 +69,7 @@ fn persisted_segment_outlives_its_owner() {
     drop(a);
     let _cleanup = ShmFile(name.clone());
     assert!(run_child("persisted_segment_outlives_its_owner", &name).success());
-    shmkit::unlink(&name).unwrap();
+    shmkit::admin::unlink(&name).unwrap();
     assert!(!shm_exists(&name));
 }
 

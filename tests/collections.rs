@@ -244,7 +244,7 @@ fn a_tailing_reader_skips_a_dead_pushers_hole_and_waits_for_a_stopped_one() {
     let mut got = Vec::new();
     let mut next = 0;
     let start = Instant::now();
-    while got.len() < 1 && start.elapsed() < Duration::from_secs(5) {
+    while got.is_empty() && start.elapsed() < Duration::from_secs(5) {
         match list.item(next) {
             Item::Ready(x) => {
                 got.push(x);
@@ -333,9 +333,9 @@ fn string_keys_round_trip_and_entries_come_back_through_any_handle() {
     let mut names: Vec<String> = map.snapshot().unwrap().iter().map(|(k, _)| k.as_str().unwrap().to_owned()).collect();
     names.sort();
     assert_eq!(names, ["b.npy"]);
-    let info = shmkit::inspect(map.name()).unwrap();
+    let info = shmkit::admin::inspect(map.name()).unwrap();
     let c = info.collection.expect("a map's summary");
-    assert_eq!((info.kind, c.len, c.capacity), (shmkit::SegmentKind::Map, 1, 100));
+    assert_eq!((info.kind, c.len, c.capacity), (shmkit::admin::SegmentKind::Map, 1, 100));
     let types: Vec<(&str, &str)> = info.types.iter().map(|(r, t)| (r.as_str(), t.as_str())).collect();
     assert_eq!(types, [("key", "|S32"), ("value", "<f8")], "numpy's dtypes, as Python will read them");
     let _ = c;

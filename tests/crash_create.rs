@@ -118,7 +118,7 @@ fn a_creator_killed_at_any_moment_leaves_nothing_gc_cannot_remove() {
         .map(|&w| {
             filled.store(w == "filled", Ordering::SeqCst);
             let (t, _, pid) = round(if w == "unique" { "filled" } else { w }, &name, None, None);
-            shmkit::Gc::new().creator(pid).run().unwrap();
+            shmkit::admin::Gc::new().creator(pid).run().unwrap();
             t
         })
         .collect();
@@ -140,7 +140,7 @@ fn a_creator_killed_at_any_moment_leaves_nothing_gc_cannot_remove() {
         } else {
             early += 1
         }
-        shmkit::Gc::new().creator(pid).run().unwrap();
+        shmkit::admin::Gc::new().creator(pid).run().unwrap();
         let left = leftovers(&name, pid);
         assert!(left.is_empty(), "round {r} ({way}): left after gc: {left:?}");
     }

@@ -30,7 +30,7 @@ fn npy_with_dict(dict: &str, data: usize) -> Vec<u8> {
 fn missing_segment_is_not_found() {
     let err = SharedArray::<f64, Ix1>::open(&unique("missing")).unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
-    assert!(matches!(shmkit::inspect(&unique("missing")), Err(Error::NotFound { .. })));
+    assert!(matches!(shmkit::admin::inspect(&unique("missing")), Err(Error::NotFound { .. })));
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn persist_may_be_called_again_and_on_files() {
     a.persist().unwrap();
     a.persist().expect("a second persist by the creator is harmless");
     drop(a);
-    assert!(shmkit::inspect(&name).unwrap().persistent);
+    assert!(shmkit::admin::inspect(&name).unwrap().persistent);
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.npy", unique("persist-file")));
     let f = SharedArray::<u8, Ix1>::create_file(&path, 4).unwrap();
     f.persist().expect("a file is never removed by shmkit: nothing to do");
@@ -246,11 +246,11 @@ fn only_the_creating_handle_may_persist_or_remove() {
     let attached = SharedArray::<u8, Ix1>::open(&name).unwrap();
     assert!(matches!(attached.persist(), Err(Error::NotOwner { .. })));
     assert!(matches!(attached.remove_name(), Err(Error::NotOwner { .. })));
-    assert!(!shmkit::inspect(&name).unwrap().persistent);
+    assert!(!shmkit::admin::inspect(&name).unwrap().persistent);
     owner.persist().unwrap();
     drop(owner);
     assert!(shm_exists(&name));
-    shmkit::remove(&name).unwrap();
+    shmkit::admin::remove(&name).unwrap();
     assert!(!shm_exists(&name));
 }
 
@@ -264,9 +264,9 @@ fn a_segment_of_an_older_shmkit_is_named_as_such_and_removable() {
     let err = SharedArray::<f64, Ix2>::open(&raw.0).unwrap_err();
     assert!(matches!(err, Error::OlderVersion { version: 1, .. }), "{err}");
     assert!(err.to_string().contains("shmkit rm"));
-    shmkit::remove(&raw.0).unwrap();
+    shmkit::admin::remove(&raw.0).unwrap();
     assert!(!shm_exists(&raw.0));
     let foreign = ShmFile::with_bytes(&unique("not-ours"), b"some other program's bytes");
-    assert!(matches!(shmkit::remove(&foreign.0), Err(Error::NotAnArray { .. })), "remove touches shmkit's only");
+    assert!(matches!(shmkit::admin::remove(&foreign.0), Err(Error::NotAnArray { .. })), "remove touches shmkit's only");
     assert!(shm_exists(&foreign.0));
 }

@@ -34,10 +34,12 @@ use std::time::{Duration, Instant};
 use common::{child_arg, spawn_child, unique, Rng, Watchdog};
 use ndarray::{ArrayViewMut1, Ix1};
 use rustix::process::Signal;
+use shmkit::pool::TaskError;
 use shmkit::sync::{
-    EventMode, LockError, RecvTimeoutError, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock,
+    EventMode, LockError, LockTimeoutError, RecvTimeoutError, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue,
+    ShmRwLock,
 };
-use shmkit::{Pool, SharedArray, TaskError};
+use shmkit::{Pool, SharedArray};
 
 const TEST: &str = "fault_injection_harness";
 /// The slack every timed call gets: "no call blocks past its timeout + 100 ms".
@@ -183,7 +185,7 @@ fn round_in_place(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
     });
     match result {
         Ok(()) => t.check(values.iter().all(|&x| x == 1), || "in place: Ok, yet some rows were not applied".into()),
-        Err(shmkit::InPlaceError::Incomplete(report)) => {
+        Err(shmkit::pool::InPlaceError::Incomplete(report)) => {
             let all = |ranges: &[std::ops::Range<usize>], want: u32| {
                 ranges.iter().all(|r| values[r.clone()].iter().all(|&x| x == want))
             };
@@ -253,7 +255,7 @@ fn round_gc(rng: &mut Rng, t: &mut Tally) {
     let injector = inject(Duration::from_micros(rng.below(5_000)), fault(rng), move || Some(target));
     let _ = wait(&mut collector, t, "collector");
     t.faults += usize::from(injector.join().unwrap());
-    let _ = shmkit::Gc::new().prefix(&base).run();
+    let _ = shmkit::admin::Gc::new().prefix(&base).run();
     let left: Vec<String> =
         common::dev_shm().into_iter().filter(|e| e.contains(&base) && !e.ends_with("-live")).collect();
     t.check(left.is_empty(), || format!("gc: left after one gc: {left:?}"));
@@ -313,7 +315,7 @@ fn round_start(rng: &mut Rng, t: &mut Tally) {
             let r = pool.map(sleepy_square, [(3, 0)]);
             t.check(r == [Ok(9)], || format!("start: a fresh pool answered {r:?}"));
         }
-        (Err(shmkit::PoolError::HelperExited(_)), "helper-before-ready") => t.faults += 1,
+        (Err(shmkit::pool::PoolError::HelperExited(_)), "helper-before-ready") => t.faults += 1,
         (other, _) => t.check(false, || format!("start with a helper dying at {point}: {:?}", other.map(drop))),
     }
 }
@@ -367,7 +369,7 @@ fn round_queue(rng: &mut Rng, t: &mut Tally) {
     // The documented loss: a consumer killed inside pop loses that record.
     let may_lose = usize::from(!hit_producer && matches!(f, Fault::Kill));
     t.check(lost <= may_lose, || format!("queue: {lost} records lost (allowed {may_lose}, producer ok: {produced})"));
-    let _ = shmkit::Gc::new().prefix(&base).run(); // a killed child's handles are garbage now
+    let _ = shmkit::admin::Gc::new().prefix(&base).run(); // a killed child's handles are garbage now
 }
 
 /// Waits for a child of a round, at most 30 s; true if it exited cleanly.
@@ -405,16 +407,16 @@ fn round_locks(rng: &mut Rng, t: &mut Tally) {
         let start = Instant::now();
         match m.lock_timeout(limit) {
             Ok(mut g) => *g += 1,
-            Err(LockError::OwnerDied(d)) => *d.acknowledge() += 1,
-            Err(LockError::Timeout) => {}
+            Err(LockTimeoutError::OwnerDied(d)) => *d.acknowledge() += 1,
+            Err(LockTimeoutError::Timeout) => {}
             Err(e) => t.check(false, || format!("mutex: {e:?}")),
         }
         t.on_time(start.elapsed(), limit, "mutex lock_timeout");
         let start = Instant::now();
         match rw.write_timeout(limit) {
             Ok(mut g) => *g += 1,
-            Err(LockError::OwnerDied(d)) => *d.acknowledge() += 1,
-            Err(LockError::Timeout) => {}
+            Err(LockTimeoutError::OwnerDied(d)) => *d.acknowledge() += 1,
+            Err(LockTimeoutError::Timeout) => {}
             Err(e) => t.check(false, || format!("rwlock: {e:?}")),
         }
         t.on_time(start.elapsed(), limit, "rwlock write_timeout");
@@ -427,10 +429,10 @@ fn round_locks(rng: &mut Rng, t: &mut Tally) {
     }
     // Every locker is gone now, however it ended: neither lock stays held.
     let limit = Duration::from_secs(2);
-    let mutex_free = matches!(m.lock_timeout(limit), Ok(_) | Err(LockError::OwnerDied(_)));
-    let got = mutex_free && matches!(rw.write_timeout(limit), Ok(_) | Err(LockError::OwnerDied(_)));
+    let mutex_free = matches!(m.lock_timeout(limit), Ok(_) | Err(LockTimeoutError::OwnerDied(_)));
+    let got = mutex_free && matches!(rw.write_timeout(limit), Ok(_) | Err(LockTimeoutError::OwnerDied(_)));
     t.check(got, || "a lock stayed held after every process holding it was killed".into());
-    let _ = shmkit::Gc::new().prefix(&base).run();
+    let _ = shmkit::admin::Gc::new().prefix(&base).run();
 }
 
 /// A child's part in a round.
@@ -458,7 +460,7 @@ fn child(arg: &str) {
                 std::mem::forget(SharedArray::<u8, Ix1>::create(&format!("{base}-{i}"), 1 << 20).unwrap());
             }
         }
-        ["collector", base] => drop(shmkit::Gc::new().prefix(base).run()),
+        ["collector", base] => drop(shmkit::admin::Gc::new().prefix(base).run()),
         ["pusher", base] => {
             let list = shmkit::collections::ShmVec::<[u64; 4]>::open(&format!("{base}-v")).unwrap();
             for x in 0u64.. {

@@ -130,7 +130,7 @@ fn kill_case(victim: usize, what: &str, point: Option<&str>) {
     if victim % 2 == 0 && point.is_none() {
         assert!(!left.is_empty(), "a killed leader cannot remove its segments: the kill landed too late");
     }
-    let removed = shmkit::Gc::new().prefix(&prefix).run().unwrap();
+    let removed = shmkit::admin::Gc::new().prefix(&prefix).run().unwrap();
     assert!(shm_entries(&prefix).is_empty(), "gc left {:?} (it removed {removed:?})", shm_entries(&prefix));
     println!(
         "mpi: {what} SIGKILLed mid-run: mpirun ended {took:?} later; {} segments were left, gc removed them",
@@ -235,7 +235,7 @@ fn distributed(c: &Cluster) {
     let (rows, cols) = (11, 3); // 11 rows: blocks of unequal size
     let mut a = DistArray::<f64>::create(c, "dist", &[rows, cols], 0).unwrap();
     let mine = a.rank_rows();
-    for (k, mut row) in a.rows_mut().unwrap().rows_mut().into_iter().enumerate() {
+    for (k, mut row) in a.my_rows_mut().unwrap().rows_mut().into_iter().enumerate() {
         row.iter_mut().enumerate().for_each(|(j, x)| *x = value(mine.start + k, j, cols));
     }
     // One segment per node, shared by its ranks: not one per rank.
@@ -256,7 +256,7 @@ fn distributed(c: &Cluster) {
     }
     let negated = expect.mapv(|x| -x);
     a.scatter((c.world_rank() == 0).then(|| negated.view())).unwrap();
-    let got = a.rows().unwrap().to_owned();
+    let got = a.my_rows().unwrap().to_owned();
     assert_eq!(got, negated.slice(ndarray::s![mine.clone(), ..]), "rank {} after scatter", c.world_rank());
 }
 
@@ -264,7 +264,7 @@ fn halos(c: &Cluster) {
     let (rows, cols, h) = (12, 4, 2);
     let mut a = DistArray::<f64>::create(c, "halo", &[rows, cols], h).unwrap();
     let mine = a.rank_rows();
-    for (k, mut row) in a.rows_mut().unwrap().rows_mut().into_iter().enumerate() {
+    for (k, mut row) in a.my_rows_mut().unwrap().rows_mut().into_iter().enumerate() {
         row.iter_mut().enumerate().for_each(|(j, x)| *x = value(mine.start + k, j, cols));
     }
     a.exchange_halos().unwrap();

@@ -179,7 +179,7 @@ fn python_attaches_safely_with_np_load_and_shared_memory_unlinks_what_it_attache
         .expect("run python");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!common::shm_exists(victim.name()), "Python's resource tracker left it: has its behaviour changed?");
-    let unnamed = shmkit::list_unnamed();
+    let unnamed = shmkit::admin::list_unnamed();
     let seen = unnamed.iter().find(|u| u.name.as_deref() == Some(victim.name()));
     let seen = seen.unwrap_or_else(|| panic!("shmkit ls does not show the orphan: {unnamed:?}"));
     assert!(seen.creator.is_alive() && seen.pids.contains(&std::process::id()));

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{alive, child_arg, spawn_child, Watchdog};
-use shmkit::{Pool, PoolBuilder, TaskError};
+use shmkit::pool::{PoolBuilder, TaskError};
+use shmkit::Pool;
 use tasks::*;
 
 /// A pool whose helpers re-run this test binary on exactly `test`.
@@ -29,7 +30,7 @@ fn map_starmap_and_chunked_map_keep_argument_order() {
     assert_eq!(ok(pool.map(square, 0..500)), expect);
     assert_eq!(ok(pool.map_chunked(square, 0..500, 7)), expect);
     assert_eq!(ok(pool.batch().auto_chunksize().map(square, 0..500)), expect);
-    assert_eq!(ok(pool.starmap(add, [(1, 2), (3, 4), (-5, 5)])), [3, 7, 0]);
+    assert_eq!(ok(pool.map(add, [(1, 2), (3, 4), (-5, 5)])), [3, 7, 0]);
     assert!(pool.map(square, std::iter::empty()).is_empty());
 }
 
@@ -64,11 +65,11 @@ fn submit_handles_wait_poll_and_complete_in_any_order() {
     let pool = pool("submit_handles_wait_poll_and_complete_in_any_order", 2).build().unwrap();
     assert_eq!(pool.submit(square, 12).wait(), Ok(144));
     let slow = pool.submit(sleep_ms, 300);
-    let slow = slow.try_result().expect_err("not done yet");
+    let slow = slow.try_wait().expect_err("not done yet");
     let slow = slow.wait_timeout(Duration::from_millis(10)).expect_err("still not done");
     assert_eq!(slow.wait_timeout(Duration::from_secs(10)).ok(), Some(Ok(300)));
     let handles: Vec<_> = [200, 1, 100].into_iter().map(|ms| pool.submit(sleep_ms, ms)).collect();
-    let order: Vec<usize> = shmkit::as_completed(handles).map(|(i, r)| (r.unwrap(), i).1).collect();
+    let order: Vec<usize> = shmkit::pool::as_completed(handles).map(|(i, r)| (r.unwrap(), i).1).collect();
     assert_eq!(order[0], 1, "the 1 ms task finishes first");
     assert_eq!(order.len(), 3);
 }
@@ -261,7 +262,7 @@ fn a_separate_helper_binary_serves_the_same_tasks() {
         r.add(add);
     }
     let mismatch = Pool::builder().tasks(other).helpers(1).program(&exe).build();
-    assert!(matches!(mismatch, Err(shmkit::PoolError::TaskMismatch { .. })), "{:?}", mismatch.err());
+    assert!(matches!(mismatch, Err(shmkit::pool::PoolError::TaskMismatch { .. })), "{:?}", mismatch.err());
 }
 
 #[test]
@@ -316,7 +317,7 @@ fn helpers_exit_within_a_second_when_the_coordinator_is_killed() {
     }
     assert!(pids.iter().all(|&p| !alive(p)), "helpers {pids:?} outlived their coordinator by 1 s");
     // The killed coordinator's pool status segment is garbage now.
-    let removed = shmkit::Gc::new().creator(coordinator.id()).run().unwrap();
+    let removed = shmkit::admin::Gc::new().creator(coordinator.id()).run().unwrap();
     assert!(removed.iter().any(|n| n.starts_with(&format!("shmkit-{}-", coordinator.id()))), "{removed:?}");
 }
 

@@ -9,7 +9,8 @@ mod tasks;
 use std::time::{Duration, Instant};
 
 use common::{run_child, Watchdog};
-use shmkit::{Pool, PoolBuilder, PoolError, TaskError};
+use shmkit::pool::{PoolBuilder, PoolError, TaskError};
+use shmkit::Pool;
 use tasks::*;
 
 fn pool(test: &str, helpers: usize) -> PoolBuilder {
@@ -116,7 +117,7 @@ fn forgetting_init_is_a_clear_error_and_never_a_fork_bomb() {
         );
     }
     for pid in coordinators {
-        shmkit::Gc::new().creator(pid).run().unwrap(); // the child's pool segment, if its drop did not run
+        shmkit::admin::Gc::new().creator(pid).run().unwrap(); // the child's pool segment, if its drop did not run
     }
 }
 
@@ -187,7 +188,7 @@ fn a_dropped_unordered_map_cancels_what_is_left() {
     assert_eq!(pool.map(square, 0..4).into_iter().collect::<Result<Vec<_>, _>>().unwrap(), [0, 1, 4, 9]);
     assert!(start.elapsed() < Duration::from_secs(1), "the next map waited {:?}", start.elapsed());
     let handles: Vec<_> = (0..4).map(|_| pool.submit(sleep_ms, 15_000)).collect();
-    let pending = shmkit::as_completed(handles);
+    let pending = shmkit::pool::as_completed(handles);
     drop(pending); // its handles, never waited on, go with it
     let start = Instant::now();
     assert_eq!(pool.submit(square, 5).wait(), Ok(25));
@@ -244,7 +245,7 @@ fn a_process_a_task_starts_runs_its_main_as_usual() {
     let test = "a_process_a_task_starts_runs_its_main_as_usual";
     if std::env::var_os("SHMKIT_TEST_GRANDCHILD").is_some() {
         // A helper's child inherits its environment, which names a pool.
-        println!("grandchild main ran; is_helper={}", shmkit::is_helper());
+        println!("grandchild main ran; is_helper={}", shmkit::pool::is_helper());
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(60));

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::{child_arg, shm_exists, spawn_child, unique, wait_with_watchdog, ShmFile, Watchdog};
 use ndarray::Ix1;
+use shmkit::admin::SegmentKind;
 use shmkit::collections::{ShmMap, ShmVec};
 use shmkit::sync::{EventMode, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock};
-use shmkit::{Error, SegmentKind, SharedArray};
+use shmkit::{Error, SharedArray};
 
 /// Creates a segment of `kind` named `name`; the handle keeps it alive.
 fn create(kind: SegmentKind, name: &str) -> Box<dyn std::any::Any> {
@@ -53,7 +54,7 @@ fn opening_as_the_wrong_kind_fails_for_every_pair() {
     for &made in &kinds {
         let name = unique(&format!("kind-{made}"));
         let _seg = create(made, &name);
-        assert_eq!(shmkit::inspect(&name).unwrap().kind, made);
+        assert_eq!(shmkit::admin::inspect(&name).unwrap().kind, made);
         for &asked in &kinds {
             match (open_as(asked, &name), asked == made) {
                 (Ok(()), true) => {}
@@ -72,15 +73,15 @@ fn an_owner_never_removes_a_namesake_and_neither_does_gc() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let name = unique("namesake");
     let old = SharedArray::<u8, Ix1>::create(&name, 8).unwrap();
-    shmkit::unlink(&name).unwrap(); // e.g. `shmkit rm` or another program
+    shmkit::admin::unlink(&name).unwrap(); // e.g. `shmkit rm` or another program
     let new = SharedArray::<u16, Ix1>::create(&name, 8).unwrap();
     drop(old);
     assert!(shm_exists(&name), "the old owner's drop removed the new segment");
-    assert!(!shmkit::Gc::new().prefix(&name).run().unwrap().contains(&name));
+    assert!(!shmkit::admin::Gc::new().prefix(&name).run().unwrap().contains(&name));
     assert_eq!(SharedArray::<u16, Ix1>::open(&name).unwrap().len(), 8);
     let stale = SharedArray::<u8, Ix1>::create(&unique("namesake-b"), 8).unwrap();
     let stale_name = stale.name().to_owned();
-    shmkit::unlink(&stale_name).unwrap();
+    shmkit::admin::unlink(&stale_name).unwrap();
     let _other = SharedArray::<u8, Ix1>::create(&stale_name, 8).unwrap();
     assert!(matches!(stale.remove_name(), Err(Error::Replaced { .. })), "close/unlink report the namesake");
     assert!(shm_exists(&stale_name));
@@ -107,7 +108,7 @@ fn gc_spares_segments_that_are_persisted_just_before_their_creator_exits() {
     let start = Instant::now();
     let mut passes = 0;
     while creator.try_wait().unwrap().is_none() || passes < 50 {
-        let removed = shmkit::Gc::new().prefix(&base).run().unwrap();
+        let removed = shmkit::admin::Gc::new().prefix(&base).run().unwrap();
         assert!(!removed.iter().any(|r| r.starts_with(&base)), "gc removed a persisted segment: {removed:?}");
         passes += 1;
         assert!(start.elapsed() < Duration::from_secs(60));
@@ -115,9 +116,9 @@ fn gc_spares_segments_that_are_persisted_just_before_their_creator_exits() {
     assert!(creator.wait().unwrap().success());
     for n in &names {
         assert!(shm_exists(n), "{n} is gone");
-        assert!(shmkit::inspect(n).unwrap().persistent);
+        assert!(shmkit::admin::inspect(n).unwrap().persistent);
     }
-    assert!(!shmkit::Gc::new().prefix(&base).run().unwrap().iter().any(|r| r.starts_with(&base)));
+    assert!(!shmkit::admin::Gc::new().prefix(&base).run().unwrap().iter().any(|r| r.starts_with(&base)));
 }
 
 #[test]
@@ -137,14 +138,14 @@ fn gc_removes_what_a_dead_creator_left_and_nothing_of_a_live_one() {
         assert!(start.elapsed() < Duration::from_secs(30), "the child never created {name}");
         std::thread::sleep(Duration::from_millis(2));
     }
-    assert!(shmkit::inspect(&name).unwrap().creator.unwrap().is_alive());
-    assert!(!shmkit::Gc::new().prefix(&name).run().unwrap().contains(&name));
+    assert!(shmkit::admin::inspect(&name).unwrap().creator.unwrap().is_alive());
+    assert!(!shmkit::admin::Gc::new().prefix(&name).run().unwrap().contains(&name));
     child.kill().unwrap();
     child.wait().unwrap();
-    if let Ok(info) = shmkit::inspect(&name) {
-        assert_eq!(info.creator.unwrap().presence, shmkit::Presence::Gone);
+    if let Ok(info) = shmkit::admin::inspect(&name) {
+        assert_eq!(info.creator.unwrap().presence, shmkit::admin::Presence::Gone);
     }
-    shmkit::Gc::new().prefix(&name).run().unwrap();
+    shmkit::admin::Gc::new().prefix(&name).run().unwrap();
     assert!(!shm_exists(&name));
 }
 
@@ -178,20 +179,23 @@ fn a_creator_in_another_pid_namespace_is_alive_to_gc_until_it_exits() {
         assert!(start.elapsed() < Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(2));
     }
-    let creator = shmkit::inspect(&name).unwrap().creator.unwrap();
+    let creator = shmkit::admin::inspect(&name).unwrap().creator.unwrap();
     assert_eq!(creator.pid, 1, "the pid it recorded is its own namespace's");
     assert!(!creator.in_this_namespace());
     assert!(creator.is_alive(), "pid 1 here is init, but liveness never looks at pids");
-    assert!(!shmkit::Gc::new().prefix(&name).run().unwrap().contains(&name), "gc removed a live creator's segment");
+    assert!(
+        !shmkit::admin::Gc::new().prefix(&name).run().unwrap().contains(&name),
+        "gc removed a live creator's segment"
+    );
     ns.kill().unwrap(); // --kill-child takes the namespace's pid 1 with it
     let status = wait_with_watchdog(ns, Duration::from_secs(10));
     assert!(!status.success());
     let start = Instant::now();
-    while shmkit::inspect(&name).is_ok_and(|i| i.creator.unwrap().is_alive()) {
+    while shmkit::admin::inspect(&name).is_ok_and(|i| i.creator.unwrap().is_alive()) {
         assert!(start.elapsed() < Duration::from_secs(10), "the namespace's creator outlived unshare");
         std::thread::sleep(Duration::from_millis(5));
     }
-    shmkit::Gc::new().prefix(&name).run().unwrap();
+    shmkit::admin::Gc::new().prefix(&name).run().unwrap();
     assert!(!shm_exists(&name));
 }
 
@@ -221,10 +225,10 @@ fn a_removal_killed_at_any_step_leaves_nothing_one_gc_does_not_remove() {
     if let Some(arg) = child_arg() {
         let (who, name) = arg.split_once(':').unwrap();
         match who {
-            "rm" => drop(shmkit::remove(name)),
+            "rm" => drop(shmkit::admin::remove(name)),
             "owner" => drop(SharedArray::<u8, Ix1>::create(name, 4096).unwrap()),
             "creator" => std::mem::forget(SharedArray::<u8, Ix1>::create(name, 4096).unwrap()), // exits: garbage
-            _ => drop(shmkit::Gc::new().prefix(name).run()),
+            _ => drop(shmkit::admin::Gc::new().prefix(name).run()),
         }
         return;
     }
@@ -244,7 +248,7 @@ fn a_removal_killed_at_any_step_leaves_nothing_one_gc_does_not_remove() {
             let status = run_dying_at(test, &format!("{who}:{name}"), Some(point));
             let killed = std::os::unix::process::ExitStatusExt::signal(&status) == Some(9);
             let left = traces(&name);
-            shmkit::Gc::new().prefix(&name).run().unwrap();
+            shmkit::admin::Gc::new().prefix(&name).run().unwrap();
             let after = traces(&name);
             // A removal killed before it began leaves a persisted array as it
             // was (not garbage: rm it again); anything else is gone.
@@ -260,7 +264,7 @@ fn a_removal_killed_at_any_step_leaves_nothing_one_gc_does_not_remove() {
                 );
             }
             if !after.is_empty() {
-                shmkit::remove(&name).unwrap();
+                shmkit::admin::remove(&name).unwrap();
             }
             cases += 1;
         }
@@ -280,9 +284,9 @@ fn a_live_namesake_left_aside_by_a_killed_removal_gets_its_name_back_from_gc() {
     let aside = format!("shmkit-rm-{other_inode:016x}-{name}");
     std::fs::rename(format!("/dev/shm/{name}"), format!("/dev/shm/{aside}")).unwrap();
     assert!(matches!(SharedArray::<u8, Ix1>::open(&name), Err(Error::NotFound { .. })), "nameless meanwhile");
-    let listed = shmkit::list_segments().unwrap().into_iter().find(|l| l.name == aside).unwrap();
+    let listed = shmkit::admin::list().unwrap().into_iter().find(|l| l.name == aside).unwrap();
     assert_eq!(listed.removing.as_deref(), Some(name.as_str()), "ls tells an unfinished removal");
-    let removed = shmkit::Gc::new().prefix(&name).run().unwrap();
+    let removed = shmkit::admin::Gc::new().prefix(&name).run().unwrap();
     assert!(removed.is_empty(), "a live namesake is never removed: {removed:?}");
     assert!(SharedArray::<u8, Ix1>::open(&name).is_ok(), "it has its name back");
     assert!(!shm_exists(&aside));

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use common::{child_arg, spawn_child, unique, wait_with_watchdog, Watchdog};
 use ndarray::Ix1;
 use shmkit::sync::{
-    EventMode, LockError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, ShmBarrier, ShmCounter, ShmEvent,
-    ShmMutex, ShmQueue, ShmRwLock,
+    EventMode, LockError, LockTimeoutError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, ShmBarrier,
+    ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock, TryLockError,
 };
 use shmkit::SharedArray;
 
@@ -44,10 +44,12 @@ fn a_dead_holder_hands_the_mutex_on_with_owner_died_within_100ms() {
     let held = ShmEvent::create(&format!("{base}-held"), EventMode::Manual).unwrap();
     let mut holder = child(test, &base);
     held.wait_timeout(Duration::from_secs(30)).expect("the child took the locks");
-    assert!(matches!(a.try_lock(), Err(LockError::WouldBlock)));
+    assert!(matches!(a.try_lock(), Err(TryLockError::WouldBlock)));
     kill9(&mut holder);
     let start = Instant::now();
-    let Err(LockError::OwnerDied(mut died)) = a.lock_timeout(Duration::from_secs(5)) else { panic!("no owner-died") };
+    let Err(LockTimeoutError::OwnerDied(mut died)) = a.lock_timeout(Duration::from_secs(5)) else {
+        panic!("no owner-died")
+    };
     assert!(start.elapsed() < Duration::from_millis(100), "took {:?}", start.elapsed());
     assert_eq!(**died.guard(), 42, "the dead holder's write is visible");
     let mut guard = died.acknowledge();
@@ -96,10 +98,10 @@ fn every_timeout_returns_on_time() {
             assert!(took >= limit && took < limit + Duration::from_millis(250), "{what} {limit:?} took {took:?}");
         };
         let t = Instant::now();
-        assert!(matches!(m.lock_timeout(limit), Err(LockError::Timeout)));
+        assert!(matches!(m.lock_timeout(limit), Err(LockTimeoutError::Timeout)));
         on_time(t.elapsed(), "mutex");
         let t = Instant::now();
-        assert!(matches!(rw.write_timeout(limit), Err(LockError::Timeout)));
+        assert!(matches!(rw.write_timeout(limit), Err(LockTimeoutError::Timeout)));
         on_time(t.elapsed(), "rwlock write");
         let t = Instant::now();
         assert!(ev.wait_timeout(limit).is_err());
@@ -230,7 +232,7 @@ fn a_dead_reader_is_reclaimed_and_a_dead_writer_reported() {
     let held = ShmEvent::create(&format!("{base}-held"), EventMode::Auto).unwrap();
     let mut reader = child(test, &format!("reader:{base}"));
     held.wait_timeout(Duration::from_secs(30)).unwrap();
-    assert!(matches!(rw.write_timeout(Duration::from_millis(50)), Err(LockError::Timeout)));
+    assert!(matches!(rw.write_timeout(Duration::from_millis(50)), Err(LockTimeoutError::Timeout)));
     let other = rw.read().unwrap(); // readers share
     assert_eq!(*other, 1);
     drop(other);
@@ -239,7 +241,9 @@ fn a_dead_reader_is_reclaimed_and_a_dead_writer_reported() {
     let mut writer = child(test, &format!("writer:{base}"));
     held.wait_timeout(Duration::from_secs(30)).unwrap();
     kill9(&mut writer);
-    let Err(LockError::OwnerDied(died)) = rw.read_timeout(Duration::from_secs(2)) else { panic!("no owner-died") };
+    let Err(LockTimeoutError::OwnerDied(died)) = rw.read_timeout(Duration::from_secs(2)) else {
+        panic!("no owner-died")
+    };
     assert_eq!(*died.acknowledge(), 2, "a reader sees the data, but cannot vouch for it");
     drop(rw.read().map(drop).expect_err("readers are told until a writer repairs"));
     let Err(LockError::OwnerDied(mut died)) = rw.write() else { panic!("no owner-died for the writer") };

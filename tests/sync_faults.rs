@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{child_arg, run_child, spawn_child, unique, wait_with_watchdog, Watchdog};
 use shmkit::sync::{
-    EventMode, LockError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, ShmBarrier, ShmCounter, ShmEvent,
-    ShmMutex, ShmQueue, ShmRwLock, TryRecvError, TrySendError,
+    EventMode, LockError, LockTimeoutError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, ShmBarrier,
+    ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock, TryRecvError, TrySendError,
 };
 
 fn signal(child: &std::process::Child, sig: rustix::process::Signal) {
@@ -85,7 +85,10 @@ fn a_zombie_reader_does_not_block_a_writer() {
     let held = ShmEvent::create(&format!("{base}-held"), EventMode::Manual).unwrap();
     let mut reader = spawn_child(test, &base, Stdio::null());
     held.wait_timeout(Duration::from_secs(30)).unwrap();
-    assert!(matches!(rw.write_timeout(Duration::from_millis(50)), Err(LockError::Timeout)), "a live reader blocks");
+    assert!(
+        matches!(rw.write_timeout(Duration::from_millis(50)), Err(LockTimeoutError::Timeout)),
+        "a live reader blocks"
+    );
     signal(&reader, rustix::process::Signal::KILL);
     // Not reaped yet: a zombie, which kill(pid, 0) reports as existing.
     std::thread::sleep(Duration::from_millis(50));
@@ -113,7 +116,7 @@ fn a_reader_in_another_pid_namespace_keeps_its_slot() {
         .expect("unshare (util-linux) is needed to test PID namespaces");
     held.wait_timeout(Duration::from_secs(30)).expect("the namespaced reader took its slot");
     for _ in 0..3 {
-        assert!(matches!(rw.write_timeout(Duration::from_millis(100)), Err(LockError::Timeout)), "slot freed");
+        assert!(matches!(rw.write_timeout(Duration::from_millis(100)), Err(LockTimeoutError::Timeout)), "slot freed");
     }
     ns.kill().unwrap();
     assert!(!wait_with_watchdog(ns, Duration::from_secs(10)).success());
@@ -147,10 +150,10 @@ fn a_writer_that_times_out_after_owner_died_leaves_the_lock_usable_and_the_death
     signal(&writer, rustix::process::Signal::KILL);
     writer.wait().unwrap();
     let got = rw.write_timeout(Duration::from_millis(100));
-    assert!(matches!(got, Err(LockError::Timeout)), "the reader still holds it: {got:?}");
+    assert!(matches!(got, Err(LockTimeoutError::Timeout)), "the reader still holds it: {got:?}");
     drop(done_tx);
     reader.join().unwrap();
-    let Err(LockError::OwnerDied(died)) = rw.write_timeout(Duration::from_secs(2)) else {
+    let Err(LockTimeoutError::OwnerDied(died)) = rw.write_timeout(Duration::from_secs(2)) else {
         panic!("the death was lost with the timed-out writer")
     };
     assert_eq!(*died.acknowledge(), 5);

@@ -112,7 +112,7 @@ fn sum8(v: &[f64]) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
-fn check(results: Vec<Result<u64, shmkit::TaskError>>) -> Result<()> {
+fn check(results: Vec<Result<u64, shmkit::pool::TaskError>>) -> Result<()> {
     ensure!(results.iter().all(Result::is_ok), "a tiny task failed");
     Ok(())
 }

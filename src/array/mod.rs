@@ -13,11 +13,11 @@ use std::path::Path;
 
 use ndarray::{ArrayBase, ArrayView, ArrayViewMut, Axis, Data, Dimension, IntoDimension, IxDyn, ShapeBuilder, Slice};
 
-use crate::info::SegmentInfo;
 use crate::kind::SegmentKind;
 use crate::npy::dtype::Element;
 use crate::npy::header::Header;
 use crate::os::FileId;
+use crate::segment::info::SegmentInfo;
 use crate::segment::{data_len, Segment};
 use crate::{name, Error, Result};
 use claim::Claims;

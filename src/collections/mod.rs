@@ -27,19 +27,8 @@ pub use map::ShmMap;
 pub use vec::{Item, ShmVec};
 
 use crate::kind::SegmentKind;
+use crate::segment::info::CollectionInfo;
 use crate::segment::Layout;
-
-/// What `shmkit inspect` shows of a map or list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CollectionInfo {
-    /// Entries (a map) or claimed slots (a list) when read.
-    pub len: u64,
-    /// The capacity asked for at create.
-    pub capacity: u64,
-    /// Repairs after a process died mid-operation (maps).
-    pub recoveries: u64,
-}
 
 /// Reads a map's or list's summary through `fd` (the segment need not be
 /// ours to map); `None` if it is not one, or its head does not check out.

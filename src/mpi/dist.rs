@@ -11,7 +11,8 @@ use ndarray::{Array2, ArrayView2, Ix2};
 
 use super::{block, count, Cluster, MpiError, Result};
 
-use crate::{Element, SharedArray, View, ViewMut};
+use crate::array::{View, ViewMut};
+use crate::{Element, SharedArray};
 
 /// A global array of `T` whose rows (first axis) are block-distributed
 /// over the nodes of a [`Cluster`], and within a node over its ranks.
@@ -97,13 +98,13 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     }
 
     /// This rank's rows, read-only.
-    pub fn rows(&self) -> crate::Result<View<'_, T, Ix2>> {
+    pub fn my_rows(&self) -> crate::Result<View<'_, T, Ix2>> {
         self.seg.rows(self.local_rows(&self.rank_rows))
     }
 
     /// This rank's rows, to write: ranks of a node write disjoint rows at
     /// once without locks.
-    pub fn rows_mut(&mut self) -> crate::Result<ViewMut<'_, T, Ix2>> {
+    pub fn my_rows_mut(&mut self) -> crate::Result<ViewMut<'_, T, Ix2>> {
         let rows = self.local_rows(&self.rank_rows);
         self.seg.rows_mut(rows)
     }
@@ -129,7 +130,7 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
             Some(s) => s.iter().map(|x| x.to_f64()).sum::<f64>(),
             None => v.iter().map(|x| x.to_f64()).sum::<f64>(),
         };
-        let local = self.cluster.agree(self.rows().map(add))?;
+        let local = self.cluster.agree(self.my_rows().map(add))?;
         let mut total = 0.0;
         self.cluster.world.all_reduce_into(&local, &mut total, SystemOperation::sum());
         Ok(total)
@@ -159,7 +160,7 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         local: impl FnOnce(&View<'_, T, Ix2>) -> Option<R>,
         combine: impl Fn(R, R) -> R,
     ) -> Result<Option<R>> {
-        let mine = self.cluster.agree(self.rows().map(|v| local(&v)))?;
+        let mine = self.cluster.agree(self.my_rows().map(|v| local(&v)))?;
         let world = &self.cluster.world;
         let n = world.size() as usize;
         let (mut values, mut present, mut first) = (vec![R::zeroed(); n], vec![0u8; n], vec![0u64; n]);

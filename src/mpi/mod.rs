@@ -33,7 +33,7 @@
 //! let (_universe, cluster) = Cluster::init()?;
 //! let mut a = DistArray::<f64>::create(&cluster, "a", &[1_000_000], 0)?;
 //! let first = a.rank_rows().start;
-//! a.rows_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = (first + i) as f64);
+//! a.my_rows_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = (first + i) as f64);
 //! let total = a.sum()?; // local sums, then an MPI allreduce
 //! # Ok::<(), shmkit::mpi::MpiError>(())
 //! ```

@@ -6,7 +6,8 @@ use ::mpi::topology::Communicator;
 use ndarray::{ArrayView, ArrayViewMut, IxDyn};
 
 use super::{Cluster, Result};
-use crate::{Element, SharedArray, View};
+use crate::array::View;
+use crate::{Element, SharedArray};
 
 /// Elements per broadcast: MPI counts are `i32`.
 const BROADCAST_CHUNK: usize = 1 << 28;

@@ -10,6 +10,7 @@ use serde::Serialize;
 /// Byte order is always little-endian (shmkit refuses big-endian hosts at
 /// compile time), so `'<'` and the native `'='` are the same thing here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DType {
     /// `i8`, numpy `|i1`.
     I8,
@@ -189,24 +190,58 @@ pub trait Element:
 {
     /// The dtype this type is stored as.
     const DTYPE: DType;
+    /// What a sum of these is, as numpy sums them: `i64` for signed
+    /// integers, `u64` for unsigned ones (exact, or an overflow error,
+    /// where numpy wraps), `f64` for floats.
+    type Sum: Serialize + DeserializeOwned + Copy + fmt::Debug + PartialEq + Send + Sync + 'static;
+    /// A partial sum, carried exactly (`i128`, `u128`) for integers.
+    #[doc(hidden)]
+    type Partial: Serialize + DeserializeOwned + Copy + Default + Send + Sync + 'static;
     /// The value as f64 (rounded for 64-bit integers beyond 2^53).
     fn to_f64(self) -> f64;
+    #[doc(hidden)]
+    fn add_to(acc: Self::Partial, x: Self) -> Self::Partial;
+    #[doc(hidden)]
+    fn merge(a: Self::Partial, b: Self::Partial) -> Self::Partial;
+    /// The total, if it fits `Sum`.
+    #[doc(hidden)]
+    fn total(p: Self::Partial) -> Option<Self::Sum>;
+    #[doc(hidden)]
+    fn sum_to_f64(s: Self::Sum) -> f64;
 }
 
 macro_rules! element {
-    ($($t:ty => $d:ident),* $(,)?) => {$(
+    ($($t:ty => $d:ident, $sum:ty, $partial:ty);* $(;)?) => {$(
         impl sealed::Sealed for $t {}
         impl Element for $t {
             const DTYPE: DType = DType::$d;
+            type Sum = $sum;
+            type Partial = $partial;
             fn to_f64(self) -> f64 {
                 self as f64
             }
+            fn add_to(acc: $partial, x: $t) -> $partial {
+                acc + x as $partial // cannot overflow: see `merge`
+            }
+            fn merge(a: $partial, b: $partial) -> $partial {
+                // Integers: 2^64 partial sums of 64-bit values each fit 128 bits.
+                a + b
+            }
+            fn total(p: $partial) -> Option<$sum> {
+                element!(@total p, $sum, $partial)
+            }
+            fn sum_to_f64(s: $sum) -> f64 {
+                s as f64
+            }
         }
     )*};
+    (@total $p:ident, f64, f64) => { Some($p) };
+    (@total $p:ident, $sum:ty, $partial:ty) => { <$sum>::try_from($p).ok() };
 }
 
-element!(i8 => I8, i16 => I16, i32 => I32, i64 => I64, u8 => U8, u16 => U16,
-    u32 => U32, u64 => U64, f32 => F32, f64 => F64);
+element!(i8 => I8, i64, i128; i16 => I16, i64, i128; i32 => I32, i64, i128; i64 => I64, i64, i128;
+    u8 => U8, u64, u128; u16 => U16, u64, u128; u32 => U32, u64, u128; u64 => U64, u64, u128;
+    f32 => F32, f64, f64; f64 => F64, f64, f64);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use std::io;
 use std::ops::Range;
 use std::time::Duration;
 
-use super::wire::Failure;
+use crate::pool::transport::wire::{Failure, Items};
 
 /// Why one task produced no result. Each task's failure is its own: the
 /// other tasks of the same call still complete.
@@ -44,6 +44,10 @@ pub enum TaskError {
     /// No helper could be started to run it.
     #[error("no helper process could be started: {0}")]
     NoHelper(String),
+    /// The helper has no task of this number: it registers other tasks
+    /// than the coordinator (a helper binary built from other code).
+    #[error("the helper has no task number {0}: build the helper and the coordinator from the same tasks function")]
+    Unknown(u32),
 }
 
 fn describe(signal: Option<i32>, code: Option<i32>) -> String {
@@ -63,7 +67,7 @@ impl From<Failure> for TaskError {
             Failure::Panic(msg) => TaskError::Panicked(msg),
             Failure::Error(chain) => TaskError::Failed(chain),
             Failure::Codec(msg) => TaskError::Codec(msg),
-            Failure::Unknown(id) => TaskError::Codec(format!("the helper has no task number {id}")),
+            Failure::Unknown(id) => TaskError::Unknown(id),
         }
     }
 }
@@ -128,6 +132,10 @@ pub enum PoolError {
     /// The initializer function is not registered.
     #[error("{0}")]
     NotRegistered(TaskError),
+    /// The pool's shared segment could not be made (a full `/dev/shm`,
+    /// say: the error says what to do).
+    #[error("the pool's shared segment could not be made: {0}")]
+    Segment(#[source] crate::Error),
     /// Talking to a helper failed.
     #[error("helper I/O failed: {0}")]
     Io(#[from] io::Error),
@@ -206,6 +214,14 @@ pub enum ReduceError {
     /// this or another process); no chunk ran.
     #[error("the reduction did not start: {0}")]
     Busy(#[source] crate::Error),
+    /// An integer sum does not fit `i64` (or `u64`): numpy would wrap
+    /// around; sum the array as f64 yourself (`reduce`) if an
+    /// approximation will do.
+    #[error("the sum of these {dtype} elements overflows 64 bits (numpy would wrap around silently)")]
+    Overflow {
+        /// The elements' dtype.
+        dtype: &'static str,
+    },
     /// A chunk failed; the first failure in row order.
     #[error("the reduction over rows {}..{} failed: {error}", rows.start, rows.end)]
     Failed {
@@ -215,3 +231,16 @@ pub enum ReduceError {
         error: TaskError,
     },
 }
+
+/// Why a job has no results, and whether its task body may have run (an
+/// in-place chunk that started may be half-applied; one that did not
+/// start changed nothing).
+#[derive(Clone, Debug)]
+pub(crate) struct Failed {
+    pub error: TaskError,
+    pub started: bool,
+}
+
+/// A job's results (one per argument, failures among them), or why the
+/// whole job has none (its helper died, it timed out, was cancelled...).
+pub(crate) type Outcome = Result<Items, Failed>;

@@ -4,44 +4,42 @@
 //! How it works (a job's life, the shared-memory rings, who sleeps when,
 //! what a fault does) is in the design note, `src/pool/README.md`.
 
-mod builder;
-mod builtin;
-mod cache;
-mod cancel;
-mod cell;
-pub(crate) mod codec;
-mod driver;
+mod call;
+mod config;
+mod coordinator;
 mod error;
-mod handle;
 mod helper;
-mod job;
-mod ops;
-mod panics;
-mod process;
-mod queue;
-mod region;
-mod registry;
-mod ring;
-mod rows;
-mod slot;
-mod spawn;
-mod spin;
-mod status;
-pub(crate) mod wire;
+mod start;
+mod transport;
 
 use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use builder::PoolBuilder;
+pub use call::batch::{Batch, Unordered};
+pub use call::builder::PoolBuilder;
+pub use call::handle::{as_completed, AsCompleted, TaskHandle};
 pub use error::{InPlaceError, PoolError, ReduceError, RowReport, TaskError};
-pub use handle::{as_completed, AsCompleted, TaskHandle};
+pub use helper::registry::Registry;
 pub use helper::{init, is_helper, serve};
-pub use ops::{Batch, Unordered};
-pub use registry::{Registry, Task};
+pub use transport::wire::ChunkArgs;
 
-use builder::Config;
-use queue::{lock, Inner};
+/// The shapes of functions a pool runs, as trait bounds: [`Task`] (with
+/// the sealed kinds [`Call`], [`WritesRows`], [`ReadsRows`]) and the
+/// marker types that tell the shapes apart. Inferred, never written by
+/// hand: they are named here so that rustdoc and error messages can.
+pub mod task {
+    pub use super::helper::registry::{
+        Call, Fallible, Fallible2, Fallible3, Fallible4, Plain, Plain2, Plain3, Plain4, ReadsRows, Rows, RowsAt,
+        RowsMut, RowsMutAt, RowsMutWith, RowsWith, Task, WritesRows,
+    };
+}
+pub use task::Task;
+#[cfg(fuzzing)]
+pub(crate) use transport::{codec, wire};
+
+use config::Config;
+use coordinator::shared::{lock, Shared};
 
 /// A pool of helper processes that run registered tasks.
 ///
@@ -62,7 +60,7 @@ use queue::{lock, Inner};
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub struct Pool {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     drivers: Vec<JoinHandle<()>>,
 }
 
@@ -79,14 +77,15 @@ impl Pool {
 
     fn start(registry: Registry, config: Config) -> Result<Pool, PoolError> {
         let n = config.helpers;
-        let region = region::Region::create(n).map_err(|e| PoolError::Io(std::io::Error::other(e)))?;
-        let inner = Arc::new(Inner::new(registry, config, region));
+        let region = transport::region::Region::create(n).map_err(PoolError::Segment)?;
+        let inner = Arc::new(Shared::new(registry, config, region));
         let (tx, rx) = channel();
         let mut pool = Pool { inner: inner.clone(), drivers: Vec::with_capacity(n) };
         for i in 0..n {
             let (inner, tx) = (inner.clone(), tx.clone());
-            let spawned =
-                std::thread::Builder::new().name(format!("shmkit-helper-{i}")).spawn(move || driver::run(inner, i, tx));
+            let spawned = std::thread::Builder::new()
+                .name(format!("shmkit-helper-{i}"))
+                .spawn(move || coordinator::driver::run(inner, i, tx));
             pool.drivers.push(spawned.map_err(PoolError::Io)?);
         }
         drop(tx); // so that a driver that died without reporting ends the wait

@@ -18,6 +18,7 @@
 //! inode ([`crate::os::remove_if`]), so an owner never removes a namesake
 //! someone created after its own segment was removed.
 
+pub(crate) mod info;
 mod layout;
 mod lifetime;
 pub(crate) mod liveness;
@@ -102,7 +103,8 @@ impl Segment {
         let io = |op| move |e| Error::from_io(op, name, e);
         let dir = os::shm_dir().map_err(Error::shm_dir)?;
         if os::id_at(dir, name).is_ok() {
-            return Err(Error::AlreadyExists { name: name.to_owned() }); // spare the work; link decides
+            // Spare the work; `link` decides.
+            return Err(Error::AlreadyExists { name: name.to_owned(), creator_gone: info::creator_gone(name) });
         }
         let fd = os::unnamed_file(dir, 0o600).map_err(io("open(O_TMPFILE)"))?;
         // From here until `link`, a crash leaves nothing: the file has no name.
@@ -458,7 +460,9 @@ impl Drop for RemoveOnDrop<'_> {
 /// privilege for `AT_EMPTY_PATH`) the segment cannot be named at all.
 fn link_error(name: &str, e: std::io::Error) -> Error {
     match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: name.to_owned() },
+        std::io::ErrorKind::AlreadyExists => {
+            Error::AlreadyExists { name: name.to_owned(), creator_gone: info::creator_gone(name) }
+        }
         _ => Error::Io { op: "linkat (naming the new segment; is /proc mounted?)", name: name.to_owned(), source: e },
     }
 }

@@ -11,16 +11,16 @@
 mod barrier;
 mod counter;
 mod event;
+mod lock_error;
 mod mutex;
 mod queue;
 pub(crate) mod raw;
 mod rwlock;
 
-use std::fmt;
-
 pub use barrier::{BarrierWaitResult, ShmBarrier};
 pub use counter::ShmCounter;
 pub use event::{EventMode, ShmEvent};
+pub use lock_error::{LockError, LockTimeoutError, OwnerDied, TryLockError};
 pub use mutex::{MutexGuard, ShmMutex};
 pub use queue::{
     Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender, ShmQueue, TryRecvError, TrySendError,
@@ -101,95 +101,3 @@ pub(crate) fn deadline(limit: std::time::Duration) -> Option<std::time::Instant>
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("timed out")]
 pub struct Timeout;
-
-/// Why a lock was not handed over normally. `G` is the guard.
-pub enum LockError<G> {
-    /// The previous holder died holding the lock. The lock is yours now,
-    /// but the data may be half-updated: check (and repair) it through the
-    /// guard, then [`acknowledge`](OwnerDied::acknowledge). Dropping it
-    /// unacknowledged leaves a mutex unusable for everyone
-    /// ([`LockError::Unrecoverable`]), as POSIX specifies.
-    OwnerDied(OwnerDied<G>),
-    /// `try_` form: someone else holds it.
-    WouldBlock,
-    /// `_timeout` form: not free in time.
-    Timeout,
-    /// An earlier owner-died lock was released unacknowledged, or another
-    /// process corrupted the lock; it cannot be used again.
-    Unrecoverable,
-    /// This thread already holds the lock (or, for a reader-writer lock
-    /// asked to write, a read guard of it).
-    Deadlock,
-    /// This handle was inherited across `fork`: a forked child shares its
-    /// parent's open file, whose locks cannot tell the two apart. Open the
-    /// lock again by name in the child.
-    Inherited,
-}
-
-/// A lock whose previous holder died; see [`LockError::OwnerDied`].
-pub struct OwnerDied<G> {
-    guard: G,
-    /// Marks the data consistent again, through the guard (which keeps
-    /// the lock held and its mapping alive while it runs).
-    recover: fn(&G),
-}
-
-impl<G> OwnerDied<G> {
-    /// Declares the protected data consistent again and returns the guard;
-    /// the lock stays usable for everyone.
-    pub fn acknowledge(self) -> G {
-        (self.recover)(&self.guard);
-        self.guard
-    }
-
-    /// The guard, to inspect or repair the data before acknowledging.
-    pub fn guard(&mut self) -> &mut G {
-        &mut self.guard
-    }
-}
-
-impl<G> LockError<G> {
-    fn from_raw(failed: raw::Failed) -> Self {
-        match failed {
-            raw::Failed::WouldBlock => LockError::WouldBlock,
-            raw::Failed::Timeout => LockError::Timeout,
-            raw::Failed::Unrecoverable => LockError::Unrecoverable,
-            raw::Failed::Deadlock => LockError::Deadlock,
-        }
-    }
-
-    /// True for [`LockError::OwnerDied`].
-    pub fn is_owner_died(&self) -> bool {
-        matches!(self, LockError::OwnerDied(_))
-    }
-}
-
-impl<G> fmt::Debug for LockError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LockError::OwnerDied(_) => "OwnerDied(..)",
-            LockError::WouldBlock => "WouldBlock",
-            LockError::Timeout => "Timeout",
-            LockError::Unrecoverable => "Unrecoverable",
-            LockError::Deadlock => "Deadlock",
-            LockError::Inherited => "Inherited",
-        })
-    }
-}
-
-impl<G> fmt::Display for LockError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LockError::OwnerDied(_) => "the previous holder died holding the lock; check the data, then acknowledge",
-            LockError::WouldBlock => "the lock is held by someone else",
-            LockError::Timeout => "the lock was not free in time",
-            LockError::Unrecoverable => "the lock is unusable: an owner-died lock was released unacknowledged",
-            LockError::Deadlock => "this thread already holds the lock (or reads it and asked to write)",
-            LockError::Inherited => {
-                "this handle was inherited across fork: open the lock again by name in this process"
-            }
-        })
-    }
-}
-
-impl<G> std::error::Error for LockError<G> {}

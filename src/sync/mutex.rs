@@ -4,8 +4,9 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
+use super::lock_error::{LockError, LockTimeoutError, OwnerDied, Refused, TryLockError};
 use super::raw::{Acquired, RawMutex};
-use super::{LockError, NotSend, OwnerDied};
+use super::NotSend;
 use crate::kind::SegmentKind;
 use crate::segment::Segment;
 use crate::{Record, Result};
@@ -77,31 +78,29 @@ impl<T: Record> ShmMutex<T> {
 
     /// Locks, waiting as long as it takes.
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        self.finish(self.raw.lock(None))
+        self.finish(self.raw.lock(None)).map_err(LockError::from_refused)
     }
 
     /// Locks if no one holds the lock now.
-    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        self.finish(self.raw.try_lock())
+    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
+        self.finish(self.raw.try_lock()).map_err(TryLockError::from_refused)
     }
 
-    /// Locks, waiting at most `limit`.
-    pub fn lock_timeout(&self, limit: Duration) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        self.finish(self.raw.lock(super::deadline(limit)))
+    /// Locks, waiting at most `limit` (`Duration::MAX`: as long as it takes).
+    pub fn lock_timeout(&self, limit: Duration) -> Result<MutexGuard<'_, T>, LockTimeoutError<MutexGuard<'_, T>>> {
+        self.finish(self.raw.lock(super::deadline(limit))).map_err(LockTimeoutError::from_refused)
     }
 
     fn finish(
         &self,
         got: Result<Acquired, super::raw::Failed>,
-    ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        let got = got.map_err(LockError::from_raw)?;
+    ) -> Result<MutexGuard<'_, T>, Refused<MutexGuard<'_, T>>> {
+        let got = got.map_err(Refused::from)?;
         self.seg.pin(); // a forgotten guard must keep the mutex mapped
         let guard = MutexGuard { mutex: self, _thread: PhantomData };
         match got {
             Acquired::Clean => Ok(guard),
-            Acquired::OwnerDied => {
-                Err(LockError::OwnerDied(OwnerDied { guard, recover: |g| g.mutex.raw.mark_consistent() }))
-            }
+            Acquired::OwnerDied => Err(Refused::OwnerDied(OwnerDied::new(guard, |g| g.mutex.raw.mark_consistent()))),
         }
     }
 }

@@ -27,8 +27,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::lock_error::{LockError, LockTimeoutError, OwnerDied, Refused, TryLockError};
 use super::raw::{futex_wait, futex_wake_all, left, Acquired, RawMutex, Wait};
-use super::{LockError, NotSend, OwnerDied};
+use super::NotSend;
 use crate::kind::SegmentKind;
 use crate::os::FileId;
 use crate::segment::slots::SlotTable;
@@ -76,8 +77,6 @@ pub struct WriteGuard<'a, T: Record> {
     lock: &'a ShmRwLock<T>,
     _thread: NotSend,
 }
-
-type LockResult<G> = Result<G, LockError<G>>;
 
 /// A read this thread holds: the lock (its segment), the handle it came
 /// through, the slot, and how many guards share it.
@@ -135,22 +134,22 @@ impl<T: Record> ShmRwLock<T> {
     }
 
     /// Shared access, waiting as long as it takes.
-    pub fn read(&self) -> LockResult<ReadGuard<'_, T>> {
-        self.read_with(Wait::Forever)
+    pub fn read(&self) -> Result<ReadGuard<'_, T>, LockError<ReadGuard<'_, T>>> {
+        self.read_with(Wait::Forever).map_err(LockError::from_refused)
     }
 
     /// Shared access if no writer holds or waits for the lock now.
-    pub fn try_read(&self) -> LockResult<ReadGuard<'_, T>> {
-        self.read_with(Wait::No)
+    pub fn try_read(&self) -> Result<ReadGuard<'_, T>, TryLockError<ReadGuard<'_, T>>> {
+        self.read_with(Wait::No).map_err(TryLockError::from_refused)
     }
 
     /// Shared access, waiting at most `limit`.
-    pub fn read_timeout(&self, limit: Duration) -> LockResult<ReadGuard<'_, T>> {
-        self.read_with(Wait::within(limit))
+    pub fn read_timeout(&self, limit: Duration) -> Result<ReadGuard<'_, T>, LockTimeoutError<ReadGuard<'_, T>>> {
+        self.read_with(Wait::within(limit)).map_err(LockTimeoutError::from_refused)
     }
 
-    fn read_with(&self, wait: Wait) -> LockResult<ReadGuard<'_, T>> {
-        self.seg.check_process().map_err(|_| LockError::Inherited)?;
+    fn read_with(&self, wait: Wait) -> Result<ReadGuard<'_, T>, Refused<ReadGuard<'_, T>>> {
+        self.seg.check_process().map_err(|_| Refused::Inherited)?;
         let (id, me) = (self.seg.id(), self.handle());
         let nested = READING.with_borrow_mut(|reads| {
             let mut mine = reads.iter_mut().filter(|r| r.lock == id);
@@ -159,7 +158,7 @@ impl<T: Record> ShmRwLock<T> {
                     r.guards += 1;
                     Ok(Some(r.slot))
                 }
-                Some(_) => Err(LockError::Deadlock), // reads it through another handle
+                Some(_) => Err(Refused::Deadlock), // reads it through another handle
                 None => Ok(None),
             }
         })?;
@@ -171,13 +170,13 @@ impl<T: Record> ShmRwLock<T> {
         match self.word(POISONED).load(Ordering::Acquire) {
             0 => Ok(guard),
             // Readers cannot repair: only a writer's acknowledge clears it.
-            _ => Err(LockError::OwnerDied(OwnerDied { guard, recover: |_| {} })),
+            _ => Err(Refused::OwnerDied(OwnerDied::new(guard, |_| {}))),
         }
     }
 
     /// Takes a slot through the gate (no writer checks the slots while a
     /// reader holds it), waiting for a free one as `wait` allows.
-    fn take_slot_through_gate<G>(&self, wait: Wait) -> Result<usize, LockError<G>> {
+    fn take_slot_through_gate<G>(&self, wait: Wait) -> Result<usize, Refused<G>> {
         loop {
             let seen = self.word(CHANGED).load(Ordering::Acquire);
             self.enter(wait)?;
@@ -195,10 +194,10 @@ impl<T: Record> ShmRwLock<T> {
     /// Sleeps until the readers' slots change from `seen`, or a moment
     /// passes (a slot freed by a reader's death is never signalled); an
     /// error once `wait` allows no more waiting.
-    fn pause<G>(&self, wait: Wait, seen: u32) -> Result<(), LockError<G>> {
+    fn pause<G>(&self, wait: Wait, seen: u32) -> Result<(), Refused<G>> {
         let limit = match wait {
-            Wait::No => return Err(LockError::WouldBlock),
-            Wait::Until(d) if Instant::now() >= d => return Err(LockError::Timeout),
+            Wait::No => return Err(Refused::WouldBlock),
+            Wait::Until(d) if Instant::now() >= d => return Err(Refused::Timeout),
             Wait::Until(d) => left(Some(d)),
             Wait::Forever => None,
         };
@@ -208,7 +207,7 @@ impl<T: Record> ShmRwLock<T> {
 
     /// Takes the gate; a holder's death is repaired at once and recorded
     /// in `POISONED`, so the gate stays usable whatever this call does next.
-    fn enter<G>(&self, wait: Wait) -> Result<(), LockError<G>> {
+    fn enter<G>(&self, wait: Wait) -> Result<(), Refused<G>> {
         match self.gate.lock_with(wait) {
             Ok(Acquired::Clean) => Ok(()),
             Ok(Acquired::OwnerDied) => {
@@ -216,30 +215,30 @@ impl<T: Record> ShmRwLock<T> {
                 self.gate.mark_consistent();
                 Ok(())
             }
-            Err(f) => Err(LockError::from_raw(f)),
+            Err(f) => Err(Refused::from(f)),
         }
     }
 
     /// Exclusive access, waiting as long as it takes.
-    pub fn write(&self) -> LockResult<WriteGuard<'_, T>> {
-        self.write_with(Wait::Forever)
+    pub fn write(&self) -> Result<WriteGuard<'_, T>, LockError<WriteGuard<'_, T>>> {
+        self.write_with(Wait::Forever).map_err(LockError::from_refused)
     }
 
     /// Exclusive access if no one holds the lock now.
-    pub fn try_write(&self) -> LockResult<WriteGuard<'_, T>> {
-        self.write_with(Wait::No)
+    pub fn try_write(&self) -> Result<WriteGuard<'_, T>, TryLockError<WriteGuard<'_, T>>> {
+        self.write_with(Wait::No).map_err(TryLockError::from_refused)
     }
 
     /// Exclusive access, waiting at most `limit`.
-    pub fn write_timeout(&self, limit: Duration) -> LockResult<WriteGuard<'_, T>> {
-        self.write_with(Wait::within(limit))
+    pub fn write_timeout(&self, limit: Duration) -> Result<WriteGuard<'_, T>, LockTimeoutError<WriteGuard<'_, T>>> {
+        self.write_with(Wait::within(limit)).map_err(LockTimeoutError::from_refused)
     }
 
-    fn write_with(&self, wait: Wait) -> LockResult<WriteGuard<'_, T>> {
-        self.seg.check_process().map_err(|_| LockError::Inherited)?;
+    fn write_with(&self, wait: Wait) -> Result<WriteGuard<'_, T>, Refused<WriteGuard<'_, T>>> {
+        self.seg.check_process().map_err(|_| Refused::Inherited)?;
         let id = self.seg.id();
         if READING.with_borrow(|reads| reads.iter().any(|r| r.lock == id)) {
-            return Err(LockError::Deadlock); // it would wait for its own read guard
+            return Err(Refused::Deadlock); // it would wait for its own read guard
         }
         self.enter(wait)?;
         self.seg.pin(); // a forgotten guard must keep the gate mapped
@@ -257,10 +256,7 @@ impl<T: Record> ShmRwLock<T> {
         }
         match self.word(POISONED).load(Ordering::Acquire) {
             0 => Ok(guard),
-            _ => Err(LockError::OwnerDied(OwnerDied {
-                guard,
-                recover: |g| g.lock.word(POISONED).store(0, Ordering::Release),
-            })),
+            _ => Err(Refused::OwnerDied(OwnerDied::new(guard, |g| g.lock.word(POISONED).store(0, Ordering::Release)))),
         }
     }
 
@@ -347,7 +343,7 @@ mod tests {
         let a = lock.read().unwrap();
         let b = lock.read().unwrap(); // nested: no gate, same slot
         assert_eq!(a.slot, b.slot);
-        assert!(matches!(lock.write_timeout(Duration::from_secs(5)), Err(LockError::Deadlock)));
+        assert!(matches!(lock.write_timeout(Duration::from_secs(5)), Err(LockTimeoutError::Deadlock)));
         let other = ShmRwLock::<u64>::open(lock.name()).unwrap();
         assert!(matches!(other.read(), Err(LockError::Deadlock)), "a nested read through another handle");
         drop(a);

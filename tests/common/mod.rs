@@ -140,12 +140,6 @@ pub fn example(name: &str) -> std::path::PathBuf {
     built(&["examples", name], &["--example", name])
 }
 
-/// Path of the `shmkit` command, built with its `cli` feature (the plain
-/// `cargo test` build leaves it out: the library does not depend on clap).
-pub fn shmkit_bin() -> std::path::PathBuf {
-    built(&["shmkit"], &["--features", "cli", "--bin", "shmkit"])
-}
-
 /// `target/PROFILE/<parts>`, after `cargo build <args>` (a no-op when up to date).
 fn built(parts: &[&str], args: &[&str]) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current_exe");

@@ -1,0 +1,7 @@
+//! The calls: building a pool, per-call settings and the operations
+//! (`map`, `submit`, array passes), and a submitted task's handle.
+
+pub(crate) mod batch;
+pub(crate) mod builder;
+pub(crate) mod handle;
+mod rows;

@@ -1,0 +1,315 @@
+//! Operations over an array's rows: how it is cut into chunks, the claim
+//! a pass holds, and what a pass that did not complete reports.
+//!
+//! A pass claims every row of the array through the caller's handle before
+//! any chunk runs (exclusively to write, shared to read) and holds the
+//! claim until every chunk has answered. So a pass meets a conflicting
+//! view before it touches anything ([`InPlaceError::Busy`]), never half-way,
+//! and the helpers, which work under that claim, take none of their own.
+
+use std::ops::Range;
+
+use ndarray::Dimension;
+
+use crate::pool::call::batch::{collect, Batch, Chunking};
+use crate::pool::error::Failed;
+use crate::pool::error::{InPlaceError, ReduceError, RowReport};
+use crate::pool::helper::builtin;
+use crate::pool::helper::registry::{ReadsRows, Task, WritesRows};
+use crate::pool::transport::wire::ChunkArgs;
+use crate::pool::Pool;
+use crate::{Element, SharedArray};
+
+/// Smallest chunk of an array operation's rows, in bytes, unless a chunk
+/// size is set: below it, a chunk's fixed cost outweighs spreading.
+const MIN_CHUNK_BYTES: usize = 2 << 20;
+/// Nor larger than this, so that a helper delayed by another process
+/// leaves a short tail.
+const MAX_CHUNK_BYTES: usize = 16 << 20;
+
+/// One chunk's rows and what came of them.
+type Chunk<R> = (Range<usize>, Result<R, Failed>);
+
+impl<'p> Batch<'p> {
+    /// Runs `f` on every chunk of rows of `array`, in place, in the helpers.
+    ///
+    /// All or nothing with respect to other views: every row is claimed
+    /// before any chunk runs, so a live view of the array anywhere fails
+    /// the pass with [`InPlaceError::Busy`] and nothing changes. If a chunk
+    /// fails, the other chunks still run, and [`InPlaceError::Incomplete`]
+    /// says exactly which rows were applied, which were not, and which
+    /// may be half-applied.
+    pub fn for_each_chunk_mut<T, D, M, F>(self, array: &mut SharedArray<T, D>, f: F) -> Result<(), InPlaceError>
+    where
+        T: Element,
+        D: Dimension,
+        M: WritesRows<T, D>,
+        F: Task<M, Args = ChunkArgs>,
+    {
+        finish_pass(self.run_rows::<T, D, M, F>(array, true, f, |c| c))
+    }
+
+    /// [`for_each_chunk_mut`](Self::for_each_chunk_mut) with a parameter
+    /// for the task, `fn(&P, ArrayViewMut<T, D>)`: sent with every chunk
+    /// (a capturing closure cannot be a task: helpers cannot see what it
+    /// captured).
+    ///
+    /// ```no_run
+    /// fn scale(by: &f64, mut rows: ndarray::ArrayViewMut1<f64>) { rows *= *by; }
+    /// # fn tasks(r: &mut shmkit::Registry) { r.add(scale); }
+    /// # let pool: shmkit::Pool = todo!();
+    /// # let mut data: shmkit::SharedArray<f64, ndarray::Ix1> = todo!();
+    /// pool.batch().for_each_chunk_mut_with(&mut data, scale, 2.5)?;
+    /// # Ok::<(), shmkit::pool::InPlaceError>(())
+    /// ```
+    pub fn for_each_chunk_mut_with<T, D, P, M, F>(
+        self,
+        array: &mut SharedArray<T, D>,
+        f: F,
+        param: P,
+    ) -> Result<(), InPlaceError>
+    where
+        T: Element,
+        D: Dimension,
+        P: Clone,
+        M: WritesRows<T, D>,
+        F: Task<M, Args = (ChunkArgs, P)>,
+    {
+        finish_pass(self.run_rows::<T, D, M, F>(array, true, f, |c| (c, param.clone())))
+    }
+
+    /// Maps every chunk of rows of `array` to a value in the helpers, then
+    /// folds the values with `combine` here, in row order.
+    pub fn reduce<T, D, R, M, F>(
+        self,
+        array: &SharedArray<T, D>,
+        f: F,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R, ReduceError>
+    where
+        T: Element,
+        D: Dimension,
+        M: ReadsRows<T, D>,
+        F: Task<M, Args = ChunkArgs, Output = R>,
+    {
+        fold(self.run_rows::<T, D, M, F>(array, false, f, |c| c).map_err(ReduceError::Busy)?, combine)
+    }
+
+    /// [`reduce`](Self::reduce) with a parameter for the task,
+    /// `fn(&P, ArrayView<T, D>) -> R`, sent with every chunk.
+    pub fn reduce_with<T, D, P, R, M, F>(
+        self,
+        array: &SharedArray<T, D>,
+        f: F,
+        param: P,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R, ReduceError>
+    where
+        T: Element,
+        D: Dimension,
+        P: Clone,
+        M: ReadsRows<T, D>,
+        F: Task<M, Args = (ChunkArgs, P), Output = R>,
+    {
+        let chunks = self.run_rows::<T, D, M, F>(array, false, f, |c| (c, param.clone()));
+        fold(chunks.map_err(ReduceError::Busy)?, combine)
+    }
+
+    /// Sum of all elements, as numpy sums them: exact for integers (as
+    /// `i64` or `u64`; [`ReduceError::Overflow`] past those, where numpy
+    /// wraps), in `f64` for floats (NaN if any element is NaN).
+    pub fn sum<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<T::Sum, ReduceError> {
+        let chunks = self.run_rows::<T, D, _, _>(array, false, builtin::sum::<T>, |c| c);
+        let partial = fold(chunks.map_err(ReduceError::Busy)?, T::merge)?;
+        T::total(partial).ok_or(ReduceError::Overflow { dtype: T::DTYPE.descr() })
+    }
+
+    /// Mean of all elements, in f64 (NaN for an empty array).
+    pub fn mean<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<f64, ReduceError> {
+        Ok(T::sum_to_f64(self.sum(array)?) / array.len() as f64)
+    }
+
+    /// Smallest element, `None` for an empty array; NaNs are skipped.
+    pub fn min<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<Option<T>, ReduceError> {
+        let chunks = self.run_rows::<T, D, _, _>(array, false, builtin::min::<T>, |c| c).map_err(ReduceError::Busy)?;
+        fold(chunks, |a, b| builtin::pick(a, b, |a, b| b < a))
+    }
+
+    /// Largest element, `None` for an empty array; NaNs are skipped.
+    pub fn max<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<Option<T>, ReduceError> {
+        let chunks = self.run_rows::<T, D, _, _>(array, false, builtin::max::<T>, |c| c).map_err(ReduceError::Busy)?;
+        fold(chunks, |a, b| builtin::pick(a, b, |a, b| b > a))
+    }
+
+    /// Runs row task `F` once per chunk of `array` under a claim of every
+    /// row (exclusive if `write`), held until every chunk has answered;
+    /// results in row order. `Err` (nothing ran) if the claim conflicts.
+    fn run_rows<T, D, M, F>(
+        mut self,
+        array: &SharedArray<T, D>,
+        write: bool,
+        _f: F,
+        args: impl Fn(ChunkArgs) -> F::Args,
+    ) -> crate::Result<Vec<Chunk<F::Output>>>
+    where
+        T: Element,
+        D: Dimension,
+        F: Task<M>,
+    {
+        let rows = array.shape().first().copied().unwrap_or(0);
+        let per = self.rows_per_chunk(rows, array.len(), size_of::<T>());
+        let chunk = |start: usize| ChunkArgs {
+            location: array.name().to_owned(),
+            file: array.is_file(),
+            dev: array.id().dev,
+            ino: array.id().ino,
+            start,
+            end: (start + per).min(rows),
+        };
+        let starts: Vec<usize> = if rows == 0 { vec![0] } else { (0..rows).step_by(per).collect() };
+        let ranges: Vec<Range<usize>> = starts.iter().map(|&s| s..(s + per).min(rows)).collect();
+        let claim = array.claim_all(write)?;
+        let progress = self.progress_hook();
+        self.chunking = Chunking::Default; // one chunk per job: each answers, and fails, alone
+        let (rx, total, cancel) = self.send::<F>(starts.into_iter().map(chunk).map(args), 1);
+        let results = collect(rx, total, cancel, progress); // every chunk has answered
+        drop(claim);
+        Ok(ranges.into_iter().zip(results).collect())
+    }
+
+    /// Rows per chunk: as set, or about four chunks per helper, none larger
+    /// than `MAX_CHUNK_BYTES` and none smaller than `MIN_CHUNK_BYTES`
+    /// unless that leaves a helper idle.
+    fn rows_per_chunk(&self, rows: usize, elements: usize, itemsize: usize) -> usize {
+        match self.chunking {
+            Chunking::Fixed(n) => n,
+            _ => {
+                let helpers = self.pool.helpers();
+                let row_bytes = (elements / rows.max(1)).max(1) * itemsize;
+                let least = MIN_CHUNK_BYTES.div_ceil(row_bytes);
+                let most = (MAX_CHUNK_BYTES / row_bytes).max(1);
+                rows.div_ceil(4 * helpers).min(most).max(least).min(rows.div_ceil(helpers)).max(1)
+            }
+        }
+    }
+}
+
+/// What a pass's chunks come to: `Ok`, or exactly which rows it changed.
+fn finish_pass<R>(chunks: crate::Result<Vec<Chunk<R>>>) -> Result<(), InPlaceError> {
+    let chunks = chunks.map_err(InPlaceError::Busy)?;
+    match chunks.iter().all(|(_, r)| r.is_ok()) {
+        true => Ok(()),
+        false => Err(InPlaceError::Incomplete(report(chunks))),
+    }
+}
+
+/// Folds chunk results in row order; the first failure ends it.
+fn fold<R>(chunks: Vec<Chunk<R>>, mut combine: impl FnMut(R, R) -> R) -> Result<R, ReduceError> {
+    let mut acc: Option<R> = None;
+    for (rows, r) in chunks {
+        let value = r.map_err(|f| ReduceError::Failed { rows, error: f.error })?;
+        acc = Some(match acc {
+            Some(a) => combine(a, value),
+            None => value,
+        });
+    }
+    Ok(acc.expect("at least one chunk"))
+}
+
+/// What each chunk of a pass that did not complete came to.
+fn report<R>(chunks: Vec<Chunk<R>>) -> RowReport {
+    let mut report = RowReport::default();
+    for (rows, result) in chunks {
+        match result {
+            Ok(_) => push_merged(&mut report.applied, rows),
+            Err(Failed { started: false, .. }) => push_merged(&mut report.not_applied, rows),
+            Err(Failed { error, started: true }) => match report.in_doubt.last_mut() {
+                Some((last, e)) if last.end == rows.start && *e == error => last.end = rows.end,
+                _ => report.in_doubt.push((rows, error)),
+            },
+        }
+    }
+    report
+}
+
+/// Appends `rows`, merged with the last range if they touch.
+fn push_merged(list: &mut Vec<Range<usize>>, rows: Range<usize>) {
+    match list.last_mut() {
+        Some(last) if last.end == rows.start => last.end = rows.end,
+        _ => list.push(rows),
+    }
+}
+
+impl Pool {
+    /// [`Batch::for_each_chunk_mut`] with default settings.
+    pub fn for_each_chunk_mut<T, D, M, F>(&self, array: &mut SharedArray<T, D>, f: F) -> Result<(), InPlaceError>
+    where
+        T: Element,
+        D: Dimension,
+        M: WritesRows<T, D>,
+        F: Task<M, Args = ChunkArgs>,
+    {
+        self.batch().for_each_chunk_mut(array, f)
+    }
+
+    /// [`Batch::reduce`] with default settings.
+    pub fn reduce<T, D, R, M, F>(
+        &self,
+        array: &SharedArray<T, D>,
+        f: F,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R, ReduceError>
+    where
+        T: Element,
+        D: Dimension,
+        M: ReadsRows<T, D>,
+        F: Task<M, Args = ChunkArgs, Output = R>,
+    {
+        self.batch().reduce(array, f, combine)
+    }
+
+    /// [`Batch::sum`] with default settings.
+    pub fn sum<T: Element, D: Dimension>(&self, array: &SharedArray<T, D>) -> Result<T::Sum, ReduceError> {
+        self.batch().sum(array)
+    }
+
+    /// [`Batch::mean`] with default settings.
+    pub fn mean<T: Element, D: Dimension>(&self, array: &SharedArray<T, D>) -> Result<f64, ReduceError> {
+        self.batch().mean(array)
+    }
+
+    /// [`Batch::min`] with default settings.
+    pub fn min<T: Element, D: Dimension>(&self, array: &SharedArray<T, D>) -> Result<Option<T>, ReduceError> {
+        self.batch().min(array)
+    }
+
+    /// [`Batch::max`] with default settings.
+    pub fn max<T: Element, D: Dimension>(&self, array: &SharedArray<T, D>) -> Result<Option<T>, ReduceError> {
+        self.batch().max(array)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::error::TaskError;
+
+    #[test]
+    fn a_report_merges_neighbours_and_keeps_row_order() {
+        let died = TaskError::WorkerDied { signal: Some(9), code: None };
+        let chunks: Vec<Chunk<()>> = vec![
+            (0..10, Ok(())),
+            (10..20, Ok(())),
+            (20..30, Err(Failed { error: died.clone(), started: true })),
+            (30..40, Err(Failed { error: TaskError::Cancelled, started: false })),
+            (40..50, Ok(())),
+            (50..60, Err(Failed { error: TaskError::Cancelled, started: false })),
+        ];
+        let r = report(chunks);
+        assert_eq!(r.applied, [0..20, 40..50]);
+        assert_eq!(r.not_applied, [30..40, 50..60]);
+        assert_eq!(r.in_doubt, [(20..30, died)]);
+        let text = r.to_string();
+        assert!(text.contains("[0..20, 40..50] applied") && text.contains("20..30 in doubt"), "{text}");
+    }
+}

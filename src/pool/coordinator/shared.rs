@@ -1,0 +1,220 @@
+//! The job queue the drivers share, and when a driver sleeps or wakes.
+//!
+//! Calls push jobs (under one lock, in groups); each helper's driver pops
+//! the next one, or, while more jobs wait than there are helpers, a few
+//! more to pipeline. A driver with nothing to do polls `queued` for a short
+//! window, then sleeps on a condition variable. A push wakes only as many
+//! sleeping drivers as it brings jobs beyond those already polling (waking
+//! every driver for one job made the losers spin on a small machine while
+//! the winner's helper worked), and a woken driver that finds more jobs
+//! than itself passes one wake-up on.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::pool::config::Config;
+use crate::pool::coordinator::cell::HelperCell;
+use crate::pool::coordinator::job::Job;
+use crate::pool::error::TaskError;
+use crate::pool::helper::registry::Registry;
+use crate::pool::transport::region::Region;
+use crate::pool::transport::spin;
+
+/// The pipeline while many jobs wait (see `pipeline_depth`).
+const DEEP_PIPELINE: usize = 32;
+
+/// What the driver threads share.
+pub(crate) struct Shared {
+    pub(crate) registry: Registry,
+    pub(crate) names: Vec<String>,
+    pub(crate) config: Config,
+    queue: Mutex<Queue>,
+    work: Condvar,
+    /// Jobs in `queue`, readable without the lock, for spinning waiters.
+    queued: AtomicUsize,
+    /// Drivers polling `queued` right now: new jobs wake only the others.
+    spinning: AtomicUsize,
+    pub(crate) helpers: Mutex<Vec<Option<Arc<HelperCell>>>>,
+    /// Each helper's status word and rings (shared with the helpers).
+    pub(crate) region: Arc<Region>,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    terminated: bool,
+    drivers: usize,
+    why_no_helper: Option<String>,
+}
+
+/// What a driver waiting for work is told.
+pub(crate) enum Work {
+    Ready,
+    Closed,
+    Terminated,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Queue state stays consistent across a panic elsewhere; go on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// The shared state of a pool about to start its drivers.
+    pub(crate) fn new(registry: Registry, config: Config, region: Region) -> Shared {
+        let n = config.helpers;
+        let queue = Queue { jobs: VecDeque::new(), closed: false, terminated: false, drivers: n, why_no_helper: None };
+        Shared {
+            names: registry.names(),
+            registry,
+            config,
+            queue: Mutex::new(queue),
+            work: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            spinning: AtomicUsize::new(0),
+            helpers: Mutex::new(vec![None; n]),
+            region: Arc::new(region),
+        }
+    }
+
+    /// Queues jobs, or fails them at once if no helper will run them.
+    pub(crate) fn push(&self, jobs: Vec<Job>) {
+        let mut q = lock(&self.queue);
+        if q.terminated || q.drivers == 0 {
+            let why = q.why_no_helper.clone().unwrap_or_else(|| "the pool has no helpers left".into());
+            let error = if q.terminated { TaskError::Terminated } else { TaskError::NoHelper(why) };
+            drop(q);
+            jobs.into_iter().for_each(|j| j.fail(error.clone()));
+            return;
+        }
+        let n = jobs.len();
+        q.jobs.extend(jobs);
+        self.queued.store(q.jobs.len(), Ordering::SeqCst);
+        drop(q);
+        self.wake(n);
+    }
+
+    /// Wakes sleeping drivers for `n` new jobs, beyond those drivers
+    /// already polling for work: waking every driver for one job made the
+    /// losers spin on a small machine while the winner's helper worked.
+    fn wake(&self, n: usize) {
+        let sleepers = n.saturating_sub(self.spinning.load(Ordering::SeqCst));
+        match sleepers >= self.config.helpers {
+            true => self.work.notify_all(),
+            false => (0..sleepers).for_each(|_| self.work.notify_one()),
+        }
+    }
+
+    pub(crate) fn try_pop(&self) -> Option<Job> {
+        let mut q = lock(&self.queue);
+        let job = q.jobs.pop_front();
+        self.queued.store(q.jobs.len(), Ordering::Release);
+        job
+    }
+
+    /// Jobs to keep in flight per helper: a deep pipeline (sent in one
+    /// write, answered in few reads) while many jobs wait, else the
+    /// configured depth, so a short job never sits behind a long one.
+    pub(crate) fn pipeline_depth(&self) -> usize {
+        let depth = self.config.pipeline;
+        let deep = depth > 1 && self.queued.load(Ordering::Acquire) > 8 * self.config.helpers;
+        match deep {
+            true => depth.max(DEEP_PIPELINE),
+            false => depth,
+        }
+    }
+
+    /// A job to send ahead to a busy helper, only while more jobs wait than
+    /// there are helpers: otherwise a short job could sit behind a long one
+    /// while another helper idles.
+    pub(crate) fn try_pop_ahead(&self) -> Option<Job> {
+        let mut q = lock(&self.queue);
+        let job = (q.jobs.len() > self.config.helpers).then(|| q.jobs.pop_front()).flatten();
+        self.queued.store(q.jobs.len(), Ordering::Release);
+        job
+    }
+
+    /// Puts jobs back at the head of the queue, in their order.
+    pub(crate) fn requeue(&self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let n = jobs.len();
+        let mut q = lock(&self.queue);
+        jobs.into_iter().rev().for_each(|j| q.jobs.push_front(j));
+        self.queued.store(q.jobs.len(), Ordering::SeqCst);
+        drop(q);
+        self.wake(n);
+    }
+
+    pub(crate) fn wait_for_work(&self) -> Work {
+        // Work often comes right after the last: poll briefly before sleeping.
+        self.spinning.fetch_add(1, Ordering::SeqCst);
+        spin::spin(spin::WINDOW, || (self.queued.load(Ordering::SeqCst) > 0).then_some(()));
+        self.spinning.fetch_sub(1, Ordering::SeqCst);
+        let mut q = lock(&self.queue);
+        loop {
+            match () {
+                _ if q.terminated => return Work::Terminated,
+                _ if !q.jobs.is_empty() => {
+                    // A wake-up may have gone to a driver already woken for an
+                    // earlier job: pass one on while more jobs than this wait.
+                    if q.jobs.len() > 1 {
+                        self.work.notify_one();
+                    }
+                    return Work::Ready;
+                }
+                _ if q.closed => return Work::Closed,
+                _ => q = self.work.wait(q).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+
+    pub(crate) fn set_helper(&self, index: usize, cell: Option<Arc<HelperCell>>) {
+        lock(&self.helpers)[index] = cell;
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        lock(&self.queue).terminated
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        let q = lock(&self.queue);
+        q.terminated || q.closed
+    }
+
+    /// A driver has stopped for good; with none left, queued jobs fail.
+    pub(crate) fn driver_gone(&self, why: String) {
+        let mut q = lock(&self.queue);
+        q.drivers -= 1;
+        q.why_no_helper.get_or_insert(why.clone());
+        if q.drivers == 0 {
+            let jobs: Vec<Job> = q.jobs.drain(..).collect();
+            self.queued.store(0, Ordering::Release);
+            drop(q);
+            jobs.into_iter().for_each(|j| j.fail(TaskError::NoHelper(why.clone())));
+        }
+    }
+
+    /// No more jobs will come (the pool is dropped): drivers finish what
+    /// is queued, then stop.
+    pub(crate) fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.work.notify_all();
+    }
+
+    pub(crate) fn terminate(&self) {
+        let jobs: Vec<Job> = {
+            let mut q = lock(&self.queue);
+            q.terminated = true;
+            self.queued.store(0, Ordering::Release);
+            q.jobs.drain(..).collect()
+        };
+        self.work.notify_all();
+        jobs.into_iter().for_each(|j| j.fail(TaskError::Terminated));
+        for h in lock(&self.helpers).iter().flatten() {
+            h.kill();
+        }
+    }
+}

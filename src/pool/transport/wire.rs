@@ -1,0 +1,361 @@
+//! Messages between a coordinator and its helpers, and their framing.
+//!
+//! Each message is a postcard-encoded enum behind a 4-byte little-endian
+//! length. Frames go through a helper's rings (see `ring`; one writer per
+//! ring, so frames never interleave; a long one goes in pieces), or, for
+//! the handshake, its socket. Bulk data never travels here: arrays are
+//! passed by segment name.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the helper protocol (messages, rings, status words): a
+/// helper binary built with another shmkit is refused at start, not left
+/// to misread jobs. Version 2: jobs and results through shared-memory rings;
+/// 3: skip tables, `Skipped`, and helpers that report their pid.
+pub(crate) const PROTOCOL: u32 = 3;
+
+/// Largest frame accepted; a longer length prefix means a corrupt stream.
+const MAX_FRAME: usize = 256 << 20;
+
+/// Coordinator to helper.
+/// Borrows the arguments when sending, so a job keeps them for a rerun.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToHelper<'a> {
+    /// Run task number `task` once per item of `args`: `count` encoded
+    /// arguments one after another (see `codec`).
+    Run {
+        job: u64,
+        task: u32,
+        count: u32,
+        #[serde(with = "bytes")]
+        args: Cow<'a, [u8]>,
+    },
+    /// Finish and exit.
+    Exit,
+}
+
+/// Helper to coordinator.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromHelper {
+    /// Started, speaks protocol `protocol` (see [`PROTOCOL`]), and
+    /// registers these task names in this order; `pid` is the helper's own
+    /// (behind a launcher, not the process the pool started).
+    Ready { protocol: u32, tasks: Vec<String>, pid: u32 },
+    /// Results of a `Run`, one per argument, failures among them.
+    Done { job: u64, results: Items },
+    /// A `Run` that was cancelled before its task began: nothing ran.
+    Skipped { job: u64 },
+    /// This process was started as a helper but its `main` used shmkit
+    /// (a segment, a pool) before calling `shmkit::init`; it exits.
+    NotInitialized,
+    /// A helper of a pool built in a `#[test]` reached `init` in another
+    /// test (`test`) than the pool's; it exits.
+    WrongTest { test: String },
+}
+
+/// A run of encoded items: a job's arguments, or its results (see `codec`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Items {
+    /// The items that did not fail, encoded one after another.
+    #[serde(with = "bytes")]
+    pub data: Vec<u8>,
+    /// How many items the batch stands for (failed ones included).
+    pub count: u32,
+    /// The items that failed, by index, ascending; they take no bytes.
+    pub failures: Vec<(u32, Failure)>,
+}
+
+impl Items {
+    /// An empty batch for `count` items.
+    pub fn with_count(count: u32) -> Items {
+        Items { data: Vec::new(), count, failures: Vec::new() }
+    }
+
+    /// Records item `index` as failed.
+    pub fn fail(&mut self, index: u32, why: Failure) {
+        self.failures.push((index, why));
+    }
+}
+
+/// Where a chunk task finds its rows; sent instead of the data itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChunkArgs {
+    /// Segment name or file path.
+    pub(crate) location: String,
+    /// True for a file-backed array.
+    pub(crate) file: bool,
+    /// Device and inode of the segment the coordinator means, so a helper
+    /// never writes into a stale mapping of a name that was since
+    /// recreated, nor into another mount's file with the same inode number.
+    pub(crate) dev: u64,
+    /// See `dev`.
+    pub(crate) ino: u64,
+    /// Rows along the first axis.
+    pub(crate) start: usize,
+    /// End of the rows (exclusive).
+    pub(crate) end: usize,
+}
+
+/// How a task failed inside a helper.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Failure {
+    /// The task panicked with this message.
+    Panic(String),
+    /// The task returned an error; its chain, outermost first.
+    Error(Vec<String>),
+    /// Arguments or result could not be (de)serialised.
+    Codec(String),
+    /// No task has that number (the helper registers different tasks).
+    Unknown(u32),
+}
+
+/// Encodes `msg` into one length-prefixed frame; `Err` (with what to do)
+/// if it is larger than a frame may be.
+pub(crate) fn frame<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    frame_into(&mut out, msg)?;
+    Ok(out)
+}
+
+/// Appends `msg` to `out` as one length-prefixed frame, with no buffer of
+/// its own; on `Err` (too large), `out` is as it was.
+pub(crate) fn frame_into<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let written = postcard::to_extend(msg, Appender(out)).map(|_| ());
+    let len = out.len() - start - 4;
+    let refused = match written {
+        Err(e) => Some(io::Error::other(e)),
+        Ok(()) if len > MAX_FRAME => Some(io::Error::new(io::ErrorKind::InvalidInput, too_large(len))),
+        Ok(()) => None,
+    };
+    if let Some(e) = refused {
+        out.truncate(start);
+        return Err(e);
+    }
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Lets postcard append to a buffer it does not own.
+pub(crate) struct Appender<'a>(pub &'a mut Vec<u8>);
+
+impl Extend<u8> for Appender<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+/// Why a message of `len` bytes cannot be sent, and what to do instead.
+pub(crate) fn too_large(len: usize) -> String {
+    format!(
+        "{len} bytes, more than the {} MiB one message may carry: pass large data in a SharedArray (by name) instead",
+        MAX_FRAME >> 20
+    )
+}
+
+/// True if encoded items of `len` bytes fit in one frame, with room for
+/// the message around them (and, for results, a few failures).
+pub(crate) fn fits(len: usize) -> bool {
+    len <= MAX_FRAME - 4096
+}
+
+/// Writes `msg` as one frame.
+pub(crate) fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
+    w.write_all(&frame(msg)?)
+}
+
+/// Reads length-prefixed frames from a socket, several per `recv` when
+/// they are there, and without blocking when asked: what lets a waiter
+/// poll a short window before it sleeps (see `spin`).
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// What a [`FrameReader::fill`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Fill {
+    Data,
+    WouldBlock,
+    Eof,
+}
+
+impl FrameReader {
+    pub fn new() -> FrameReader {
+        FrameReader { buf: vec![0; 64 << 10], start: 0, end: 0 }
+    }
+
+    /// A reader holding `bytes` as if they had arrived (for the fuzzer).
+    #[cfg(fuzzing)]
+    pub fn from_bytes(bytes: &[u8]) -> FrameReader {
+        FrameReader { buf: bytes.to_vec(), start: 0, end: bytes.len() }
+    }
+
+    /// The next whole buffered frame, decoded; `None` until one is there.
+    pub fn next<T: for<'de> Deserialize<'de>>(&mut self) -> Option<io::Result<T>> {
+        let avail = &self.buf[self.start..self.end];
+        let len = u32::from_le_bytes(avail.get(..4)?.try_into().expect("4 bytes")) as usize;
+        if len > MAX_FRAME {
+            return Some(Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes"))));
+        }
+        let frame = avail.get(4..4 + len)?;
+        let msg = postcard::from_bytes(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+        self.start += 4 + len;
+        Some(msg)
+    }
+
+    /// Reads what the socket has (waiting for data if `block`).
+    pub fn fill(&mut self, fd: impl rustix::fd::AsFd, block: bool) -> io::Result<Fill> {
+        self.make_room();
+        let flags = if block { rustix::net::RecvFlags::empty() } else { rustix::net::RecvFlags::DONTWAIT };
+        loop {
+            return match rustix::net::recv(&fd, &mut self.buf[self.end..], flags) {
+                Ok((0, _)) => Ok(Fill::Eof),
+                Ok((n, _)) => {
+                    self.end += n;
+                    Ok(Fill::Data)
+                }
+                Err(rustix::io::Errno::AGAIN) => Ok(Fill::WouldBlock),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+
+    /// Reads what the ring has, never waiting.
+    pub fn fill_ring(&mut self, ring: &crate::pool::transport::ring::Ring<'_>) -> io::Result<Fill> {
+        self.make_room();
+        match ring.read(&mut self.buf[self.end..])? {
+            0 => Ok(Fill::WouldBlock),
+            n => {
+                self.end += n;
+                Ok(Fill::Data)
+            }
+        }
+    }
+
+    /// Compacts or grows the buffer so that a read has room.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.buf.len() - self.end < 4096 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0); // a frame larger than the buffer
+        }
+    }
+
+    /// The next frame, waiting as long as it takes; `UnexpectedEof` at end of stream.
+    #[cfg(test)]
+    pub fn recv<T: for<'de> Deserialize<'de>>(&mut self, fd: impl rustix::fd::AsFd) -> io::Result<T> {
+        loop {
+            if let Some(msg) = self.next() {
+                return msg;
+            }
+            if self.fill(&fd, true)? == Fill::Eof {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+}
+
+/// `#[serde(with)]` for encoded items: a byte string (`serialize_bytes`:
+/// a length, then one copy), not a sequence of `u8` that serde would
+/// visit byte by byte: the same bytes on the wire, a memcpy instead of a
+/// loop (a 200 KB argument was 1 s of encoding in a debug build).
+pub(crate) mod bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, B: AsRef<[u8]>>(v: &B, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_ref())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, B: From<Vec<u8>>>(d: D) -> Result<B, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(Visit).map(B::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_back_to_back() {
+        let mut buf = Vec::new();
+        send(&mut buf, &ToHelper::Run { job: 7, task: 2, count: 1, args: Cow::Owned(vec![1, 2, 3]) }).unwrap();
+        send(&mut buf, &ToHelper::Exit).unwrap();
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.write_all(&buf).unwrap();
+        drop(a);
+        let mut r = FrameReader::new();
+        assert!(matches!(r.recv(&b).unwrap(), ToHelper::Run { job: 7, task: 2, .. }));
+        assert!(matches!(r.recv(&b).unwrap(), ToHelper::Exit));
+        assert_eq!(r.recv::<ToHelper>(&b).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn frame_reader_splits_coalesced_frames_and_waits_for_partial_ones() {
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut two = frame(&FromHelper::Ready { protocol: PROTOCOL, tasks: vec!["x".into()], pid: 1 }).unwrap();
+        two.extend(frame(&ToHelper::Exit).unwrap());
+        let third = frame(&ToHelper::Exit).unwrap();
+        two.extend_from_slice(&third[..2]);
+        a.write_all(&two).unwrap();
+        let mut r = FrameReader::new();
+        assert_eq!(r.fill(&b, false).unwrap(), Fill::Data);
+        assert!(matches!(r.next::<FromHelper>(), Some(Ok(FromHelper::Ready { .. }))));
+        assert!(matches!(r.next::<ToHelper>(), Some(Ok(ToHelper::Exit))));
+        assert!(r.next::<ToHelper>().is_none(), "half a frame is not a frame");
+        assert_eq!(r.fill(&b, false).unwrap(), Fill::WouldBlock);
+        a.write_all(&third[2..]).unwrap();
+        drop(a);
+        assert!(matches!(r.recv::<ToHelper>(&b), Ok(ToHelper::Exit)));
+        assert_eq!(r.recv::<ToHelper>(&b).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_before_it_is_sent() {
+        let big = vec![0u8; MAX_FRAME];
+        let mut out = vec![9u8; 3];
+        let e =
+            frame_into(&mut out, &ToHelper::Run { job: 1, task: 0, count: 1, args: Cow::Borrowed(&big) }).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("SharedArray"), "{e}");
+        assert_eq!(out, [9, 9, 9], "a refused frame leaves the buffer as it was");
+        assert!(!fits(big.len()));
+        assert!(fits(100));
+    }
+
+    #[test]
+    fn the_guards_not_initialized_frame_is_the_messages() {
+        assert_eq!(frame(&FromHelper::NotInitialized).unwrap(), crate::role::NOT_INITIALIZED_FRAME);
+    }
+
+    #[test]
+    fn oversized_length_prefix_is_invalid_data() {
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.write_all(&[0xff, 0xff, 0xff, 0x7f, 0]).unwrap();
+        let mut r = FrameReader::new();
+        assert_eq!(r.recv::<ToHelper>(&b).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+}
