@@ -23,11 +23,13 @@
 //!
 //! The rest of the crate builds on that:
 //!
-//! - [`Pool`]: helper processes (this executable again, or a helper
-//!   binary; never a fork) that run registered tasks over arrays' rows in
-//!   place, map arguments, or run submitted tasks as [`TaskHandle`]s (also
-//!   `Future`s). A helper that crashes or times out fails only its task
-//!   ([`TaskError::WorkerDied`], [`TaskError::TimedOut`]) and is replaced.
+//! - [`Pool`] (module [`pool`]): helper processes (this executable again,
+//!   or a helper binary; never a fork) that run registered tasks over
+//!   arrays' rows in place, map arguments, or run submitted tasks as
+//!   [`TaskHandle`](pool::TaskHandle)s (also `Future`s). A helper that
+//!   crashes or times out fails only its task
+//!   ([`TaskError::WorkerDied`](pool::TaskError::WorkerDied),
+//!   [`TaskError::TimedOut`](pool::TaskError::TimedOut)) and is replaced.
 //! - [`sync`]: a robust mutex, reader-writer lock, event, barrier, counter
 //!   and bounded queue, each in a named segment, each surviving the death
 //!   of a process that held it.
@@ -36,8 +38,9 @@
 //!   without a server; a process dying mid-operation corrupts neither.
 //! - `mpi` (feature `mpi`): arrays distributed over the nodes of an MPI
 //!   job, one segment per node shared by that node's ranks.
-//! - [`collect_garbage`] and the `shmkit` command: find and remove
-//!   segments whose creator has exited.
+//! - [`admin`]: list, inspect, remove and garbage-collect segments (the
+//!   `shmkit` command of the `shmkit-cli` crate does the same from a
+//!   shell), and [`doctor`](admin::doctor) for the host's limits.
 //!
 //! Linux only for now: segments live in `/dev/shm`.
 

@@ -37,27 +37,28 @@ fn parts(arg: &str) -> (String, u64) {
 }
 
 #[test]
-fn two_writers_insert_a_million_distinct_keys_each_and_all_are_there() {
-    let test = "two_writers_insert_a_million_distinct_keys_each_and_all_are_there";
-    const EACH: u64 = 1_000_000;
+fn two_writers_insert_many_distinct_keys_each_and_all_are_there() {
+    let test = "two_writers_insert_many_distinct_keys_each_and_all_are_there";
+    // A million each in the long tier.
+    let each: u64 = common::tier(200_000, 1_000_000);
     if let Some(arg) = child_arg() {
         let (name, w) = parts(&arg);
         let map = ShmMap::<u64, u64>::open(&name).unwrap();
-        for k in w * EACH..(w + 1) * EACH {
+        for k in w * each..(w + 1) * each {
             assert_eq!(map.insert(k, 2 * k).unwrap(), None);
         }
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(300));
-    let map = ShmMap::<u64, u64>::create(&unique("map-2m"), 2 * EACH as usize).unwrap();
+    let map = ShmMap::<u64, u64>::create(&unique("map-2x"), 2 * each as usize).unwrap();
     run_children(test, map.name(), 2);
-    assert_eq!(map.len(), 2 * EACH as usize);
+    assert_eq!(map.len(), 2 * each as usize);
     let mut all = map.snapshot().unwrap();
     all.sort_unstable();
-    assert_eq!(all.len(), 2 * EACH as usize);
+    assert_eq!(all.len(), 2 * each as usize);
     assert!(all.iter().enumerate().all(|(i, &(k, v))| k == i as u64 && v == 2 * k), "a key or value is wrong");
     assert_eq!(map.get(&12345).unwrap(), Some(24690));
-    assert_eq!(map.get(&(2 * EACH)).unwrap(), None);
+    assert_eq!(map.get(&(2 * each)).unwrap(), None);
     assert_eq!(map.recoveries(), 0);
 }
 
@@ -110,7 +111,7 @@ fn a_writer_killed_at_random_moments_never_leaves_a_torn_or_lost_entry() {
         keys.for_each(|k| assert!(m.insert(k, checked(k)).unwrap().is_none()));
     }
     let mut rng = common::seeded_rng("map kills");
-    let rounds = 150;
+    let rounds = common::tier(40, 400);
     for round in 0..rounds {
         let m = if round % 2 == 0 { &map } else { &big };
         let mut child = spawn_child(test, &format!("{}:0", m.name()), Stdio::null());
@@ -202,7 +203,7 @@ fn a_pusher_killed_at_random_moments_never_leaves_a_torn_element() {
     let _w = Watchdog::new(Duration::from_secs(120));
     let list = ShmVec::<Checked>::create(&unique("vec-kill"), 4_000_000).unwrap();
     let mut rng = common::seeded_rng("push kills");
-    let rounds = 60;
+    let rounds = common::tier(20, 200);
     for _ in 0..rounds {
         let mut child = spawn_child(test, &format!("{}:0", list.name()), Stdio::null());
         std::thread::sleep(Duration::from_micros(rng.below(4000) + 500));

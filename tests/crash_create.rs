@@ -102,7 +102,8 @@ fn a_creator_killed_at_any_moment_leaves_nothing_gc_cannot_remove() {
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(600));
-    let rounds: usize = std::env::var("SHMKIT_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(120);
+    let rounds: usize =
+        std::env::var("SHMKIT_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(common::tier(30, 400));
     let name = unique("crash");
     let free_before = free_bytes();
     let (stop, opened, filled) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::default());

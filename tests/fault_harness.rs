@@ -505,7 +505,7 @@ fn fault_injection_harness() {
         return child(&arg);
     }
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let rounds = env("SHMKIT_FAULT_ROUNDS").unwrap_or(300);
+    let rounds = env("SHMKIT_FAULT_ROUNDS").unwrap_or(common::tier(300, 3000));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let seed = env("SHMKIT_FAULT_SEED").unwrap_or(now.as_nanos() as u64);
     let _w = Watchdog::new(Duration::from_secs(60 + rounds * 2));

@@ -8,7 +8,9 @@
 //! leader or another rank SIGKILLed mid-run makes `mpirun` end the job
 //! within 15 s, and `shmkit gc` then leaves nothing of the job in
 //! `/dev/shm`. Last, `mpi_heat` and `heat_diffusion` must print the same
-//! checksum. Needs OpenMPI (`.ci/run` installs it).
+//! checksum, and `mpi_sum` must match its closed form. Needs OpenMPI:
+//! plain `cargo test` runs this through `tests/mpi_job.rs`, which installs
+//! it when missing.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,6 +96,21 @@ fn launcher() {
     }
     a_node_size_bad_on_some_ranks_fails_every_rank();
     same_checksum_as_heat_diffusion();
+    mpi_sum_matches_its_closed_form();
+}
+
+/// `mpi_sum` on 2 nodes, with and without a replicated table, and as
+/// message passing: each checks its sum against n(n-1)/2 on every rank.
+fn mpi_sum_matches_its_closed_form() {
+    let exe = example("mpi_sum");
+    for extra in [&[][..], &["--replicated-mib", "4"], &["--baseline"]] {
+        let args = [&["--elements", "1048576"][..], extra].concat();
+        let out = output_within(&mut mpirun(2, &exe, &args), Duration::from_secs(120));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "mpi_sum {args:?}: {}\n{stdout}", out.status);
+        assert!(stdout.contains("matches the closed form"), "mpi_sum {args:?}:\n{stdout}");
+    }
+    println!("mpi: mpi_sum matches n(n-1)/2 on 2 nodes, with a replicated table, and as message passing");
 }
 
 /// Rank `victim` SIGKILLs itself while its node's segments exist: between
@@ -143,7 +160,7 @@ fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().and_then(std::path::Path::parent).expect("target/PROFILE");
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "--features", "mpi", "--example", name]);
+    cmd.args(["build", "--quiet", "-p", "shmkit", "--features", "mpi", "--example", name]);
     if profile.ends_with("release") {
         cmd.arg("--release");
     }

@@ -5,36 +5,14 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{unique, ShmFile};
 use ndarray::{Array2, Ix1, Ix2};
 use shmkit::{Error, SharedArray};
 
-/// A python3 that can `import numpy`, setting up `target/tmp/numpy-venv`
-/// once if needed. A file lock keeps concurrent test binaries from
-/// building the venv twice.
 fn python() -> PathBuf {
-    let has_numpy = |py: &PathBuf| {
-        Command::new(py).args(["-c", "import numpy"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-    };
-    let system = PathBuf::from("python3");
-    if has_numpy(&system) {
-        return system;
-    }
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let lock = std::fs::File::create(tmp.join("numpy-venv.lock")).expect("create lock file");
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("flock");
-    let venv = tmp.join("numpy-venv");
-    let py = venv.join("bin/python");
-    if !has_numpy(&py) {
-        eprintln!("numpy missing: installing it into {}", venv.display());
-        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
-        assert!(ok.success(), "python3 -m venv failed");
-        let pip = Command::new(&py).args(["-m", "pip", "install", "--quiet", "numpy"]).status().expect("run pip");
-        assert!(pip.success(), "pip install numpy failed");
-    }
-    py
+    common::setup::python_with_numpy()
 }
 
 /// Runs `code` in python with numpy; panics with its stderr on failure.

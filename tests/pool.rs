@@ -22,10 +22,10 @@ fn ok<T>(results: Vec<Result<T, TaskError>>) -> Vec<T> {
 }
 
 #[test]
-fn map_starmap_and_chunked_map_keep_argument_order() {
+fn map_and_chunked_map_keep_argument_order() {
     shmkit::init(register);
     let _w = Watchdog::new(Duration::from_secs(60));
-    let pool = pool("map_starmap_and_chunked_map_keep_argument_order", 2).build().unwrap();
+    let pool = pool("map_and_chunked_map_keep_argument_order", 2).build().unwrap();
     let expect: Vec<u64> = (0..500).map(|x| x * x).collect();
     assert_eq!(ok(pool.map(square, 0..500)), expect);
     assert_eq!(ok(pool.map_chunked(square, 0..500, 7)), expect);
@@ -263,6 +263,35 @@ fn a_separate_helper_binary_serves_the_same_tasks() {
     }
     let mismatch = Pool::builder().tasks(other).helpers(1).program(&exe).build();
     assert!(matches!(mismatch, Err(shmkit::pool::PoolError::TaskMismatch { .. })), "{:?}", mismatch.err());
+}
+
+#[test]
+fn helpers_output_arrives_in_whole_lines_even_from_one_that_crashed() {
+    let test = "helpers_output_arrives_in_whole_lines_even_from_one_that_crashed";
+    shmkit::init(register);
+    if child_arg().is_some() {
+        let pool = pool(test, 4).build().unwrap();
+        assert_eq!(ok(pool.map(chatter, 1..=8)).len(), 8);
+        assert!(matches!(pool.submit(last_words, 9).wait(), Err(TaskError::WorkerDied { .. })));
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env("SHMKIT_TEST_CHILD", "1");
+    let out = common::dies_with_parent(&mut cmd).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let chatter: Vec<&str> = stderr.lines().filter(|l| l.contains("chatter")).collect();
+    let whole = |l: &&str| {
+        let id = l.strip_prefix("chatter ").and_then(|r| r.split(' ').next()).unwrap_or("?");
+        let body = format!(" {id}{id}{id}").repeat(20);
+        l.starts_with(&format!("chatter {id} line ")) && l.ends_with(&format!(":{body} end {id}"))
+    };
+    let torn: Vec<&&str> = chatter.iter().filter(|l| !whole(l)).collect();
+    assert!(torn.is_empty(), "{} torn lines, the first: {:?}", torn.len(), torn.first());
+    assert_eq!(chatter.len(), 8 * 200);
+    assert!(stderr.contains("last words of 9\n"), "{stderr}");
+    assert!(stderr.contains("cut short 9"), "the partial last line of a crashed helper is kept");
 }
 
 #[test]

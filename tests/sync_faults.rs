@@ -177,7 +177,7 @@ fn a_stopped_process_holding_the_queue_lock_never_blocks_try_or_timeout_calls() 
     let (tx, rx) = (q.sender().unwrap(), q.receiver().unwrap());
     let mut child = spawn_child(test, q.name(), Stdio::null());
     std::thread::sleep(Duration::from_millis(100));
-    let (mut busy, rounds) = (0, 400);
+    let (mut busy, rounds) = (0, common::tier(150, 1500));
     for round in 0..rounds {
         signal(&child, rustix::process::Signal::STOP);
         std::thread::sleep(Duration::from_micros(200)); // let the stop land
@@ -221,7 +221,7 @@ fn a_barrier_never_opens_for_a_waiter_that_reports_timeout() {
     let bar = ShmBarrier::create(&unique("bar-race"), 2).unwrap();
     let name = bar.name().to_owned();
     let mut violations = 0;
-    for round in 0..3000u64 {
+    for round in 0..common::tier(1000, 10_000u64) {
         let n = name.clone();
         let late = Duration::from_micros(900 + round % 200);
         let other = std::thread::spawn(move || {

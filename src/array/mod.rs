@@ -1,5 +1,6 @@
 //! `SharedArray`: an n-dimensional array in a named segment or `.npy`
-//! file, a typed view over a [`Segment`].
+//! file: a typed view over a segment whose `.npy` header holds its
+//! dtype and shape.
 
 mod claim;
 mod view;
@@ -33,7 +34,7 @@ use claim::Claims;
 /// to this segment); handles from [`open`](Self::open) only unmap. An
 /// attacher can never remove a segment others still use.
 /// [`persist`](Self::persist) keeps a segment past its owner;
-/// [`crate::unlink`] removes it later.
+/// [`admin::remove`](crate::admin::remove) removes it later.
 ///
 /// **Concurrency.** Views borrow the handle, so one handle cannot alias a
 /// mutable view. Other processes may write the same memory at any time:

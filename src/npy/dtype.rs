@@ -76,8 +76,9 @@ impl DType {
 
     /// Parses a numpy dtype string; `None` for anything shmkit cannot hold.
     ///
-    /// Accepts the spellings of [`NumpyType::parse`] whose byte order is
-    /// little-endian or native (any order, for one-byte types).
+    /// Accepts numpy's dtype strings (`'<f8'`, `'=f8'`, `'f8'`, `'d'`, ...)
+    /// whose byte order is little-endian or native (any order, for one-byte
+    /// types); not names such as `'float64'`.
     ///
     /// ```
     /// use shmkit::DType;

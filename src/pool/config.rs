@@ -18,6 +18,8 @@ pub(crate) struct Config {
     pub pipeline: usize,
     pub start_timeout: Duration,
     pub quiet: bool,
+    /// Helpers' output through line relays (see `start::relay`).
+    pub relay_output: bool,
     /// The `#[test]` the pool is built in, whose thread alone may serve.
     pub test: Option<String>,
 }

@@ -25,7 +25,8 @@ pub use helper::{init, is_helper, serve};
 pub use transport::wire::ChunkArgs;
 
 /// The shapes of functions a pool runs, as trait bounds: [`Task`] (with
-/// the sealed kinds [`Call`], [`WritesRows`], [`ReadsRows`]) and the
+/// the sealed kinds [`Call`](task::Call), [`WritesRows`](task::WritesRows),
+/// [`ReadsRows`](task::ReadsRows)) and the
 /// marker types that tell the shapes apart. Inferred, never written by
 /// hand: they are named here so that rustdoc and error messages can.
 pub mod task {

@@ -6,7 +6,7 @@
 //! name when dropped or closed (only if the name still leads to this
 //! segment, and only in the process that made the handle, never in a
 //! forked child); handles that opened it only unmap; `persist` keeps it
-//! past its owner, until `shmkit rm` or [`crate::remove`].
+//! past its owner, until `shmkit rm` or [`admin::remove`](crate::admin::remove).
 
 use super::Segment;
 
@@ -34,7 +34,7 @@ macro_rules! lifetime_api {
 
             /// Keeps the segment after this handle is gone: marks it
             /// persistent (so `shmkit gc` spares it) and gives up the right
-            /// to remove its name. Remove it later with [`crate::remove`]
+            /// to remove its name. Remove it later with [`admin::remove`](crate::admin::remove)
             /// or `shmkit rm`. Only the creating handle may
             /// ([`Error::NotOwner`](crate::Error::NotOwner)); calling it
             /// twice is harmless.

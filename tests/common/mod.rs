@@ -7,6 +7,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod setup;
+#[allow(unused_imports)] // not every test binary runs an example
+pub use setup::example;
+
 /// Environment variable that tells a re-run test it is the child.
 const CHILD_VAR: &str = "SHMKIT_TEST_CHILD";
 
@@ -134,30 +138,20 @@ pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
-/// Path of example binary `name`, building it first if this test run
-/// did not (`cargo test --test X` builds no examples).
-pub fn example(name: &str) -> std::path::PathBuf {
-    built(&["examples", name], &["--example", name])
+/// The long tier: `SHMKIT_LONG_TESTS=1` (set by `.ci/run`) runs the kill
+/// loops, the fault harness and the million-key runs at full length;
+/// plain `cargo test` runs each of them short.
+pub fn long_tier() -> bool {
+    std::env::var_os("SHMKIT_LONG_TESTS").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-/// `target/PROFILE/<parts>`, after `cargo build <args>` (a no-op when up to date).
-fn built(parts: &[&str], args: &[&str]) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/PROFILE");
-    let path = parts.iter().fold(profile_dir.to_path_buf(), |p, part| p.join(part));
-    // Always: cargo does nothing if it is up to date, and a stale binary
-    // (built by an earlier `cargo test` of other code) would test old code.
-    {
-        let release = profile_dir.ends_with("release");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet"]).args(args);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status();
-        assert!(status.is_ok_and(|s| s.success()), "could not build {}", path.display());
+/// `short` in plain `cargo test`, `long` in the long tier.
+pub fn tier<T>(short: T, long: T) -> T {
+    if long_tier() {
+        long
+    } else {
+        short
     }
-    path
 }
 
 /// A generator seeded from `SHMKIT_TEST_SEED`, or else the clock; the

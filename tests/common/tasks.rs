@@ -160,10 +160,30 @@ pub fn double_or_die(start: usize, mut rows: ArrayViewMut1<f64>) {
     rows.iter_mut().skip(half).for_each(|x| *x *= 2.0);
 }
 
+/// Prints 200 lines to stderr, each in many pieces (an unbuffered
+/// `eprint!` per piece: many `write(2)` calls per line).
+pub fn chatter(id: u64) -> u64 {
+    for line in 0..200 {
+        eprint!("chatter {id} line {line}:");
+        for _ in 0..20 {
+            eprint!(" {id}{id}{id}");
+        }
+        eprintln!(" end {id}");
+    }
+    id
+}
+
+/// Prints a line, then a partial line, and aborts.
+pub fn last_words(id: u64) -> u64 {
+    eprintln!("last words of {id}");
+    eprint!("cut short {id}");
+    std::process::abort()
+}
+
 pub fn register(r: &mut shmkit::Registry) {
     r.add(square).add(add).add(slow_square).add(sleep_ms).add(panics).add(fails);
     r.add(pid).add(abort).add(set_marker).add(marker).add(double).add(count_rows);
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
     r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
-    r.add(fork_and_die).add(bump).add(double_or_die);
+    r.add(fork_and_die).add(bump).add(double_or_die).add(chatter).add(last_words);
 }

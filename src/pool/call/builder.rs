@@ -73,6 +73,7 @@ impl PoolBuilder {
             pipeline: 2,
             start_timeout: Duration::from_secs(30),
             quiet: false,
+            relay_output: true,
             test: None,
         };
         PoolBuilder { tasks: |_| {}, config, init: None }
@@ -125,9 +126,20 @@ impl PoolBuilder {
         s.quiet(true)
     }
 
-    /// Discards the helpers' standard output (default: inherited).
+    /// Discards the helpers' standard output (default: shown).
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.config.quiet = quiet;
+        self
+    }
+
+    /// Lets helpers write straight to this process's standard output and
+    /// error (`true`), as their own terminal, say, for colours or
+    /// progress bars. By default (`false`) their output reaches this
+    /// process's streams through pipes a whole line at a time, so lines
+    /// of helpers printing at once never interleave mid-line, and the last
+    /// lines of a helper that crashed still arrive.
+    pub fn direct_output(mut self, direct: bool) -> Self {
+        self.config.relay_output = !direct;
         self
     }
 

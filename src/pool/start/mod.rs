@@ -2,4 +2,5 @@
 //! handshake over it.
 
 pub(crate) mod process;
+pub(crate) mod relay;
 pub(crate) mod spawn;

@@ -86,8 +86,21 @@ pub(crate) struct Spawn<'a> {
     pub env: Vec<(OsString, OsString)>,
     /// Open in the child under the same number.
     pub keep: BorrowedFd<'a>,
-    /// Standard output to `/dev/null` (standard input always is).
-    pub quiet: bool,
+    /// Where its standard output goes (standard input is `/dev/null`).
+    pub stdout: Out<'a>,
+    /// Where its standard error goes.
+    pub stderr: Out<'a>,
+}
+
+/// Where a child's standard output or error goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Out<'a> {
+    /// This process's own.
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// This descriptor (a relay pipe).
+    To(BorrowedFd<'a>),
 }
 
 /// Starts `what`: `posix_spawnp(3)`, so a program without a slash is looked
@@ -114,7 +127,7 @@ pub(crate) fn spawn(what: &Spawn<'_>) -> io::Result<Process> {
     // A close-on-exec copy to dup2 from: dup2 onto the number itself would
     // change nothing, and the copy is closed at exec like every other.
     let copy = rustix::io::fcntl_dupfd_cloexec(what.keep, 0)?;
-    let actions = FileActions::new(what.keep.as_raw_fd(), copy.as_raw_fd(), what.quiet)?;
+    let actions = FileActions::new(what.keep.as_raw_fd(), copy.as_raw_fd(), [what.stdout, what.stderr])?;
     let attrs = Attributes::new()?;
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer is valid for the call: `program` and the
@@ -200,8 +213,8 @@ struct FileActions(Box<MaybeUninit<libc::posix_spawn_file_actions_t>>);
 
 impl FileActions {
     /// Actions: `dup2(copy, keep)`, standard input from `/dev/null`, and
-    /// standard output too if `quiet`.
-    fn new(keep: libc::c_int, copy: libc::c_int, quiet: bool) -> io::Result<FileActions> {
+    /// standard output and error as `outs` says.
+    fn new(keep: libc::c_int, copy: libc::c_int, outs: [Out<'_>; 2]) -> io::Result<FileActions> {
         let mut storage = Box::new(MaybeUninit::uninit());
         // SAFETY: the pointer is to boxed, writable storage of the right
         // type, which init initialises; only once it has does the storage
@@ -211,14 +224,19 @@ impl FileActions {
         let null = c"/dev/null";
         let ptr = fa.0.as_mut_ptr();
         // SAFETY: `ptr` is initialised above; `null` is a valid C string
-        // that glibc copies.
+        // that glibc copies; the descriptors are open (borrowed) now, and
+        // the actions only name their numbers.
         let added = unsafe {
+            let out = |(target, out): (libc::c_int, Out<'_>)| match out {
+                Out::Inherit => Ok(()),
+                Out::Null => {
+                    check(libc::posix_spawn_file_actions_addopen(ptr, target, null.as_ptr(), libc::O_WRONLY, 0))
+                }
+                Out::To(fd) => check(libc::posix_spawn_file_actions_adddup2(ptr, fd.as_raw_fd(), target)),
+            };
             check(libc::posix_spawn_file_actions_adddup2(ptr, copy, keep))
                 .and_then(|_| check(libc::posix_spawn_file_actions_addopen(ptr, 0, null.as_ptr(), libc::O_RDONLY, 0)))
-                .and_then(|_| match quiet {
-                    true => check(libc::posix_spawn_file_actions_addopen(ptr, 1, null.as_ptr(), libc::O_WRONLY, 0)),
-                    false => Ok(()),
-                })
+                .and_then(|_| [1, 2].into_iter().zip(outs).try_for_each(out))
         };
         added.map(|_| fa)
     }
@@ -293,7 +311,9 @@ mod tests {
         let script =
             format!("echo hi >&{fd}; test -e /proc/self/fd/{} && echo leaked >&{fd}; exit 7", other.as_raw_fd());
         let args = [OsString::from("-c"), OsString::from(script)];
-        let what = Spawn { program: Path::new("sh"), args: &args, env: Vec::new(), keep: theirs.as_fd(), quiet: true };
+        let (stdout, stderr) = (Out::Null, Out::Inherit);
+        let what =
+            Spawn { program: Path::new("sh"), args: &args, env: Vec::new(), keep: theirs.as_fd(), stdout, stderr };
         let mut child = spawn(&what).unwrap();
         let missing = Spawn { program: Path::new("/no/such/program"), ..what };
         assert_eq!(spawn(&missing).unwrap_err().kind(), io::ErrorKind::NotFound);

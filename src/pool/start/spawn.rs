@@ -27,7 +27,8 @@ use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use crate::pool::config::Config;
 use crate::pool::error::{PoolError, TaskError};
 use crate::pool::start::process::Target;
-use crate::pool::start::process::{self, Process, Spawn};
+use crate::pool::start::process::{self, Out, Process, Spawn};
+use crate::pool::start::relay;
 use crate::pool::transport::region::Region;
 use crate::pool::transport::ring::{self, Peer, Ring};
 use crate::pool::transport::wire::{frame, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL};
@@ -80,10 +81,16 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
     if let Some(test) = &cfg.test {
         env.push((TEST_VAR.into(), test.into()));
     }
-    let what = Spawn { program: &cfg.program, args: &cfg.args, env, keep: theirs.as_fd(), quiet: cfg.quiet };
-    let child = process::spawn(&what)
-        .map_err(|source| PoolError::Spawn { program: cfg.program.display().to_string(), source })?;
-    drop(theirs); // the child's copy is now the only one: its death is our end-of-stream
+    let spawn_error = |source| PoolError::Spawn { program: cfg.program.display().to_string(), source };
+    let relayed = |on: bool, to| on.then(|| relay::relay(to)).transpose().map_err(spawn_error);
+    let out_pipe = relayed(cfg.relay_output && !cfg.quiet, relay::Stream::Stdout)?;
+    let err_pipe = relayed(cfg.relay_output, relay::Stream::Stderr)?;
+    let (stdout, stderr) = (out(&out_pipe, cfg.quiet), out(&err_pipe, false));
+    let what = Spawn { program: &cfg.program, args: &cfg.args, env, keep: theirs.as_fd(), stdout, stderr };
+    let child = process::spawn(&what).map_err(spawn_error)?;
+    // The child's copies are now the only ones: its death is our
+    // end-of-stream, and the relays' end-of-file.
+    drop((theirs, out_pipe, err_pipe));
     let mut reaper = Reaper(Some(child));
     let stream = UnixStream::from(ours);
     let mut reader = FrameReader::new();
@@ -97,6 +104,16 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
         false => (Target::new(pid), Some(Target::new(child.id()))),
     };
     Ok(Started { child, stream, helper, launcher })
+}
+
+/// Where a stream goes: its relay pipe if it has one, else nowhere if
+/// `quiet`, else this process's own.
+fn out(pipe: &Option<std::os::fd::OwnedFd>, quiet: bool) -> Out<'_> {
+    match pipe {
+        Some(fd) => Out::To(fd.as_fd()),
+        None if quiet => Out::Null,
+        None => Out::Inherit,
+    }
 }
 
 /// Blocks until `fd` is readable (or hung up) or `limit` passes; no limit

@@ -1,0 +1,137 @@
+//! Helpers' output, relayed a whole line at a time.
+//!
+//! Rust's standard error is unbuffered: `eprintln!("{a} {b}")` reaches the
+//! file in several `write(2)` calls, so helpers printing at once on a
+//! shared terminal interleave mid-line. A helper's standard output and
+//! error are pipes instead, and a thread per pipe copies only complete
+//! lines to this process's own stream, each batch of lines in one write
+//! under the stream's lock. The pipe outlives the helper, so the last
+//! words of one that crashed (a panic message, an abort) still arrive.
+//!
+//! The thread never blocks a helper for long: if this process's stream
+//! fails (closed, a broken pipe), it keeps reading and drops the output.
+//! It ends at end-of-file, when the helper and whatever it started have
+//! closed their ends.
+
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+
+/// Which of this process's streams a relay writes to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Longest partial line held back before it is written anyway: a helper
+/// that prints megabytes without a newline must not grow this buffer.
+const HOLD_MAX: usize = 64 << 10;
+
+/// Makes a pipe whose read end a new thread relays to `to`; returns the
+/// write end (close-on-exec, numbered 3 or above, as the socket is) for the
+/// helper's standard output or error.
+pub(crate) fn relay(to: Stream) -> io::Result<OwnedFd> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let write = rustix::io::fcntl_dupfd_cloexec(&write, 3)?;
+    std::thread::Builder::new().name("shmkit-relay".into()).stack_size(64 << 10).spawn(move || {
+        copy_lines(std::fs::File::from(read), |bytes| write_all(to, bytes));
+    })?;
+    Ok(write)
+}
+
+/// Copies `from` to `write` until end-of-file, whole lines per call.
+fn copy_lines(mut from: impl Read, mut write: impl FnMut(&[u8]) -> io::Result<()>) {
+    let mut buf = Vec::with_capacity(8 << 10);
+    let mut chunk = [0u8; 8 << 10];
+    let mut broken = false;
+    loop {
+        let n = match from.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let cut = match buf.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if buf.len() >= HOLD_MAX => buf.len(),
+            None => continue,
+        };
+        broken = broken || write(&buf[..cut]).is_err();
+        buf.drain(..cut);
+    }
+    if !buf.is_empty() && !broken {
+        let _ = write(&buf);
+    }
+}
+
+/// One `write_all` under the stream's lock.
+fn write_all(to: Stream, bytes: &[u8]) -> io::Result<()> {
+    match to {
+        Stream::Stdout => {
+            let mut out = io::stdout().lock();
+            out.write_all(bytes).and_then(|_| out.flush())
+        }
+        Stream::Stderr => io::stderr().lock().write_all(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out the given pieces one `read` at a time.
+    struct Pieces(Vec<&'static [u8]>);
+
+    impl Read for Pieces {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match self.0.first_mut() {
+                None => Ok(0),
+                Some(p) => {
+                    let n = p.len().min(out.len());
+                    out[..n].copy_from_slice(&p[..n]);
+                    *p = &p[n..];
+                    if p.is_empty() {
+                        self.0.remove(0);
+                    }
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    /// The writes `copy_lines` makes of `pieces`.
+    fn writes(pieces: Vec<&'static [u8]>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        copy_lines(Pieces(pieces), |b| {
+            out.push(b.to_vec());
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn lines_split_across_reads_go_out_whole_and_the_tail_at_the_end() {
+        let got = writes(vec![b"one\ntw", b"o\nthr", b"ee", b"\nfour"]);
+        assert_eq!(got, [&b"one\n"[..], b"two\n", b"three\n", b"four"]);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_hold_goes_out_in_pieces_without_loss() {
+        static LONG: [u8; 3 * HOLD_MAX] = [b'x'; 3 * HOLD_MAX];
+        let got = writes(vec![&LONG, b"\n"]);
+        assert!(got.iter().all(|w| w.len() <= HOLD_MAX + (8 << 10)), "a write held too much");
+        assert_eq!(got.concat().len(), 3 * HOLD_MAX + 1);
+    }
+
+    #[test]
+    fn a_broken_stream_is_drained_to_the_end() {
+        let (mut calls, mut reader) = (0, Pieces(vec![b"a\n", b"b\n", b"c"]));
+        copy_lines(&mut reader, |_| {
+            calls += 1;
+            Err(io::ErrorKind::BrokenPipe.into())
+        });
+        assert_eq!(calls, 1, "no writes after the stream broke");
+        assert!(reader.0.is_empty(), "everything read: the helper never blocks");
+    }
+}
