@@ -1,6 +1,7 @@
 //! The benchmarks' shared part: where this workspace keeps its build
-//! output, so that a bench finds the binaries cargo built, also with
-//! `CARGO_TARGET_DIR` set.
+//! output (so that a bench finds the binaries cargo built, also with
+//! `CARGO_TARGET_DIR` set), the machine a run measured, and the
+//! generated sections of `benches/README.md`.
 
 use std::path::PathBuf;
 
@@ -16,4 +17,36 @@ pub fn target_dir() -> PathBuf {
 /// The workspace's root (this crate's parent).
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("benches/ sits in the workspace").to_path_buf()
+}
+
+/// Replaces the text between `<!-- BEGIN name -->` and `<!-- END name -->`
+/// in `benches/README.md` with `body`: the measured tables there are
+/// written by the benchmarks, never by hand.
+pub fn update_readme(name: &str, body: &str) -> std::io::Result<()> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let text = std::fs::read_to_string(&path)?;
+    let (begin, end) = (format!("<!-- BEGIN {name} -->\n"), format!("<!-- END {name} -->"));
+    let missing = || std::io::Error::other(format!("{} has no {begin:?} ... {end:?} section", path.display()));
+    let from = text.find(&begin).ok_or_else(missing)? + begin.len();
+    let to = from + text[from..].find(&end).ok_or_else(missing)?;
+    let updated = format!("{}{}\n{}", &text[..from], body.trim_end(), &text[to..]);
+    std::fs::write(&path, updated)?;
+    eprintln!("updated the {name} section of {}", path.display());
+    Ok(())
+}
+
+/// The machine, as a table's caption names it: cores, CPU model, memory.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?");
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = mem.split_whitespace().nth(1).and_then(|k| k.parse().ok()).unwrap_or(0.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cores} cores ({}), {:.0} GiB RAM", model.trim(), kib / (1 << 20) as f64)
+}
+
+/// Today's date (UTC), `YYYY-MM-DD`.
+pub fn today() -> String {
+    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
 }

@@ -93,7 +93,7 @@ fn collections(c: &mut Criterion) {
         b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.get(&k).expect("get"))))
     });
     g.bench_function("ShmMap<u64, u64> update (+1)", |b| {
-        b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.update(k, |v| v.map(|v| v + 1)).expect("update"))))
+        b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.modify(k, |v| v.map(|v| v + 1)).expect("update"))))
     });
     g.bench_function("ShmVec<u64> push (a fresh list per pass, made untimed)", |b| {
         let fresh = || ShmVec::<u64>::create_unique(N as usize).expect("list");

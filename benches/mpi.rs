@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Each configuration runs both sides in alternating order, `REPS` times;
-//! the table shows medians. Writes `target/bench/mpi.md`.
+//! the table shows medians. Writes `target/bench/mpi.md` and, unless
+//! `--quick`, its section of `benches/README.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,14 +19,13 @@ const REPS: usize = 5;
 
 /// The examples under test, built in release first.
 fn example(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--features", "mpi", "--example", name])
-        .current_dir(root)
+        .args(["build", "--release", "--quiet", "-p", "shmkit", "--features", "mpi", "--example", name])
+        .current_dir(shmkit_bench::workspace())
         .status()
         .expect("cargo");
     assert!(status.success(), "building example {name} failed");
-    root.join("target/release/examples").join(name)
+    shmkit_bench::target_dir().join("release/examples").join(name)
 }
 
 /// Runs `exe args` on `ranks` ranks in nodes of `node_size`; its stdout.
@@ -129,7 +129,11 @@ fn main() {
     writeln!(md, "\nA replicated read-only table of {table_mib} MiB on 4 ranks, 2 per node: {shm_mib:.0} MiB per node with shmkit (one copy per node), {base_mib:.0} MiB per node as plain message passing (one copy per rank).").unwrap();
     writeln!(md, "\nEvery configuration and both sides printed the same heat checksum: `{}`.", checksums[0]).unwrap();
     println!("{md}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    let dir = shmkit_bench::target_dir().join("bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("mpi.md"), &md).unwrap();
+    if !quick {
+        let header = format!("Measured {} on {}.\n\n", shmkit_bench::today(), shmkit_bench::machine());
+        shmkit_bench::update_readme("mpi", &(header + &md)).unwrap();
+    }
 }

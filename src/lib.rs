@@ -84,3 +84,24 @@ pub use crate::npy::record::{FixedStr, Record, StrTooLong};
 pub use crate::pool::{init, serve, Pool, Registry};
 pub use bytemuck;
 pub use ndarray;
+
+/// The README's and the guides' Rust snippets, compiled and run as
+/// doctests so that none goes stale.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/arrays.md")]
+    struct Arrays;
+    #[doc = include_str!("../docs/pool.md")]
+    struct Pool;
+    #[doc = include_str!("../docs/sync.md")]
+    struct Sync;
+    #[doc = include_str!("../docs/collections.md")]
+    struct Collections;
+    #[doc = include_str!("../docs/admin.md")]
+    struct Admin;
+    #[cfg(feature = "mpi")]
+    #[doc = include_str!("../docs/mpi.md")]
+    struct Mpi;
+}

@@ -11,10 +11,17 @@ use crate::{Error, Result};
 /// takes).
 pub(crate) fn validate_new(name: &str) -> Result<&str> {
     let bare = validate(name)?;
-    match bare.len() > os::CREATE_MAX {
-        true => Err(Error::NameTooLong { name: name.to_owned(), len: bare.len(), max: os::CREATE_MAX }),
-        false => Ok(bare),
+    if bare.len() > os::CREATE_MAX {
+        return Err(Error::NameTooLong { name: name.to_owned(), len: bare.len(), max: os::CREATE_MAX });
     }
+    if os::parse_aside(bare).is_some() {
+        // gc would take it for a removal cut short, and finish it.
+        return Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason: "names like shmkit-rm-<16 hex digits>-NAME mark removals in progress",
+        });
+    }
+    Ok(bare)
 }
 
 /// Checks a segment name and returns it without a leading `/`.

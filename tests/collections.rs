@@ -70,7 +70,7 @@ fn concurrent_updates_from_two_processes_sum_exactly() {
         let (name, _) = parts(&arg);
         let map = ShmMap::<u32, u64>::open(&name).unwrap();
         for i in 0..EACH {
-            map.update((i % 7) as u32, |n| Some(n.unwrap_or(0) + 1)).unwrap();
+            map.modify((i % 7) as u32, |n| Some(n.unwrap_or(0) + 1)).unwrap();
         }
         return;
     }
@@ -90,7 +90,7 @@ fn churn(name: &str) {
         let k = 1000 + round % 50;
         match round % 3 {
             0 => drop(map.insert(k, checked(round)).unwrap()),
-            1 => drop(map.update(k, |_| Some(checked(round + 1))).unwrap()),
+            1 => drop(map.modify(k, |_| Some(checked(round + 1))).unwrap()),
             _ => drop(map.remove(&k).unwrap()),
         }
     }
@@ -297,12 +297,12 @@ fn misuse_gets_clear_errors() {
     assert!(ShmVec::<u64>::create(&unique("vec-huge"), usize::MAX / 4).is_err());
     // Inside an update, the map is locked: using it is refused, not a deadlock.
     let mut inner = None;
-    map.update(1, |_| {
+    map.modify(1, |_| {
         inner = Some(map.get(&2));
         Some(5)
     })
     .unwrap();
-    assert!(matches!(inner, Some(Err(MapError::InUpdate))), "{inner:?}");
+    assert!(matches!(inner, Some(Err(MapError::InModify))), "{inner:?}");
     assert_eq!(map.get(&1).unwrap(), Some(5), "and the map works on after it");
     // Full: a tiny map takes its capacity, then refuses with advice.
     let tiny = ShmMap::<u64, u64>::create(&unique("map-tiny"), 1).unwrap();

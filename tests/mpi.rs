@@ -340,6 +340,23 @@ fn misuse(c: &Cluster) {
     let ones = Array2::<f64>::ones((8, 2));
     a.scatter((c.world_rank() == 0).then(|| ones.view())).expect("usable after a refused call");
     assert_eq!(a.sum().unwrap(), 16.0);
+    integer_sums(c);
+}
+
+/// Integer sums are exact (past 2^53, where an f64 sum rounds) and an
+/// overflow is an error on every rank, as `Pool::sum`.
+fn integer_sums(c: &Cluster) {
+    let mut a = DistArray::<u64>::create(c, "exact", &[8], 0).unwrap();
+    let big = (1u64 << 53) + 1;
+    let mine = a.rank_rows();
+    a.my_rows_mut().unwrap().iter_mut().zip(mine.clone()).for_each(|(x, g)| *x = if g == 0 { big } else { 1 });
+    assert_eq!(a.sum().unwrap(), big + 7);
+    a.my_rows_mut().unwrap().fill(u64::MAX / 4);
+    let e = a.sum().unwrap_err();
+    assert!(matches!(e, MpiError::Overflow { dtype: "<u8" }), "{e}");
+    let mut i = DistArray::<i8>::create(c, "wide", &[8], 0).unwrap();
+    i.my_rows_mut().unwrap().fill(-100);
+    assert_eq!(i.sum().unwrap(), -800, "summed wider than i8, as numpy does");
 }
 
 /// The fault case: rank `victim` is SIGKILLed while its node's segments

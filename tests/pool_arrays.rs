@@ -44,6 +44,43 @@ fn chunk_ops_mutate_in_place_and_reductions_agree() {
 }
 
 #[test]
+fn chunk_tasks_take_a_parameter_sent_with_every_chunk() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("chunk_tasks_take_a_parameter_sent_with_every_chunk").build().unwrap();
+    let n = 50_001;
+    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-with"), n).unwrap();
+    a.as_slice_mut().unwrap().iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
+    pool.batch().chunksize(777).for_each_chunk_mut_with(&mut a, scale, 0.5).unwrap();
+    assert!(a.as_slice().unwrap().iter().enumerate().all(|(i, &x)| x == 0.5 * i as f64));
+    let above = pool.batch().chunksize(1000).reduce_with(&a, count_above, 100.0, |x, y| x + y).unwrap();
+    assert_eq!(above, (0..n).filter(|&i| 0.5 * i as f64 > 100.0).count());
+    pool.for_each_chunk_mut_with(&mut a, scale, 4.0).unwrap();
+    assert_eq!(pool.reduce_with(&a, count_above, -1.0, |x, y| x + y).unwrap(), n);
+}
+
+#[test]
+fn integer_sums_are_exact_and_overflow_is_an_error() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("integer_sums_are_exact_and_overflow_is_an_error").build().unwrap();
+    // 2^53 + 1 is the first integer an f64 sum would round away.
+    let big = (1u64 << 53) + 1;
+    let exact = SharedArray::create_from(&unique("sum-exact"), &ndarray::array![big, 0, 0, 2]).unwrap();
+    assert_eq!(pool.sum(&exact).unwrap(), big + 2);
+    let negative = SharedArray::create_from(&unique("sum-neg"), &ndarray::array![i64::MIN, i64::MAX, 1]).unwrap();
+    assert_eq!(pool.sum(&negative).unwrap(), 0);
+    assert_eq!(pool.mean(&negative).unwrap(), 0.0);
+    let over = SharedArray::create_from(&unique("sum-over"), &ndarray::array![u64::MAX, 1]).unwrap();
+    let err = pool.sum(&over).unwrap_err();
+    assert!(matches!(err, shmkit::pool::ReduceError::Overflow { .. }), "{err:?}");
+    assert!(err.to_string().contains("<u8"), "{err}");
+    let small = SharedArray::create_from(&unique("sum-i8"), &ndarray::array![100i8, 100, 100]).unwrap();
+    assert_eq!(pool.sum(&small).unwrap(), 300, "summed wider than the element, as numpy does");
+    assert_eq!((pool.min(&small).unwrap(), pool.max(&small).unwrap()), (Some(100), Some(100)));
+}
+
+#[test]
 fn two_d_arrays_are_split_by_rows() {
     shmkit::init(register);
     let _w = Watchdog::new(Duration::from_secs(60));

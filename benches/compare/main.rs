@@ -10,7 +10,8 @@
 //! After one warm-up round, each repetition runs every workload on the
 //! two Rust sides (in alternating order) and then one Python round, so
 //! the three columns are measured side by side in time, not minutes
-//! apart. Prints a table with ratios; writes `target/bench/compare.{json,md,svg}`.
+//! apart. Prints a table with ratios; writes `target/bench/compare.{json,md,svg}`
+//! and, unless `--quick`, its section of `benches/README.md`.
 
 mod curve;
 mod measure;
@@ -67,5 +68,5 @@ fn main() -> Result<()> {
     let py = python.ok().map(|p| (py, p.version));
     eprintln!("compare: in-place pass, 1 MiB and up ...");
     let curve = curve::run(&rig.pool, &rig.threads, quick)?;
-    report::write(&sizes, &shm, &thr, py.as_ref(), &curve)
+    report::write(&sizes, &shm, &thr, py.as_ref(), &curve, quick)
 }

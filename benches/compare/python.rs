@@ -22,7 +22,7 @@ fn python() -> Result<PathBuf> {
     if ok(&system) {
         return Ok(system);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
+    let venv = shmkit_bench::target_dir().join("bench-venv");
     let py = venv.join("bin/python");
     if !ok(&py) {
         eprintln!("compare: installing numpy into {}", venv.display());
@@ -52,7 +52,7 @@ impl Python {
     /// One round of `benches/compare.py` (its own warm-up, then one run of
     /// each workload): per-workload samples.
     pub fn round(&self, s: &Sizes, limit: Duration) -> Result<HashMap<String, Samples>> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compare.py");
         let mut cmd = Command::new(&self.exe);
         cmd.arg(script).args(["--helpers", &s.helpers.to_string(), "--elements", &s.elements.to_string()]);
         cmd.args(["--tiny", &s.tiny.to_string(), "--latency", &s.latency.to_string(), "--reps", "1"]);

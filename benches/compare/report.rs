@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
 use anyhow::Result;
 use serde_json::json;
@@ -156,37 +155,18 @@ fn met(target: Target, ours: Option<Stat>, vs_threads: Option<f64>, vs_python: O
     }
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpu
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("?")
-        .trim()
-        .to_owned();
-    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib: f64 = mem.split_whitespace().nth(1).and_then(|k| k.parse().ok()).unwrap_or(0.0);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cores} cores ({model}), {:.0} GiB RAM", kib / (1 << 20) as f64)
-}
-
-fn today() -> String {
-    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]).output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
-}
-
 pub fn write(
     s: &Sizes,
     shmkit: &HashMap<&'static str, Samples>,
     threads: &HashMap<&'static str, Samples>,
     python: Option<&(HashMap<String, Samples>, String)>,
     curve: &str,
+    quick: bool,
 ) -> Result<()> {
     let py_samples = python.map(|p| &p.0);
     let mib = (s.elements * 8) >> 20;
     let python = python.map_or("Python: not run", |p| p.1.as_str());
-    let header = format!("{}, {}; {python}; a {mib} MiB f64 array", today(), machine());
+    let header = format!("{}, {}; {python}; a {mib} MiB f64 array", shmkit_bench::today(), shmkit_bench::machine());
     let mut md = format!(
         "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} interleaved rounds after a warm-up.\n\n",
         s.helpers, s.reps
@@ -214,9 +194,12 @@ pub fn write(
     md.push_str("\nThe fixed cost of an in-place pass (doubling, median time per pass; below 1.30× at 1 MiB is the target):\n\n");
     md.push_str(curve);
     println!("{md}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    let dir = shmkit_bench::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("compare.md"), &md)?;
+    if !quick {
+        shmkit_bench::update_readme("compare", &md)?;
+    }
     let doc = json!({"measured": header, "helpers": s.helpers, "elements": s.elements, "reps": s.reps, "rows": rows});
     std::fs::write(dir.join("compare.json"), serde_json::to_string_pretty(&doc)?)?;
     std::fs::write(dir.join("compare.svg"), svg(&bars, &header))?;

@@ -3,6 +3,7 @@
 //! dtype and shape.
 
 mod claim;
+pub(crate) mod reduce;
 mod view;
 
 pub use view::{SliceMut, SliceRef, View, ViewMut};

@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MapError {
-    /// `insert` or `update` of a new key: the key's stripe has no free
+    /// `insert` or `modify` of a new key: the key's stripe has no free
     /// slot. Create the map with a larger capacity.
     #[error("map '{name}' is full: the stripe of this key ({stripe} of {stripes}) has all its {slots} slots in use (capacity {capacity}); create it with a larger capacity")]
     Full {
@@ -35,10 +35,10 @@ pub enum MapError {
         /// The timeout.
         limit: Duration,
     },
-    /// Called from inside an `update` closure, which holds a stripe lock:
+    /// Called from inside an `modify` closure, which holds a stripe lock:
     /// it could deadlock.
-    #[error("a ShmMap's update closure may not use a ShmMap (it holds a stripe lock); compute before or after")]
-    InUpdate,
+    #[error("a ShmMap's modify closure may not use a ShmMap (it holds a stripe lock); compute before or after")]
+    InModify,
     /// This thread already holds the stripe's lock (robust locks name
     /// their holder by thread id: a process in another PID namespace
     /// sharing `/dev/shm` may hold it under this thread's id).

@@ -30,7 +30,7 @@ use crate::{Error, Record, Result};
 /// counts such repairs.
 ///
 /// A stripe's lock is held for one operation (tens to hundreds of
-/// nanoseconds; longer for an `update` closure, and a
+/// nanoseconds; longer for an `modify` closure, and a
 /// [`snapshot`](Self::snapshot) holds every stripe while it copies), but a
 /// process stopped (SIGSTOP) inside one holds it until continued;
 /// [`with_lock_timeout`](Self::with_lock_timeout) bounds the wait.
@@ -40,7 +40,7 @@ use crate::{Error, Record, Result};
 /// use shmkit::collections::ShmMap;
 /// let counts = ShmMap::<u64, u64>::create(&name, 1000)?;
 /// counts.insert(7, 1)?;
-/// counts.update(7, |n| Some(n.unwrap_or(0) + 1))?; // atomic read-modify-write
+/// counts.modify(7, |n| Some(n.unwrap_or(0) + 1))?; // atomic read-modify-write
 /// let other = ShmMap::<u64, u64>::open(&name)?;    // any process, by name
 /// assert_eq!(other.get(&7)?, Some(2));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -59,7 +59,7 @@ pub struct ShmMap<K: Record, V: Record> {
 type Types<K, V> = PhantomData<fn(K, V) -> (K, V)>;
 
 thread_local! {
-    /// True while this thread runs an `update` closure, which holds a
+    /// True while this thread runs an `modify` closure, which holds a
     /// stripe lock: any map operation then could deadlock, so it fails.
     static IN_UPDATE: Cell<bool> = const { Cell::new(false) };
 }
@@ -211,11 +211,11 @@ impl<K: Record, V: Record> ShmMap<K, V> {
     ///
     /// `f` runs under the entry's stripe lock, so keep it short, and it
     /// must not wait for anything that needs this map. Map calls from `f`
-    /// itself (on this thread) fail with [`MapError::InUpdate`]
+    /// itself (on this thread) fail with [`MapError::InModify`]
     /// instead of deadlocking; calls from threads or processes `f` waits
     /// for are not caught, and would wait for good (or until
     /// [`with_lock_timeout`](Self::with_lock_timeout)).
-    pub fn update(&self, key: K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>, MapError> {
+    pub fn modify(&self, key: K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>, MapError> {
         let (s, start) = self.place(&key);
         let _held = self.lock(s)?;
         let probe = self.probe(s, start, &key);
@@ -224,7 +224,7 @@ impl<K: Record, V: Record> ShmMap<K, V> {
             _ => None,
         };
         let new = {
-            let _inside = InUpdate::enter();
+            let _inside = InModify::enter();
             f(current)
         };
         match (probe, new) {
@@ -316,7 +316,7 @@ impl<K: Record, V: Record> ShmMap<K, V> {
 
     fn lock_with(&self, s: usize, wait: Wait) -> Result<Held<'_>, MapError> {
         if IN_UPDATE.get() {
-            return Err(MapError::InUpdate);
+            return Err(MapError::InModify);
         }
         let name = || self.seg.name().to_owned();
         let lock = &self.locks[s];
@@ -493,7 +493,7 @@ impl<K: Record, V: Record> ShmMap<K, V> {
 }
 
 /// A held stripe lock, released when dropped (also while unwinding from a
-/// panic in an `update` closure, which changed nothing yet).
+/// panic in an `modify` closure, which changed nothing yet).
 struct Held<'a>(&'a RawMutex);
 
 impl Drop for Held<'_> {
@@ -502,17 +502,17 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Marks this thread as inside an `update` closure until dropped.
-struct InUpdate;
+/// Marks this thread as inside an `modify` closure until dropped.
+struct InModify;
 
-impl InUpdate {
-    fn enter() -> InUpdate {
+impl InModify {
+    fn enter() -> InModify {
         IN_UPDATE.set(true);
-        InUpdate
+        InModify
     }
 }
 
-impl Drop for InUpdate {
+impl Drop for InModify {
     fn drop(&mut self) {
         IN_UPDATE.set(false);
     }

@@ -3,7 +3,7 @@
 //! server process or a socket round trip per operation.
 //!
 //! - [`ShmMap<K, V>`]: a hash map with striped robust locks; atomic
-//!   `insert`, `get`, `remove`, `update`; survives a process killed in the
+//!   `insert`, `get`, `remove`, `modify`; survives a process killed in the
 //!   middle of an operation.
 //! - [`ShmVec<T>`]: an append-only list with lock-free `push` from any
 //!   number of processes; an element is visible whole or not at all.

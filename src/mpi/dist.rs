@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use ::mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+use ::mpi::collective::{CommunicatorCollectives, Root};
 use ::mpi::datatype::{Equivalence, Partition, PartitionMut};
 use ::mpi::point_to_point as p2p;
 use ::mpi::topology::Communicator;
@@ -11,7 +11,7 @@ use ndarray::{Array2, ArrayView2, Ix2};
 
 use super::{block, count, Cluster, MpiError, Result};
 
-use crate::array::{View, ViewMut};
+use crate::array::{reduce, View, ViewMut};
 use crate::{Element, SharedArray};
 
 /// A global array of `T` whose rows (first axis) are block-distributed
@@ -121,33 +121,28 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         start..start + global.len()
     }
 
-    /// Sum of all elements, in f64: local sums, then an MPI allreduce
-    /// (collective).
-    pub fn sum(&self) -> Result<f64> {
-        // Over a slice when the rows are contiguous (they are in C order):
-        // the compiler vectorises that, not an n-d iterator.
-        let add = |v: View<'_, T, Ix2>| match v.as_slice() {
-            Some(s) => s.iter().map(|x| x.to_f64()).sum::<f64>(),
-            None => v.iter().map(|x| x.to_f64()).sum::<f64>(),
-        };
-        let local = self.cluster.agree(self.my_rows().map(add))?;
-        let mut total = 0.0;
-        self.cluster.world.all_reduce_into(&local, &mut total, SystemOperation::sum());
-        Ok(total)
+    /// Sum of all elements (collective), as [`Pool::sum`](crate::Pool::sum)
+    /// and numpy sum them: exact for integers (as `i64` or `u64`;
+    /// [`MpiError::Overflow`] past those), in `f64` for floats, NaN if any
+    /// element is NaN. Each rank sums its rows; the partial sums are
+    /// combined in row order, so every rank gets the same bits.
+    pub fn sum(&self) -> Result<T::Sum> {
+        let partial = self.reduce(|v| Some(reduce::sum(v)), T::merge)?;
+        T::total(partial.unwrap_or_default()).ok_or(MpiError::Overflow { dtype: T::DTYPE.descr() })
     }
 
-    /// Smallest element, `None` if the array is empty or all NaN
-    /// (collective). NaNs are skipped, as numpy's `nanmin` does.
+    /// Smallest element, `None` if the array is empty (collective). NaNs
+    /// are skipped, as numpy's `nanmin` does (NaN if every element is).
     pub fn min(&self) -> Result<Option<T>> {
-        let pick = |a: T, b: T| if b < a { b } else { a };
-        self.reduce(|v| v.iter().copied().filter(is_number).reduce(pick), pick)
+        let pick = |a, b| reduce::pick(Some(a), Some(b), |a, b| b < a).expect("two values");
+        self.reduce(|v| reduce::min(v), pick)
     }
 
-    /// Largest element, `None` if the array is empty or all NaN
-    /// (collective). NaNs are skipped, as numpy's `nanmax` does.
+    /// Largest element, `None` if the array is empty (collective). NaNs
+    /// are skipped, as numpy's `nanmax` does (NaN if every element is).
     pub fn max(&self) -> Result<Option<T>> {
-        let pick = |a: T, b: T| if b > a { b } else { a };
-        self.reduce(|v| v.iter().copied().filter(is_number).reduce(pick), pick)
+        let pick = |a, b| reduce::pick(Some(a), Some(b), |a, b| b > a).expect("two values");
+        self.reduce(|v| reduce::max(v), pick)
     }
 
     /// A custom reduction (collective): `local` reduces this rank's rows
@@ -155,7 +150,7 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// to all, and `combine` folds them in row order (whatever the ranks'
     /// order, `--map-by node` included), so every rank gets the same
     /// result whatever `combine` is.
-    pub fn reduce<R: Equivalence + bytemuck::Pod>(
+    pub fn reduce<R: bytemuck::Pod>(
         &self,
         local: impl FnOnce(&View<'_, T, Ix2>) -> Option<R>,
         combine: impl Fn(R, R) -> R,
@@ -163,17 +158,14 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         let mine = self.cluster.agree(self.my_rows().map(|v| local(&v)))?;
         let world = &self.cluster.world;
         let n = world.size() as usize;
-        let (mut values, mut present, mut first) = (vec![R::zeroed(); n], vec![0u8; n], vec![0u64; n]);
-        world.all_gather_into(&mine.unwrap_or_else(R::zeroed), &mut values[..]);
+        // Values travel as bytes: any Pod result, not only MPI's types.
+        let size = size_of::<R>();
+        let (mut values, mut present, mut first) = (vec![0u8; n * size], vec![0u8; n], vec![0u64; n]);
+        world.all_gather_into(bytemuck::bytes_of(&mine.unwrap_or_else(R::zeroed)), &mut values[..]);
         world.all_gather_into(&u8::from(mine.is_some()), &mut present[..]);
         world.all_gather_into(&(self.rank_rows.start as u64), &mut first[..]);
-        let mut parts: Vec<(u64, R)> = values
-            .into_iter()
-            .zip(present)
-            .zip(first)
-            .filter(|((_, p), _)| *p == 1)
-            .map(|((v, _), f)| (f, v))
-            .collect();
+        let value = |i: usize| bytemuck::pod_read_unaligned::<R>(&values[i * size..(i + 1) * size]);
+        let mut parts: Vec<(u64, R)> = (0..n).filter(|&i| present[i] == 1).map(|i| (first[i], value(i))).collect();
         parts.sort_by_key(|(f, _)| *f); // row order: the same on every rank
         Ok(parts.into_iter().map(|(_, v)| v).reduce(combine))
     }
@@ -317,9 +309,4 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         view.as_slice_mut().expect("rows of a C-order array are contiguous").copy_from_slice(data);
         Ok(())
     }
-}
-
-/// False for NaN (the one value not ordered with itself).
-fn is_number<T: PartialOrd>(x: &T) -> bool {
-    x.partial_cmp(x).is_some()
 }

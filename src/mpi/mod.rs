@@ -33,8 +33,9 @@
 //! let (_universe, cluster) = Cluster::init()?;
 //! let mut a = DistArray::<f64>::create(&cluster, "a", &[1_000_000], 0)?;
 //! let first = a.rank_rows().start;
-//! a.my_rows_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = (first + i) as f64);
-//! let total = a.sum()?; // local sums, then an MPI allreduce
+//! // agree: an error on any rank is returned on every rank
+//! cluster.agree(a.my_rows_mut())?.iter_mut().enumerate().for_each(|(i, x)| *x = (first + i) as f64);
+//! let total = a.sum()?; // local sums, combined in row order on every rank
 //! # Ok::<(), shmkit::mpi::MpiError>(())
 //! ```
 
@@ -88,6 +89,12 @@ pub enum MpiError {
     /// Arguments do not fit the array.
     #[error("{0}")]
     Invalid(String),
+    /// An integer sum does not fit `i64` / `u64` (numpy would wrap).
+    #[error("the sum of this {dtype} array does not fit 64 bits; sum a wider type, or sum parts with reduce")]
+    Overflow {
+        /// The array's dtype.
+        dtype: &'static str,
+    },
 }
 
 /// Short for `Result<T, MpiError>`.

@@ -197,7 +197,7 @@ pub trait Element:
     type Sum: Serialize + DeserializeOwned + Copy + fmt::Debug + PartialEq + Send + Sync + 'static;
     /// A partial sum, carried exactly (`i128`, `u128`) for integers.
     #[doc(hidden)]
-    type Partial: Serialize + DeserializeOwned + Copy + Default + Send + Sync + 'static;
+    type Partial: Serialize + DeserializeOwned + bytemuck::Pod + Default + Send + Sync + 'static;
     /// The value as f64 (rounded for 64-bit integers beyond 2^53).
     fn to_f64(self) -> f64;
     #[doc(hidden)]

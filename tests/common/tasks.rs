@@ -74,6 +74,16 @@ pub fn triple_rows(mut rows: ArrayViewMut2<f32>) {
     rows.mapv_inplace(|x| 3.0 * x);
 }
 
+/// A chunk task with a parameter.
+pub fn scale(by: &f64, mut rows: ArrayViewMut1<f64>) {
+    rows *= *by;
+}
+
+/// A reduce task with a parameter: how many elements exceed it.
+pub fn count_above(limit: &f64, rows: ArrayView1<f64>) -> usize {
+    rows.iter().filter(|&&x| x > *limit).count()
+}
+
 pub fn sum_of_squares(rows: ArrayView1<f64>) -> f64 {
     rows.iter().map(|x| x * x).sum()
 }
@@ -186,4 +196,5 @@ pub fn register(r: &mut shmkit::Registry) {
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
     r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
     r.add(fork_and_die).add(bump).add(double_or_die).add(chatter).add(last_words);
+    r.add(scale).add(count_above);
 }

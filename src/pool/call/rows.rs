@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use ndarray::Dimension;
 
+use crate::array::reduce;
 use crate::pool::call::batch::{collect, Batch, Chunking};
 use crate::pool::error::Failed;
 use crate::pool::error::{InPlaceError, ReduceError, RowReport};
@@ -59,7 +60,7 @@ impl<'p> Batch<'p> {
     /// # fn tasks(r: &mut shmkit::Registry) { r.add(scale); }
     /// # let pool: shmkit::Pool = todo!();
     /// # let mut data: shmkit::SharedArray<f64, ndarray::Ix1> = todo!();
-    /// pool.batch().for_each_chunk_mut_with(&mut data, scale, 2.5)?;
+    /// pool.for_each_chunk_mut_with(&mut data, scale, 2.5)?;
     /// # Ok::<(), shmkit::pool::InPlaceError>(())
     /// ```
     pub fn for_each_chunk_mut_with<T, D, P, M, F>(
@@ -132,13 +133,13 @@ impl<'p> Batch<'p> {
     /// Smallest element, `None` for an empty array; NaNs are skipped.
     pub fn min<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<Option<T>, ReduceError> {
         let chunks = self.run_rows::<T, D, _, _>(array, false, builtin::min::<T>, |c| c).map_err(ReduceError::Busy)?;
-        fold(chunks, |a, b| builtin::pick(a, b, |a, b| b < a))
+        fold(chunks, |a, b| reduce::pick(a, b, |a, b| b < a))
     }
 
     /// Largest element, `None` for an empty array; NaNs are skipped.
     pub fn max<T: Element, D: Dimension>(self, array: &SharedArray<T, D>) -> Result<Option<T>, ReduceError> {
         let chunks = self.run_rows::<T, D, _, _>(array, false, builtin::max::<T>, |c| c).map_err(ReduceError::Busy)?;
-        fold(chunks, |a, b| builtin::pick(a, b, |a, b| b > a))
+        fold(chunks, |a, b| reduce::pick(a, b, |a, b| b > a))
     }
 
     /// Runs row task `F` once per chunk of `array` under a claim of every
@@ -266,6 +267,41 @@ impl Pool {
         F: Task<M, Args = ChunkArgs, Output = R>,
     {
         self.batch().reduce(array, f, combine)
+    }
+
+    /// [`Batch::for_each_chunk_mut_with`] with default settings.
+    pub fn for_each_chunk_mut_with<T, D, P, M, F>(
+        &self,
+        array: &mut SharedArray<T, D>,
+        f: F,
+        param: P,
+    ) -> Result<(), InPlaceError>
+    where
+        T: Element,
+        D: Dimension,
+        P: Clone,
+        M: WritesRows<T, D>,
+        F: Task<M, Args = (ChunkArgs, P)>,
+    {
+        self.batch().for_each_chunk_mut_with(array, f, param)
+    }
+
+    /// [`Batch::reduce_with`] with default settings.
+    pub fn reduce_with<T, D, P, R, M, F>(
+        &self,
+        array: &SharedArray<T, D>,
+        f: F,
+        param: P,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R, ReduceError>
+    where
+        T: Element,
+        D: Dimension,
+        P: Clone,
+        M: ReadsRows<T, D>,
+        F: Task<M, Args = (ChunkArgs, P), Output = R>,
+    {
+        self.batch().reduce_with(array, f, param, combine)
     }
 
     /// [`Batch::sum`] with default settings.

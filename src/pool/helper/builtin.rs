@@ -1,76 +1,23 @@
 //! Ready-made reductions every registry has: sum, min and max over rows
-//! of any shared array, whatever its element type and rank.
+//! of any shared array, whatever its element type and rank (the element
+//! work is `array::reduce`'s).
 
 use ndarray::{ArrayView, IxDyn};
 
+use crate::array::reduce;
 use crate::Element;
 
-/// Partial sum of `values` (exact for integers), with eight independent
-/// accumulators so the loop vectorises (a single running sum is one long
-/// dependency chain).
-pub(crate) fn sum_slice<T: Element>(values: &[T]) -> T::Partial {
-    let mut lanes = [T::Partial::default(); 8];
-    let chunks = values.chunks_exact(8);
-    let tail = chunks.remainder().iter().fold(T::Partial::default(), |a, &x| T::add_to(a, x));
-    for c in chunks {
-        for (lane, &x) in lanes.iter_mut().zip(c) {
-            *lane = T::add_to(*lane, x);
-        }
-    }
-    lanes.into_iter().fold(tail, T::merge)
-}
-
-/// Partial sum of a view.
+/// Partial sum of a chunk (exact for integers).
 pub(crate) fn sum<T: Element>(v: ArrayView<'_, T, IxDyn>) -> T::Partial {
-    match v.as_slice_memory_order() {
-        Some(s) => sum_slice(s),
-        None => v.iter().fold(T::Partial::default(), |a, &x| T::add_to(a, x)),
-    }
+    reduce::sum(&v)
 }
 
-/// Smallest element (NaN is never chosen over a number), `None` if empty.
+/// Smallest element of a chunk, skipping NaN; `None` if empty.
 pub(crate) fn min<T: Element>(v: ArrayView<'_, T, IxDyn>) -> Option<T> {
-    v.iter().copied().reduce(|a, b| if b < a || is_nan(a) { b } else { a })
+    reduce::min(&v)
 }
 
-/// Largest element (NaN is never chosen over a number), `None` if empty.
+/// Largest element of a chunk, skipping NaN; `None` if empty.
 pub(crate) fn max<T: Element>(v: ArrayView<'_, T, IxDyn>) -> Option<T> {
-    v.iter().copied().reduce(|a, b| if b > a || is_nan(a) { b } else { a })
-}
-
-/// True only for a float NaN: the one value not ordered against itself.
-fn is_nan<T: PartialOrd>(x: T) -> bool {
-    x.partial_cmp(&x).is_none()
-}
-
-/// Combines two partial results of [`min`] or [`max`].
-pub(crate) fn pick<T: Element>(a: Option<T>, b: Option<T>, keep_b: impl Fn(T, T) -> bool) -> Option<T> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if keep_b(a, b) || is_nan(a) { b } else { a }),
-        (a, b) => a.or(b),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ndarray::Array1;
-
-    #[test]
-    fn sum_matches_naive_for_odd_lengths() {
-        let v: Vec<f64> = (0..1003).map(|i| i as f64 * 0.5).collect();
-        assert_eq!(sum_slice(&v), v.iter().sum::<f64>());
-        assert_eq!(sum_slice::<u8>(&[]), 0);
-        let big = vec![i64::MAX; 9];
-        assert_eq!(sum_slice(&big), 9 * i64::MAX as i128, "exact past i64");
-    }
-
-    #[test]
-    fn min_and_max_skip_nan() {
-        let a = Array1::from(vec![f64::NAN, 3.0, -1.0, f64::NAN, 7.0]).into_dyn();
-        assert_eq!(min(a.view()), Some(-1.0));
-        assert_eq!(max(a.view()), Some(7.0));
-        assert_eq!(pick(Some(f64::NAN), Some(2.0), |a, b| b < a), Some(2.0));
-        assert_eq!(pick(None, Some(2), |a, b| b < a), Some(2));
-    }
+    reduce::max(&v)
 }
