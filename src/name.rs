@@ -18,7 +18,7 @@ pub(crate) fn validate_new(name: &str) -> Result<&str> {
         // gc would take it for a removal cut short, and finish it.
         return Err(Error::InvalidName {
             name: name.to_owned(),
-            reason: "names like shmkit-rm-<16 hex digits>-NAME mark removals in progress",
+            reason: "names like shmkit-rm-<16 hex digits>-<8 hex digits>-NAME mark removals in progress",
         });
     }
     Ok(bare)
@@ -99,8 +99,8 @@ mod tests {
         let long = "x".repeat(256);
         assert!(matches!(validate(&long), Err(Error::NameTooLong { len: 256, max: 255, .. })));
         assert!(validate(&long[..255]).is_ok(), "an existing segment of any length opens");
-        assert!(matches!(validate_new(&long[..255]), Err(Error::NameTooLong { max: 228, .. })));
-        assert!(validate_new(&long[..228]).is_ok());
+        assert!(matches!(validate_new(&long[..255]), Err(Error::NameTooLong { max: 219, .. })));
+        assert!(validate_new(&long[..219]).is_ok());
     }
 
     #[test]

@@ -258,6 +258,55 @@ fn a_tailing_reader_skips_a_dead_pushers_hole_and_waits_for_a_stopped_one() {
     assert_eq!((got, list.item(0)), (vec![2], Item::Hole), "the dead pusher's slot is skipped, not waited for");
 }
 
+/// A pusher (and creator) that forked before it died mid-push: its forked
+/// child, still alive, must not keep the dead pusher's slot `Pending` nor
+/// its creator "alive" (they would share its open file, and its locks).
+#[test]
+fn a_dead_pusher_that_forked_leaves_a_hole_and_a_dead_creator() {
+    let test = "a_dead_pusher_that_forked_leaves_a_hole_and_a_dead_creator";
+    if let Some(arg) = child_arg() {
+        let list = ShmVec::<u64>::create(&parts(&arg).0, 16).unwrap();
+        // SAFETY: the forked child only sleeps and _exits (async-signal-safe).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: as above (close, sleep and _exit are async-signal-safe);
+            // closing its standard streams lets the test read its parent's
+            // output to the end.
+            unsafe {
+                (0..3).for_each(|fd| _ = libc::close(fd));
+                libc::sleep(20);
+                libc::_exit(0)
+            };
+        }
+        println!("forked {pid}");
+        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+        list.push(1).unwrap(); // dies inside: SHMKIT_FAULT_INJECT=vec-push-claimed
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let name = unique("vec-fork");
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("SHMKIT_TEST_CHILD", format!("{name}:0"))
+        .env("SHMKIT_FAULT_INJECT", "vec-push-claimed");
+    let out = common::dies_with_parent(&mut cmd).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let after = stdout.split_once("forked ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or(""));
+    let forked = after.and_then(|p| p.parse().ok());
+    let forked: u32 = forked.unwrap_or_else(|| panic!("no pid in: {stdout}"));
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "died mid-push: {stdout}");
+    let list = ShmVec::<u64>::open(&name).unwrap();
+    let (slot, creator_alive) = (list.item(0), shmkit::admin::inspect(&name).unwrap().creator.unwrap().is_alive());
+    let child_alive = common::alive(forked);
+    let _ = common::signal(forked, rustix::process::Signal::KILL);
+    assert!(child_alive, "the forked child was still alive while this was judged");
+    assert_eq!(slot, Item::Hole, "the dead pusher's slot, while its forked child lives");
+    assert!(!creator_alive, "the creator is dead, whatever its forked child holds");
+    drop(list);
+    let removed = shmkit::admin::Gc::new().prefix(&name).run().unwrap();
+    assert_eq!(removed, [name.clone()], "garbage while the forked child lives");
+}
+
 /// `len` must not stay wrong after a writer dies between making an entry
 /// visible and counting it: `while !m.is_empty()` must end.
 #[test]

@@ -156,7 +156,7 @@ fn segment_shmkit_did_not_create_is_not_an_array() {
 fn bad_names_are_rejected_before_any_syscall() {
     let long = "n".repeat(300);
     assert!(matches!(SharedArray::<u8, Ix1>::create(&long, 1), Err(Error::NameTooLong { len: 300, max: 255, .. })));
-    for bad in ["", "a/b", "../etc", "sp ace", ".hidden", "shmkit-rm-00000000000000ff-data"] {
+    for bad in ["", "a/b", "../etc", "sp ace", ".hidden", "shmkit-rm-00000000000000ff-0000abcd-data"] {
         let err = SharedArray::<u8, Ix1>::create(bad, 1).unwrap_err();
         assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
     }

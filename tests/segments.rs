@@ -281,7 +281,7 @@ fn a_live_namesake_left_aside_by_a_killed_removal_gets_its_name_back_from_gc() {
     let name = unique("namesake");
     let live = SharedArray::<u8, Ix1>::create(&name, 64).unwrap();
     let other_inode = 1u64; // the file the dead remover meant: not this one
-    let aside = format!("shmkit-rm-{other_inode:016x}-{name}");
+    let aside = format!("shmkit-rm-{other_inode:016x}-0badcafe-{name}");
     std::fs::rename(format!("/dev/shm/{name}"), format!("/dev/shm/{aside}")).unwrap();
     assert!(matches!(SharedArray::<u8, Ix1>::open(&name), Err(Error::NotFound { .. })), "nameless meanwhile");
     let listed = shmkit::admin::list().unwrap().into_iter().find(|l| l.name == aside).unwrap();
@@ -292,4 +292,28 @@ fn a_live_namesake_left_aside_by_a_killed_removal_gets_its_name_back_from_gc() {
     assert!(!shm_exists(&aside));
     drop(live);
     assert!(!shm_exists(&name), "and its owner removes it as usual");
+}
+
+/// A namesake a killed removal left aside, whose name a third segment
+/// took meanwhile, cannot get its name back: once its own creator is gone
+/// it is garbage like any segment, and gc removes it (and nothing else).
+#[test]
+fn a_stranded_namesake_whose_creator_died_is_collected_by_gc() {
+    let test = "a_stranded_namesake_whose_creator_died_is_collected_by_gc";
+    if let Some(name) = child_arg() {
+        std::mem::forget(SharedArray::<u8, Ix1>::create(&name, 16).unwrap()); // its creator exits: garbage
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("stranded");
+    assert!(run_dying_at(test, &name, None).success());
+    let aside = format!("shmkit-rm-{:016x}-0badcafe-{name}", 1u64);
+    std::fs::rename(format!("/dev/shm/{name}"), format!("/dev/shm/{aside}")).unwrap();
+    let third = SharedArray::<u8, Ix1>::create(&name, 8).unwrap(); // takes the name
+    let removed = shmkit::admin::Gc::new().prefix(&name).run().unwrap();
+    assert_eq!(removed, [aside.clone()], "the stranded garbage, nothing else");
+    assert!(!shm_exists(&aside));
+    assert!(SharedArray::<u8, Ix1>::open(&name).is_ok(), "the third segment keeps its name");
+    drop(third);
+    assert!(traces(&name).is_empty(), "{:?}", traces(&name));
 }

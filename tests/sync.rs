@@ -305,3 +305,33 @@ fn auto_events_pass_one_waiter_per_set_manual_events_pass_all() {
         Err(shmkit::Error::WrongKind { .. })
     ));
 }
+
+/// A sender that sends and leaves while a receiver is between finding
+/// the ring empty and looking for senders: its record is received, never
+/// lost to an early `Disconnected`. (A fault point pauses the receiver in
+/// that window for 100 ms, so the race is hit every time.)
+#[test]
+fn a_record_sent_just_before_the_last_sender_leaves_is_received() {
+    let test = "a_record_sent_just_before_the_last_sender_leaves_is_received";
+    if child_arg().is_some() {
+        let q = ShmQueue::<u64>::create_unique(4).unwrap();
+        let (rx, tx) = (q.receiver().unwrap(), q.sender().unwrap());
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30)); // lands in the receiver's pause
+            tx.send(7).unwrap();
+            drop(tx); // the last sender leaves right after its send
+        });
+        assert_eq!(rx.recv(), Ok(7), "the record sent before the last sender left");
+        sender.join().unwrap();
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected), "then the stream ends");
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("SHMKIT_TEST_CHILD", "go")
+        .env("SHMKIT_FAULT_INJECT", "queue-recv-found-empty");
+    let out = common::dies_with_parent(&mut cmd).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}

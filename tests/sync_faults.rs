@@ -183,7 +183,7 @@ fn a_stopped_process_holding_the_queue_lock_never_blocks_try_or_timeout_calls() 
         std::thread::sleep(Duration::from_micros(200)); // let the stop land
         let t = Instant::now();
         match rx.try_recv() {
-            Err(TryRecvError::Busy) => {
+            Err(TryRecvError::Stalled) => {
                 busy += 1;
                 let t = Instant::now();
                 // Held by the stopped process (a running one lets go within
@@ -372,6 +372,25 @@ fn reading_then_writing_on_one_thread_is_an_error_not_a_hang() {
     drop(g);
 }
 
+/// A read guard forgotten on a handle that is then dropped: a new handle
+/// (maybe at the same address) reads with a slot of its own, and a writer
+/// is not refused forever.
+#[test]
+fn a_forgotten_read_guard_dies_with_its_handle() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let rw = ShmRwLock::create(&unique("rw-forget"), 5u32).unwrap();
+    for i in 0..3 {
+        let h = ShmRwLock::<u32>::open(rw.name()).unwrap(); // the same stack slot each time
+        let g = h.read().unwrap();
+        assert_eq!(*g, 5);
+        if i == 0 {
+            std::mem::forget(g);
+        }
+    }
+    let w = rw.write_timeout(Duration::from_secs(5));
+    assert!(w.is_ok(), "the writer waited for a forgotten reader of a dropped handle: {w:?}");
+}
+
 #[test]
 fn a_primitive_opened_with_another_type_is_refused_by_its_dtype() {
     let _w = Watchdog::new(Duration::from_secs(30));
@@ -425,12 +444,21 @@ fn a_forked_child_cannot_remove_its_parents_segment_or_share_its_claims() {
             // nothing; the view borrows it, so leave by _exit after a
             // drop of a second inherited owner, made before the fork.)
             drop(second);
+            // Its copy of the parent's view: dropping it must not release
+            // the parent's claim (they would share one open file).
+            drop(view);
             // SAFETY: _exit has no preconditions.
             unsafe { libc::_exit(code) };
         }
         let mut status = 0;
         // SAFETY: waits for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
+        let mut other = shmkit::SharedArray::<u8, ndarray::Ix1>::open(owner.name()).unwrap();
+        let busy = other.view_mut().map(drop);
+        assert!(
+            matches!(busy, Err(shmkit::Error::Busy { .. })),
+            "the parent's claim outlives the child's drop: {busy:?}"
+        );
         drop(view);
         assert_eq!(libc::WEXITSTATUS(status), 7, "the child was refused views, slots and removal");
         assert!(common::shm_exists(owner.name()), "the child's uses left the parent's segment alone");

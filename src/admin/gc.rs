@@ -25,7 +25,7 @@ pub struct Listing {
     /// What it holds, or why that could not be read (not shmkit's,
     /// another user's, ...).
     pub info: Result<SegmentInfo>,
-    /// For an entry named `shmkit-rm-<inode>-NAME`: a removal of `NAME`
+    /// For an entry named `shmkit-rm-<inode>-<nonce>-NAME`: a removal of `NAME`
     /// cut short (its remover died between moving the name aside and
     /// unlinking it). [`collect_garbage`] finishes it.
     pub removing: Option<String>,
@@ -109,15 +109,25 @@ impl Gc {
         let listed: Vec<Listing> = list()?.into_iter().filter(|l| self.selects(l)).collect();
         let mut out = Vec::new();
         for l in listed.iter().filter(|l| l.removing.is_some()) {
-            // A namesake given its name back is not removed, and not listed.
-            if self.dry_run || matches!(os::finish_removal(dir, &l.name), Ok(os::Finished::Removed)) {
+            // A namesake given its name back is not removed, and not listed;
+            // one that cannot have it back (a third file took the name) is
+            // collected like any segment, if it is garbage.
+            let done = match self.dry_run {
+                true => true,
+                false => match os::finish_removal(dir, &l.name) {
+                    Ok(os::Finished::Removed) => true,
+                    Ok(os::Finished::Left) => l.is_garbage() && collect(dir, &l.name, true),
+                    _ => false,
+                },
+            };
+            if done {
                 out.push(l.name.clone());
             }
         }
         let garbage = listed.into_iter().filter(|l| l.removing.is_none() && l.is_garbage()).map(|l| l.name);
         match self.dry_run {
             true => out.extend(garbage),
-            false => out.extend(garbage.filter(|name| collect(dir, name))),
+            false => out.extend(garbage.filter(|name| collect(dir, name, false))),
         }
         Ok(out)
     }
@@ -154,8 +164,10 @@ pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
 }
 
 /// Removes one segment if, checked again now, it is garbage. False if it
-/// turned out to be alive, persistent, or someone else's.
-fn collect(dir: rustix::fd::BorrowedFd<'_>, name: &str) -> bool {
+/// turned out to be alive, persistent, or someone else's. An `aside` entry
+/// (a namesake a removal left nameless) is unlinked directly: its name is
+/// a removal's own, which no one else moves a file under.
+fn collect(dir: rustix::fd::BorrowedFd<'_>, name: &str, aside: bool) -> bool {
     let Ok(fd) = os::open_at(dir, name) else { return false };
     let Ok(layout) = probe(&fd, name) else { return false };
     let persistent = |fd: &_| read_flags(fd, &layout) & FLAG_PERSISTENT != 0;
@@ -173,7 +185,10 @@ fn collect(dir: rustix::fd::BorrowedFd<'_>, name: &str) -> bool {
         return false;
     }
     let Ok(stat) = os::stat(&fd) else { return false };
-    matches!(os::remove_if(dir, name, stat.id), Ok(os::Removed::Yes))
+    match aside {
+        true => os::id_at(dir, name).is_ok_and(|now| now == stat.id) && os::unlink_at(dir, name).is_ok(),
+        false => matches!(os::remove_if(dir, name, stat.id), Ok(os::Removed::Yes)),
+    }
 }
 
 /// A shmkit segment with no name in `/dev/shm`, found through the open

@@ -63,6 +63,9 @@ impl Claims {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
+        if self.seg.check_process().is_err() {
+            return; // a forked child's copy of its parent's view: the claim is the parent's
+        }
         let mut count = self.claims.shared.lock().unwrap_or_else(|e| e.into_inner());
         if self.shared {
             *count -= 1;

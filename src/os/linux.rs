@@ -113,6 +113,14 @@ pub(crate) fn link(fd: impl AsFd, dir: impl AsFd, name: impl rustix::path::Arg +
     Ok(rustix::fs::linkat(CWD, proc_path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)?)
 }
 
+/// A second open file of the file `fd` is open on (`/proc/self/fd/N`, see
+/// `proc(5)`): the same file, a new open file description, so locks taken
+/// through one are not the other's. Works for unnamed (`O_TMPFILE`) files.
+pub(crate) fn reopen(fd: impl AsFd) -> io::Result<OwnedFd> {
+    let proc_path = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    Ok(rustix::fs::openat(CWD, proc_path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?)
+}
+
 /// Opens entry `name` of `dir` read-write, not following symlinks.
 pub(crate) fn open_at(dir: impl AsFd, name: &str) -> io::Result<OwnedFd> {
     let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -139,23 +147,37 @@ pub(crate) enum Removed {
 /// The prefix of the name a file has while [`remove_if`] removes it.
 pub(crate) const ASIDE: &str = "shmkit-rm-";
 /// Length of an aside name beyond the original name: prefix, 16 hex
-/// digits of the inode, a dash.
-pub(crate) const ASIDE_EXTRA: usize = ASIDE.len() + 17;
+/// digits of the inode, a dash, 8 hex digits of this removal's own, a dash.
+pub(crate) const ASIDE_EXTRA: usize = ASIDE.len() + 17 + 9;
 
 /// The name file `ino`, named `name`, has while it is being removed:
-/// `shmkit-rm-<inode>-<name>`, so that if the remover dies before it ends,
-/// `gc` can tell what it was doing and finish it ([`finish_removal`]).
-pub(crate) fn aside_name(name: &str, ino: u64) -> String {
-    format!("{ASIDE}{ino:016x}-{name}")
+/// `shmkit-rm-<inode>-<nonce>-<name>`, so that if the remover dies before
+/// it ends, `gc` can tell what it was doing and finish it
+/// ([`finish_removal`]). The nonce makes the name this removal's alone:
+/// no other remover can move another file under it, so what this one
+/// checked there is what it unlinks.
+pub(crate) fn aside_name(name: &str, ino: u64, nonce: u32) -> String {
+    format!("{ASIDE}{ino:016x}-{nonce:08x}-{name}")
+}
+
+/// A number for [`aside_name`] that no other removal in this or another
+/// process is likely to use at the same time (a clash only costs a retry).
+fn nonce() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    (current_pid().wrapping_mul(0x9e37_79b1) ^ t).wrapping_add(n.wrapping_mul(0x85eb_ca6b))
 }
 
 /// The inode and original name an aside name records; `None` for any
 /// other name.
 pub(crate) fn parse_aside(aside: &str) -> Option<(u64, &str)> {
     let rest = aside.strip_prefix(ASIDE)?;
-    let (ino, name) = (rest.get(..16)?, rest.get(16..)?.strip_prefix('-')?);
-    let ino = u64::from_str_radix(ino, 16).ok()?;
-    (!name.is_empty() && ino.to_ne_bytes() != [0; 8]).then_some((ino, name))
+    let (ino, rest) = (rest.get(..16)?, rest.get(16..)?.strip_prefix('-')?);
+    let (nonce, name) = (rest.get(..8)?, rest.get(8..)?.strip_prefix('-')?);
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    let ino = u64::from_str_radix(ino, 16).ok().filter(|_| hex(nonce))?;
+    (!name.is_empty() && ino != 0).then_some((ino, name))
 }
 
 /// Removes entry `name` of `dir` only if it still leads to file `id`.
@@ -175,20 +197,20 @@ pub(crate) fn remove_if(dir: impl AsFd, name: &str, id: FileId) -> io::Result<Re
         Ok(now) if now != id => return Ok(Removed::Other),
         other => drop(other?),
     }
-    let aside = aside_name(name, id.ino);
-    if aside.len() > NAME_MAX {
+    if name.len() + ASIDE_EXTRA > NAME_MAX {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "a name too long to remove safely"));
     }
-    match rustix::fs::renameat_with(&dir, name, &dir, aside.as_str(), RenameFlags::NOREPLACE) {
-        Err(Errno::NOENT) => return Ok(Removed::Gone),
-        Err(Errno::EXIST) => {
-            // An earlier removal of this very file under this name was cut
-            // short: finish it, then this one.
-            finish_removal(&dir, &aside)?;
-            return remove_if(dir, name, id);
+    // A taken aside name (a clash of nonces, or someone else's file made
+    // on purpose) costs a retry with another nonce, never a loop.
+    let mut tries = 0;
+    let aside = loop {
+        let aside = aside_name(name, id.ino, nonce());
+        match rustix::fs::renameat_with(&dir, name, &dir, aside.as_str(), RenameFlags::NOREPLACE) {
+            Err(Errno::NOENT) => return Ok(Removed::Gone),
+            Err(Errno::EXIST) if tries < 8 => tries += 1,
+            other => break other.map(|()| aside)?,
         }
-        other => other?,
-    }
+    };
     crate::fault::point("remove-after-aside");
     match id_at(&dir, &aside) {
         Ok(moved) if moved == id => {
@@ -517,18 +539,19 @@ mod tests {
         // The file meant, left aside by a remover that died: removed.
         let meant = unnamed_file(&dir, 0o600).unwrap();
         let ino = stat(&meant).unwrap().id.ino;
-        link(&meant, &dir, &aside_name(&name, ino)).unwrap();
-        assert_eq!(parse_aside(&aside_name(&name, ino)), Some((ino, name.as_str())));
-        assert_eq!(finish_removal(&dir, &aside_name(&name, ino)).unwrap(), Finished::Removed);
+        link(&meant, &dir, &aside_name(&name, ino, 0xabcd)).unwrap();
+        assert_eq!(parse_aside(&aside_name(&name, ino, 0xabcd)), Some((ino, name.as_str())));
+        assert_eq!(finish_removal(&dir, &aside_name(&name, ino, 0xabcd)).unwrap(), Finished::Removed);
         assert_eq!(stat(&meant).unwrap().links, 0);
         // A namesake moved aside in the race, its remover dead before the
         // move back: it gets its name back.
         let namesake = unnamed_file(&dir, 0o600).unwrap();
-        link(&namesake, &dir, &aside_name(&name, ino)).unwrap();
-        assert_eq!(finish_removal(&dir, &aside_name(&name, ino)).unwrap(), Finished::Restored);
+        link(&namesake, &dir, &aside_name(&name, ino, 0xabcd)).unwrap();
+        assert_eq!(finish_removal(&dir, &aside_name(&name, ino, 0xabcd)).unwrap(), Finished::Restored);
         assert_eq!(id_at(&dir, &name).unwrap(), stat(&namesake).unwrap().id);
         assert_eq!(remove_if(&dir, &name, stat(&namesake).unwrap().id).unwrap(), Removed::Yes);
         assert_eq!(parse_aside("shmkit-rm-xyz"), None);
+        assert_eq!(parse_aside(&format!("shmkit-rm-{ino:016x}-{name}")), None, "no nonce: not an aside name");
         assert_eq!(parse_aside(&name), None);
     }
 }

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use super::inherit;
 use crate::os::{self, FileId};
 use crate::{Error, Result};
 
@@ -54,17 +55,32 @@ pub(crate) struct Mapping {
     /// for good, so then the mapping is never unmapped.
     pins: AtomicUsize,
     /// The process that made this handle. A child forked from it inherits
-    /// the handle, but shares its open file (and so its locks): only the
-    /// maker may remove the name, claim bytes or take slots through it.
+    /// the handle, and a copy of `fd` pointed at `/dev/null` (see
+    /// `inherit`): only the maker may remove the name, claim bytes or take
+    /// slots through it.
     maker: u32,
+    /// `fd`'s place in the list of descriptors a fork does not share.
+    tracked: &'static inherit::Slot,
 }
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` read-write.
+    /// Maps `len` bytes of `fd`'s file read-write; `fd` stays the handle's,
+    /// for its locks.
+    ///
+    /// The mapping is made through a second open file (`os::reopen`),
+    /// closed at once: a mapping keeps its open file, and a forked child's
+    /// copy of the mapping would keep that file's locks alive after their
+    /// holder died (see `inherit`). The locks live on `fd` alone, which a
+    /// child does not keep. (Without `/proc`, the mapping is made through
+    /// `fd` itself.)
     pub fn new(fd: OwnedFd, len: usize, backing: Backing) -> Result<Mapping> {
-        let map = MmapOptions::new().len(len).map_raw(&fd.as_fd());
+        let map = match os::reopen(&fd) {
+            Ok(other) => MmapOptions::new().len(len).map_raw(&other.as_fd()),
+            Err(_) => MmapOptions::new().len(len).map_raw(&fd.as_fd()),
+        };
         let map = map.map_err(|e| Error::from_io("mmap", backing.label(), e))?;
         let id = os::stat(&fd).map_err(|e| Error::from_io("fstat", backing.label(), e))?.id;
+        let tracked = inherit::track(fd.as_raw_fd());
         Ok(Mapping {
             map: ManuallyDrop::new(map),
             backing,
@@ -72,6 +88,7 @@ impl Mapping {
             id,
             pins: AtomicUsize::new(0),
             maker: os::current_pid(),
+            tracked,
         })
     }
 
@@ -127,6 +144,7 @@ impl Mapping {
     /// same file (the mapping does not change).
     pub fn replace_fd(&mut self, fd: OwnedFd) {
         debug_assert_eq!(os::stat(&fd).map(|s| s.id).ok(), Some(self.id));
+        self.tracked.replace(fd.as_raw_fd());
         self.fd = fd;
     }
 
@@ -245,6 +263,9 @@ impl Drop for Mapping {
                 let _ = os::remove_if(dir, name, self.id);
             }
         }
+        // Unlisted before `fd` closes (after this function), so a fork
+        // never dup3s onto a number reused meanwhile.
+        self.tracked.release();
         if *self.pins.get_mut() == 0 {
             // SAFETY: the map is dropped exactly once, here, and not used after.
             unsafe { ManuallyDrop::drop(&mut self.map) };

@@ -19,6 +19,7 @@
 //! someone created after its own segment was removed.
 
 pub(crate) mod info;
+mod inherit;
 mod layout;
 mod lifetime;
 pub(crate) mod liveness;
@@ -130,9 +131,8 @@ impl Segment {
     /// Holds the published segment through an fd opened by its name, if
     /// that works: the kernel shows an unnamed file's fd as `/dev/shm/#INODE`
     /// forever, and `shmkit ls` tells a segment being built from one whose
-    /// name was removed under it by those paths. Best effort: the creator
-    /// lock of the first fd lives on in the mapping anyway (a mapping keeps
-    /// its open file, and so its locks), and the segment is complete.
+    /// name was removed under it by those paths. Best effort: if it fails,
+    /// the first fd (with its creator lock) stays the handle's.
     fn hold_by_name(&mut self, dir: BorrowedFd<'_>, name: &str) {
         let Ok(named) = os::open_at(dir, name) else { return };
         let same = os::stat(&named).is_ok_and(|s| s.id == self.id());

@@ -226,4 +226,36 @@ mod tests {
         assert_eq!(itemsize("<S0"), Some(0));
         assert_eq!(itemsize("|S99999999999999"), None);
     }
+
+    /// The fuzzer's shmkit seeds (`fuzz/seeds/segment_reader/shmkit_*`),
+    /// in this layout version; `SHMKIT_WRITE_FUZZ_SEEDS=1 cargo test seeds`
+    /// rewrites them. (The `npy_*` seeds are numpy's files, which do not
+    /// change.)
+    #[test]
+    fn the_fuzzers_segment_seeds_are_this_layout() {
+        let seeds = [
+            ("shmkit_array", segment(SegmentKind::Array, &Header::encode(DType::F64, &[2, 3], false), 48)),
+            ("shmkit_mutex", segment(SegmentKind::Mutex, &super::super::types::encode(&[("value", "<u8".into())]), 72)),
+            (
+                "shmkit_map",
+                segment(
+                    SegmentKind::Map,
+                    &super::super::types::encode(&[
+                        ("key", "|S24".into()),
+                        ("value", "[('a', '<u4'), ('b', '<f4')]".into()),
+                    ]),
+                    256,
+                ),
+            ),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/segment_reader");
+        for (name, bytes) in &seeds {
+            if std::env::var_os("SHMKIT_WRITE_FUZZ_SEEDS").is_some() {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            }
+            assert!(layout_of(bytes).is_ok(), "{name}");
+            let on_disk = std::fs::read(dir.join(name)).unwrap_or_default();
+            assert_eq!(&on_disk, bytes, "seed {name} is stale: SHMKIT_WRITE_FUZZ_SEEDS=1 cargo test seeds");
+        }
+    }
 }

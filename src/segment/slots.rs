@@ -57,7 +57,11 @@ impl SlotTable {
     }
 
     /// Gives slot `i` back (taken by [`take`](Self::take) in this process).
+    /// Does nothing in a forked child: the slot is its parent's.
     pub fn give_back(&self, seg: &Segment, i: usize) {
+        if seg.check_process().is_err() {
+            return;
+        }
         let mut own = self.own();
         self.byte(seg, i).store(0, Ordering::SeqCst);
         let _ = liveness::withdraw(seg.fd(), self.locks + i as u64);
@@ -79,6 +83,11 @@ impl SlotTable {
     /// True if another live process holds slot `i`.
     pub fn held_elsewhere(&self, seg: &Segment, i: usize) -> bool {
         let byte = self.byte(seg, i);
+        if seg.check_process().is_err() {
+            // A forked child's bitmap is its parent's, and its locks are
+            // not: it tidies nothing.
+            return byte.load(Ordering::SeqCst) != 0;
+        }
         if byte.load(Ordering::SeqCst) == 0 {
             return false;
         }

@@ -24,7 +24,7 @@
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::lock_error::{LockError, LockTimeoutError, OwnerDied, Refused, TryLockError};
@@ -58,6 +58,9 @@ pub struct ShmRwLock<T: Record> {
     seg: Segment,
     gate: RawMutex,
     readers: SlotTable,
+    /// Names this handle in the thread-local record of reads: unique for
+    /// the process's life (an address could be a dropped handle's).
+    handle: u64,
     _value: PhantomData<T>,
 }
 
@@ -82,7 +85,7 @@ pub struct WriteGuard<'a, T: Record> {
 /// through, the slot, and how many guards share it.
 struct Reading {
     lock: FileId,
-    handle: usize,
+    handle: u64,
     slot: usize,
     guards: usize,
 }
@@ -120,8 +123,10 @@ impl<T: Record> ShmRwLock<T> {
     }
 
     fn wrap((seg, gate): (Segment, RawMutex)) -> Self {
+        static HANDLES: AtomicU64 = AtomicU64::new(1);
         let readers = SlotTable::new(SLOTS, MAX_READERS, liveness::SLOTS);
-        ShmRwLock { seg, gate, readers, _value: PhantomData }
+        let handle = HANDLES.fetch_add(1, Ordering::Relaxed);
+        ShmRwLock { seg, gate, readers, handle, _value: PhantomData }
     }
 
     fn word(&self, at: usize) -> &AtomicU32 {
@@ -129,8 +134,8 @@ impl<T: Record> ShmRwLock<T> {
     }
 
     /// This handle, as the thread-local record of reads names it.
-    fn handle(&self) -> usize {
-        self as *const Self as usize
+    fn handle(&self) -> u64 {
+        self.handle
     }
 
     /// Shared access, waiting as long as it takes.
@@ -267,6 +272,16 @@ impl<T: Record> ShmRwLock<T> {
 
 crate::segment::lifetime_api!(|s| &s.seg; impl[T: Record] ShmRwLock<T>);
 
+impl<T: Record> Drop for ShmRwLock<T> {
+    fn drop(&mut self) {
+        // A read guard forgotten (`mem::forget`) on this thread leaves its
+        // record: forget it with the handle, so that a later handle of the
+        // same lock on this thread is not refused as a second reader.
+        let me = self.handle;
+        let _ = READING.try_with(|reads| reads.borrow_mut().retain(|r| r.handle != me));
+    }
+}
+
 impl<T: Record> Deref for ReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
@@ -281,14 +296,17 @@ impl<T: Record> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         let (id, me) = (lock.seg.id(), lock.handle());
-        let last = READING.with_borrow_mut(|reads| {
+        let last = READING.try_with(|reads| {
+            let mut reads = reads.borrow_mut();
             let k = reads.iter().position(|r| r.lock == id && r.handle == me)?;
             reads[k].guards -= 1;
             (reads[k].guards == 0).then(|| reads.swap_remove(k))
         });
-        if last.is_none() {
+        if let Ok(None) = last {
             return; // a nested guard: the slot stays with the outer one
         }
+        // The last guard (or the thread's record is already torn down, in
+        // a thread-local destructor: then this is the last of its reads).
         lock.readers.give_back(&lock.seg, self.slot);
         lock.seg.atomic_u32(CHANGED).fetch_add(1, Ordering::AcqRel);
         futex_wake_all(lock.seg.atomic_u32(CHANGED));

@@ -358,4 +358,54 @@ mod tests {
         let mut r = FrameReader::new();
         assert_eq!(r.recv::<ToHelper>(&b).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
+
+    /// One frame of each message, as the fuzzer's seeds (`fuzz/seeds/pool_wire`).
+    fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
+        let run =
+            ToHelper::Run { job: 7, task: 2, count: 2, args: Cow::Owned([3u64, 4].map(u64::to_le_bytes).concat()) };
+        let mut results = Items { data: 9u64.to_le_bytes().to_vec(), count: 3, failures: Vec::new() };
+        results.fail(1, Failure::Panic("boom at src/main.rs:3".into()));
+        results.fail(2, Failure::Error(vec!["outer".into(), "inner".into()]));
+        let mut two = frame(&run).unwrap();
+        two.extend(frame(&ToHelper::Exit).unwrap());
+        vec![
+            ("run", frame(&run).unwrap()),
+            ("exit", frame(&ToHelper::Exit).unwrap()),
+            ("two", two),
+            (
+                "ready",
+                frame(&FromHelper::Ready { protocol: PROTOCOL, tasks: vec!["sq".into(), "add".into()], pid: 42 })
+                    .unwrap(),
+            ),
+            ("done", frame(&FromHelper::Done { job: 7, results }).unwrap()),
+            ("skipped", frame(&FromHelper::Skipped { job: 8 }).unwrap()),
+            ("notinit", frame(&FromHelper::NotInitialized).unwrap()),
+            ("wrongtest", frame(&FromHelper::WrongTest { test: "other".into() }).unwrap()),
+        ]
+    }
+
+    /// The fuzzer starts from these seeds; a seed of an older protocol
+    /// would only teach it the decoder's error paths.
+    /// `SHMKIT_WRITE_FUZZ_SEEDS=1 cargo test seeds` rewrites them.
+    #[test]
+    fn the_fuzzers_seeds_are_frames_of_this_protocol() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/pool_wire");
+        if std::env::var_os("SHMKIT_WRITE_FUZZ_SEEDS").is_some() {
+            std::fs::read_dir(&dir).unwrap().flatten().for_each(|e| std::fs::remove_file(e.path()).unwrap());
+            seed_frames().iter().for_each(|(name, bytes)| std::fs::write(dir.join(name), bytes).unwrap());
+        }
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        on_disk.sort();
+        let mut want: Vec<String> = seed_frames().iter().map(|(n, _)| n.to_string()).collect();
+        want.sort();
+        assert_eq!(on_disk, want, "rewrite the seeds: SHMKIT_WRITE_FUZZ_SEEDS=1 cargo test seeds");
+        for (name, bytes) in seed_frames() {
+            assert_eq!(
+                std::fs::read(dir.join(name)).unwrap(),
+                bytes,
+                "seed {name} is stale: SHMKIT_WRITE_FUZZ_SEEDS=1 cargo test seeds"
+            );
+        }
+    }
 }

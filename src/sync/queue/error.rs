@@ -17,6 +17,10 @@ pub enum SendError<T> {
     /// can no longer be used safely.
     #[error("the queue's lock is corrupted; make a new queue")]
     Broken(T),
+    /// This handle was inherited across `fork`: the role is the parent's.
+    /// Open the queue by name in this process and take a sender there.
+    #[error("this sender was inherited across fork: open the queue by name in this process")]
+    Inherited(T),
 }
 
 /// Why [`Sender::try_send`](super::Sender::try_send) did not send; hands the record back.
@@ -29,7 +33,7 @@ pub enum TrySendError<T> {
     /// critical sections take well under a microsecond): its holder is
     /// stopped or starved. `send_timeout` waits longer.
     #[error("the queue's lock is held by a stopped or starved process; try again, or use send_timeout")]
-    Busy(T),
+    Stalled(T),
     /// See [`SendError::Shutdown`].
     #[error("the queue is shut down: no more records are taken")]
     Shutdown(T),
@@ -39,6 +43,10 @@ pub enum TrySendError<T> {
     /// See [`SendError::Broken`].
     #[error("the queue's lock is corrupted; make a new queue")]
     Broken(T),
+    /// This handle was inherited across `fork`: the role is the parent's.
+    /// Open the queue by name in this process and take a sender there.
+    #[error("this sender was inherited across fork: open the queue by name in this process")]
+    Inherited(T),
 }
 
 /// Why [`Sender::send_timeout`](super::Sender::send_timeout) did not send;
@@ -57,6 +65,10 @@ pub enum SendTimeoutError<T> {
     /// See [`SendError::Broken`].
     #[error("the queue's lock is corrupted; make a new queue")]
     Broken(T),
+    /// This handle was inherited across `fork`: the role is the parent's.
+    /// Open the queue by name in this process and take a sender there.
+    #[error("this sender was inherited across fork: open the queue by name in this process")]
+    Inherited(T),
 }
 
 /// Why [`Receiver::recv`](super::Receiver::recv) returned no record: the
@@ -73,6 +85,10 @@ pub enum RecvError {
     /// The queue's lock was overwritten by another process.
     #[error("the queue's lock is corrupted; make a new queue")]
     Broken,
+    /// This handle was inherited across `fork`: the role is the parent's.
+    /// Open the queue by name in this process and take a receiver there.
+    #[error("this receiver was inherited across fork: open the queue by name in this process")]
+    Inherited,
 }
 
 /// Why [`Receiver::try_recv`](super::Receiver::try_recv) returned no record.
@@ -81,9 +97,9 @@ pub enum TryRecvError {
     /// Nothing to take now.
     #[error("the queue is empty")]
     Empty,
-    /// See [`TrySendError::Busy`].
+    /// See [`TrySendError::Stalled`].
     #[error("the queue's lock is held by a stopped or starved process; try again, or use recv_timeout")]
-    Busy,
+    Stalled,
     /// See [`RecvError::Shutdown`].
     #[error("the queue is shut down and drained: end of stream")]
     Shutdown,
@@ -93,6 +109,10 @@ pub enum TryRecvError {
     /// See [`RecvError::Broken`].
     #[error("the queue's lock is corrupted; make a new queue")]
     Broken,
+    /// This handle was inherited across `fork`: the role is the parent's.
+    /// Open the queue by name in this process and take a receiver there.
+    #[error("this receiver was inherited across fork: open the queue by name in this process")]
+    Inherited,
 }
 
 /// Why [`Receiver::recv_timeout`](super::Receiver::recv_timeout) returned no record.
@@ -110,6 +130,10 @@ pub enum RecvTimeoutError {
     /// See [`RecvError::Broken`].
     #[error("the queue's lock is corrupted; make a new queue")]
     Broken,
+    /// This handle was inherited across `fork`: the role is the parent's.
+    /// Open the queue by name in this process and take a receiver there.
+    #[error("this receiver was inherited across fork: open the queue by name in this process")]
+    Inherited,
 }
 
 macro_rules! hands_back {
@@ -130,7 +154,7 @@ macro_rules! hands_back {
 }
 
 hands_back!(
-    SendError { Shutdown, Disconnected, Broken },
-    TrySendError { Full, Busy, Shutdown, Disconnected, Broken },
-    SendTimeoutError { Timeout, Shutdown, Disconnected, Broken }
+    SendError { Shutdown, Disconnected, Broken, Inherited },
+    TrySendError { Full, Stalled, Shutdown, Disconnected, Broken, Inherited },
+    SendTimeoutError { Timeout, Shutdown, Disconnected, Broken, Inherited }
 );

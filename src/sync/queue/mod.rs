@@ -103,6 +103,7 @@ enum Stop {
     Shutdown,
     Disconnected,
     Broken,
+    Inherited,
 }
 
 /// How long a call waits: a blocking call as long as it takes, a
@@ -256,6 +257,7 @@ impl<T: Record> Core<T> {
     /// Sends `item` as `mode` allows; `alive` says whether any receiver
     /// lives (`fresh`: look now, not at a recent look).
     fn send(&self, item: &T, mode: Mode, alive: impl Fn(bool) -> bool) -> Result<(), Stop> {
+        self.seg.check_process().map_err(|_| Stop::Inherited)?;
         loop {
             if self.is_shutdown() {
                 return Err(Stop::Shutdown); // the stream's end says more than a missing receiver
@@ -292,7 +294,13 @@ impl<T: Record> Core<T> {
 
     /// Receives a record as `mode` allows; `alive` says whether any sender lives.
     fn recv(&self, mode: Mode, alive: impl Fn() -> bool) -> Result<T, Stop> {
+        self.seg.check_process().map_err(|_| Stop::Inherited)?;
         loop {
+            // Looked at before the lock: a sender that was gone by then sent
+            // its last record before it left, so an empty ring under the
+            // lock below really is the end. (Looked at after, a sender could
+            // send and leave in between, its record still queued.)
+            let senders = alive();
             let seen = self.word(NOT_EMPTY).load(Ordering::SeqCst);
             self.enter(mode.lock_wait()).map_err(|s| busy_as_timeout(s, mode))?;
             let (head, tail) = (self.index(HEAD).load(Ordering::Acquire), self.index(TAIL).load(Ordering::Acquire));
@@ -305,10 +313,11 @@ impl<T: Record> Core<T> {
             }
             let shutdown = self.is_shutdown();
             self.lock.unlock();
+            crate::fault::pause("queue-recv-found-empty");
             if shutdown {
                 return Err(Stop::Shutdown);
             }
-            if !alive() {
+            if !senders {
                 return Err(Stop::Disconnected);
             }
             match (mode, left(deadline(mode))) {

@@ -78,6 +78,7 @@ impl<T: Record> Sender<T> {
         self.send_with(item, Mode::Block(None)).map_err(|(stop, t)| match stop {
             Stop::Shutdown => SendError::Shutdown(t),
             Stop::Disconnected => SendError::Disconnected(t),
+            Stop::Inherited => SendError::Inherited(t),
             _ => SendError::Broken(t),
         })
     }
@@ -86,9 +87,10 @@ impl<T: Record> Sender<T> {
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         self.send_with(item, Mode::Try).map_err(|(stop, t)| match stop {
             Stop::Full => TrySendError::Full(t),
-            Stop::Busy => TrySendError::Busy(t),
+            Stop::Busy => TrySendError::Stalled(t),
             Stop::Shutdown => TrySendError::Shutdown(t),
             Stop::Disconnected => TrySendError::Disconnected(t),
+            Stop::Inherited => TrySendError::Inherited(t),
             _ => TrySendError::Broken(t),
         })
     }
@@ -100,6 +102,7 @@ impl<T: Record> Sender<T> {
             Stop::Timeout => SendTimeoutError::Timeout(t),
             Stop::Shutdown => SendTimeoutError::Shutdown(t),
             Stop::Disconnected => SendTimeoutError::Disconnected(t),
+            Stop::Inherited => SendTimeoutError::Inherited(t),
             _ => SendTimeoutError::Broken(t),
         })
     }
@@ -139,6 +142,7 @@ impl<T: Record> Receiver<T> {
         self.recv_with(Mode::Block(None)).map_err(|stop| match stop {
             Stop::Shutdown => RecvError::Shutdown,
             Stop::Disconnected => RecvError::Disconnected,
+            Stop::Inherited => RecvError::Inherited,
             _ => RecvError::Broken,
         })
     }
@@ -147,9 +151,10 @@ impl<T: Record> Receiver<T> {
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         self.recv_with(Mode::Try).map_err(|stop| match stop {
             Stop::Empty => TryRecvError::Empty,
-            Stop::Busy => TryRecvError::Busy,
+            Stop::Busy => TryRecvError::Stalled,
             Stop::Shutdown => TryRecvError::Shutdown,
             Stop::Disconnected => TryRecvError::Disconnected,
+            Stop::Inherited => TryRecvError::Inherited,
             _ => TryRecvError::Broken,
         })
     }
@@ -160,6 +165,7 @@ impl<T: Record> Receiver<T> {
             Stop::Timeout => RecvTimeoutError::Timeout,
             Stop::Shutdown => RecvTimeoutError::Shutdown,
             Stop::Disconnected => RecvTimeoutError::Disconnected,
+            Stop::Inherited => RecvTimeoutError::Inherited,
             _ => RecvTimeoutError::Broken,
         })
     }
