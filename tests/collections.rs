@@ -304,7 +304,7 @@ fn a_dead_pusher_that_forked_leaves_a_hole_and_a_dead_creator() {
     assert!(!creator_alive, "the creator is dead, whatever its forked child holds");
     drop(list);
     let removed = shmkit::admin::Gc::new().prefix(&name).run().unwrap();
-    assert_eq!(removed, [name.clone()], "garbage while the forked child lives");
+    assert_eq!(removed, std::slice::from_ref(&name), "garbage while the forked child lives");
 }
 
 /// `len` must not stay wrong after a writer dies between making an entry

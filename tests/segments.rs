@@ -311,7 +311,7 @@ fn a_stranded_namesake_whose_creator_died_is_collected_by_gc() {
     std::fs::rename(format!("/dev/shm/{name}"), format!("/dev/shm/{aside}")).unwrap();
     let third = SharedArray::<u8, Ix1>::create(&name, 8).unwrap(); // takes the name
     let removed = shmkit::admin::Gc::new().prefix(&name).run().unwrap();
-    assert_eq!(removed, [aside.clone()], "the stranded garbage, nothing else");
+    assert_eq!(removed, std::slice::from_ref(&aside), "the stranded garbage, nothing else");
     assert!(!shm_exists(&aside));
     assert!(SharedArray::<u8, Ix1>::open(&name).is_ok(), "the third segment keeps its name");
     drop(third);
