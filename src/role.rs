@@ -15,6 +15,13 @@
 //! its own), while a launcher between pool and helper (`timeout`, `strace`,
 //! a shell script) passes the descriptor on and the helper behind it
 //! serves. Nothing here depends on which process is whose parent.
+//!
+//! A helper in a PID namespace of its own (a launcher such as
+//! `unshare --pid`, bwrap or firejail between pool and helper) cannot see
+//! the pool's pid: the kernel reports its peer as pid 0. That socket is
+//! still the pool's (no other process could have handed it over with that
+//! number and those variables), so it counts; a peer with *another* pid
+//! (variables copied into an unrelated program) does not.
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -84,7 +91,7 @@ pub(crate) fn guard(what: impl FnOnce() -> String) {
 pub(crate) fn helper_socket() -> Option<RawFd> {
     let fd: RawFd = std::env::var(SOCKET_VAR).ok()?.parse().ok().filter(|&fd| fd >= 0)?;
     let pool: u32 = std::env::var(PARENT_VAR).ok()?.parse().ok()?;
-    (crate::os::peer_pid(fd) == Some(pool)).then_some(fd)
+    matches!(crate::os::peer_pid(fd), Some(p) if p == pool || p == 0).then_some(fd)
 }
 
 /// Set once the socket has an owner in this process.

@@ -271,8 +271,24 @@ fn helpers_output_arrives_in_whole_lines_even_from_one_that_crashed() {
     shmkit::init(register);
     if child_arg().is_some() {
         let pool = pool(test, 4).build().unwrap();
-        assert_eq!(ok(pool.map(chatter, 1..=8)).len(), 8);
+        {
+            // Holding std's stderr lock while helpers print must not stall
+            // them: the relays write to the descriptor, not through it.
+            let _held = std::io::stderr().lock();
+            assert_eq!(ok(pool.map(chatter, 1..=8)).len(), 8);
+        }
         assert!(matches!(pool.submit(last_words, 9).wait(), Err(TaskError::WorkerDied { .. })));
+        // A process a helper started keeps its output pipes open after the
+        // pool is gone: the relays end anyway, soon after.
+        let sleeper = pool.submit(spawn_sleeper, 30).wait().unwrap();
+        drop(pool);
+        std::thread::sleep(Duration::from_millis(1500));
+        let relays = std::fs::read_dir("/proc/self/task").unwrap().flatten();
+        let relays =
+            relays.filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "shmkit-relay"));
+        let left = relays.count();
+        let _ = common::signal(sleeper, rustix::process::Signal::KILL);
+        assert_eq!(left, 0, "relay threads outlived their helpers");
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(60));

@@ -121,6 +121,46 @@ fn forgetting_init_is_a_clear_error_and_never_a_fork_bomb() {
     }
 }
 
+/// Behind a launcher that puts the helper in a PID namespace of its own
+/// (`unshare --pid --fork`, as bwrap and firejail do), the helper's own pid
+/// (1 or 2 there) is not ours: the pool must name, time out and kill the
+/// helper by the pid the kernel gives it here, never by that number.
+#[test]
+fn a_helper_in_its_own_pid_namespace_is_named_and_killed_by_our_pid_for_it() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let test = "a_helper_in_its_own_pid_namespace_is_named_and_killed_by_our_pid_for_it";
+    let exe = std::env::current_exe().unwrap();
+    // `unshare --pid` needs CAP_SYS_ADMIN: CI runs as root.
+    let pool = Pool::builder()
+        .tasks(register)
+        .helpers(1)
+        .program("unshare")
+        .arg("--pid")
+        .arg("--fork")
+        .arg("--kill-child")
+        .arg(exe)
+        .in_test(test)
+        .build()
+        .unwrap();
+    let inside = pool.submit(pid, ()).wait().unwrap();
+    let helper = pool.helper_pids()[0];
+    assert!(inside <= 2, "the helper numbers itself inside its namespace: {inside}");
+    assert_ne!(helper, inside, "the pool uses our number for it");
+    let exe_of = std::fs::read_link(format!("/proc/{helper}/exe")).unwrap();
+    assert_eq!(exe_of, std::env::current_exe().unwrap(), "that number is the helper's");
+    let limit = Duration::from_millis(200);
+    assert_eq!(pool.batch().timeout(limit).submit(sleep_ms, 20_000).wait(), Err(TaskError::TimedOut(limit)));
+    assert!(
+        !common::alive(helper) || {
+            std::thread::sleep(Duration::from_millis(500));
+            !common::alive(helper)
+        },
+        "the timed-out helper was killed"
+    );
+    assert_eq!(pool.submit(square, 9).wait(), Ok(81), "a replacement serves");
+}
+
 #[test]
 fn a_launcher_between_pool_and_helper_passes_the_socket_on() {
     shmkit::init(register);

@@ -452,17 +452,25 @@ pub(crate) fn own_start_time() -> u64 {
 
 /// The pid of the process at the other end of Unix socket `fd`, as
 /// `SO_PEERCRED` records it (for a `socketpair(2)`, the process that made
-/// the pair); `None` if `fd` is not an open Unix socket. Takes a raw
-/// number, not a borrowed descriptor: it is for checking a number read
-/// from the environment, which may name nothing (see `unix(7)`).
+/// the pair), 0 if that process has no pid in this PID namespace; `None`
+/// if `fd` is not an open Unix socket. Takes a raw number, not a borrowed
+/// descriptor: it is for checking a number read from the environment,
+/// which may name nothing (see `unix(7)`, `socket(7)`).
 pub(crate) fn peer_pid(fd: std::os::fd::RawFd) -> Option<u32> {
+    let mut domain: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: as below, for an int.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN, (&raw mut domain).cast(), &mut len) };
+    if r != 0 || domain != libc::AF_UNIX {
+        return None; // other sockets report no peer pid (0) too
+    }
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    len = size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cred`, a local of
     // exactly that size; any descriptor number is acceptable (a closed or
     // non-socket one fails with EBADF or ENOTSOCK, changing nothing).
     let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len) };
-    (r == 0 && len as usize == size_of::<libc::ucred>() && cred.pid > 0).then_some(cred.pid as u32)
+    (r == 0 && len as usize == size_of::<libc::ucred>() && cred.pid >= 0).then_some(cred.pid as u32)
 }
 
 /// The inode of this process's PID namespace (`/proc/self/ns/pid`, see

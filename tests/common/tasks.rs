@@ -183,6 +183,12 @@ pub fn chatter(id: u64) -> u64 {
     id
 }
 
+/// Starts `sleep SECS`, which inherits this helper's standard output and
+/// error (and so keeps their pipes open after the helper is gone); its pid.
+pub fn spawn_sleeper(secs: u64) -> u32 {
+    std::process::Command::new("sleep").arg(secs.to_string()).spawn().map(|c| c.id()).unwrap_or(0)
+}
+
 /// Prints a line, then a partial line, and aborts.
 pub fn last_words(id: u64) -> u64 {
     eprintln!("last words of {id}");
@@ -196,5 +202,5 @@ pub fn register(r: &mut shmkit::Registry) {
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
     r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
     r.add(fork_and_die).add(bump).add(double_or_die).add(chatter).add(last_words);
-    r.add(scale).add(count_above);
+    r.add(scale).add(count_above).add(spawn_sleeper);
 }

@@ -41,7 +41,7 @@ pub struct Batch<'p> {
     pub(super) pool: &'p Pool,
     pub(super) chunking: Chunking,
     timeout: Option<Option<Duration>>,
-    retries: Option<u32>,
+    pub(super) retries: Option<u32>,
     pub(super) progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
 }
 
@@ -71,13 +71,14 @@ impl<R> Drop for Unordered<'_, R> {
 /// result is in: cancels the call's jobs and waits until each has
 /// answered, so that nothing of the call still runs once the caller's
 /// frame is gone (an array pass releases its claim only then).
-struct FinishOnUnwind<'a>(&'a Arc<Cancel>, &'a Receiver<Delivery>);
+struct FinishOnUnwind<'a>(&'a Pool, &'a Arc<Cancel>, &'a Receiver<Delivery>);
 
 impl Drop for FinishOnUnwind<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.cancel();
-            while self.1.recv().is_ok() {} // ends when every job has answered or been dropped
+            self.1.cancel();
+            self.0.inner.drop_cancelled(self.1); // queued ones answer now, not behind other work
+            while self.2.recv().is_ok() {} // ends when every job has answered or been dropped
         }
     }
 }
@@ -112,7 +113,8 @@ impl<'p> Batch<'p> {
         self
     }
 
-    /// Reruns for tasks whose helper died, instead of the pool's.
+    /// Reruns for tasks whose helper died, instead of the pool's (never
+    /// for in-place passes: see [`PoolBuilder::retries`](crate::pool::PoolBuilder::retries)).
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = Some(n);
         self
@@ -139,7 +141,7 @@ impl<'p> Batch<'p> {
     ) -> Vec<Result<F::Output, TaskError>> {
         let _ = f;
         let (rx, total, cancel) = self.send::<F>(args, 1);
-        plain(collect(rx, total, cancel, self.progress))
+        plain(collect(self.pool, rx, total, cancel, self.progress))
     }
 
     /// Like [`map`](Self::map), but yields `(index, result)` as tasks finish.
@@ -192,6 +194,22 @@ impl<'p> Batch<'p> {
     /// each, one buffer per job, and queues them; an argument that fails to
     /// encode is answered at once (and ends its job early).
     pub(super) fn send<F: Task<impl Sized>>(&self, args: impl IntoIterator<Item = F::Args>, default: usize) -> Sent {
+        self.encode_and_queue::<F>(args, default, true)
+    }
+
+    /// One job per argument, all encoded before any is queued: an
+    /// argument whose `Serialize` panics leaves no job of the call running.
+    pub(super) fn send_all<F: Task<impl Sized>>(&self, args: Vec<F::Args>) -> Sent {
+        self.encode_and_queue::<F>(args, 1, false)
+    }
+
+    /// [`send`](Self::send), queueing as it goes if `early`.
+    fn encode_and_queue<F: Task<impl Sized>>(
+        &self,
+        args: impl IntoIterator<Item = F::Args>,
+        default: usize,
+        early: bool,
+    ) -> Sent {
         let (tx, rx) = channel();
         let cancel = Arc::new(Cancel::default());
         let args = args.into_iter();
@@ -223,7 +241,7 @@ impl<'p> Batch<'p> {
                 self.flush_job(&task, &mut buf, first, &mut count, &tx, &cancel, &mut jobs);
                 // Queue as we go, so that helpers start while the rest is
                 // encoded; in groups, as each push takes the queue's lock.
-                if jobs.len() >= QUEUE_EVERY || total == per {
+                if early && (jobs.len() >= QUEUE_EVERY || total == per) {
                     self.pool.inner.push(std::mem::take(&mut jobs));
                 }
             }
@@ -255,9 +273,11 @@ impl<'p> Batch<'p> {
 }
 
 /// The results of one delivery, decoded, with their argument indices. An
-/// item that failed in its helper began its task only if it panicked: the
-/// other item failures (its argument or array could not be had) come
-/// before the task.
+/// item that failed in its helper may have begun its task unless the
+/// helper did not know the task: a panic or an error comes from the task
+/// body, and a codec failure may come after it (a result that could not
+/// be encoded, or was too large), so an in-place pass counts those rows
+/// in doubt rather than unchanged.
 fn decoded<R: DeserializeOwned + 'static>(
     (first, count, outcome): Delivery,
     mut each: impl FnMut(usize, Result<R, Failed>),
@@ -267,7 +287,7 @@ fn decoded<R: DeserializeOwned + 'static>(
             each(
                 first + k,
                 r.map_err(|f| {
-                    let started = matches!(f, crate::pool::transport::wire::Failure::Panic(_));
+                    let started = !matches!(f, crate::pool::transport::wire::Failure::Unknown(_));
                     Failed { error: TaskError::from(f), started }
                 }),
             )
@@ -279,12 +299,13 @@ fn decoded<R: DeserializeOwned + 'static>(
 /// Gathers `total` results into argument order, decoding each straight
 /// into its place; returns once every job has answered.
 pub(super) fn collect<R: DeserializeOwned + 'static>(
+    pool: &Pool,
     rx: Receiver<Delivery>,
     total: usize,
     cancel: Arc<Cancel>,
     mut progress: Option<Box<dyn FnMut(usize, usize) + '_>>,
 ) -> Vec<Result<R, Failed>> {
-    let _unwind = FinishOnUnwind(&cancel, &rx);
+    let _unwind = FinishOnUnwind(pool, &cancel, &rx);
     // Places never filled (their job was lost with the pool) stay `Terminated`.
     let mut out: Vec<Result<R, Failed>> = Vec::with_capacity(total);
     out.resize_with(total, || Err(Failed { error: TaskError::Terminated, started: true }));

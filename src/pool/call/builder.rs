@@ -157,7 +157,9 @@ impl PoolBuilder {
     }
 
     /// How many times a job whose helper died is rerun before it fails
-    /// with [`TaskError::WorkerDied`] (default 0). Timeouts are never rerun.
+    /// with [`TaskError::WorkerDied`] (default 0). Timeouts are never rerun,
+    /// nor chunks of in-place passes (a chunk half done would be applied
+    /// twice: the pass reports it in doubt instead).
     pub fn retries(mut self, n: u32) -> Self {
         self.config.retries = n;
         self

@@ -169,11 +169,20 @@ impl<'p> Batch<'p> {
         };
         let starts: Vec<usize> = if rows == 0 { vec![0] } else { (0..rows).step_by(per).collect() };
         let ranges: Vec<Range<usize>> = starts.iter().map(|&s| s..(s + per).min(rows)).collect();
+        // The caller's code (a parameter's `Clone`) runs before the claim,
+        // and `Serialize` before any chunk is queued (`send_all`): a panic
+        // in either leaves nothing running under a claim that unwinds.
+        let args: Vec<F::Args> = starts.into_iter().map(chunk).map(args).collect();
         let claim = array.claim_all(write)?;
         let progress = self.progress_hook();
         self.chunking = Chunking::Default; // one chunk per job: each answers, and fails, alone
-        let (rx, total, cancel) = self.send::<F>(starts.into_iter().map(chunk).map(args), 1);
-        let results = collect(rx, total, cancel, progress); // every chunk has answered
+        if write {
+            // A chunk rerun after its helper died mid-chunk would apply
+            // the half it had done twice: in-place passes never rerun.
+            self.retries = Some(0);
+        }
+        let (rx, total, cancel) = self.send_all::<F>(args);
+        let results = collect(self.pool, rx, total, cancel, progress); // every chunk has answered
         drop(claim);
         Ok(ranges.into_iter().zip(results).collect())
     }

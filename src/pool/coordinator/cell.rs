@@ -67,6 +67,10 @@ impl HelperCell {
     /// no later decider signals it: its driver calls this before reaping.
     pub fn retire(&self) {
         let mut killed = self.killed.lock().unwrap_or_else(|e| e.into_inner());
+        // Held first: whatever the kill reaches (behind a launcher without
+        // pidfds it may reach only the launcher), the helper begins no
+        // other job, so what the word says after this is final.
+        self.status().hold();
         self.kill();
         *killed = true;
     }

@@ -22,6 +22,7 @@ use crate::pool::coordinator::job::Job;
 use crate::pool::coordinator::shared::{Shared, Work};
 use crate::pool::error::{PoolError, TaskError};
 use crate::pool::start::process::Process;
+use crate::pool::start::relay;
 use crate::pool::start::spawn::{self, Started};
 use crate::pool::transport::ring::{self, Peer, Ring};
 use crate::pool::transport::status::Stop;
@@ -66,6 +67,12 @@ fn drive(inner: &Arc<Shared>, index: usize, ready: Sender<Result<(), PoolError>>
     // that was replaced can never pass for one of its successor's.
     let mut next_id = 1;
     loop {
+        if ready.is_none() && inner.is_done() {
+            // Shut down with nothing left to do: replacing a helper that
+            // died now would only delay the pool's drop (and, with a long
+            // start timeout, hold it up).
+            return inner.driver_gone("the pool is shut down".into());
+        }
         let helper = match spawn::start(&inner.config, &inner.names, &inner.region, index) {
             Ok(started) => Helper::new(started, &inner, index),
             Err(e) if ready.is_some() => {
@@ -113,12 +120,14 @@ struct Helper {
     reader: FrameReader,
     stream: std::os::unix::net::UnixStream,
     cell: Arc<HelperCell>,
+    /// Its output's relays, told it is gone when this is dropped.
+    _relays: Vec<relay::Relay>,
 }
 
 impl Helper {
     fn new(s: Started, shared: &Shared, index: usize) -> Helper {
         let cell = Arc::new(HelperCell::new(s.helper, s.launcher, shared.region.clone(), index));
-        Helper { child: s.child, reader: FrameReader::new(), stream: s.stream, cell }
+        Helper { child: s.child, reader: FrameReader::new(), stream: s.stream, cell, _relays: s.relays }
     }
 }
 
@@ -210,6 +219,17 @@ impl<'a> Session<'a> {
         while self.inflight.len() < depth && self.sent() < max {
             let next = if self.inflight.is_empty() { self.inner.try_pop() } else { self.inner.try_pop_ahead() };
             let Some(job) = next else { break };
+            if job.timeout == Some(Duration::ZERO) {
+                // Out of time before it begins: failing it here costs no
+                // helper (sending it would kill one per job).
+                job.fail(TaskError::TimedOut(Duration::ZERO));
+                continue;
+            }
+            if !fits(job.args.len()) {
+                let why = format!("the arguments take {}", too_large(job.args.len()));
+                job.fail(TaskError::Codec(why));
+                continue;
+            }
             let (id, task) = (self.next_id, job.task);
             // Registered before it is sent: a cancel from now on reaches it
             // in this helper's pipeline (see `status`).
@@ -217,12 +237,9 @@ impl<'a> Session<'a> {
                 job.fail(TaskError::Cancelled);
                 continue;
             }
-            if !fits(job.args.len()) {
-                job.cancel.forget(&self.h.cell, id);
-                let why = format!("the arguments take {}", too_large(job.args.len()));
-                job.fail(TaskError::Codec(why));
-                continue;
-            }
+            // Used from here on, sent or not: a cancel may have written it
+            // into the skip table, where it must never meet another job.
+            self.next_id += 1;
             let run = ToHelper::Run { job: id, task, count: job.count, args: Cow::Borrowed(&job.args) };
             let before = self.outbox.len();
             if let Err(e) = frame_into(&mut self.outbox, &run) {
@@ -230,7 +247,6 @@ impl<'a> Session<'a> {
                 job.fail(TaskError::Codec(format!("the arguments could not be sent: {e}")));
                 continue;
             }
-            self.next_id += 1;
             let at = self.queued_bytes;
             self.queued_bytes += (self.outbox.len() - before) as u64;
             self.inflight.push_back(InFlight { job, id, started: None, at });

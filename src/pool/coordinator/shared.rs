@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::pool::config::Config;
+use crate::pool::coordinator::cancel::Cancel;
 use crate::pool::coordinator::cell::HelperCell;
 use crate::pool::coordinator::job::Job;
 use crate::pool::error::TaskError;
@@ -106,6 +107,20 @@ impl Shared {
         }
     }
 
+    /// Fails the queued jobs of the call `cancel` stands for with
+    /// `Cancelled` now, instead of when a driver gets to them: a caller
+    /// that unwinds waits for its jobs' answers, which must not wait behind
+    /// other calls' work.
+    pub(crate) fn drop_cancelled(&self, cancel: &Arc<Cancel>) {
+        let mut q = lock(&self.queue);
+        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+            std::mem::take(&mut q.jobs).into_iter().partition(|j| Arc::ptr_eq(&j.cancel, cancel));
+        q.jobs = rest;
+        self.queued.store(q.jobs.len(), Ordering::Release);
+        drop(q);
+        mine.into_iter().for_each(|j| j.fail(TaskError::Cancelled));
+    }
+
     pub(crate) fn try_pop(&self) -> Option<Job> {
         let mut q = lock(&self.queue);
         let job = q.jobs.pop_front();
@@ -182,6 +197,13 @@ impl Shared {
     pub(crate) fn is_stopping(&self) -> bool {
         let q = lock(&self.queue);
         q.terminated || q.closed
+    }
+
+    /// True once the pool is shut down and no job waits: a helper that
+    /// died now needs no replacement.
+    pub(crate) fn is_done(&self) -> bool {
+        let q = lock(&self.queue);
+        q.terminated || (q.closed && q.jobs.is_empty())
     }
 
     /// A driver has stopped for good; with none left, queued jobs fail.

@@ -108,7 +108,7 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
         let answer = match status.begin(job) {
             true => FromHelper::Done { job, results: fit(registry.run(&mut cache, task, &args, count)) },
             false => {
-                status.finish(job); // nothing of it to lose: a kill now is harmless
+                status.skipping(job); // nothing of it ran: a kill now is harmless
                 FromHelper::Skipped { job }
             }
         };

@@ -8,13 +8,24 @@
 //! under the stream's lock. The pipe outlives the helper, so the last
 //! words of one that crashed (a panic message, an abort) still arrive.
 //!
+//! The thread writes to file descriptor 1 or 2 itself, not through std's
+//! `Stdout`/`Stderr`, whose lock a caller may hold (`stdout().lock()`
+//! around a `pool.map`) while helpers print: waiting for it would fill the
+//! pipe and stall the helpers, and the call would never end. Lines stay
+//! whole because each batch of them is one `write(2)`.
+//!
 //! The thread never blocks a helper for long: if this process's stream
 //! fails (closed, a broken pipe), it keeps reading and drops the output.
 //! It ends at end-of-file, when the helper and whatever it started have
-//! closed their ends.
+//! closed their ends, or a moment after the helper is gone (its
+//! [`Relay`] dropped) even if a process the helper started keeps the pipe
+//! open.
 
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Which of this process's streams a relay writes to.
 #[derive(Clone, Copy, Debug)]
@@ -27,16 +38,60 @@ pub(crate) enum Stream {
 /// that prints megabytes without a newline must not grow this buffer.
 const HOLD_MAX: usize = 64 << 10;
 
+/// How long a relay goes on after its helper is gone, for what the
+/// helper's last moments left in the pipe.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// A relay's thread, as the helper's owner holds it: dropped once the
+/// helper is gone, it lets the thread end after [`GRACE`] of quiet even if
+/// the pipe stays open (a process the helper started holds it).
+pub(crate) struct Relay(Arc<AtomicBool>);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Makes a pipe whose read end a new thread relays to `to`; returns the
 /// write end (close-on-exec, numbered 3 or above, as the socket is) for the
-/// helper's standard output or error.
-pub(crate) fn relay(to: Stream) -> io::Result<OwnedFd> {
+/// helper's standard output or error, and the relay's handle.
+pub(crate) fn relay(to: Stream) -> io::Result<(OwnedFd, Relay)> {
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let write = rustix::io::fcntl_dupfd_cloexec(&write, 3)?;
+    let gone = Arc::new(AtomicBool::new(false));
+    let reader = Pipe { fd: read, gone: gone.clone(), since: None };
     std::thread::Builder::new().name("shmkit-relay".into()).stack_size(64 << 10).spawn(move || {
-        copy_lines(std::fs::File::from(read), |bytes| write_all(to, bytes));
+        copy_lines(reader, |bytes| write_all(to, bytes));
     })?;
-    Ok(write)
+    Ok((write, Relay(gone)))
+}
+
+/// The read end, as a reader that ends at end-of-file or [`GRACE`] after
+/// the helper is gone with nothing more to read.
+struct Pipe {
+    fd: OwnedFd,
+    gone: Arc<AtomicBool>,
+    since: Option<Instant>,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        loop {
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            let tenth = Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+            match poll(&mut fds, Some(&tenth)) {
+                Ok(0) => {}
+                Ok(_) => return Ok(rustix::io::read(&self.fd, out)?),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if self.gone.load(Ordering::Acquire) && self.since.get_or_insert_with(Instant::now).elapsed() >= GRACE {
+                return Ok(0);
+            }
+        }
+    }
 }
 
 /// Copies `from` to `write` until end-of-file, whole lines per call.
@@ -65,15 +120,24 @@ fn copy_lines(mut from: impl Read, mut write: impl FnMut(&[u8]) -> io::Result<()
     }
 }
 
-/// One `write_all` under the stream's lock.
-fn write_all(to: Stream, bytes: &[u8]) -> io::Result<()> {
-    match to {
-        Stream::Stdout => {
-            let mut out = io::stdout().lock();
-            out.write_all(bytes).and_then(|_| out.flush())
+/// Writes `bytes` to file descriptor 1 or 2 (`write(2)`, repeated only
+/// if the kernel takes part of it), without std's stream locks.
+fn write_all(to: Stream, mut bytes: &[u8]) -> io::Result<()> {
+    // `as_fd` borrows the descriptor; it takes no lock.
+    let (out, err) = (io::stdout(), io::stderr());
+    let fd = match to {
+        Stream::Stdout => out.as_fd(),
+        Stream::Stderr => err.as_fd(),
+    };
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        Stream::Stderr => io::stderr().lock().write_all(bytes),
     }
+    Ok(())
 }
 
 #[cfg(test)]

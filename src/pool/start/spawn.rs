@@ -40,6 +40,8 @@ use crate::sync::raw::left;
 pub(crate) struct Started {
     pub child: Process,
     pub stream: UnixStream,
+    /// Its output's relays, to drop once it is gone.
+    pub relays: Vec<relay::Relay>,
     pub helper: Target,
     pub launcher: Option<Target>,
 }
@@ -70,6 +72,9 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
         socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).map_err(io::Error::from)?;
     let theirs = rustix::io::fcntl_dupfd_cloexec(&first, 3).map_err(io::Error::from)?;
     drop(first); // else our copy of the child's end would hide its death
+                 // The kernel then tells us who sent what we read: the helper's pid, in
+                 // our numbering, with its Ready (see `recv_noting_sender`).
+    let _ = rustix::net::sockopt::set_socket_passcred(&ours, true);
     region.status(index).expect("drivers are numbered within the pool's segment").reset();
     // The last helper in this slot is reaped: nobody else uses these now.
     region.jobs(index).expect("numbered within").reset();
@@ -85,6 +90,9 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
     let relayed = |on: bool, to| on.then(|| relay::relay(to)).transpose().map_err(spawn_error);
     let out_pipe = relayed(cfg.relay_output && !cfg.quiet, relay::Stream::Stdout)?;
     let err_pipe = relayed(cfg.relay_output, relay::Stream::Stderr)?;
+    let (out_pipe, out_relay) = out_pipe.unzip();
+    let (err_pipe, err_relay) = err_pipe.unzip();
+    let relays: Vec<relay::Relay> = out_relay.into_iter().chain(err_relay).collect();
     let (stdout, stderr) = (out(&out_pipe, cfg.quiet), out(&err_pipe, false));
     let what = Spawn { program: &cfg.program, args: &cfg.args, env, keep: theirs.as_fd(), stdout, stderr };
     let child = process::spawn(&what).map_err(spawn_error)?;
@@ -96,6 +104,7 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
     let mut reader = FrameReader::new();
     let rings = (region.jobs(index).expect("numbered within"), region.results(index).expect("numbered within"));
     let pid = handshake(&mut reader, &stream, names, cfg, reaper.0.as_mut().expect("child"), deadline, rings)?;
+    let _ = rustix::net::sockopt::set_socket_passcred(&stream, false); // known now: doorbells need none
     let child = reaper.0.take().expect("child");
     // Behind a launcher the helper is not our child: signal and watch it
     // through a pidfd of its own, and the launcher through another.
@@ -103,7 +112,7 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
         true => (Target::new(pid), None),
         false => (Target::new(pid), Some(Target::new(child.id()))),
     };
-    Ok(Started { child, stream, helper, launcher })
+    Ok(Started { child, stream, relays, helper, launcher })
 }
 
 /// Where a stream goes: its relay pipe if it has one, else nowhere if
@@ -144,14 +153,16 @@ fn handshake(
             PoolError::HelperExited(child.wait().map_or_else(|e| e.to_string(), |s| describe_exit(&s)))
         }
     };
-    let (tasks, pid) = match recv_by(reader, stream, deadline).map_err(|e| match e.kind() {
+    let mut kernel_pid = None;
+    let tasks = match recv_by(reader, stream, deadline, &mut kernel_pid).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidData => PoolError::Protocol(format!("its first message is unreadable ({e})")),
         _ => exited(child, e),
     })? {
         FromHelper::Ready { protocol, .. } if protocol != PROTOCOL => {
             return Err(PoolError::Protocol(format!("it speaks version {protocol}, this pool {PROTOCOL}")));
         }
-        FromHelper::Ready { tasks, pid, .. } => (tasks, pid),
+        // Its `pid` is its own number for itself: see below for the one used.
+        FromHelper::Ready { tasks, .. } => tasks,
         FromHelper::NotInitialized => {
             child.kill(); // it exits on its own right after saying so; a launcher may not
             let _ = child.wait();
@@ -166,6 +177,14 @@ fn handshake(
         FromHelper::Done { .. } | FromHelper::Skipped { .. } => {
             return Err(PoolError::Io(io::Error::other("helper sent a result before Ready")))
         }
+    };
+    // The kernel's word for who sent Ready, not the helper's: behind a
+    // launcher that made a PID namespace, its own number is not ours, and
+    // a kill through it would reach another process. Without that word
+    // (no `SO_PASSCRED`), only the process the pool started is trusted.
+    let pid = match kernel_pid {
+        Some(p) if p != 0 => p,
+        _ => child.id(),
     };
     if let Some(index) = (0..names.len().max(tasks.len())).find(|&i| names.get(i) != tasks.get(i)) {
         return Err(PoolError::TaskMismatch {
@@ -204,13 +223,67 @@ fn recv_ring(results: &Ring<'_>, stream: &UnixStream, deadline: Option<Instant>)
 
 /// The next frame from the socket, waiting no later than `deadline`
 /// (forever if `None`).
-fn recv_by(reader: &mut FrameReader, stream: &UnixStream, deadline: Option<Instant>) -> io::Result<FromHelper> {
+fn recv_by(
+    reader: &mut FrameReader,
+    stream: &UnixStream,
+    deadline: Option<Instant>,
+    sender: &mut Option<u32>,
+) -> io::Result<FromHelper> {
     recv_with(reader, deadline, |reader, left| {
-        if wait_readable(stream, left) && reader.fill(stream, false)? == Fill::Eof {
+        if wait_readable(stream, left) && reader.fill_with(|buf| recv_noting_sender(stream, buf, sender))? == Fill::Eof
+        {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         Ok(())
     })
+}
+
+/// Receives into `buf` without waiting, noting in `sender` the pid the
+/// kernel attached (`SCM_CREDENTIALS`, with `SO_PASSCRED` set on our end:
+/// see `unix(7)`): the sending process's pid as this process's PID
+/// namespace numbers it, which a helper behind a launcher that made a new
+/// namespace (`unshare -p`, `bwrap`) cannot report itself. 0 if it has no
+/// number here.
+fn recv_noting_sender(stream: &UnixStream, buf: &mut [u8], sender: &mut Option<u32>) -> io::Result<usize> {
+    // (libc rather than rustix: rustix reads the pid as non-zero, and the
+    // kernel reports 0 for a process with no number in this namespace.)
+    let mut space = [0u64; 8]; // 64 bytes, aligned for cmsghdr: room for one ucred
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: an all-zero msghdr is valid (no name, no control, no iov).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = space.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&space);
+    let n = loop {
+        // SAFETY: `msg` points at `iov` (at `buf`, writable for its length)
+        // and at `space` (writable for `msg_controllen` bytes), all alive
+        // for the call.
+        let r = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+        match r {
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            -1 => return Err(io::Error::last_os_error()),
+            n => break n as usize,
+        }
+    };
+    // SAFETY: `msg` was filled by recvmsg just above; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR only return headers inside its control buffer (or null).
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: `c` is a non-null header inside `space` (see above).
+        let h = unsafe { &*c };
+        // SAFETY: CMSG_LEN is arithmetic on its argument.
+        let need = unsafe { libc::CMSG_LEN(size_of::<libc::ucred>() as u32) } as usize;
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_CREDENTIALS && h.cmsg_len >= need {
+            // SAFETY: the header says its data holds a ucred (length checked
+            // just above), inside `space`; read unaligned, as a copy.
+            let cred: libc::ucred = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+            sender.get_or_insert(cred.pid as u32);
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    Ok(n)
 }
 
 /// The next frame `reader` holds, calling `wait_and_fill` with the time

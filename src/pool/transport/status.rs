@@ -138,6 +138,13 @@ impl<'a> Status<'a> {
         let _ = self.word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| (w >> SHIFT == id).then_some(w | DONE));
     }
 
+    /// Helper side: job `id`, begun, is skipped (its body never runs): its
+    /// run bit goes, so that a death before its `Skipped` is written blames
+    /// nothing that ran.
+    pub fn skipping(&self, id: u64) {
+        let _ = self.word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| (w >> SHIFT == id).then_some(w & !RUN));
+    }
+
     /// Canceller side: job `id` must not run its body if it has not yet.
     pub fn skip(&self, id: u64) {
         self.entry(id).store(id, Ordering::SeqCst);

@@ -210,6 +210,7 @@ impl FrameReader {
     }
 
     /// Reads what the socket has (waiting for data if `block`).
+    #[cfg(test)]
     pub fn fill(&mut self, fd: impl rustix::fd::AsFd, block: bool) -> io::Result<Fill> {
         self.make_room();
         let flags = if block { rustix::net::RecvFlags::empty() } else { rustix::net::RecvFlags::DONTWAIT };
@@ -224,6 +225,21 @@ impl FrameReader {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => Err(e.into()),
             };
+        }
+    }
+
+    /// Reads with `read`, which fills the slice it is given and says how
+    /// many bytes it put there (0 at end of stream).
+    pub fn fill_with(&mut self, read: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<Fill> {
+        self.make_room();
+        match read(&mut self.buf[self.end..]) {
+            Ok(0) => Ok(Fill::Eof),
+            Ok(n) => {
+                self.end += n;
+                Ok(Fill::Data)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::WouldBlock),
+            Err(e) => Err(e),
         }
     }
 
