@@ -92,8 +92,8 @@ fn collections(c: &mut Criterion) {
     g.bench_function("ShmMap<u64, u64> get (all present)", |b| {
         b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.get(&k).expect("get"))))
     });
-    g.bench_function("ShmMap<u64, u64> update (+1)", |b| {
-        b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.modify(k, |v| v.map(|v| v + 1)).expect("update"))))
+    g.bench_function("ShmMap<u64, u64> modify (+1)", |b| {
+        b.iter(|| (0..N).for_each(|k| _ = std::hint::black_box(map.modify(k, |v| v.map(|v| v + 1)).expect("modify"))))
     });
     g.bench_function("ShmVec<u64> push (a fresh list per pass, made untimed)", |b| {
         let fresh = || ShmVec::<u64>::create_unique(N as usize).expect("list");

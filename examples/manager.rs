@@ -1,4 +1,4 @@
-//! The seed's `Manager` program ("Using Manager for Shared Objects"): pool
+//! Python's classic `Manager` program ("Using Manager for Shared Objects"): pool
 //! workers write `key → 2 * key` into a shared dict and append
 //! `"processed_{key}"` to a shared list; the parent prints and checks both.
 //! Python runs a server process for this and pickles every operation over
@@ -21,7 +21,7 @@ use shmkit::Pool;
 /// The list's strings: up to 22 bytes each, stored in place.
 type Text = FixedStr<24>;
 
-/// The seed's worker: `shared_dict[key] = value`, then
+/// The Python program's worker: `shared_dict[key] = value`, then
 /// `shared_list.append(f"processed_{key}")`. The dict and list travel by
 /// name; opening one maps it (helpers could keep them open, see below).
 fn worker((dict, list, key, value): (String, String, u64, u64)) -> Result<u64> {
@@ -52,12 +52,12 @@ fn main() -> Result<()> {
         None => 1_000_000,
     };
     let pool = Pool::builder().tasks(tasks).helpers(4).build()?;
-    seed(&pool)?;
+    ten_items(&pool)?;
     at_scale(&pool, keys)
 }
 
-/// The seed's ten items, one task each.
-fn seed(pool: &Pool) -> Result<()> {
+/// The Python program's ten items, one task each.
+fn ten_items(pool: &Pool) -> Result<()> {
     let dict = ShmMap::<u64, u64>::create_unique(100)?;
     let list = ShmVec::<Text>::create_unique(100)?;
     let names = (dict.name().to_owned(), list.name().to_owned());

@@ -1,4 +1,5 @@
-//! Seed 3's March Madness simulation, across helper processes.
+//! A March Madness Monte Carlo simulation (a classic Python
+//! multiprocessing example), across helper processes.
 //!
 //! Every first-round matchup of a 64-team bracket is played thousands of
 //! times, possession by possession. Helpers write each game's margin into

@@ -1,4 +1,4 @@
-//! Producer → queue → consumers, the seeds' poison-pill pattern done right.
+//! Producer → queue → consumers, Python's poison-pill pattern done right.
 //!
 //! The coordinator sends work records into a shared queue; consumer tasks
 //! in helper processes receive them until the stream ends (the sender is

@@ -232,24 +232,16 @@ pub enum Error {
         /// The types recorded in the segment.
         found: String,
     },
-    /// A lock inside a map stayed held by another process past the
-    /// handle's lock timeout (a stopped process, most likely).
-    #[error("'{name}': {what} stayed locked by another process for {limit:?} (a stopped process?); the operation was not done")]
-    LockTimeout {
+    /// Every place for a handle of this kind is taken (a queue's senders
+    /// or receivers): drop one first.
+    #[error("'{name}': {max} {what} are open already; drop one first")]
+    TooManyHandles {
         /// The segment.
         name: String,
-        /// Which lock.
-        what: String,
-        /// The timeout.
-        limit: std::time::Duration,
-    },
-    /// A map or list has no room for another entry.
-    #[error("'{name}' is full: {what}; create it with a larger capacity")]
-    Full {
-        /// The segment.
-        name: String,
-        /// What ran out.
-        what: String,
+        /// Which handles (`"senders"`, `"receivers"`).
+        what: &'static str,
+        /// How many may be open at once.
+        max: usize,
     },
     /// An argument is outside what the call accepts.
     #[error("invalid argument: {0}")]

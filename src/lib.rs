@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use shmkit::SharedArray;
-//! # let name = format!("doc-lib-{}", std::process::id());
+//! # let name = format!("shmkit-doc-lib-{}", std::process::id());
 //! let mut data = SharedArray::<f64, ndarray::Ix1>::create(&name, 1000)?;
 //! data.as_slice_mut()?.iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
 //!

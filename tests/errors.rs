@@ -272,3 +272,15 @@ fn a_segment_of_an_older_shmkit_is_named_as_such_and_removable() {
     assert!(matches!(shmkit::admin::remove(&foreign.0), Err(Error::NotAnArray { .. })), "remove touches shmkit's only");
     assert!(shm_exists(&foreign.0));
 }
+
+#[test]
+fn remove_leaves_a_plain_npy_file_alone_and_says_how_to_remove_it() {
+    let name = format!("{}.npy", unique("plain"));
+    let _cleanup = ShmFile(name.clone());
+    drop(SharedArray::<u8, Ix1>::create_file(format!("/dev/shm/{name}"), 4).unwrap()); // numpy's kind of file
+    let err = shmkit::admin::remove(&name).unwrap_err();
+    assert!(err.to_string().contains("shmkit rm --force"), "{err}");
+    assert!(shm_exists(&name));
+    shmkit::admin::unlink(&name).unwrap();
+    assert!(!shm_exists(&name));
+}

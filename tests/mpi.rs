@@ -326,6 +326,12 @@ fn misuse(c: &Cluster) {
     }
     let e = DistArray::<u8>::create(c, "halo-huge", &[8, 2], usize::MAX / 2).map(drop).unwrap_err();
     assert!(matches!(e, MpiError::Segment { .. } | MpiError::Invalid(_)), "{e}");
+    // A shape that differs between ranks is an error on every rank, not a hang.
+    let rows = if c.world_rank() == 1 { 9 } else { 8 };
+    let e = DistArray::<f64>::create(c, "lopsided", &[rows, 2], 0).map(drop).unwrap_err();
+    assert!(matches!(&e, MpiError::Invalid(m) if m.contains("differs between ranks")), "{e}");
+    let e = ReplicatedArray::<u8>::create_with(c, "lopsided-r", &[rows], |_| {}).map(drop).unwrap_err();
+    assert!(matches!(&e, MpiError::Invalid(_)), "{e}");
     let mut a = DistArray::<f64>::create(c, "badscatter", &[8, 2], 0).unwrap();
     let wrong = Array2::<f64>::zeros((7, 2));
     let e = a.scatter((c.world_rank() == 0).then(|| wrong.view())).unwrap_err();

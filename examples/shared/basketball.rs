@@ -1,5 +1,5 @@
 //! A possession-by-possession basketball game, after the March Madness
-//! model of the third seed article: possessions end in a turnover or a
+//! model of a well-known Python multiprocessing article: possessions end in a turnover or a
 //! shot; a miss may give an offensive rebound and another shot.
 //! Deterministic: the same matchup and game number give the same score.
 #![allow(dead_code)] // each example that includes this uses part of it

@@ -113,8 +113,10 @@ fn advise(c: &Checkup) -> Vec<String> {
 }
 
 /// systemd-logind's `RemoveIPC` for this user: the last `RemoveIPC=` in
-/// `/etc/systemd/logind.conf` and its drop-ins, else systemd's default
-/// (yes); root and system users (uid below 1000) are never affected.
+/// `/etc/systemd/logind.conf` and its `*.conf` drop-ins (from `/etc`,
+/// `/run`, `/usr/local/lib` and `/usr/lib`, by file name, as
+/// `systemd.syntax(7)` orders them), else systemd's default (yes); root
+/// and system users (uid below 1000) are never affected.
 fn remove_ipc() -> RemoveIpc {
     if !std::path::Path::new("/run/systemd/system").exists() {
         return RemoveIpc::NotHere;
@@ -124,18 +126,12 @@ fn remove_ipc() -> RemoveIpc {
         return RemoveIpc::No { why: format!("uid {uid} is root or a system user, whose IPC logind leaves alone") };
     }
     let mut files = vec![std::path::PathBuf::from("/etc/systemd/logind.conf")];
-    if let Ok(dir) = std::fs::read_dir("/etc/systemd/logind.conf.d") {
-        let mut drop_ins: Vec<_> = dir.flatten().map(|e| e.path()).collect();
-        drop_ins.sort();
-        files.extend(drop_ins);
-    }
+    files.extend(drop_ins());
     let mut found = None;
     for f in files {
         let Ok(text) = std::fs::read_to_string(&f) else { continue };
-        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
-            if let Some(v) = line.strip_prefix("RemoveIPC=") {
-                found = Some((v.trim().to_ascii_lowercase(), f.display().to_string()));
-            }
+        if let Some(v) = setting(&text, "RemoveIPC") {
+            found = Some((v, f.display().to_string()));
         }
     }
     match found {
@@ -144,5 +140,48 @@ fn remove_ipc() -> RemoveIpc {
         }
         Some((_, from)) => RemoveIpc::Yes { from },
         None => RemoveIpc::Yes { from: "systemd's default".into() },
+    }
+}
+
+/// logind's `*.conf` drop-ins: by file name across the directories, a
+/// name in an earlier directory hiding the same name in a later one.
+fn drop_ins() -> Vec<std::path::PathBuf> {
+    let dirs = [
+        "/etc/systemd/logind.conf.d",
+        "/run/systemd/logind.conf.d",
+        "/usr/local/lib/systemd/logind.conf.d",
+        "/usr/lib/systemd/logind.conf.d",
+    ];
+    let mut by_name = std::collections::BTreeMap::new();
+    for dir in dirs.iter().rev() {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for e in entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "conf")) {
+            by_name.insert(e.file_name(), e.path()); // earlier directories (inserted last) win
+        }
+    }
+    by_name.into_values().collect()
+}
+
+/// The last value of `key` in an INI-style `text` (`key = value`, spaces
+/// around `=` allowed, `#` and `;` comments), lower-cased.
+fn setting(text: &str, key: &str) -> Option<String> {
+    let lines = text.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.starts_with(';'));
+    lines
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_ascii_lowercase())
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::setting;
+
+    #[test]
+    fn settings_are_read_as_systemd_reads_them() {
+        let text = "[Login]\n#RemoveIPC=no\nRemoveIPC = No\n; RemoveIPC=yes\nKillUserProcesses=no\n";
+        assert_eq!(setting(text, "RemoveIPC").as_deref(), Some("no"));
+        assert_eq!(setting("[Login]\nRemoveIPC=yes\nRemoveIPC=false\n", "RemoveIPC").as_deref(), Some("false"));
+        assert_eq!(setting("[Login]\n", "RemoveIPC"), None);
     }
 }

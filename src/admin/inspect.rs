@@ -9,7 +9,7 @@ use crate::{name, os, Error, Result};
 /// and whether its creator is alive.
 ///
 /// ```
-/// # let name = format!("doc-inspect-{}", std::process::id());
+/// # let name = format!("shmkit-doc-inspect-{}", std::process::id());
 /// let a = shmkit::SharedArray::<i32, _>::create(&name, (4, 5))?;
 /// let info = shmkit::admin::inspect(&name)?;
 /// let header = info.array.unwrap();
@@ -46,7 +46,12 @@ pub fn remove(name: &str) -> Result<()> {
     let fd = os::open_at(dir, name).map_err(|e| Error::from_io("open", name, e))?;
     match probe(&fd, name) {
         Ok(layout) if layout.trailer.is_some() => {}
-        Ok(_) => return Err(Error::NotAnArray { name: name.to_owned() }), // a plain .npy: not shmkit's
+        Ok(_) => {
+            return Err(Error::InvalidArgument(format!(
+                "'{name}' is a .npy file that shmkit did not make, so `remove` leaves it alone: remove it \
+                 with `shmkit rm --force {name}` (shmkit::admin::unlink) if no one uses it"
+            )))
+        }
         Err(Error::OlderVersion { .. }) => {}
         Err(e) => return Err(e),
     }

@@ -2,7 +2,7 @@
 //! `inspect`, `gc`, `rm` and `doctor` do, as library calls.
 //!
 //! ```
-//! # let name = format!("doc-admin-{}", std::process::id());
+//! # let name = format!("shmkit-doc-admin-{}", std::process::id());
 //! let a = shmkit::SharedArray::<i32, _>::create(&name, (4, 5))?;
 //! let info = shmkit::admin::inspect(&name)?;
 //! assert_eq!(info.array.unwrap().dtype, "<i4");

@@ -44,7 +44,7 @@ use claim::Claims;
 ///
 /// ```
 /// use shmkit::SharedArray;
-/// # let name = format!("doc-array-{}", std::process::id());
+/// # let name = format!("shmkit-doc-array-{}", std::process::id());
 /// let mut a = SharedArray::<f64, _>::create(&name, (2, 3))?;
 /// a.view_mut()?.fill(1.5);
 ///
@@ -91,7 +91,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// it half-filled, and no private copy is made.
     ///
     /// ```
-    /// # let name = format!("doc-create-with-{}", std::process::id());
+    /// # let name = format!("shmkit-doc-create-with-{}", std::process::id());
     /// let a = shmkit::SharedArray::<u32, _>::create_with(&name, 4, |mut v| {
     ///     v.iter_mut().enumerate().for_each(|(i, x)| *x = i as u32 * 10)
     /// })?;
@@ -372,9 +372,9 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14+; a no-op before),
     /// instead of one page fault per page on first use.
     ///
-    /// Measured on the development VM, per GiB: 0.2 s once, after which
-    /// passes over the array ran about 10% faster than over a mapping
-    /// filled by page faults. Pool helpers do this when they first attach.
+    /// Costs one pass of page-table work up front; passes over the array
+    /// afterwards skip their page faults. Pool helpers do this when they
+    /// first attach.
     pub fn populate(&self) {
         self.seg.populate();
     }

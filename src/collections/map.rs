@@ -36,7 +36,7 @@ use crate::{Error, Record, Result};
 /// [`with_lock_timeout`](Self::with_lock_timeout) bounds the wait.
 ///
 /// ```
-/// # let name = format!("doc-map-{}", std::process::id());
+/// # let name = format!("shmkit-doc-map-{}", std::process::id());
 /// use shmkit::collections::ShmMap;
 /// let counts = ShmMap::<u64, u64>::create(&name, 1000)?;
 /// counts.insert(7, 1)?;
@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn a_half_done_overwrite_is_rolled_back_and_a_lagging_count_recounted() {
-        let map = ShmMap::<u64, [u64; 4]>::create(&format!("map-unit-{}", std::process::id()), 10).unwrap();
+        let map = ShmMap::<u64, [u64; 4]>::create(&format!("shmkit-unit-map-{}", std::process::id()), 10).unwrap();
         map.insert(5, [1; 4]).unwrap();
         let (s, start) = map.place(&5);
         let Probe::Found(i) = map.probe(s, start, &5) else { panic!("inserted") };
@@ -580,7 +580,7 @@ mod tests {
 
     #[test]
     fn removed_slots_become_empty_again_so_probes_stay_short() {
-        let map = ShmMap::<u64, [u64; 4]>::create(&format!("map-tomb-{}", std::process::id()), 100).unwrap();
+        let map = ShmMap::<u64, [u64; 4]>::create(&format!("shmkit-unit-tomb-{}", std::process::id()), 100).unwrap();
         assert_eq!(map.shape.stripes, 1);
         for round in 0..50u64 {
             (0..60).for_each(|k| assert!(map.insert(round * 1000 + k, [k; 4]).unwrap().is_none()));

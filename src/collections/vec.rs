@@ -74,7 +74,7 @@ pub enum Item<T> {
 /// pushes past it fail with [`PushError::Full`].
 ///
 /// ```
-/// # let name = format!("doc-vec-{}", std::process::id());
+/// # let name = format!("shmkit-doc-vec-{}", std::process::id());
 /// use shmkit::collections::ShmVec;
 /// let log = ShmVec::<u64>::create(&name, 1000)?;
 /// log.push(7).unwrap();

@@ -38,6 +38,7 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// rows on each side of every node's block (collective). `tag` names
     /// it within the job.
     pub fn create(cluster: &'c Cluster, tag: &str, shape: &[usize], halo: usize) -> Result<Self> {
+        cluster.same_everywhere("shape, halo and type", tag, &[&[halo, size_of::<T>()][..], shape].concat())?;
         let (&rows, rest) = shape.split_first().ok_or_else(|| MpiError::Invalid("a 0-d array has no rows".into()))?;
         // Checked as SharedArray checks its shapes, on every rank alike
         // (same arguments): every rank fails here, before any collective.
@@ -56,6 +57,8 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
                 cluster.nodes()
             )));
         }
+        // A halo swap sends `halo` rows in one message.
+        super::count(halo.checked_mul(row_len).ok_or_else(overflow)?)?;
         let name = cluster.segment_name(tag);
         let local_rows = halo.checked_mul(2).and_then(|h| h.checked_add(node_rows.len())).ok_or_else(overflow)?;
         let local = (local_rows, row_len);

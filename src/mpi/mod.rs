@@ -239,6 +239,23 @@ impl Cluster {
         self.agree(mine)
     }
 
+    /// Checks that every rank called with the same arguments (collective):
+    /// `Err` on every rank alike if any differs, before a collective call
+    /// that would otherwise wait for ever for ranks gone another way.
+    pub(crate) fn same_everywhere(&self, what: &str, tag: &str, values: &[usize]) -> Result<()> {
+        // FNV-1a over the tag's bytes and the values: equal arguments, equal hashes.
+        let bytes = tag.bytes().chain(values.iter().flat_map(|v| (*v as u64).to_le_bytes()));
+        let hash = bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let mut extremes = [0u64; 2];
+        self.world.all_reduce_into(&[hash, !hash][..], &mut extremes[..], SystemOperation::max());
+        match extremes[0] == !extremes[1] {
+            true => Ok(()),
+            false => {
+                Err(MpiError::Invalid(format!("the {what} of '{tag}' differs between ranks: pass every rank the same")))
+            }
+        }
+    }
+
     /// Makes every rank fail if any rank failed (collective): each rank
     /// passes its own outcome, and all get `Ok` only if all passed `Ok`;
     /// the others get [`MpiError::OtherNode`]. For checks of your own

@@ -65,6 +65,9 @@ impl Descr {
 
     /// A structure from `[('name', dtype[, shape]), ...]`.
     fn from_fields(value: Value, depth: usize) -> Result<Descr, String> {
+        if depth > MAX_DEPTH {
+            return Err("a dtype nested too deeply".into());
+        }
         let Value::List(items) = value else { return Err("a structured dtype is a list of fields".into()) };
         let mut fields = Vec::with_capacity(items.len());
         for item in items {
@@ -134,14 +137,17 @@ impl fmt::Display for Descr {
 }
 
 /// A structure's tag from `(field name, field tag)` pairs, for
-/// [`record!`](crate::record); panics on a malformed field tag (a bug in a
-/// hand-written [`Record`](crate::Record) impl).
+/// [`record!`](crate::record). A malformed field tag (a hand-written
+/// [`Record`](crate::Record) impl's) is kept as written, so that the tag
+/// does not parse and the segment call that checks it fails with
+/// `InvalidArgument`, naming the type, rather than panicking here.
 pub(crate) fn struct_tag(fields: &[(&str, String)]) -> String {
-    let fields = fields.iter().map(|(n, t)| match Descr::parse(t) {
-        Ok(d) => ((*n).to_owned(), d),
-        Err(e) => panic!("field {n}: dtype {t:?}: {e}"),
-    });
-    Descr::Struct(fields.collect()).tag()
+    let parsed: Result<Vec<(String, Descr)>, String> =
+        fields.iter().map(|(n, t)| Descr::parse(t).map(|d| ((*n).to_owned(), d))).collect();
+    match parsed {
+        Ok(fields) => Descr::Struct(fields).tag(),
+        Err(_) => format!("[{}]", fields.iter().map(|(n, t)| format!("('{n}', '{t}')")).collect::<Vec<_>>().join(", ")),
+    }
 }
 
 /// A shape tuple as Python writes it: `(4,)`, `(2, 3)`.

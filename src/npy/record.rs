@@ -45,13 +45,15 @@ where
 {
     fn dtype() -> String {
         use super::descr::Descr;
+        const { assert!(N > 0, "a record array needs at least one item (numpy has no zero-length field)") };
         match Descr::parse(&T::dtype()) {
             Ok(Descr::Array(base, mut shape)) => {
                 shape.insert(0, N);
                 Descr::Array(base, shape).tag()
             }
             Ok(d) => Descr::Array(Box::new(d), vec![N]).tag(),
-            Err(e) => panic!("dtype of {}: {e}", std::any::type_name::<T>()),
+            // Kept as written: the check of the tag refuses it, naming the type.
+            Err(_) => format!("({N},){}", T::dtype()),
         }
     }
 }
@@ -70,6 +72,13 @@ where
 /// assert!(FixedStr::<8>::new("far too long for eight").is_err());
 /// # Ok::<(), shmkit::StrTooLong>(())
 /// ```
+///
+/// A `FixedStr<0>` holds nothing and is no record:
+///
+/// ```compile_fail
+/// use shmkit::Record;
+/// let _ = shmkit::FixedStr::<0>::dtype();
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct FixedStr<const N: usize>([u8; N]);
@@ -82,6 +91,7 @@ unsafe impl<const N: usize> bytemuck::Pod for FixedStr<N> {}
 
 impl<const N: usize> Record for FixedStr<N> {
     fn dtype() -> String {
+        const { assert!(N > 0, "a FixedStr needs at least one byte (numpy's S0 holds nothing)") };
         format!("|S{N}")
     }
 }
@@ -194,20 +204,31 @@ impl<const N: usize> TryFrom<&str> for FixedStr<N> {
 /// ```
 ///
 /// A field order that leaves padding does not compile (order fields from
-/// the largest alignment down, or add explicit padding fields).
+/// the largest alignment down, or add explicit padding fields). Fields take
+/// doc comments only: an attribute such as `#[cfg(...)]` could remove a
+/// field after the padding check counted it.
+///
+/// ```compile_fail
+/// shmkit::record! { pub struct Gappy { pub a: u8, pub b: u16 } } // a padding byte after `a`
+/// ```
+///
+/// ```compile_fail
+/// shmkit::record! { pub struct Hidden { pub a: u8, #[cfg(any())] pub b: u8, pub c: u16 } }
+/// ```
 #[macro_export]
 macro_rules! record {
-    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty),+ $(,)? }) => {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($(#[doc = $fdoc:expr])* $fvis:vis $field:ident : $ty:ty),+ $(,)? }) => {
         $(#[$meta])*
         #[repr(C)]
         #[derive(Clone, Copy)]
-        $vis struct $name { $($(#[$fmeta])* $fvis $field: $ty),+ }
+        $vis struct $name { $($(#[doc = $fdoc])* $fvis $field: $ty),+ }
 
         const _: () = {
             assert!(
                 ::core::mem::size_of::<$name>() == 0 $(+ ::core::mem::size_of::<$ty>())+,
                 concat!("record ", stringify!($name), " has padding: reorder its fields or add padding fields")
             );
+            #[allow(dead_code)] // type-checked, never called
             fn fields_are_records() { $($crate::__is_record::<$ty>();)+ }
         };
 
@@ -233,8 +254,11 @@ pub(crate) fn dtype_of<T: Record>() -> crate::Result<String> {
         crate::Error::InvalidArgument(format!("{}'s Record dtype {tag:?} {why}", std::any::type_name::<T>()))
     };
     let descr = super::descr::Descr::parse(&tag).map_err(bad)?;
+    let canonical = descr.tag();
+    // Stored canonical, and read back through the same length limit.
+    super::descr::Descr::parse(&canonical).map_err(|e| bad(format!("in numpy's spelling: {e}")))?;
     match descr.itemsize() {
-        Some(n) if n == size_of::<T>() => Ok(descr.tag()),
+        Some(n) if n == size_of::<T>() => Ok(canonical),
         n => Err(bad(format!("takes {n:?} bytes, the type {}", size_of::<T>()))),
     }
 }
@@ -273,5 +297,29 @@ mod tests {
     fn arrays_of_records_nest() {
         assert_eq!(<[u64; 4]>::dtype(), "(4,)<u8");
         assert_eq!(<[[f32; 3]; 2]>::dtype(), "(2, 3)<f4");
+    }
+
+    /// A hand-written `Record` whose dtype is no numpy dtype: records that
+    /// contain it get an error where they are used, never a panic.
+    #[derive(Clone, Copy)]
+    #[repr(transparent)]
+    struct Odd(u32);
+    // SAFETY: a transparent u32.
+    unsafe impl bytemuck::Zeroable for Odd {}
+    // SAFETY: as above.
+    unsafe impl bytemuck::Pod for Odd {}
+    impl Record for Odd {
+        fn dtype() -> String {
+            "<q9".into()
+        }
+    }
+    crate::record! {
+        struct HoldsOdd { odd: Odd }
+    }
+
+    #[test]
+    fn a_bad_hand_written_dtype_is_an_error_not_a_panic() {
+        assert!(matches!(dtype_of::<HoldsOdd>(), Err(crate::Error::InvalidArgument(_))));
+        assert!(matches!(dtype_of::<[Odd; 2]>(), Err(crate::Error::InvalidArgument(_))));
     }
 }

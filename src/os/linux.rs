@@ -1,7 +1,7 @@
 //! Linux system calls behind shmkit, as thin safe wrappers over `rustix`
 //! (and `libc` where rustix has no wrapper), each citing its man page.
 //!
-//! Why not the `shared_memory` crate the design card names: its `Shmem` is
+//! Why not the `shared_memory` crate: its `Shmem` is
 //! `!Send`, it cannot reserve pages (so a full `/dev/shm` surfaces later as
 //! SIGBUS), it only unlinks from the creating handle's `Drop`, and it is
 //! unmaintained. Opening entries of `/dev/shm` directly (what `shm_open(3)`

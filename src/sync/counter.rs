@@ -9,7 +9,7 @@ use crate::Result;
 /// An atomic `u64` in a named segment.
 ///
 /// ```
-/// # let name = format!("doc-counter-{}", std::process::id());
+/// # let name = format!("shmkit-doc-counter-{}", std::process::id());
 /// let done = shmkit::sync::ShmCounter::create(&name, 0)?;
 /// done.add(5);
 /// assert_eq!(shmkit::sync::ShmCounter::open(&name)?.get(), 5);

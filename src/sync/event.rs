@@ -16,7 +16,9 @@ const LEN: usize = 8;
 /// What a successful wait does to the event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventMode {
-    /// Stays set until [`ShmEvent::reset`]: every waiter passes.
+    /// Stays set until [`ShmEvent::reset`]: every waiter that looks while
+    /// it is set passes (a `set` undone by a `reset` at once may be missed
+    /// by a waiter that had not looked yet).
     Manual,
     /// Each set lets exactly one waiter pass, and resets.
     Auto,
@@ -27,7 +29,7 @@ pub enum EventMode {
 ///
 /// ```
 /// use shmkit::sync::{EventMode, ShmEvent};
-/// # let name = format!("doc-event-{}", std::process::id());
+/// # let name = format!("shmkit-doc-event-{}", std::process::id());
 /// let ready = ShmEvent::create(&name, EventMode::Manual)?;
 /// assert!(ready.wait_timeout(std::time::Duration::from_millis(10)).is_err());
 /// ready.set();

@@ -87,9 +87,12 @@ fn open(name: &str, kind: SegmentKind, types: Types<'_>, len_ok: impl FnOnce(usi
     Ok(seg)
 }
 
-/// Makes a lock guard `!Send` but keeps it `Sync` (as std's `MutexGuard`
-/// is): a lock must be released by the thread that took it.
-type NotSend = std::marker::PhantomData<std::sync::MutexGuard<'static, ()>>;
+/// Makes a lock guard neither `Send` nor `Sync`: a robust lock belongs to
+/// the thread that took it, is released by that thread, and is handed on
+/// (owner died) when that thread exits. A guard shared with another thread
+/// (`Sync`, through a leaked guard) could still be read there after its
+/// thread exited and the next locker got the value to write.
+type NotSend = std::marker::PhantomData<*const ()>;
 
 /// When a wait of `limit` from now ends; `None` (wait as long as it takes)
 /// when that instant is past what `Instant` can hold, as for `Duration::MAX`.

@@ -20,7 +20,7 @@ const DATA: usize = 64;
 ///
 /// ```
 /// use shmkit::sync::ShmMutex;
-/// # let name = format!("doc-mutex-{}", std::process::id());
+/// # let name = format!("shmkit-doc-mutex-{}", std::process::id());
 /// let m = ShmMutex::create(&name, 0u64)?;
 /// *m.lock().map_err(|e| e.to_string())? += 1;
 /// let other = ShmMutex::<u64>::open(&name)?; // e.g. in another process

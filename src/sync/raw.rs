@@ -1,7 +1,7 @@
 //! Process-shared robust mutexes and futex waits: the one place shmkit
 //! places locks in shared memory.
 //!
-//! Why not `raw_sync`, the design card's crate: its mutexes are not robust
+//! Why not the `raw_sync` crate: its mutexes are not robust
 //! (a holder that dies deadlocks everyone), its timed waits fail at once
 //! with `EINVAL` for many sub-second timeouts, and it reads uninitialised
 //! memory. glibc's process-shared robust mutexes do what is needed: the

@@ -47,7 +47,7 @@ const DATA: usize = SLOTS + MAX_READERS;
 ///
 /// ```
 /// use shmkit::sync::ShmRwLock;
-/// # let name = format!("doc-rwlock-{}", std::process::id());
+/// # let name = format!("shmkit-doc-rwlock-{}", std::process::id());
 /// let lock = ShmRwLock::create(&name, [0u32; 4])?;
 /// lock.write().map_err(|e| e.to_string())?[0] = 7;
 /// let (a, b) = (lock.read().map_err(|e| e.to_string())?, lock.read().map_err(|e| e.to_string())?);
@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn reading_then_writing_on_one_thread_is_a_deadlock_error_and_nested_reads_share_a_slot() {
-        let lock = ShmRwLock::create(&format!("rw-unit-{}", std::process::id()), 5u64).unwrap();
+        let lock = ShmRwLock::create(&format!("shmkit-unit-rw-{}", std::process::id()), 5u64).unwrap();
         let a = lock.read().unwrap();
         let b = lock.read().unwrap(); // nested: no gate, same slot
         assert_eq!(a.slot, b.slot);

@@ -1,5 +1,5 @@
-//! A web server that offloads CPU work to helper processes (seed 3 done
-//! right): the handler `.await`s pool work, so the async runtime keeps
+//! A web server that offloads CPU work to helper processes (the FastAPI +
+//! multiprocessing pattern done right): the handler `.await`s pool work, so the async runtime keeps
 //! serving other requests, and no process is ever forked from the
 //! multi-threaded server, so no worker dies.
 //!

@@ -1,6 +1,6 @@
 //! Spin, then block: the short busy-wait that keeps round trips fast.
 //!
-//! On the development VM a wake-up from a blocking wait costs about 22 µs,
+//! On a 2-core test VM a wake-up from a blocking wait costs about 22 µs,
 //! so a submit→result round trip through four blocking waits costs ~90 µs;
 //! busy-polling gets a process-to-process round trip down to ~4 µs. Each
 //! waiter therefore polls for a short window before it sleeps, yielding the

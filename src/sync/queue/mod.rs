@@ -70,7 +70,7 @@ const TRY_LOCK_WAIT: Duration = Duration::from_millis(1);
 ///
 /// ```
 /// use shmkit::sync::{RecvError, ShmQueue};
-/// # let name = format!("doc-queue-{}", std::process::id());
+/// # let name = format!("shmkit-doc-queue-{}", std::process::id());
 /// let q = ShmQueue::<u64>::create(&name, 1024)?;
 /// let tx = q.sender()?;
 /// tx.send(7).unwrap();
@@ -175,13 +175,13 @@ impl<T: Record> ShmQueue<T> {
 
     /// A sender: sends records, and while it (or another sender) lives,
     /// receivers of an empty queue wait instead of seeing the end.
-    /// [`Error::Full`] if 256 senders are open already.
+    /// [`Error::TooManyHandles`] if 256 senders are open already.
     pub fn sender(&self) -> Result<Sender<T>> {
         Sender::new(self.core.clone())
     }
 
     /// A receiver: takes records, and while it (or another receiver)
-    /// lives, senders may send. [`Error::Full`] if 256 receivers are open
+    /// lives, senders may send. [`Error::TooManyHandles`] if 256 receivers are open
     /// already.
     pub fn receiver(&self) -> Result<Receiver<T>> {
         Receiver::new(self.core.clone())
@@ -241,16 +241,30 @@ impl<T: Record> Core<T> {
     /// sections leave the ring consistent at every store, so a holder's
     /// death needs no repair.
     fn enter(&self, wait: Wait) -> Result<(), Stop> {
-        match self.lock.lock_with(wait) {
-            Ok(Acquired::Clean) => Ok(()),
-            Ok(Acquired::OwnerDied) => {
-                self.lock.mark_consistent();
-                Ok(())
-            }
-            Err(Failed::Timeout | Failed::WouldBlock) => Err(Stop::Busy),
-            // Only a lock another process overwrote gets here: going on
-            // without it would race.
-            Err(_) => Err(Stop::Broken),
+        loop {
+            return match self.lock.lock_with(wait) {
+                Ok(Acquired::Clean) => Ok(()),
+                Ok(Acquired::OwnerDied) => {
+                    self.lock.mark_consistent();
+                    Ok(())
+                }
+                Err(Failed::Timeout | Failed::WouldBlock) => Err(Stop::Busy),
+                // The queue never holds its lock across calls, so "this
+                // thread holds it" means a thread of another PID namespace
+                // holds it under the same thread id: wait for it as for any
+                // holder, a moment at a time.
+                Err(Failed::Deadlock) => match wait {
+                    Wait::Until(d) if Instant::now() >= d => Err(Stop::Busy),
+                    Wait::No => Err(Stop::Busy),
+                    _ => {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                },
+                // Only a lock another process overwrote gets here: going on
+                // without it would race.
+                Err(_) => Err(Stop::Broken),
+            };
         }
     }
 

@@ -42,9 +42,10 @@ fn join<T: Record>(core: &Core<T>, senders: bool) -> Result<usize> {
         true => (&core.senders, EVER_SENDER, "senders"),
         false => (&core.receivers, EVER_RECEIVER, "receivers"),
     };
-    let slot = table.take(&core.seg).ok_or_else(|| Error::Full {
+    let slot = table.take(&core.seg).ok_or_else(|| Error::TooManyHandles {
         name: core.seg.name().to_owned(),
-        what: format!("{ROLES} {what} are open already; drop one first"),
+        what,
+        max: ROLES,
     })?;
     core.word(ever).store(1, Ordering::Release);
     Ok(slot)
