@@ -79,7 +79,7 @@ pub use crate::array::SharedArray;
 pub use crate::error::{Error, Result};
 pub use crate::npy::dtype::{DType, Element};
 #[doc(hidden)]
-pub use crate::npy::record::{__is_record, __struct_dtype};
+pub use crate::npy::record::{__back_to_back, __is_record, __struct_dtype};
 pub use crate::npy::record::{FixedStr, Record, StrTooLong};
 pub use crate::pool::{init, serve, Pool, Registry};
 pub use bytemuck;

@@ -18,10 +18,11 @@
 //!
 //! A helper in a PID namespace of its own (a launcher such as
 //! `unshare --pid`, bwrap or firejail between pool and helper) cannot see
-//! the pool's pid: the kernel reports its peer as pid 0. That socket is
-//! still the pool's (no other process could have handed it over with that
-//! number and those variables), so it counts; a peer with *another* pid
-//! (variables copied into an unrelated program) does not.
+//! the pool's pid: the kernel reports its peer as pid 0. Such a socket
+//! counts only if it is a connected stream socket with a real peer and
+//! this process is in another PID namespace than the pool (a third
+//! variable names the pool's): a socket with no peer at all (unbound, or
+//! datagram) also reads as pid 0, and must not make a process a helper.
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -34,6 +35,9 @@ pub(crate) const SOCKET_VAR: &str = "SHMKIT_HELPER_FD";
 /// The pid of the process that made the socket pair (the coordinator): a
 /// descriptor of that number whose peer is not that process is not ours.
 pub(crate) const PARENT_VAR: &str = "SHMKIT_HELPER_PARENT";
+/// The inode of the pool's PID namespace: a helper that cannot see its
+/// pool's pid (peer pid 0) counts only if it is in another namespace.
+pub(crate) const PIDNS_VAR: &str = "SHMKIT_HELPER_PIDNS";
 /// In a helper of a pool built inside a `#[test]`: the test that built it,
 /// the only one whose thread may serve.
 pub(crate) const TEST_VAR: &str = "SHMKIT_HELPER_TEST";
@@ -91,7 +95,15 @@ pub(crate) fn guard(what: impl FnOnce() -> String) {
 pub(crate) fn helper_socket() -> Option<RawFd> {
     let fd: RawFd = std::env::var(SOCKET_VAR).ok()?.parse().ok().filter(|&fd| fd >= 0)?;
     let pool: u32 = std::env::var(PARENT_VAR).ok()?.parse().ok()?;
-    matches!(crate::os::peer_pid(fd), Some(p) if p == pool || p == 0).then_some(fd)
+    let elsewhere = || {
+        let theirs: Option<u64> = std::env::var(PIDNS_VAR).ok().and_then(|v| v.parse().ok());
+        theirs.is_some_and(|ns| ns != 0 && ns != crate::os::pid_namespace())
+    };
+    match crate::os::peer_pid(fd)? {
+        p if p == pool => Some(fd),
+        0 if elsewhere() => Some(fd),
+        _ => None,
+    }
 }
 
 /// Set once the socket has an owner in this process.

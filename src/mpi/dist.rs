@@ -38,7 +38,8 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// rows on each side of every node's block (collective). `tag` names
     /// it within the job.
     pub fn create(cluster: &'c Cluster, tag: &str, shape: &[usize], halo: usize) -> Result<Self> {
-        cluster.same_everywhere("shape, halo and type", tag, &[&[halo, size_of::<T>()][..], shape].concat())?;
+        let what = format!("shape, halo and type ({})", T::DTYPE.descr());
+        cluster.same_everywhere(&what, tag, &[&[halo][..], shape].concat())?;
         let (&rows, rest) = shape.split_first().ok_or_else(|| MpiError::Invalid("a 0-d array has no rows".into()))?;
         // Checked as SharedArray checks its shapes, on every rank alike
         // (same arguments): every rank fails here, before any collective.

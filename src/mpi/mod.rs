@@ -243,8 +243,10 @@ impl Cluster {
     /// `Err` on every rank alike if any differs, before a collective call
     /// that would otherwise wait for ever for ranks gone another way.
     pub(crate) fn same_everywhere(&self, what: &str, tag: &str, values: &[usize]) -> Result<()> {
-        // FNV-1a over the tag's bytes and the values: equal arguments, equal hashes.
-        let bytes = tag.bytes().chain(values.iter().flat_map(|v| (*v as u64).to_le_bytes()));
+        // FNV-1a over `what` (which names the element type), the tag and the
+        // values: equal arguments, equal hashes.
+        let text = what.bytes().chain(tag.bytes());
+        let bytes = text.chain(values.iter().flat_map(|v| (*v as u64).to_le_bytes()));
         let hash = bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         let mut extremes = [0u64; 2];
         self.world.all_reduce_into(&[hash, !hash][..], &mut extremes[..], SystemOperation::max());

@@ -28,7 +28,7 @@ impl<T: Element + Equivalence> ReplicatedArray<T> {
         shape: &[usize],
         data: Option<ArrayView<'_, T, IxDyn>>,
     ) -> Result<Self> {
-        cluster.same_everywhere("shape and type", tag, &[&[size_of::<T>()][..], shape].concat())?;
+        cluster.same_everywhere(&format!("shape and type ({})", T::DTYPE.descr()), tag, shape)?;
         let fits = data.as_ref().is_some_and(|d| d.shape() == shape);
         cluster.agree(match (cluster.world_rank(), fits) {
             (0, false) => {
@@ -68,7 +68,7 @@ impl<T: Element + Equivalence> ReplicatedArray<T> {
         shape: &[usize],
         fill: impl FnOnce(ArrayViewMut<'_, T, IxDyn>),
     ) -> Result<Self> {
-        cluster.same_everywhere("shape and type", tag, &[&[size_of::<T>()][..], shape].concat())?;
+        cluster.same_everywhere(&format!("shape and type ({})", T::DTYPE.descr()), tag, shape)?;
         let name = cluster.segment_name(tag);
         let make = || SharedArray::<T, IxDyn>::create_with(&name, IxDyn(shape), fill);
         let seg = cluster.leader_then_others(make, || SharedArray::open_with_shape(&name, IxDyn(shape)))?;

@@ -228,6 +228,15 @@ macro_rules! record {
                 ::core::mem::size_of::<$name>() == 0 $(+ ::core::mem::size_of::<$ty>())+,
                 concat!("record ", stringify!($name), " has padding: reorder its fields or add padding fields")
             );
+            // Each field right after the one before: no padding anywhere, and
+            // every field counted above is a field of the struct as compiled.
+            assert!(
+                $crate::__back_to_back(
+                    &[$(::core::mem::offset_of!($name, $field)),+],
+                    &[$(::core::mem::size_of::<$ty>()),+],
+                ),
+                concat!("record ", stringify!($name), " has padding: reorder its fields or add padding fields")
+            );
             #[allow(dead_code)] // type-checked, never called
             fn fields_are_records() { $($crate::__is_record::<$ty>();)+ }
         };
@@ -261,6 +270,21 @@ pub(crate) fn dtype_of<T: Record>() -> crate::Result<String> {
         Some(n) if n == size_of::<T>() => Ok(canonical),
         n => Err(bad(format!("takes {n:?} bytes, the type {}", size_of::<T>()))),
     }
+}
+
+/// For [`record!`](crate::record): true if each field starts where the one
+/// before it ends (`offsets` in declaration order, from 0).
+#[doc(hidden)]
+pub const fn __back_to_back(offsets: &[usize], sizes: &[usize]) -> bool {
+    let (mut i, mut at) = (0, 0);
+    while i < offsets.len() {
+        if offsets[i] != at {
+            return false;
+        }
+        at += sizes[i];
+        i += 1;
+    }
+    true
 }
 
 /// For [`record!`](crate::record): checks at compile time that `T` is a record.

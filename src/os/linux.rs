@@ -457,20 +457,28 @@ pub(crate) fn own_start_time() -> u64 {
 /// descriptor: it is for checking a number read from the environment,
 /// which may name nothing (see `unix(7)`, `socket(7)`).
 pub(crate) fn peer_pid(fd: std::os::fd::RawFd) -> Option<u32> {
-    let mut domain: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: as below, for an int.
-    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN, (&raw mut domain).cast(), &mut len) };
-    if r != 0 || domain != libc::AF_UNIX {
-        return None; // other sockets report no peer pid (0) too
-    }
+    let int = |opt| {
+        let (mut v, mut len): (libc::c_int, _) = (0, size_of::<libc::c_int>() as libc::socklen_t);
+        // SAFETY: as below, for an int.
+        let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&raw mut v).cast(), &mut len) };
+        (r == 0).then_some(v)
+    };
+    // Another kind of socket, or one with no peer, reports pid 0 too.
+    let unix_stream = int(libc::SO_DOMAIN) == Some(libc::AF_UNIX) && int(libc::SO_TYPE) == Some(libc::SOCK_STREAM);
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-    len = size_of::<libc::ucred>() as libc::socklen_t;
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cred`, a local of
     // exactly that size; any descriptor number is acceptable (a closed or
     // non-socket one fails with EBADF or ENOTSOCK, changing nothing).
     let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len) };
-    (r == 0 && len as usize == size_of::<libc::ucred>() && cred.pid >= 0).then_some(cred.pid as u32)
+    let ok = r == 0 && len as usize == size_of::<libc::ucred>() && cred.pid >= 0;
+    // pid 0 is believed only of a Unix stream socket with a real peer (no
+    // peer reads uid -1); a nonzero pid is the kernel's record either way.
+    match (ok, cred.pid) {
+        (true, 0) if unix_stream && cred.uid != u32::MAX => Some(0),
+        (true, p) if p > 0 => Some(p as u32),
+        _ => None,
+    }
 }
 
 /// The inode of this process's PID namespace (`/proc/self/ns/pid`, see
@@ -505,6 +513,11 @@ mod tests {
         assert_eq!(peer_pid(b.as_raw_fd()), Some(current_pid()));
         let file = std::fs::File::open("/proc/self/stat").unwrap();
         assert_eq!(peer_pid(file.as_raw_fd()), None, "not a socket");
+        // Sockets with no peer read pid 0 from the kernel: never a peer.
+        let lone = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        assert_eq!(peer_pid(lone.as_raw_fd()), None, "an unbound datagram socket");
+        let (d, _e) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        assert_eq!(peer_pid(d.as_raw_fd()), Some(current_pid()), "a real peer, whatever the socket type");
         assert_eq!(peer_pid(-1), None);
     }
 

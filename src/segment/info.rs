@@ -135,6 +135,7 @@ fn info_of(name: &str, layout: &Layout, presence: Presence, flags: u32) -> Segme
 impl Segment {
     /// This segment's [`SegmentInfo`], read again now.
     pub(crate) fn info(&self) -> Result<SegmentInfo> {
+        self.check_process()?; // a forked child's descriptor is /dev/null (see `inherit`)
         let flags = match self.layout().trailer {
             Some(_) => self.atomic_flags().load(Ordering::Acquire),
             None => 0,

@@ -23,10 +23,9 @@
 //! held): a chain of slots that are never freed, each holding one
 //! descriptor or -1.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 /// One place in the list.
 #[derive(Debug)]
@@ -36,16 +35,56 @@ pub(crate) struct Slot {
 }
 
 static HEAD: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
-static HANDLER: Once = Once::new();
+/// Set once the fork handler is registered. (A flag, not a `Once`: a fork
+/// while another thread registers would copy a `Once` stuck "running".)
+static HANDLER: AtomicBool = AtomicBool::new(false);
+
+/// An open file that a forked child does not share (see the module):
+/// listed from the moment it is made until it is closed.
+#[derive(Debug)]
+pub(crate) struct Tracked {
+    fd: OwnedFd,
+    slot: &'static Slot,
+}
+
+impl Tracked {
+    /// Lists `fd`; call it right after the file is opened, before any
+    /// lock is taken through it.
+    pub fn new(fd: OwnedFd) -> Tracked {
+        let slot = track(fd.as_raw_fd());
+        Tracked { fd, slot }
+    }
+}
+
+impl std::ops::Deref for Tracked {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+impl AsFd for Tracked {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Tracked {
+    /// Unlisted, then closed (the field drops after this): a fork never
+    /// points `/dev/null` at a number reused meanwhile.
+    fn drop(&mut self) {
+        self.slot.release();
+    }
+}
 
 /// Lists `fd` until [`Slot::release`]: a forked child will not share it.
-pub(crate) fn track(fd: RawFd) -> &'static Slot {
-    HANDLER.call_once(|| {
+fn track(fd: RawFd) -> &'static Slot {
+    if !HANDLER.swap(true, Ordering::AcqRel) {
         // SAFETY: `in_child` is an `extern "C" fn()` that only makes
         // async-signal-safe calls, as a fork handler must; the other two
-        // handlers are none.
+        // handlers are none. Registering twice would only run it twice.
         unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
-    });
+    }
     let mut at = HEAD.load(Ordering::Acquire);
     while !at.is_null() {
         // SAFETY: slots are leaked boxes, never freed: every pointer in
@@ -70,13 +109,8 @@ pub(crate) fn track(fd: RawFd) -> &'static Slot {
 }
 
 impl Slot {
-    /// Lists `fd` here instead (the handle's file was replaced).
-    pub fn replace(&self, fd: RawFd) {
-        self.fd.store(fd, Ordering::Release);
-    }
-
     /// Unlists the descriptor (before it is closed), freeing the slot.
-    pub fn release(&self) {
+    fn release(&self) {
         self.fd.store(-1, Ordering::Release);
     }
 }
@@ -108,13 +142,11 @@ extern "C" fn in_child() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn a_forked_child_sees_dev_null_where_a_tracked_descriptor_was() {
-        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        let file = Tracked::new(std::fs::File::open("/proc/self/stat").unwrap().into());
         let fd = file.as_raw_fd();
-        let slot = track(fd);
         let (rx, tx) = rustix::pipe::pipe().unwrap();
         let path = format!("/proc/self/fd/{fd}\0"); // before the fork: the child may not allocate
                                                     // SAFETY: the child only makes async-signal-safe calls (readlink,
@@ -136,7 +168,6 @@ mod tests {
         let mut status = 0;
         // SAFETY: `pid` is our child; `status` is a local.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        slot.release();
         assert_eq!(seen, "/dev/null", "the child's copy of a tracked descriptor");
         let here = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
         assert!(here.ends_with("stat"), "the parent's is untouched: {here:?}");

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd};
 
-use super::inherit;
+use super::inherit::Tracked;
 use crate::os::{self, FileId};
 use crate::{Error, Result};
 
@@ -46,8 +46,8 @@ pub(crate) struct Mapping {
     map: ManuallyDrop<MmapRaw>,
     backing: Backing,
     /// Kept open: it holds this handle's locks, and tells whether the
-    /// name still leads here.
-    fd: OwnedFd,
+    /// name still leads here. Not shared with forked children (`inherit`).
+    fd: Tracked,
     id: FileId,
     /// Lock guards alive on this mapping. Memory of a locked robust mutex
     /// is on its holder thread's robust list, which glibc and the kernel
@@ -59,8 +59,6 @@ pub(crate) struct Mapping {
     /// `inherit`): only the maker may remove the name, claim bytes or take
     /// slots through it.
     maker: u32,
-    /// `fd`'s place in the list of descriptors a fork does not share.
-    tracked: &'static inherit::Slot,
 }
 
 impl Mapping {
@@ -73,14 +71,15 @@ impl Mapping {
     /// holder died (see `inherit`). The locks live on `fd` alone, which a
     /// child does not keep. (Without `/proc`, the mapping is made through
     /// `fd` itself.)
-    pub fn new(fd: OwnedFd, len: usize, backing: Backing) -> Result<Mapping> {
-        let map = match os::reopen(&fd) {
-            Ok(other) => MmapOptions::new().len(len).map_raw(&other.as_fd()),
-            Err(_) => MmapOptions::new().len(len).map_raw(&fd.as_fd()),
+    pub fn new(fd: Tracked, len: usize, backing: Backing) -> Result<Mapping> {
+        let id = os::stat(&*fd).map_err(|e| Error::from_io("fstat", backing.label(), e))?.id;
+        // The same file, checked: an unusual /proc could hand back another.
+        let other = os::reopen(&*fd).ok().filter(|o| os::stat(o).is_ok_and(|s| s.id == id));
+        let map = match &other {
+            Some(other) => MmapOptions::new().len(len).map_raw(&other.as_fd()),
+            None => MmapOptions::new().len(len).map_raw(&fd.as_fd()),
         };
         let map = map.map_err(|e| Error::from_io("mmap", backing.label(), e))?;
-        let id = os::stat(&fd).map_err(|e| Error::from_io("fstat", backing.label(), e))?.id;
-        let tracked = inherit::track(fd.as_raw_fd());
         Ok(Mapping {
             map: ManuallyDrop::new(map),
             backing,
@@ -88,7 +87,6 @@ impl Mapping {
             id,
             pins: AtomicUsize::new(0),
             maker: os::current_pid(),
-            tracked,
         })
     }
 
@@ -120,7 +118,8 @@ impl Mapping {
         self.fd.as_fd()
     }
 
-    /// True once the segment or file has no name left (`st_nlink == 0`).
+    /// True once the segment or file has no name left (`st_nlink == 0`);
+    /// always false in a forked child, whose descriptor is `/dev/null`.
     pub fn is_unlinked(&self) -> bool {
         os::stat(&self.fd).is_ok_and(|s| s.links == 0)
     }
@@ -142,9 +141,8 @@ impl Mapping {
 
     /// Replaces the open file behind the mapping by `fd`, which must be the
     /// same file (the mapping does not change).
-    pub fn replace_fd(&mut self, fd: OwnedFd) {
-        debug_assert_eq!(os::stat(&fd).map(|s| s.id).ok(), Some(self.id));
-        self.tracked.replace(fd.as_raw_fd());
+    pub fn replace_fd(&mut self, fd: Tracked) {
+        debug_assert_eq!(os::stat(&*fd).map(|s| s.id).ok(), Some(self.id));
         self.fd = fd;
     }
 
@@ -263,9 +261,6 @@ impl Drop for Mapping {
                 let _ = os::remove_if(dir, name, self.id);
             }
         }
-        // Unlisted before `fd` closes (after this function), so a fork
-        // never dup3s onto a number reused meanwhile.
-        self.tracked.release();
         if *self.pins.get_mut() == 0 {
             // SAFETY: the map is dropped exactly once, here, and not used after.
             unsafe { ManuallyDrop::drop(&mut self.map) };

@@ -20,6 +20,7 @@
 
 pub(crate) mod info;
 mod inherit;
+use inherit::Tracked;
 mod layout;
 mod lifetime;
 pub(crate) mod liveness;
@@ -107,7 +108,7 @@ impl Segment {
             // Spare the work; `link` decides.
             return Err(Error::AlreadyExists { name: name.to_owned(), creator_gone: info::creator_gone(name) });
         }
-        let fd = os::unnamed_file(dir, 0o600).map_err(io("open(O_TMPFILE)"))?;
+        let fd = Tracked::new(os::unnamed_file(dir, 0o600).map_err(io("open(O_TMPFILE)"))?);
         // From here until `link`, a crash leaves nothing: the file has no name.
         announce(&fd, name)?;
         let backing = Backing::Shm { name: name.to_owned(), owner: false.into() };
@@ -134,7 +135,7 @@ impl Segment {
     /// name was removed under it by those paths. Best effort: if it fails,
     /// the first fd (with its creator lock) stays the handle's.
     fn hold_by_name(&mut self, dir: BorrowedFd<'_>, name: &str) {
-        let Ok(named) = os::open_at(dir, name) else { return };
+        let Ok(named) = os::open_at(dir, name).map(Tracked::new) else { return };
         let same = os::stat(&named).is_ok_and(|s| s.id == self.id());
         if same && liveness::announce(&named, liveness::CREATOR).unwrap_or(false) {
             self.map.replace_fd(named);
@@ -164,7 +165,7 @@ impl Segment {
         })?;
         let dir = os::open_dir(parent).map_err(io("open"))?;
         let backing = Backing::File { path: path.to_owned() };
-        match os::unnamed_file(&dir, 0o644) {
+        match os::unnamed_file(&dir, 0o644).map(Tracked::new) {
             Ok(fd) => {
                 let seg = Segment::build(fd, total, false, backing, head, None, init)?;
                 os::link(seg.map.fd(), &dir, file_name).map_err(|e| link_error(label, e))?;
@@ -173,7 +174,7 @@ impl Segment {
             // Filesystems without O_TMPFILE: create by name, removed again
             // (by the guard) if anything below fails or panics.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
-                let fd = os::create_at(&dir, file_name, 0o644).map_err(io("create"))?;
+                let fd = Tracked::new(os::create_at(&dir, file_name, 0o644).map_err(io("create"))?);
                 let guard = RemoveOnDrop { dir: &dir, name: file_name };
                 let seg = Segment::build(fd, total, false, backing, head, None, init)?;
                 std::mem::forget(guard); // built: the file stays
@@ -186,7 +187,7 @@ impl Segment {
     /// Sizes a fresh file, maps it, writes `head` and `trailer`, runs
     /// `init`, and writes the head's first byte last (release).
     fn build(
-        fd: OwnedFd,
+        fd: Tracked,
         total: usize,
         populate: bool,
         backing: Backing,
@@ -228,7 +229,7 @@ impl Segment {
         crate::role::guard(|| format!("opened segment '{name}'"));
         let name = name::validate(name)?;
         let dir = os::shm_dir().map_err(Error::shm_dir)?;
-        let fd = os::open_at(dir, name).map_err(|e| Error::from_io("open", name, e))?;
+        let fd = Tracked::new(os::open_at(dir, name).map_err(|e| Error::from_io("open", name, e))?);
         Segment::map_existing(fd, Backing::Shm { name: name.to_owned(), owner: false.into() }, kind)
     }
 
@@ -238,10 +239,10 @@ impl Segment {
         let label = path.display().to_string();
         let file = std::fs::OpenOptions::new().read(true).write(true).open(path);
         let file = file.map_err(|e| Error::from_io("open", &label, e))?;
-        Segment::map_existing(file.into(), Backing::File { path: path.to_owned() }, SegmentKind::Array)
+        Segment::map_existing(Tracked::new(file.into()), Backing::File { path: path.to_owned() }, SegmentKind::Array)
     }
 
-    fn map_existing(fd: OwnedFd, backing: Backing, kind: SegmentKind) -> Result<Segment> {
+    fn map_existing(fd: Tracked, backing: Backing, kind: SegmentKind) -> Result<Segment> {
         let layout = probe(&fd, backing.label())?;
         if layout.kind != kind {
             return Err(Error::WrongKind { name: backing.label().to_owned(), expected: kind, found: layout.kind });

@@ -21,9 +21,10 @@
 //! acknowledges. So a writer that sees owner-died and then times out
 //! waiting for readers loses nothing: the next locker is told too.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,10 @@ pub struct ShmRwLock<T: Record> {
 pub struct ReadGuard<'a, T: Record> {
     lock: &'a ShmRwLock<T>,
     slot: usize,
+    /// How many guards of this thread's read share the slot: counted here,
+    /// not in the thread-local record, which may be gone when a guard
+    /// kept in another thread-local is dropped.
+    guards: Rc<Cell<usize>>,
     _thread: NotSend,
 }
 
@@ -87,7 +92,7 @@ struct Reading {
     lock: FileId,
     handle: u64,
     slot: usize,
-    guards: usize,
+    guards: Rc<Cell<usize>>,
 }
 
 thread_local! {
@@ -160,18 +165,18 @@ impl<T: Record> ShmRwLock<T> {
             let mut mine = reads.iter_mut().filter(|r| r.lock == id);
             match mine.next() {
                 Some(r) if r.handle == me => {
-                    r.guards += 1;
-                    Ok(Some(r.slot))
+                    r.guards.set(r.guards.get() + 1);
+                    Ok(Some((r.slot, r.guards.clone())))
                 }
                 Some(_) => Err(Refused::Deadlock), // reads it through another handle
                 None => Ok(None),
             }
         })?;
-        let slot = match nested {
-            Some(slot) => slot,
+        let (slot, guards) = match nested {
+            Some(shared) => shared,
             None => self.take_slot_through_gate(wait)?,
         };
-        let guard = ReadGuard { lock: self, slot, _thread: PhantomData };
+        let guard = ReadGuard { lock: self, slot, guards, _thread: PhantomData };
         match self.word(POISONED).load(Ordering::Acquire) {
             0 => Ok(guard),
             // Readers cannot repair: only a writer's acknowledge clears it.
@@ -181,16 +186,17 @@ impl<T: Record> ShmRwLock<T> {
 
     /// Takes a slot through the gate (no writer checks the slots while a
     /// reader holds it), waiting for a free one as `wait` allows.
-    fn take_slot_through_gate<G>(&self, wait: Wait) -> Result<usize, Refused<G>> {
+    fn take_slot_through_gate<G>(&self, wait: Wait) -> Result<(usize, Rc<Cell<usize>>), Refused<G>> {
         loop {
             let seen = self.word(CHANGED).load(Ordering::Acquire);
             self.enter(wait)?;
             let slot = self.readers.take(&self.seg);
             self.gate.unlock();
             if let Some(slot) = slot {
-                let reading = Reading { lock: self.seg.id(), handle: self.handle(), slot, guards: 1 };
+                let guards = Rc::new(Cell::new(1));
+                let reading = Reading { lock: self.seg.id(), handle: self.handle(), slot, guards: guards.clone() };
                 READING.with_borrow_mut(|reads| reads.push(reading));
-                return Ok(slot);
+                return Ok((slot, guards));
             }
             self.pause(wait, seen)?;
         }
@@ -295,18 +301,13 @@ impl<T: Record> Deref for ReadGuard<'_, T> {
 impl<T: Record> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
-        let (id, me) = (lock.seg.id(), lock.handle());
-        let last = READING.try_with(|reads| {
-            let mut reads = reads.borrow_mut();
-            let k = reads.iter().position(|r| r.lock == id && r.handle == me)?;
-            reads[k].guards -= 1;
-            (reads[k].guards == 0).then(|| reads.swap_remove(k))
-        });
-        if let Ok(None) = last {
-            return; // a nested guard: the slot stays with the outer one
+        self.guards.set(self.guards.get() - 1);
+        if self.guards.get() > 0 {
+            return; // a nested guard: the slot stays with the others
         }
-        // The last guard (or the thread's record is already torn down, in
-        // a thread-local destructor: then this is the last of its reads).
+        // The last guard of this read: its record goes (unless the thread's
+        // records are torn down already), then the slot.
+        let _ = READING.try_with(|reads| reads.borrow_mut().retain(|r| !Rc::ptr_eq(&r.guards, &self.guards)));
         lock.readers.give_back(&lock.seg, self.slot);
         lock.seg.atomic_u32(CHANGED).fetch_add(1, Ordering::AcqRel);
         futex_wake_all(lock.seg.atomic_u32(CHANGED));

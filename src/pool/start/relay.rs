@@ -17,9 +17,10 @@
 //! The thread never blocks a helper for long: if this process's stream
 //! fails (closed, a broken pipe), it keeps reading and drops the output.
 //! It ends at end-of-file, when the helper and whatever it started have
-//! closed their ends, or a moment after the helper is gone (its
-//! [`Relay`] dropped) even if a process the helper started keeps the pipe
-//! open.
+//! closed their ends, or after [`GRACE`] of quiet once the helper is gone
+//! (its [`Relay`] dropped), even if a process the helper started keeps the
+//! pipe open: that process's later writes then fail (`EPIPE`). Tasks that
+//! start long-lived processes should give them output of their own.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -83,7 +84,10 @@ impl Read for Pipe {
             let tenth = Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
             match poll(&mut fds, Some(&tenth)) {
                 Ok(0) => {}
-                Ok(_) => return Ok(rustix::io::read(&self.fd, out)?),
+                Ok(_) => {
+                    self.since = None; // output: the quiet starts again
+                    return Ok(rustix::io::read(&self.fd, out)?);
+                }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }

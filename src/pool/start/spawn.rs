@@ -32,7 +32,7 @@ use crate::pool::start::relay;
 use crate::pool::transport::region::Region;
 use crate::pool::transport::ring::{self, Peer, Ring};
 use crate::pool::transport::wire::{frame, Fill, FrameReader, FromHelper, ToHelper, PROTOCOL};
-use crate::role::{PARENT_VAR, SOCKET_VAR, STATUS_VAR, TEST_VAR};
+use crate::role::{PARENT_VAR, PIDNS_VAR, SOCKET_VAR, STATUS_VAR, TEST_VAR};
 use crate::sync::raw::left;
 
 /// A running, handshaken helper: the process started, the helper itself
@@ -82,6 +82,7 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
     let mut env = cfg.env.clone();
     env.push((SOCKET_VAR.into(), theirs.as_raw_fd().to_string().into()));
     env.push((PARENT_VAR.into(), std::process::id().to_string().into()));
+    env.push((PIDNS_VAR.into(), crate::os::pid_namespace().to_string().into()));
     env.push((STATUS_VAR.into(), format!("{}:{index}", region.name()).into()));
     if let Some(test) = &cfg.test {
         env.push((TEST_VAR.into(), test.into()));
@@ -247,7 +248,10 @@ fn recv_by(
 fn recv_noting_sender(stream: &UnixStream, buf: &mut [u8], sender: &mut Option<u32>) -> io::Result<usize> {
     // (libc rather than rustix: rustix reads the pid as non-zero, and the
     // kernel reports 0 for a process with no number in this namespace.)
-    let mut space = [0u64; 8]; // 64 bytes, aligned for cmsghdr: room for one ucred
+    // Room for one ucred exactly (CMSG_SPACE of 12 bytes is 32), aligned
+    // for cmsghdr: descriptors sent along (SCM_RIGHTS) find no room, and
+    // the kernel closes them rather than install them here.
+    let mut space = [0u64; 4];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: an all-zero msghdr is valid (no name, no control, no iov).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };

@@ -287,6 +287,7 @@ impl<T: Record> Core<T> {
             }
             let (head, tail) = (self.index(HEAD).load(Ordering::Acquire), self.index(TAIL).load(Ordering::Acquire));
             if tail.wrapping_sub(head) < self.capacity {
+                crate::fault::pause("queue-send-locked"); // a test's long stay in the lock
                 self.slot_write(tail, item);
                 self.index(TAIL).store(tail.wrapping_add(1), Ordering::Release);
                 self.lock.unlock();
@@ -314,8 +315,10 @@ impl<T: Record> Core<T> {
             // its last record before it left, so an empty ring under the
             // lock below really is the end. (Looked at after, a sender could
             // send and leave in between, its record still queued.)
-            let senders = alive();
+            // `seen` first: a last sender that leaves after it bumps the
+            // word, so the sleep below cannot miss its leaving.
             let seen = self.word(NOT_EMPTY).load(Ordering::SeqCst);
+            let senders = alive();
             self.enter(mode.lock_wait()).map_err(|s| busy_as_timeout(s, mode))?;
             let (head, tail) = (self.index(HEAD).load(Ordering::Acquire), self.index(TAIL).load(Ordering::Acquire));
             if head != tail {
