@@ -418,8 +418,31 @@ pub(crate) fn random_u64() -> io::Result<u64> {
 }
 
 /// This process's id.
+///
+/// Cached (every handle call checks it, and `getpid(2)` is a system
+/// call); a fork handler clears the cache in the child, which then reads
+/// its own.
 pub(crate) fn current_pid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get() as u32
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static HANDLER: AtomicBool = AtomicBool::new(false);
+    extern "C" fn forget() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            if !HANDLER.swap(true, Ordering::AcqRel) {
+                // SAFETY: `forget` only stores to an atomic (async-signal-
+                // safe). Registered before any pid is cached, so no fork
+                // can copy a cache without its handler.
+                unsafe { libc::pthread_atfork(None, None, Some(forget)) };
+            }
+            let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
 }
 
 /// Sends SIGKILL to `pid` (`kill(2)`); errors (it is already gone) are
