@@ -234,12 +234,10 @@ fn a_tailing_reader_skips_a_dead_pushers_hole_and_waits_for_a_stopped_one() {
     }
     let _w = Watchdog::new(Duration::from_secs(60));
     let list = ShmVec::<u64>::create(&unique("vec-tail"), 16).unwrap();
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("SHMKIT_TEST_CHILD", format!("{}:0", list.name()))
-        .env("SHMKIT_FAULT_INJECT", "vec-push-claimed")
-        .stdout(Stdio::null());
-    let status = common::dies_with_parent(&mut cmd).status().unwrap();
+    let status = common::child_command(test, &format!("{}:0", list.name()), Some("vec-push-claimed"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "the pusher died mid-push");
     list.push(2).unwrap();
     let mut got = Vec::new();
@@ -285,11 +283,7 @@ fn a_dead_pusher_that_forked_leaves_a_hole_and_a_dead_creator() {
     }
     let _w = Watchdog::new(Duration::from_secs(60));
     let name = unique("vec-fork");
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("SHMKIT_TEST_CHILD", format!("{name}:0"))
-        .env("SHMKIT_FAULT_INJECT", "vec-push-claimed");
-    let out = common::dies_with_parent(&mut cmd).output().unwrap();
+    let out = common::child_command(test, &format!("{name}:0"), Some("vec-push-claimed")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let after = stdout.split_once("forked ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or(""));
     let forked = after.and_then(|p| p.parse().ok());
@@ -320,12 +314,10 @@ fn a_writer_killed_before_it_counts_an_entry_never_leaves_len_wrong() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let map = ShmMap::<u64, u64>::create(&unique("map-len"), 100).unwrap();
     map.insert(7, 1).unwrap();
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("SHMKIT_TEST_CHILD", format!("{}:0", map.name()))
-        .env("SHMKIT_FAULT_INJECT", "map-before-count")
-        .stdout(Stdio::null());
-    let status = common::dies_with_parent(&mut cmd).status().unwrap();
+    let status = common::child_command(test, &format!("{}:0", map.name()), Some("map-before-count"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "the writer died mid-remove");
     assert_eq!(map.len(), 0, "the removal was visible, and len() says so without another call first");
     assert!(map.is_empty());

@@ -292,9 +292,7 @@ fn helpers_output_arrives_in_whole_lines_even_from_one_that_crashed() {
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(60));
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env("SHMKIT_TEST_CHILD", "1");
-    let out = common::dies_with_parent(&mut cmd).output().unwrap();
+    let out = common::child_command(test, "1", None).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let chatter: Vec<&str> = stderr.lines().filter(|l| l.contains("chatter")).collect();

@@ -202,12 +202,7 @@ fn a_creator_in_another_pid_namespace_is_alive_to_gc_until_it_exits() {
 /// Runs this test as a child told `arg`, dying (SIGKILL) at fault point
 /// `point` if given; returns once it has ended, and how.
 fn run_dying_at(test: &str, arg: &str, point: Option<&str>) -> std::process::ExitStatus {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env("SHMKIT_TEST_CHILD", arg).stdout(Stdio::null());
-    if let Some(p) = point {
-        cmd.env("SHMKIT_FAULT_INJECT", p);
-    }
-    let child = common::dies_with_parent(&mut cmd).spawn().unwrap();
+    let child = common::child_command(test, arg, point).stdout(Stdio::null()).spawn().unwrap();
     wait_with_watchdog(child, Duration::from_secs(30))
 }
 

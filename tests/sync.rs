@@ -327,11 +327,7 @@ fn a_record_sent_just_before_the_last_sender_leaves_is_received() {
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(60));
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("SHMKIT_TEST_CHILD", "go")
-        .env("SHMKIT_FAULT_INJECT", "queue-recv-found-empty");
-    let out = common::dies_with_parent(&mut cmd).output().unwrap();
+    let out = common::child_command(test, "go", Some("queue-recv-found-empty")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
 }

@@ -177,12 +177,8 @@ fn a_stopped_process_holding_the_queue_lock_never_blocks_try_or_timeout_calls() 
     let (tx, rx) = (q.sender().unwrap(), q.receiver().unwrap());
     // The child stays 100 ms inside the lock on each send (a fault point),
     // so that most stops land there, not a few in a thousand.
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("SHMKIT_TEST_CHILD", q.name())
-        .env("SHMKIT_FAULT_INJECT", "queue-send-locked")
-        .stdout(Stdio::null());
-    let mut child = common::dies_with_parent(&mut cmd).spawn().unwrap();
+    let mut child =
+        common::child_command(test, q.name(), Some("queue-send-locked")).stdout(Stdio::null()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let (mut busy, rounds) = (0, common::tier(60, 600));
     for round in 0..rounds {
@@ -253,12 +249,7 @@ fn a_barrier_never_opens_for_a_waiter_that_reports_timeout() {
 /// Runs `test` as a child told `arg`, with `SHMKIT_FAULT_INJECT=point`: it
 /// SIGKILLs itself when it reaches that point.
 fn child_dying_at(test: &str, arg: &str, point: &str) -> std::process::Child {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("SHMKIT_TEST_CHILD", arg)
-        .env("SHMKIT_FAULT_INJECT", point)
-        .stdout(Stdio::null());
-    common::dies_with_parent(&mut cmd).spawn().unwrap()
+    common::child_command(test, arg, Some(point)).stdout(Stdio::null()).spawn().unwrap()
 }
 
 /// A waker killed between its state change and its wake-up: the sleeper

@@ -27,9 +27,20 @@ pub fn child_arg() -> Option<String> {
 
 /// Re-runs this test binary on exactly `test`, as a child told `arg`.
 pub fn spawn_child(test: &str, arg: &str, stdout: Stdio) -> Child {
+    child_command(test, arg, None).stdout(stdout).spawn().expect("spawn child test process")
+}
+
+/// The command that re-runs this test binary on exactly `test` as a child
+/// told `arg`, dying at fault point `fault` if given (see `shmkit`'s
+/// `fault-injection` feature), and dying with this process.
+pub fn child_command(test: &str, arg: &str, fault: Option<&str>) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env(CHILD_VAR, arg).stdout(stdout);
-    dies_with_parent(&mut cmd).spawn().expect("spawn child test process")
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env(CHILD_VAR, arg);
+    if let Some(point) = fault {
+        cmd.env("SHMKIT_FAULT_INJECT", point);
+    }
+    dies_with_parent(&mut cmd);
+    cmd
 }
 
 /// Makes `cmd`'s process get SIGKILL when the test process ends, even by
