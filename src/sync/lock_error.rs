@@ -10,8 +10,9 @@ use super::raw::Failed;
 /// A lock whose previous holder died holding it: the lock is yours, but
 /// the data may be half-updated. Check (and repair) it through
 /// [`guard`](Self::guard), then [`acknowledge`](Self::acknowledge).
-/// Dropping it unacknowledged leaves a mutex unusable for everyone
-/// (`Unrecoverable`), as POSIX specifies.
+/// Dropping it unacknowledged releases the lock with the death still
+/// reported: the next locker gets `OwnerDied` too, until someone
+/// acknowledges.
 pub struct OwnerDied<G> {
     guard: G,
     /// Marks the data consistent again, through the guard (which keeps
@@ -59,8 +60,7 @@ impl<G> From<Failed> for Refused<G> {
 }
 
 const OWNER_DIED: &str = "the previous holder died holding the lock; check the data, then acknowledge";
-const UNRECOVERABLE: &str =
-    "the lock is unusable: an owner-died lock was released unacknowledged, or another process wrote over it";
+const UNRECOVERABLE: &str = "the lock is unusable: another process wrote over it; make a new one";
 const DEADLOCK: &str = "this thread already holds the lock (or reads it, and asked to write): it would wait for itself";
 const INHERITED: &str = "this handle was inherited across fork: open the lock again by name in this process";
 
@@ -72,8 +72,8 @@ macro_rules! lock_error {
             /// to be repaired (see [`OwnerDied`]).
             OwnerDied(OwnerDied<G>),
             $($(#[$vdoc])* $extra,)*
-            /// The lock cannot be used again: an owner-died lock was
-            /// released unacknowledged, or another process wrote over it.
+            /// The lock cannot be used again: another process wrote over
+            /// its memory.
             Unrecoverable,
             /// This thread already holds the lock (or, asking a
             /// reader-writer lock to write, reads it): it would wait for itself.

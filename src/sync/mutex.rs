@@ -2,6 +2,7 @@
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::lock_error::{LockError, LockTimeoutError, OwnerDied, Refused, TryLockError};
@@ -13,10 +14,17 @@ use crate::{Record, Result};
 
 /// Where the value starts, after the mutex.
 const DATA: usize = 64;
+/// A word after the mutex: 1 while a holder's death is unacknowledged.
+const POISONED: usize = 48;
+const _: () = assert!(super::raw::MUTEX_SIZE <= POISONED);
 
 /// A mutex guarding a `T` in a named segment; any process that opens it
 /// by name shares the value. If a holder dies, the next locker gets
-/// [`LockError::OwnerDied`] instead of waiting forever.
+/// [`LockError::OwnerDied`] instead of waiting forever, and so does every
+/// later locker until one of them [`acknowledge`](OwnerDied::acknowledge)s
+/// the death: a guard released without acknowledging leaves the lock
+/// usable and the death still reported (rather than, as POSIX has it,
+/// unusable for everyone).
 ///
 /// ```
 /// use shmkit::sync::ShmMutex;
@@ -97,10 +105,20 @@ impl<T: Record> ShmMutex<T> {
     ) -> Result<MutexGuard<'_, T>, Refused<MutexGuard<'_, T>>> {
         let got = got.map_err(Refused::from)?;
         self.seg.pin(); // a forgotten guard must keep the mutex mapped
+        let poisoned = self.seg.atomic_u32(POISONED);
+        if got == Acquired::OwnerDied {
+            // Marked in the segment, then made consistent at once: the death
+            // is remembered there until acknowledged, and the lock stays
+            // usable whatever this guard's holder does next.
+            poisoned.store(1, Ordering::Release);
+            self.raw.mark_consistent();
+        }
         let guard = MutexGuard { mutex: self, _thread: PhantomData };
-        match got {
-            Acquired::Clean => Ok(guard),
-            Acquired::OwnerDied => Err(Refused::OwnerDied(OwnerDied::new(guard, |g| g.mutex.raw.mark_consistent()))),
+        match poisoned.load(Ordering::Acquire) {
+            0 => Ok(guard),
+            _ => Err(Refused::OwnerDied(OwnerDied::new(guard, |g| {
+                g.mutex.seg.atomic_u32(POISONED).store(0, Ordering::Release)
+            }))),
         }
     }
 }
