@@ -49,6 +49,19 @@ pub enum MapError {
         /// The stripe.
         stripe: usize,
     },
+    /// A key or value of the wrong number of bytes for the map's dtypes
+    /// ([`DynMap`](super::DynMap) only: `ShmMap`'s types have the size).
+    #[error("map '{name}': a {what} of {found} bytes, but its dtype takes {expected}")]
+    WrongLength {
+        /// The map.
+        name: String,
+        /// `"key"` or `"value"`.
+        what: &'static str,
+        /// Bytes the dtype takes.
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
     /// The stripe's lock was overwritten by another process; the map can
     /// no longer be used safely.
     #[error("map '{name}': the lock of stripe {stripe} is unusable (another process wrote over it); copy what you can with snapshot() into a new map")]

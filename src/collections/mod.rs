@@ -13,6 +13,7 @@
 //! name; [`persist`](ShmMap::persist) keeps it), are opened by name alone
 //! with their types checked, and show in `shmkit ls` and `shmkit inspect`.
 
+mod dyn_map;
 mod error;
 mod header;
 mod map;
@@ -22,6 +23,7 @@ mod vec;
 use std::os::fd::AsFd;
 
 pub use crate::npy::record::FixedStr;
+pub use dyn_map::DynMap;
 pub use error::{MapError, PushError};
 pub use map::ShmMap;
 pub use vec::{Item, ShmVec};

@@ -272,6 +272,25 @@ pub(crate) fn dtype_of<T: Record>() -> crate::Result<String> {
     }
 }
 
+/// A dtype given at run time (by Python, say): its canonical tag and its
+/// size in bytes; `InvalidArgument`, naming what shmkit keeps, if it is
+/// none of them (or holds nothing).
+pub(crate) fn dtype_at_run_time(tag: &str) -> crate::Result<(String, usize)> {
+    let bad = |why: String| {
+        crate::Error::InvalidArgument(format!(
+            "dtype {tag:?} {why}: records hold fixed-size numpy types (integers, floats, complex, bool, 'S<n>', \
+             'U<n>', sub-arrays and structures of them), little-endian"
+        ))
+    };
+    let descr = super::descr::Descr::parse(tag).map_err(bad)?;
+    let canonical = descr.tag();
+    super::descr::Descr::parse(&canonical).map_err(|e| bad(format!("in numpy's spelling: {e}")))?;
+    match descr.itemsize() {
+        Some(n) if n > 0 => Ok((canonical, n)),
+        _ => Err(bad("holds nothing".into())),
+    }
+}
+
 /// For [`record!`](crate::record): true if each field starts where the one
 /// before it ends (`offsets` in declaration order, from 0).
 #[doc(hidden)]
