@@ -97,6 +97,19 @@ pub enum PushError<T> {
         /// The element that was not pushed.
         value: T,
     },
+    /// An element of the wrong number of bytes for the list's dtype
+    /// ([`DynVec`](super::DynVec) only).
+    #[error("list '{name}': an element of {found} bytes, but its dtype takes {expected}")]
+    WrongLength {
+        /// The list.
+        name: String,
+        /// Bytes the dtype takes.
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+        /// The element that was not pushed.
+        value: T,
+    },
     /// The handle was inherited across `fork` (see [`Error::Inherited`](crate::Error::Inherited)).
     #[error("this handle of list '{name}' was inherited across fork: open it again by name in this process")]
     Inherited {
@@ -113,7 +126,20 @@ impl<T> PushError<T> {
         match self {
             PushError::Full { value, .. }
             | PushError::TooManyPushers { value, .. }
+            | PushError::WrongLength { value, .. }
             | PushError::Inherited { value, .. } => value,
+        }
+    }
+
+    /// The same error, handing back `value` instead.
+    pub(crate) fn with_value<U>(self, value: U) -> PushError<U> {
+        match self {
+            PushError::Full { name, capacity, .. } => PushError::Full { name, capacity, value },
+            PushError::TooManyPushers { name, max, .. } => PushError::TooManyPushers { name, max, value },
+            PushError::WrongLength { name, expected, found, .. } => {
+                PushError::WrongLength { name, expected, found, value }
+            }
+            PushError::Inherited { name, .. } => PushError::Inherited { name, value },
         }
     }
 }

@@ -14,6 +14,7 @@
 //! with their types checked, and show in `shmkit ls` and `shmkit inspect`.
 
 mod dyn_map;
+mod dyn_vec;
 mod error;
 mod header;
 mod map;
@@ -24,9 +25,10 @@ use std::os::fd::AsFd;
 
 pub use crate::npy::record::FixedStr;
 pub use dyn_map::DynMap;
+pub use dyn_vec::{DynVec, Item};
 pub use error::{MapError, PushError};
 pub use map::ShmMap;
-pub use vec::{Item, ShmVec};
+pub use vec::ShmVec;
 
 use crate::kind::SegmentKind;
 use crate::segment::info::CollectionInfo;
