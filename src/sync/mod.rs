@@ -23,7 +23,8 @@ pub use event::{EventMode, ShmEvent};
 pub use lock_error::{LockError, LockTimeoutError, OwnerDied, TryLockError};
 pub use mutex::{MutexGuard, ShmMutex};
 pub use queue::{
-    Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender, ShmQueue, TryRecvError, TrySendError,
+    DynQueue, DynReceiver, DynSender, Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender,
+    ShmQueue, TryRecvError, TrySendError,
 };
 pub use rwlock::{ReadGuard, ShmRwLock, WriteGuard};
 
