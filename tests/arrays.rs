@@ -152,3 +152,26 @@ fn file_backed_arrays_share_the_api_and_persist() {
     assert_eq!(len, f.info().unwrap().data_offset + 12 * 8, "files stay plain .npy, no trailer");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A `DynArray` handle may hold many claims at once (as Python holds
+/// them): they are checked against each other, and releasing one leaves
+/// the others' bytes locked, against other handles and processes.
+#[test]
+fn a_dyn_array_handle_keeps_each_claim_until_its_own_release() {
+    use shmkit::array::DynArray;
+    use shmkit::DType;
+    let a = DynArray::create(&unique("dyn-claims"), DType::U16, &[10, 4]).unwrap();
+    let b = DynArray::open(a.name()).unwrap();
+    assert_eq!((b.dtype(), b.shape(), b.byte_len()), (DType::U16, &[10, 4][..], 80));
+    let r1 = a.claim_rows(0..6, false).unwrap();
+    let r2 = a.claim_rows(4..8, false).unwrap(); // overlapping shared claims of one handle
+    assert!(matches!(a.claim_rows(5..6, true), Err(Error::Busy { .. })), "against the handle's own claims");
+    a.release(r1);
+    assert!(matches!(b.claim_rows(4..5, true), Err(Error::Busy { .. })), "rows 4..6 are still r2's");
+    let w = b.claim_rows(0..4, true).expect("rows 0..4 were r1's alone");
+    a.release(r2);
+    let w2 = b.claim_rows(4..10, true).expect("all free now");
+    b.release(w);
+    b.release(w2);
+    assert!(a.claim_all(true).is_ok());
+}

@@ -3,9 +3,11 @@
 //! dtype and shape.
 
 mod claim;
+mod dyn_array;
 pub(crate) mod reduce;
 mod view;
 
+pub use dyn_array::DynArray;
 pub use view::{SliceMut, SliceRef, View, ViewMut};
 
 use std::fmt;

@@ -48,6 +48,15 @@ const ALL: [DType; 10] = [
 ];
 
 impl DType {
+    /// The dtypes arrays hold, for messages: numpy's names and strings.
+    pub const SUPPORTED: &'static str = "one of int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, \
+                                         float64 (little-endian: '|i1' ... '<f8')";
+
+    /// Every dtype arrays hold.
+    pub fn all() -> [DType; 10] {
+        ALL
+    }
+
     /// The numpy dtype string written into headers, e.g. `"<f8"`.
     pub const fn descr(self) -> &'static str {
         match self {
