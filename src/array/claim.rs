@@ -89,8 +89,13 @@ impl Drop for Claim<'_> {
 /// bytes locked.
 #[derive(Debug, Default)]
 pub(crate) struct ClaimSet {
-    held: Mutex<(u64, Vec<(u64, Range<u64>, bool)>)>,
+    /// The last number given, and the claims held: number, bytes (offsets
+    /// in the file), exclusive.
+    held: Mutex<(u64, Vec<Held>)>,
 }
+
+/// A claim a [`ClaimSet`] holds: its number, bytes, and whether exclusive.
+type Held = (u64, Range<u64>, bool);
 
 impl ClaimSet {
     /// Claims `bytes` (offsets within the data), exclusively or not;
