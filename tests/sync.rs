@@ -335,3 +335,37 @@ fn a_record_sent_just_before_the_last_sender_leaves_is_received() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
 }
+
+/// `ShmLock`, the bare lock bindings use: acquire and release as calls, a
+/// holder's death told to every taker until one acknowledges it.
+#[test]
+fn a_bare_lock_reports_a_dead_holder_until_acknowledged() {
+    use shmkit::sync::{AcquireError, NotHeld, ShmLock};
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let lock = ShmLock::create(&unique("bare")).unwrap();
+    assert!(!lock.is_locked());
+    lock.acquire(None).unwrap();
+    assert!(lock.is_locked());
+    assert_eq!(lock.acquire(Some(Duration::from_millis(10))), Err(AcquireError::Deadlock));
+    let name = lock.name().to_owned();
+    let other = std::thread::spawn(move || {
+        let l = ShmLock::open(&name).unwrap();
+        (l.release(), l.acquire(Some(Duration::from_millis(20))))
+    });
+    assert_eq!(other.join().unwrap(), (Err(NotHeld), Err(AcquireError::Timeout)), "only its holder releases it");
+    lock.release().unwrap();
+    assert_eq!(lock.release(), Err(NotHeld));
+    // A thread that exits holding it: the kernel hands it on as owner-died.
+    let name = lock.name().to_owned();
+    std::thread::spawn(move || ShmLock::open(&name).unwrap().acquire(None).unwrap()).join().unwrap();
+    assert_eq!(lock.acquire(None), Err(AcquireError::OwnerDied));
+    lock.release().unwrap(); // unacknowledged
+    assert_eq!(lock.acquire(None), Err(AcquireError::OwnerDied), "still told");
+    lock.acknowledge().unwrap();
+    lock.release().unwrap();
+    assert_eq!(lock.acquire(Some(Duration::ZERO)), Ok(()));
+    assert_eq!(lock.acknowledge(), Ok(()));
+    lock.release().unwrap();
+    assert_eq!(lock.acknowledge(), Err(NotHeld));
+    assert!(ShmMutex::<u8>::open(lock.name()).is_ok(), "the same segment as a ShmMutex<u8>");
+}

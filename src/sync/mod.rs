@@ -11,6 +11,7 @@
 mod barrier;
 mod counter;
 mod event;
+mod lock;
 mod lock_error;
 mod mutex;
 mod queue;
@@ -20,6 +21,7 @@ mod rwlock;
 pub use barrier::{BarrierWaitResult, ShmBarrier};
 pub use counter::ShmCounter;
 pub use event::{EventMode, ShmEvent};
+pub use lock::{AcquireError, NotHeld, ShmLock};
 pub use lock_error::{LockError, LockTimeoutError, OwnerDied, TryLockError};
 pub use mutex::{MutexGuard, ShmMutex};
 pub use queue::{

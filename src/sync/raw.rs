@@ -155,6 +155,37 @@ impl RawMutex {
         // SAFETY: self.ptr points at an initialised mutex; callers hold it.
         let _ = unsafe { libc::pthread_mutex_unlock(self.ptr) };
     }
+
+    /// Unlocks if this thread holds it; `Err` (`EPERM`) otherwise: robust
+    /// mutexes check their owner on unlock.
+    pub fn try_unlock(&self) -> Result<(), i32> {
+        // SAFETY: self.ptr points at an initialised mutex in a live mapping;
+        // an unlock by a thread that does not hold it fails and changes nothing.
+        match unsafe { libc::pthread_mutex_unlock(self.ptr) } {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    /// True if this thread holds it (a robust error-checking mutex's
+    /// `trylock` by its holder fails with `EDEADLK`).
+    pub fn held_here(&self) -> bool {
+        match self.try_lock() {
+            Err(Failed::Deadlock) => true,
+            Ok(Acquired::Clean) => {
+                self.unlock();
+                false
+            }
+            Ok(Acquired::OwnerDied) => {
+                // Taken from a dead holder just now: leave it usable (the
+                // caller of a lock knows of the death through its own word).
+                self.mark_consistent();
+                self.unlock();
+                false
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 fn outcome(code: i32) -> Result<Acquired, Failed> {
