@@ -54,11 +54,13 @@ pub struct NotHeld;
 /// one acknowledges it.
 ///
 /// ```
-/// use shmkit::sync::ShmLock;
+/// use shmkit::sync::{AcquireError, ShmLock};
+/// use std::time::Duration;
 /// let lock = ShmLock::create_unique()?;
 /// lock.acquire(None).unwrap();
-/// assert_eq!(ShmLock::open(lock.name())?.acquire(Some(std::time::Duration::ZERO)),
-///            Err(shmkit::sync::AcquireError::Timeout));
+/// let name = lock.name().to_owned(); // another thread (or process), by name:
+/// let other = std::thread::spawn(move || ShmLock::open(&name).unwrap().acquire(Some(Duration::ZERO)));
+/// assert_eq!(other.join().unwrap(), Err(AcquireError::Timeout));
 /// lock.release().unwrap();
 /// # Ok::<(), shmkit::Error>(())
 /// ```
