@@ -64,6 +64,12 @@ impl DynArray {
         Ok(Self::wrap(seg, dtype, shape.to_vec(), false))
     }
 
+    /// Like [`create_with`](Self::create_with), under a fresh unique name
+    /// (`fill` runs again if a name is taken at the last moment).
+    pub fn create_unique_with(dtype: DType, shape: &[usize], mut fill: impl FnMut(&mut [u8])) -> Result<Self> {
+        name::retry_unique(|n| Self::create_with(n, dtype, shape, &mut fill))
+    }
+
     /// Creates the `.npy` file `path` (which must not exist) holding a
     /// zeroed array.
     pub fn create_file(path: impl AsRef<Path>, dtype: DType, shape: &[usize]) -> Result<Self> {

@@ -1,0 +1,36 @@
+"""numpy dtypes as the tags shmkit stores in a segment, and back.
+
+A tag is the spelling numpy itself prints: ``dtype.str`` for a plain type
+(``'<f8'``, ``'|S16'``, ``'<U8'``), ``(shape)`` then the type for a
+sub-array (``'(3,)<f4'``), and ``dtype.descr`` for a structure
+(``"[('id', '<u8'), ('pos', '<f8', (3,))]"``). Rust's ``record!`` types
+write the same tags, so a segment made on one side opens on the other.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any, cast
+
+import numpy as np
+
+DTypeLike = Any
+"""Anything ``numpy.dtype()`` takes: ``'f8'``, ``np.float64``, ``float``, ..."""
+
+
+def tag(dtype: DTypeLike) -> str:
+    """The tag of ``dtype`` (anything ``numpy.dtype`` takes)."""
+    dt = np.dtype(dtype)
+    if dt.fields is not None:
+        return str(dt.descr)
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        return f"{shape}{base.str}"
+    return dt.str
+
+
+def dtype(tag: str) -> np.dtype[Any]:
+    """The numpy dtype of a stored tag."""
+    if tag.startswith("["):
+        return cast("np.dtype[Any]", np.dtype(ast.literal_eval(tag)))
+    return np.dtype(tag)

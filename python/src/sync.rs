@@ -1,0 +1,374 @@
+//! Locks, an event, a barrier and a counter across processes, shaped as
+//! Python's `threading` ones. Blocking calls wait with the GIL released
+//! and answer Ctrl-C (see `blocking`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use shmkit::sync::{AcquireError, EventMode, ShmBarrier, ShmCounter, ShmEvent, ShmLock, ShmRwLock};
+
+use crate::handle::{handle_methods, Handle};
+use crate::{blocking, errors, owned};
+
+/// What the `op` argument of a native base asks for: `create(name)`,
+/// `create_unique()` or `open(name)`.
+fn made<T>(
+    op: &str,
+    name: Option<&str>,
+    create: impl FnOnce(&str) -> shmkit::Result<T>,
+    unique: impl FnOnce() -> shmkit::Result<T>,
+    open: impl FnOnce(&str) -> shmkit::Result<T>,
+) -> PyResult<shmkit::Result<T>> {
+    Ok(match (op, name) {
+        ("create", Some(n)) => create(n),
+        ("create_unique", _) => unique(),
+        ("open", Some(n)) => open(n),
+        _ => return Err(PyValueError::new_err("use .create(name, ...), .create_unique(...) or .open(name)")),
+    })
+}
+
+/// `shmkit.<what>('name')`, or `shmkit.<what>('name', closed)`.
+fn repr<T: owned::Owned + 'static>(handle: &Handle<T>, what: &str) -> String {
+    let state = if handle.is_closed() { ", closed" } else { "" };
+    format!("shmkit.{what}({:?}{state})", handle.name())
+}
+
+/// A robust lock across processes, as `threading.Lock`: `acquire`,
+/// `release`, `with lock:`. The thread that acquires it releases it. A
+/// holder's death raises `shmkit.OwnerDied` (see `acquire`).
+#[pyclass(subclass, frozen, weakref, module = "shmkit._shmkit", name = "_Lock")]
+pub(crate) struct Lock {
+    lock: Handle<ShmLock>,
+}
+
+handle_methods!(Lock, lock, {
+    fn __repr__(&self) -> String {
+        repr(&self.lock, "Lock")
+    }
+
+    #[new]
+    #[pyo3(signature = (op, name=None))]
+    fn new(op: &str, name: Option<&str>) -> PyResult<Self> {
+        let lock = Handle::new(made(op, name, ShmLock::create, ShmLock::create_unique, ShmLock::open)?, "Lock")?;
+        Ok(Lock { lock })
+    }
+
+    /// Takes the lock: waits as long as it takes (`timeout=-1`), at most
+    /// `timeout` seconds, or not at all (`blocking=False`); True if taken.
+    /// If a holder died holding it (and no one acknowledged that since),
+    /// raises `shmkit.OwnerDied` **with the lock held by this thread**:
+    /// repair what it protects, call `acknowledge()`, then `release()`.
+    #[pyo3(signature = (blocking=true, timeout=-1.0))]
+    fn acquire(slf: &Bound<'_, Self>, blocking: bool, timeout: f64) -> PyResult<bool> {
+        let py = slf.py();
+        let lock = slf.get().lock.get()?;
+        let limit = match (blocking, timeout) {
+            (false, t) if t != -1.0 => {
+                return Err(PyValueError::new_err("can't specify a timeout for a non-blocking call"))
+            }
+            (false, _) => Some(Duration::ZERO),
+            (true, -1.0) => None,
+            (true, t) => blocking::limit(Some(t))?,
+        };
+        let got = blocking::wait(py, limit, |slice| match lock.acquire(Some(slice)) {
+            Err(AcquireError::Timeout) => None,
+            other => Some(other),
+        })?;
+        match got {
+            None => Ok(false),
+            Some(Ok(())) => Ok(true),
+            Some(Err(AcquireError::OwnerDied)) => Err(owner_died(slf.as_any(), "Lock")?),
+            Some(Err(e)) => Err(errors::acquire(e)),
+        }
+    }
+
+    /// Releases the lock, held by this thread (`shmkit.NotHeld` otherwise).
+    fn release(&self) -> PyResult<()> {
+        self.lock.get()?.release().map_err(errors::not_held)
+    }
+
+    /// After `OwnerDied`, with the lock held: declares the damage repaired,
+    /// so later takers are no longer told.
+    fn acknowledge(&self) -> PyResult<()> {
+        self.lock.get()?.acknowledge().map_err(errors::not_held)
+    }
+
+    /// True if some thread of some process holds it now.
+    fn locked(&self) -> PyResult<bool> {
+        Ok(self.lock.get()?.is_locked())
+    }
+
+    /// `with lock:`. If a holder died, the lock is released again (the
+    /// death still reported to the next taker) and `shmkit.OwnerDied` is
+    /// raised: the block does not run and nothing is left held. Repair
+    /// through `acquire()`, `acknowledge()`, `release()`.
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        match Self::acquire(slf, true, -1.0) {
+            Err(e) if e.is_instance(slf.py(), errors::class(slf.py(), "OwnerDied")?.as_any()) => {
+                slf.get().release()?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+});
+
+/// `shmkit.OwnerDied` for `lock`, its `lock` attribute set.
+fn owner_died(lock: &Bound<'_, PyAny>, what: &str) -> PyResult<PyErr> {
+    let py = lock.py();
+    let message = format!(
+        "a holder of this {what} died holding it: this thread holds it now; repair what it protects, then \
+         acknowledge() and release()"
+    );
+    let exc = errors::class(py, "OwnerDied")?.call1((message,))?;
+    exc.setattr("lock", lock)?;
+    Ok(PyErr::from_value(exc))
+}
+
+/// A reader-writer lock across processes: `with rw.read():` (many
+/// readers) and `with rw.write():` (one writer).
+#[pyclass(subclass, frozen, weakref, module = "shmkit._shmkit", name = "_RWLock")]
+pub(crate) struct RwLockHandle {
+    lock: Handle<ShmRwLock<u8>>,
+}
+
+handle_methods!(RwLockHandle, lock, {
+    fn __repr__(&self) -> String {
+        repr(&self.lock, "RWLock")
+    }
+
+    #[new]
+    #[pyo3(signature = (op, name=None))]
+    fn new(op: &str, name: Option<&str>) -> PyResult<Self> {
+        let create = |n: &str| ShmRwLock::create(n, 0u8);
+        let lock = Handle::new(made(op, name, create, || ShmRwLock::create_unique(0u8), ShmRwLock::open)?, "Lock")?;
+        Ok(RwLockHandle { lock })
+    }
+
+    /// Shared access, as a context manager; `timeout` in seconds (`None`:
+    /// as long as it takes; `shmkit.Timeout` past it).
+    #[pyo3(signature = (timeout=None))]
+    fn read(&self, timeout: Option<f64>) -> PyResult<RwGuard> {
+        Ok(RwGuard { lock: self.lock.get()?, write: false, limit: blocking::limit(timeout)?, held: None })
+    }
+
+    /// Exclusive access, as a context manager (see `read`).
+    #[pyo3(signature = (timeout=None))]
+    fn write(&self, timeout: Option<f64>) -> PyResult<RwGuard> {
+        Ok(RwGuard { lock: self.lock.get()?, write: true, limit: blocking::limit(timeout)?, held: None })
+    }
+});
+
+/// A held read or write access of an `RWLock`: entered and left on one
+/// thread (a reader-writer lock's access belongs to its thread).
+#[pyclass(unsendable, module = "shmkit", name = "RWLockAccess")]
+pub(crate) struct RwGuard {
+    // Declared first: dropped before the lock it borrows from.
+    held: Option<Held>,
+    lock: Arc<ShmRwLock<u8>>,
+    write: bool,
+    limit: Option<Duration>,
+}
+
+/// A guard of the `ShmRwLock` in the `Arc` beside it, kept for its
+/// `Drop`, which gives the access back.
+#[expect(dead_code, reason = "a guard is held only to be dropped")]
+enum Held {
+    Read(shmkit::sync::ReadGuard<'static, u8>),
+    Write(shmkit::sync::WriteGuard<'static, u8>),
+}
+
+#[pymethods]
+impl RwGuard {
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = slf.borrow_mut();
+        if this.held.is_some() {
+            return Err(PyValueError::new_err("this access is held already: enter it once"));
+        }
+        // SAFETY: the guard borrows the lock in `this.lock`, an `Arc` this
+        // object keeps until after the guard (fields drop in order, `held`
+        // first); the object never leaves this thread (`unsendable`), as
+        // the guards may not.
+        let lock: &'static ShmRwLock<u8> = unsafe { &*Arc::as_ptr(&this.lock) };
+        let deadline = this.limit.and_then(|l| std::time::Instant::now().checked_add(l));
+        // A guard cannot cross threads, so it cannot be taken with the GIL
+        // released: try, and sleep a moment (GIL released) between tries.
+        loop {
+            let got = match this.write {
+                true => lock.try_write().map(Held::Write).map_err(|e| {
+                    (e.is_owner_died(), format!("{e}"), matches!(e, shmkit::sync::TryLockError::WouldBlock))
+                }),
+                false => lock.try_read().map(Held::Read).map_err(|e| {
+                    (e.is_owner_died(), format!("{e}"), matches!(e, shmkit::sync::TryLockError::WouldBlock))
+                }),
+            };
+            match got {
+                Ok(h) => {
+                    this.held = Some(h);
+                    return Ok(());
+                }
+                Err((true, _, _)) => return Err(owner_died(slf.as_any(), "RWLock")?),
+                Err((_, _, true)) => {
+                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        return Err(errors::raise("Timeout", "the RWLock was not free in time"));
+                    }
+                    drop(this);
+                    py.detach(|| std::thread::sleep(Duration::from_micros(500)));
+                    py.check_signals()?;
+                    this = slf.borrow_mut();
+                }
+                Err((_, why, _)) => return Err(errors::raise("Deadlock", why)),
+            }
+        }
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&mut self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.held = None;
+        false
+    }
+}
+
+/// An event across processes, as `threading.Event`.
+#[pyclass(subclass, frozen, weakref, module = "shmkit._shmkit", name = "_Event")]
+pub(crate) struct Event {
+    event: Handle<ShmEvent>,
+}
+
+handle_methods!(closing Event, event, {
+    fn __repr__(&self) -> String {
+        repr(&self.event, "Event")
+    }
+
+    #[new]
+    #[pyo3(signature = (op, name=None, auto_reset=false))]
+    fn new(op: &str, name: Option<&str>, auto_reset: bool) -> PyResult<Self> {
+        let mode = if auto_reset { EventMode::Auto } else { EventMode::Manual };
+        let create = |n: &str| ShmEvent::create(n, mode);
+        let event = Handle::new(made(op, name, create, || ShmEvent::create_unique(mode), ShmEvent::open)?, "Event")?;
+        Ok(Event { event })
+    }
+
+    /// Sets it: waiters pass (one per set, for an auto-reset event).
+    fn set(&self) -> PyResult<()> {
+        self.event.get()?.set();
+        Ok(())
+    }
+
+    /// Clears it.
+    fn clear(&self) -> PyResult<()> {
+        self.event.get()?.reset();
+        Ok(())
+    }
+
+    /// True while set.
+    fn is_set(&self) -> PyResult<bool> {
+        Ok(self.event.get()?.is_set())
+    }
+
+    /// Waits until set, at most `timeout` seconds (`None`: as long as it
+    /// takes); True if it was set, False on timeout.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let event = self.event.get()?;
+        Ok(blocking::wait(py, blocking::limit(timeout)?, |slice| event.wait_timeout(slice).ok())?.is_some())
+    }
+});
+
+/// A barrier across processes: `parties` processes meet before any goes on.
+#[pyclass(subclass, frozen, weakref, module = "shmkit._shmkit", name = "_Barrier")]
+pub(crate) struct Barrier {
+    barrier: Handle<ShmBarrier>,
+}
+
+handle_methods!(closing Barrier, barrier, {
+    fn __repr__(&self) -> String {
+        repr(&self.barrier, "Barrier")
+    }
+
+    #[new]
+    #[pyo3(signature = (op, name=None, parties=0))]
+    fn new(op: &str, name: Option<&str>, parties: u32) -> PyResult<Self> {
+        let create = |n: &str| ShmBarrier::create(n, parties);
+        let barrier = Handle::new(made(op, name, create, || ShmBarrier::create_unique(parties), ShmBarrier::open)?, "Barrier")?;
+        Ok(Barrier { barrier })
+    }
+
+    /// How many must arrive.
+    #[getter]
+    fn parties(&self) -> PyResult<u32> {
+        Ok(self.barrier.get()?.parties())
+    }
+
+    /// Waits for every party, at most `timeout` seconds (`shmkit.Timeout`
+    /// past it, the arrival taken back); True for exactly one of them.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let barrier = self.barrier.get()?;
+        match blocking::wait(py, blocking::limit(timeout)?, |slice| barrier.wait_timeout(slice).ok())? {
+            Some(r) => Ok(r.is_leader),
+            None => Err(errors::raise("Timeout", "not every party arrived at the Barrier in time")),
+        }
+    }
+});
+
+/// An atomic 64-bit counter across processes.
+#[pyclass(subclass, frozen, weakref, module = "shmkit._shmkit", name = "_Counter")]
+pub(crate) struct Counter {
+    counter: Handle<ShmCounter>,
+}
+
+handle_methods!(closing Counter, counter, {
+    fn __repr__(&self) -> String {
+        repr(&self.counter, "Counter")
+    }
+
+    #[new]
+    #[pyo3(signature = (op, name=None, value=0))]
+    fn new(op: &str, name: Option<&str>, value: u64) -> PyResult<Self> {
+        let create = |n: &str| ShmCounter::create(n, value);
+        let counter = Handle::new(made(op, name, create, || ShmCounter::create_unique(value), ShmCounter::open)?, "Counter")?;
+        Ok(Counter { counter })
+    }
+
+    /// The value now.
+    #[getter]
+    fn value(&self) -> PyResult<u64> {
+        Ok(self.counter.get()?.get())
+    }
+
+    /// Sets the value.
+    #[setter]
+    fn set_value(&self, value: u64) -> PyResult<()> {
+        self.counter.get()?.set(value);
+        Ok(())
+    }
+
+    /// Adds `n` (wrapping); returns the value before.
+    #[pyo3(signature = (n=1))]
+    fn add(&self, n: u64) -> PyResult<u64> {
+        Ok(self.counter.get()?.add(n))
+    }
+
+    /// Subtracts `n` (wrapping); returns the value before.
+    #[pyo3(signature = (n=1))]
+    fn sub(&self, n: u64) -> PyResult<u64> {
+        Ok(self.counter.get()?.sub(n))
+    }
+
+    /// Sets it to `new` if it is `current`; returns the value it had.
+    fn compare_exchange(&self, current: u64, new: u64) -> PyResult<u64> {
+        Ok(self.counter.get()?.compare_exchange(current, new).unwrap_or_else(|v| v))
+    }
+});
