@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use shmkit::admin::{self, Gc, Presence, SegmentInfo};
+use shmkit::admin::{self, Gc, Presence, RemoveIpc, SegmentInfo};
 
 use crate::errors;
 
@@ -113,7 +113,15 @@ pub(crate) fn doctor(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("segment_bytes", c.segment_bytes)?;
     d.set_item("garbage", c.garbage)?;
     d.set_item("garbage_bytes", c.garbage_bytes)?;
-    d.set_item("remove_ipc", format!("{:?}", c.remove_ipc))?;
+    // Whether systemd-logind removes this user's segments at logout:
+    // True (and where that was read), False (and why), or None (no logind).
+    let (removes, why) = match &c.remove_ipc {
+        RemoveIpc::Yes { from } => (Some(true), Some(from.as_str())),
+        RemoveIpc::No { why } => (Some(false), Some(why.as_str())),
+        _ => (None, None), // NotHere, or a case this binding does not know yet
+    };
+    d.set_item("remove_ipc", removes)?;
+    d.set_item("remove_ipc_why", why)?;
     d.set_item("max_map_count", c.max_map_count)?;
     d.set_item("open_files_limit", c.open_files_limit)?;
     d.set_item("advice", c.advice)?;

@@ -1,0 +1,27 @@
+"""The seeds rewritten with shmkit (``python/examples``) run as written
+and print what the originals print, leaving nothing in ``/dev/shm``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT, dev_shm
+
+
+def run(example: str) -> str:
+    before = dev_shm()
+    done = subprocess.run([sys.executable, str(ROOT / "python/examples" / example)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not {n for n in dev_shm() - before if n.startswith("shmkit")}, "the example left a segment"
+    return done.stdout
+
+
+def test_double_in_place() -> None:
+    assert run("double_in_place.py") == "Result: [ 2.  4.  6.  8. 10.]\n"
+
+
+def test_manager() -> None:
+    out = run("manager.py").splitlines()
+    assert out[0] == "Dict: " + str({i: 2 * i for i in range(10)})
+    assert out[1] == "List: " + str([f"processed_{i}" for i in range(10)])
