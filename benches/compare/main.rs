@@ -1,6 +1,8 @@
 //! The same work three ways, in one run, on this machine: shmkit helpers,
 //! in-process threads (rayon) over the same array, and Python's
-//! `multiprocessing` + `shared_memory` + numpy (`benches/compare.py`).
+//! `multiprocessing` + `shared_memory` + numpy (`benches/compare.py`); and
+//! the shmkit Python package against `SharedMemory` + numpy,
+//! `multiprocessing.Manager` and UltraDict (`benches/compare_python.py`).
 //!
 //! ```text
 //! cargo bench --bench compare            # about 4 minutes on 2 cores
@@ -17,6 +19,7 @@ mod curve;
 mod measure;
 mod python;
 mod report;
+mod report_python;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +35,8 @@ pub struct Sizes {
     pub helpers: usize,
     /// Keys of the Manager workload, the same on every side.
     pub manager: usize,
+    /// Keys of the Python package's Manager workload (its peers are slow).
+    pub python_keys: usize,
 }
 
 /// Per-repetition values of one workload, one way.
@@ -42,8 +47,24 @@ fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let helpers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sizes = match quick {
-        true => Sizes { elements: 1 << 24, tiny: 20_000, latency: 1000, reps: 5, helpers, manager: 20_000 },
-        false => Sizes { elements: 1 << 27, tiny: 200_000, latency: 5000, reps: 5, helpers, manager: 200_000 },
+        true => Sizes {
+            elements: 1 << 24,
+            tiny: 20_000,
+            latency: 1000,
+            reps: 5,
+            helpers,
+            manager: 20_000,
+            python_keys: 20_000,
+        },
+        false => Sizes {
+            elements: 1 << 27,
+            tiny: 200_000,
+            latency: 5000,
+            reps: 5,
+            helpers,
+            manager: 200_000,
+            python_keys: 40_000,
+        },
     };
     let mib = (sizes.elements * 8) >> 20;
     eprintln!("compare: {mib} MiB array, {helpers} helpers / threads / workers, {} rounds after a warm-up", sizes.reps);
@@ -57,7 +78,13 @@ fn main() -> Result<()> {
         rig.round(rep % 2 == 0, &mut shm, &mut thr)?;
         let Ok(p) = &python else { continue };
         eprintln!("compare: round {}/{}: python ...", rep + 1, sizes.reps);
-        match p.round(&sizes, Duration::from_secs(300)) {
+        let limit = Duration::from_secs(300);
+        let got = p.round(&sizes, limit).and_then(|mut got| {
+            eprintln!("compare: round {}/{}: the Python package ...", rep + 1, sizes.reps);
+            got.extend(p.package_round(&sizes, limit)?);
+            Ok(got)
+        });
+        match got {
             Ok(got) => got.into_iter().for_each(|(k, v)| py.entry(k).or_default().extend(v)),
             Err(e) => python = Err(e),
         }

@@ -112,6 +112,14 @@ fn sum8(v: &[f64]) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
+/// A new array of `n` elements, every one written (1.0), as one process
+/// would make it: what the Python package's create + fill is held to.
+fn create_fill(n: usize) -> Result<SharedArray<f64, Ix1>> {
+    let mut a = SharedArray::<f64, Ix1>::create_unique(n)?;
+    a.as_slice_mut()?.fill(1.0);
+    Ok(a)
+}
+
 fn check(results: Vec<Result<u64, shmkit::pool::TaskError>>) -> Result<()> {
     ensure!(results.iter().all(Result::is_ok), "a tiny task failed");
     Ok(())
@@ -159,7 +167,9 @@ impl<'s> Rig<'s> {
         push(out, "latency_median_s", median);
         push(out, "latency_p99_s", p99);
         push(out, "pool_ready_s", time(|| Pool::builder().tasks(tasks).helpers(s.helpers).build())?.0); // drop untimed
-        push(out, "attach_s", time(|| SharedArray::<f64, Ix1>::open(self.a.name()))?.0);
+                                                                                                        // The median of 21 attaches (each dropped after), as the Python sides measure.
+        push(out, "attach_s", latency(21, || SharedArray::<f64, Ix1>::open(self.a.name()))?.0);
+        push(out, "create_fill_s", time(|| create_fill(s.elements))?.0); // removed untimed
         push(out, "manager_ops", self.manager_shmkit()?);
         Ok(())
     }

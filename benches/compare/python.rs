@@ -1,4 +1,5 @@
-//! Running `benches/compare.py` with a numpy it sets up itself.
+//! Running `benches/compare.py` and `benches/compare_python.py` in a venv
+//! the bench sets up itself (numpy, UltraDict, this tree's shmkit package).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,27 +10,36 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::{Samples, Sizes};
 
-/// A python3 that can import numpy: the system one, or a venv under
-/// `target/bench-venv` made and filled on first use.
+/// What the Python columns need: numpy for `compare.py`; the shmkit
+/// package (built from this tree), UltraDict 0.0.6 and the `atomics`
+/// package its shared lock needs for `compare_python.py`.
+const PACKAGES: [&str; 4] = ["numpy", "maturin>=1.9.4,<2", "UltraDict==0.0.6", "atomics"];
+
+/// The venv `target/bench-venv`, made and filled on first use, with this
+/// tree's shmkit package (re)installed: an error says what failed.
 fn python() -> Result<PathBuf> {
-    let ok = |py: &Path| {
-        Command::new(py).args(["-c", "import numpy"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-    };
-    let system = PathBuf::from("python3");
-    if Command::new(&system).arg("--version").stdout(Stdio::null()).status().is_err() {
+    if Command::new("python3").arg("--version").stdout(Stdio::null()).status().is_err() {
         bail!("python3 is not installed");
-    }
-    if ok(&system) {
-        return Ok(system);
     }
     let venv = shmkit_bench::target_dir().join("bench-venv");
     let py = venv.join("bin/python");
-    if !ok(&py) {
-        eprintln!("compare: installing numpy into {}", venv.display());
+    let has =
+        |code: &str| Command::new(&py).args(["-c", code]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !has("import numpy, maturin, UltraDict, atomics") {
+        eprintln!("compare: installing {} into {}", PACKAGES.join(", "), venv.display());
         ensure!(Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success(), "python3 -m venv failed");
-        let pip = Command::new(&py).args(["-m", "pip", "install", "--quiet", "numpy"]).status()?;
-        ensure!(pip.success(), "pip install numpy failed");
+        let pip = Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(PACKAGES).status()?;
+        ensure!(pip.success(), "pip install {PACKAGES:?} failed");
     }
+    eprintln!("compare: building the shmkit Python package into {}", venv.display());
+    let path = format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let pip = Command::new(&py)
+        .args(["-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps", "--force-reinstall"])
+        .arg(shmkit_bench::workspace().join("python"))
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", shmkit_bench::target_dir().join("python"))
+        .status()?;
+    ensure!(pip.success(), "pip install ./python failed");
     Ok(py)
 }
 
@@ -40,7 +50,7 @@ pub struct Python {
 }
 
 impl Python {
-    /// Finds (or sets up) python3 with numpy; an error says why there is none.
+    /// Sets up the venv; an error says why there is none.
     pub fn find() -> Result<Python> {
         let exe = python()?;
         let code = "import sys, numpy; print(f'Python {sys.version.split()[0]}, numpy {numpy.__version__}')";
@@ -52,15 +62,31 @@ impl Python {
     /// One round of `benches/compare.py` (its own warm-up, then one run of
     /// each workload): per-workload samples.
     pub fn round(&self, s: &Sizes, limit: Duration) -> Result<HashMap<String, Samples>> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compare.py");
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg(script).args(["--helpers", &s.helpers.to_string(), "--elements", &s.elements.to_string()]);
-        cmd.args(["--tiny", &s.tiny.to_string(), "--latency", &s.latency.to_string(), "--reps", "1"]);
-        cmd.args(["--manager", &s.manager.to_string()]);
-        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let mut args = vec!["--helpers".to_owned(), s.helpers.to_string(), "--elements".into(), s.elements.to_string()];
+        args.extend(["--tiny".into(), s.tiny.to_string(), "--latency".into(), s.latency.to_string()]);
+        args.extend(["--reps".into(), "1".into(), "--manager".into(), s.manager.to_string()]);
+        self.run("compare.py", &args, limit)
+    }
+
+    /// One round of `benches/compare_python.py`: the shmkit package against
+    /// `SharedMemory` + numpy, `multiprocessing.Manager` and UltraDict.
+    pub fn package_round(&self, s: &Sizes, limit: Duration) -> Result<HashMap<String, Samples>> {
+        let mut args = vec!["--helpers".to_owned(), s.helpers.to_string(), "--elements".into(), s.elements.to_string()];
+        args.extend(["--keys".into(), s.python_keys.to_string(), "--reps".into(), "1".into()]);
+        self.run("compare_python.py", &args, limit)
+    }
+
+    /// Runs `script` (in `benches/`) with `args`; its JSON: samples per key.
+    fn run(&self, script: &str, args: &[String], limit: Duration) -> Result<HashMap<String, Samples>> {
+        let child = Command::new(&self.exe)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
         let out = wait(child, limit)?;
-        ensure!(out.status.success(), "compare.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("compare.py output")?;
+        ensure!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("the script's output")?;
         let samples = json.as_object().context("a JSON object")?.iter();
         let samples =
             samples.filter_map(|(k, v)| Some((k.clone(), v.as_array()?.iter().filter_map(|x| x.as_f64()).collect())));
@@ -74,7 +100,7 @@ fn wait(mut child: std::process::Child, limit: Duration) -> Result<std::process:
     while child.try_wait()?.is_none() {
         if start.elapsed() > limit {
             child.kill()?;
-            bail!("compare.py still running after {limit:?}: killed");
+            bail!("a Python script still running after {limit:?}: killed");
         }
         std::thread::sleep(Duration::from_millis(50));
     }

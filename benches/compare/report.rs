@@ -10,10 +10,20 @@ use crate::{Samples, Sizes};
 
 /// Median and range of one figure.
 #[derive(Clone, Copy)]
-struct Stat {
-    median: f64,
-    min: f64,
-    max: f64,
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    /// Median and range of `samples`, each scaled by `scale`.
+    pub fn of(samples: Option<&Samples>, scale: impl Fn(f64) -> f64) -> Option<Stat> {
+        let mut v: Vec<f64> = samples?.iter().map(|&x| scale(x)).collect();
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+        Some(Stat { median, min: *v.first()?, max: *v.last()? })
+    }
 }
 
 /// What a row must reach (issue 4's targets, raised by issue 12's).
@@ -120,20 +130,17 @@ fn workloads() -> Vec<Workload> {
 }
 
 fn stat(samples: Option<&Samples>, w: &Workload, s: &Sizes) -> Option<Stat> {
-    let mut v: Vec<f64> = samples?.iter().map(|&x| (w.scale)(x, s)).collect();
-    v.sort_by(f64::total_cmp);
-    let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
-    Some(Stat { median, min: *v.first()?, max: *v.last()? })
+    Stat::of(samples, |x| (w.scale)(x, s))
 }
 
 /// shmkit relative to another: above 1 means shmkit is better.
-fn ratio(ours: Option<Stat>, theirs: Option<Stat>, higher_better: bool) -> Option<f64> {
+pub fn ratio(ours: Option<Stat>, theirs: Option<Stat>, higher_better: bool) -> Option<f64> {
     let (a, b) = (ours?.median, theirs?.median);
     let r = if higher_better { a / b } else { b / a };
     (r.is_finite() && r > 0.0).then_some(r) // against a zero (no extra memory), a ratio says nothing
 }
 
-fn cell(s: Option<Stat>) -> String {
+pub fn cell(s: Option<Stat>) -> String {
     let f = |x: f64| {
         if x >= 100.0 {
             format!("{x:.0}")
@@ -193,6 +200,7 @@ pub fn write(
     md.push_str("\nRatios: above 1× means shmkit is better (faster, or less time / memory).\n");
     md.push_str("\nThe fixed cost of an in-place pass (doubling, median time per pass; below 1.30× at 1 MiB is the target):\n\n");
     md.push_str(curve);
+    md.push_str(&crate::report_python::table(s, shmkit, py_samples));
     println!("{md}");
     let dir = shmkit_bench::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;

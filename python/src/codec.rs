@@ -77,20 +77,24 @@ impl Codec {
                 Ok(())
             }
             Codec::Bytes { n } => {
-                let bytes: Vec<u8> = match value.cast::<PyString>() {
-                    Ok(s) => s.to_str()?.as_bytes().to_vec(),
-                    Err(_) => value.extract::<Vec<u8>>().map_err(|_| {
-                        PyTypeError::new_err(format!("a 'S{n}' value is bytes (or str), not {}", type_name(value)))
-                    })?,
-                };
-                fill(out, &bytes, || format!("{} bytes do not fit 'S{n}'", bytes.len()))
+                let too_long = |len: usize| format!("{len} bytes do not fit 'S{n}'");
+                if let Ok(b) = value.cast::<PyBytes>() {
+                    return fill(out, b.as_bytes(), || too_long(b.as_bytes().len()));
+                }
+                if let Ok(s) = value.cast::<PyString>() {
+                    let text = s.to_str()?;
+                    return fill(out, text.as_bytes(), || too_long(text.len()));
+                }
+                let bytes: Vec<u8> = value.extract().map_err(|_| {
+                    PyTypeError::new_err(format!("a 'S{n}' value is bytes (or str), not {}", type_name(value)))
+                })?;
+                fill(out, &bytes, || too_long(bytes.len()))
             }
             Codec::Text { chars } => {
-                let text: String = value.extract().map_err(|_| {
+                let text = value.cast::<PyString>().map_err(|_| {
                     PyTypeError::new_err(format!("a 'U{chars}' value is str, not {}", type_name(value)))
                 })?;
-                let ucs4: Vec<u8> = text.chars().flat_map(|c| (c as u32).to_le_bytes()).collect();
-                fill(out, &ucs4, || format!("{} characters do not fit 'U{chars}'", text.chars().count()))
+                ucs4(text.to_str()?, out, chars)
             }
             Codec::Numpy { ref dtype, size } => {
                 // A 0-d array assigned the value: numpy's own conversion,
@@ -188,6 +192,60 @@ fn int(value: &Bound<'_, PyAny>, size: usize, signed: bool, out: &mut [u8]) -> P
     }
     out.copy_from_slice(&n.to_le_bytes()[..size]);
     Ok(())
+}
+
+/// `text` as UTF-32LE then zeros into `out` (`chars` characters' room),
+/// written in place: no allocation on the way.
+fn ucs4(text: &str, out: &mut [u8], chars: usize) -> PyResult<()> {
+    let mut cells = out.chunks_exact_mut(4);
+    for c in text.chars() {
+        let Some(cell) = cells.next() else {
+            let why = format!("{} characters do not fit 'U{chars}'", text.chars().count());
+            return Err(PyValueError::new_err(why));
+        };
+        cell.copy_from_slice(&(c as u32).to_le_bytes());
+    }
+    cells.for_each(|cell| cell.fill(0));
+    Ok(())
+}
+
+/// One value's bytes: inline up to `Buf::INLINE` bytes (the keys and
+/// values of most maps, lists and queues), else on the heap. Saves the
+/// allocations a `Vec` would cost on every call.
+pub(crate) enum Buf {
+    Inline([u8; Buf::INLINE], usize),
+    Heap(Vec<u8>),
+}
+
+impl Buf {
+    const INLINE: usize = 128;
+
+    /// `n` zero bytes.
+    pub(crate) fn zeroed(n: usize) -> Buf {
+        match n <= Self::INLINE {
+            true => Buf::Inline([0; Self::INLINE], n),
+            false => Buf::Heap(vec![0; n]),
+        }
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buf::Inline(b, n) => &b[..*n],
+            Buf::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Buf::Inline(b, n) => &mut b[..*n],
+            Buf::Heap(v) => v,
+        }
+    }
 }
 
 /// `bytes` then zeros into `out`; `ValueError` (with `why`) if too long.

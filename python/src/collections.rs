@@ -4,6 +4,7 @@
 //! that add the `collections.abc` mixins and the `create`/`open`
 //! constructors; these are their native bases.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyValueError};
@@ -12,7 +13,7 @@ use pyo3::types::{PyList, PyTuple};
 
 use shmkit::collections::{DynMap, DynVec, Item, MapError};
 
-use crate::codec::Codec;
+use crate::codec::{Buf, Codec};
 use crate::handle::{handle_methods, Handle};
 use crate::{blocking, errors};
 
@@ -84,35 +85,32 @@ handle_methods!(closing Dict, map, {
     }
 
     fn __getitem__<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let k = self.key_bytes(key)?;
-        let mut out = vec![0; self.value_size()?];
-        match self.run(py, |m| m.get_into(&k, &mut out))? {
+        let (map, k, mut out) = self.keyed(key)?;
+        match self.run(py, &map, |m| m.get_into(&k, &mut out))? {
             true => self.value.decode(py, &out),
             false => Err(PyKeyError::new_err(key.clone().unbind())),
         }
     }
 
     fn __setitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let k = self.key_bytes(key)?;
-        let mut v = vec![0; self.value_size()?];
+        let (map, k, mut v) = self.keyed(key)?;
         self.value.encode(value, &mut v)?;
-        let mut old = vec![0; v.len()];
-        self.run(py, |m| m.insert_into(&k, &v, &mut old)).map(drop)
+        let mut old = Buf::zeroed(v.len());
+        self.run(py, &map, |m| m.insert_into(&k, &v, &mut old)).map(drop)
     }
 
     fn __delitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let k = self.key_bytes(key)?;
-        let mut out = vec![0; self.value_size()?];
-        match self.run(py, |m| m.remove_into(&k, &mut out))? {
+        let (map, k, mut out) = self.keyed(key)?;
+        match self.run(py, &map, |m| m.remove_into(&k, &mut out))? {
             true => Ok(()),
             false => Err(PyKeyError::new_err(key.clone().unbind())),
         }
     }
 
     fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let Ok(k) = self.key_bytes(key) else { return Ok(false) }; // not a key of this dtype: absent
-        let mut out = vec![0; self.value_size()?];
-        self.run(py, |m| m.get_into(&k, &mut out))
+        self.map.get()?; // closed: shmkit.Closed, not False
+        let Ok((map, k, mut out)) = self.keyed(key) else { return Ok(false) }; // not a key of this dtype: absent
+        self.run(py, &map, |m| m.get_into(&k, &mut out))
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -127,9 +125,9 @@ handle_methods!(closing Dict, map, {
         key: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Ok(k) = self.key_bytes(key) else { return Ok(default) };
-        let mut out = vec![0; self.value_size()?];
-        match self.run(py, |m| m.get_into(&k, &mut out))? {
+        self.map.get()?; // closed: shmkit.Closed, not the default
+        let Ok((map, k, mut out)) = self.keyed(key) else { return Ok(default) };
+        match self.run(py, &map, |m| m.get_into(&k, &mut out))? {
             true => self.value.decode(py, &out).map(Some),
             false => Ok(default),
         }
@@ -139,9 +137,8 @@ handle_methods!(closing Dict, map, {
     /// is absent (`KeyError` if no default is given).
     #[pyo3(signature = (key, *default))]
     fn pop<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>, default: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
-        let k = self.key_bytes(key)?;
-        let mut out = vec![0; self.value_size()?];
-        match (self.run(py, |m| m.remove_into(&k, &mut out))?, default.get_item(0)) {
+        let (map, k, mut out) = self.keyed(key)?;
+        match (self.run(py, &map, |m| m.remove_into(&k, &mut out))?, default.get_item(0)) {
             (true, _) => self.value.decode(py, &out),
             (false, Ok(d)) => Ok(d),
             (false, Err(_)) => Err(PyKeyError::new_err(key.clone().unbind())),
@@ -154,10 +151,10 @@ handle_methods!(closing Dict, map, {
     /// `update`: a mapping's `update` merges another mapping.) `fn` must be
     /// quick and must not use this map; if it raises, nothing changes.
     fn apply<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let k = self.key_bytes(key)?;
+        let (map, k, _) = self.keyed(key)?;
         let mut failure = None;
         let mut new_value = None;
-        self.run(py, |m| {
+        self.run(py, &map, |m| {
             m.modify(&k, |current, out| {
                 let result = current.map(|c| self.value.decode(py, c)).transpose().and_then(|old| {
                     let new = func.call1((old,))?;
@@ -222,24 +219,24 @@ handle_methods!(closing Dict, map, {
 });
 
 impl Dict {
-    fn key_bytes(&self, key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-        let mut k = vec![0; self.map.get()?.key_size()];
+    /// The map, `key`'s bytes, and a zeroed buffer for one value: what
+    /// every keyed operation starts with (one `get` of the handle, no
+    /// allocation for keys and values of up to `Buf`'s inline size).
+    fn keyed(&self, key: &Bound<'_, PyAny>) -> PyResult<(Arc<DynMap>, Buf, Buf)> {
+        let map = self.map.get()?;
+        let mut k = Buf::zeroed(map.key_size());
         self.key.encode(key, &mut k)?;
-        Ok(k)
-    }
-
-    fn value_size(&self) -> PyResult<usize> {
-        Ok(self.map.get()?.value_size())
+        let v = Buf::zeroed(map.value_size());
+        Ok((map, k, v))
     }
 
     /// Runs `op`, which takes a stripe's lock for at most a short slice:
     /// a stripe held longer (by a stopped process) is tried again after
     /// Python's signal handlers run, until the handle's lock timeout.
-    fn run<T>(&self, py: Python<'_>, mut op: impl FnMut(&DynMap) -> Result<T, MapError>) -> PyResult<T> {
-        let map = self.map.get()?;
+    fn run<T>(&self, py: Python<'_>, map: &DynMap, mut op: impl FnMut(&DynMap) -> Result<T, MapError>) -> PyResult<T> {
         let deadline = self.lock_timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
-            match op(&map) {
+            match op(map) {
                 Err(MapError::LockTimeout { .. }) => {
                     py.check_signals()?;
                     if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -257,8 +254,9 @@ impl Dict {
         py: Python<'py>,
         mut each: impl FnMut(Bound<'py, PyAny>, Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let map = self.map.get()?;
         let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        self.run(py, |m| {
+        self.run(py, &map, |m| {
             raw.clear();
             m.for_each(|k, v| raw.push((k.to_vec(), v.to_vec())))
         })?;
@@ -305,7 +303,7 @@ handle_methods!(closing List, list, {
     /// Appends `value` (lock-free, from any number of processes at once).
     fn append(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let list = self.list.get()?;
-        let mut bytes = vec![0; list.item_size()];
+        let mut bytes = Buf::zeroed(list.item_size());
         self.codec.encode(value, &mut bytes)?;
         list.push(&bytes).map(drop).map_err(errors::push)
     }
@@ -331,7 +329,7 @@ handle_methods!(closing List, list, {
         if i < 0 || i >= len {
             return Err(PyIndexError::new_err("List index out of range"));
         }
-        let mut out = vec![0; list.item_size()];
+        let mut out = Buf::zeroed(list.item_size());
         let found = blocking::wait(py, None, |slice| {
             let start = Instant::now();
             loop {
