@@ -255,15 +255,19 @@ impl Claim {
     fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.array.bind(py).get();
         let a = handle.open()?;
-        let mut id = self.id.lock().unwrap_or_else(|e| e.into_inner());
-        if id.is_some() {
-            return Err(PyValueError::new_err("this claim is held already: enter it once"));
+        {
+            // Not held across the calls into Python below: a finalizer
+            // there could call `release` on this claim.
+            let mut id = self.id.lock().unwrap_or_else(|e| e.into_inner());
+            if id.is_some() {
+                return Err(PyValueError::new_err("this claim is held already: enter it once"));
+            }
+            let got = match self.rows {
+                Some((start, stop)) => a.claim_rows(start..stop, self.exclusive),
+                None => a.claim_all(self.exclusive),
+            };
+            *id = Some(got.map_err(errors::core)?);
         }
-        let got = match self.rows {
-            Some((start, stop)) => a.claim_rows(start..stop, self.exclusive),
-            None => a.claim_all(self.exclusive),
-        };
-        *id = Some(got.map_err(errors::core)?);
         let (offset, shape) = match self.rows {
             Some((start, stop)) if !a.is_fortran() => {
                 let row: usize = a.shape()[1..].iter().product::<usize>() * a.dtype().itemsize();
@@ -279,7 +283,8 @@ impl Claim {
             None => (0, a.shape().to_vec()),
         };
         let view = View { array: self.array.clone_ref(py), offset, shape, readonly: !self.exclusive };
-        py.import("numpy")?.call_method1("asarray", (Bound::new(py, view)?,))
+        let made = Bound::new(py, view).and_then(|v| py.import("numpy")?.call_method1("asarray", (v,)));
+        made.inspect_err(|_| self.release(py)) // no view, no claim
     }
 
     #[pyo3(signature = (*_exc))]
@@ -292,6 +297,17 @@ impl Claim {
     fn release(&self, py: Python<'_>) {
         if let Some(id) = self.id.lock().unwrap_or_else(|e| e.into_inner()).take() {
             self.array.bind(py).get().inner.release(id);
+        }
+    }
+}
+
+impl Drop for Claim {
+    /// A claim entered and never left (an exception in between, a
+    /// generator dropped) is released with its object, not only when the
+    /// array goes.
+    fn drop(&mut self) {
+        if let Some(id) = self.id.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            Python::attach(|py| self.array.bind(py).get().inner.release(id));
         }
     }
 }

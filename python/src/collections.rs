@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyIndexError, PyKeyError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyKeyError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
@@ -16,10 +16,6 @@ use shmkit::collections::{DynMap, DynVec, Item, MapError};
 use crate::codec::{Buf, Codec};
 use crate::handle::{handle_methods, Handle};
 use crate::{blocking, errors};
-
-/// How long one try at a map's stripe lock lasts before Python's signal
-/// handlers run again (see `Dict::run`).
-const STRIPE_SLICE: Duration = Duration::from_millis(20);
 
 /// A hash map in a named segment, keys and values of numpy dtypes (the
 /// native base of `shmkit.Dict`).
@@ -54,7 +50,7 @@ handle_methods!(closing Dict, map, {
             _ => return Err(PyValueError::new_err("use Dict.create(name, key_dtype, value_dtype, capacity), Dict.create_unique(...) or Dict.open(name)")),
         }
         .map_err(errors::core)?
-        .with_lock_timeout(STRIPE_SLICE);
+        .with_lock_timeout(Duration::ZERO); // try only: see `run`
         let key = Codec::of(py, map.key_dtype(), map.key_size())?;
         let value = Codec::of(py, map.value_dtype(), map.value_size())?;
         Ok(Dict { map: Handle::of(map, "Dict"), key, value, lock_timeout })
@@ -108,8 +104,10 @@ handle_methods!(closing Dict, map, {
     }
 
     fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.map.get()?; // closed: shmkit.Closed, not False
-        let Ok((map, k, mut out)) = self.keyed(key) else { return Ok(false) }; // not a key of this dtype: absent
+        let (map, k, mut out) = match self.keyed(key) {
+            Err(e) if not_a_key(py, &e) => return Ok(false),
+            other => other?,
+        };
         self.run(py, &map, |m| m.get_into(&k, &mut out))
     }
 
@@ -125,8 +123,10 @@ handle_methods!(closing Dict, map, {
         key: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.map.get()?; // closed: shmkit.Closed, not the default
-        let Ok((map, k, mut out)) = self.keyed(key) else { return Ok(default) };
+        let (map, k, mut out) = match self.keyed(key) {
+            Err(e) if not_a_key(py, &e) => return Ok(default),
+            other => other?,
+        };
         match self.run(py, &map, |m| m.get_into(&k, &mut out))? {
             true => self.value.decode(py, &out).map(Some),
             false => Ok(default),
@@ -230,19 +230,25 @@ impl Dict {
         Ok((map, k, v))
     }
 
-    /// Runs `op`, which takes a stripe's lock for at most a short slice:
-    /// a stripe held longer (by a stopped process) is tried again after
-    /// Python's signal handlers run, until the handle's lock timeout.
+    /// Runs `op`, which only tries a stripe's lock (the handle's lock
+    /// timeout is zero): a busy stripe is waited for with the GIL released
+    /// (in slices, Python's signal handlers running between them), then
+    /// `op` runs again, until the handle's lock timeout. Never waiting
+    /// with the GIL held matters: the holder may be a thread of this
+    /// process inside `apply`, which needs the GIL to finish.
     fn run<T>(&self, py: Python<'_>, map: &DynMap, mut op: impl FnMut(&DynMap) -> Result<T, MapError>) -> PyResult<T> {
         let deadline = self.lock_timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             match op(map) {
-                Err(MapError::LockTimeout { .. }) => {
-                    py.check_signals()?;
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                Err(MapError::LockTimeout { stripe, .. }) => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left == Some(Duration::ZERO) {
                         let why = format!("a stripe of Dict {:?} stayed locked past the lock timeout", self.map.name());
                         return Err(errors::raise("Timeout", why));
                     }
+                    let slice = left.map_or(blocking::SLICE, |l| l.min(blocking::SLICE));
+                    py.detach(|| map.wait_for_stripe(stripe, slice)).map_err(errors::map)?;
+                    py.check_signals()?;
                 }
                 other => return other.map_err(errors::map),
             }
@@ -263,6 +269,17 @@ impl Dict {
         let items = raw.iter().map(|(k, v)| each(self.key.decode(py, k)?, self.value.decode(py, v)?));
         PyList::new(py, items.collect::<PyResult<Vec<_>>>()?)
     }
+}
+
+/// True if encoding a key failed because it cannot be a key of the map's
+/// dtype (so it is absent), not for another reason (Ctrl-C, no memory,
+/// a closed handle).
+fn not_a_key(py: Python<'_>, e: &PyErr) -> bool {
+    let ours = errors::class(py, "Error").is_ok_and(|c| e.is_instance(py, c.as_any())); // shmkit.Closed is a ValueError
+    let conversion = e.is_instance_of::<PyTypeError>(py)
+        || e.is_instance_of::<PyValueError>(py)
+        || e.is_instance_of::<PyOverflowError>(py);
+    conversion && !ours
 }
 
 /// An append-only list in a named segment, elements of a numpy dtype

@@ -50,6 +50,9 @@ impl<T: owned::Owned + 'static> Handle<T> {
     /// call does nothing.
     pub(crate) fn close(&self) -> PyResult<()> {
         let inner = self.slot.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = &inner {
+            h.release_held();
+        }
         match inner {
             Some(h) if h.owns() => h.remove().map_err(errors::core),
             _ => Ok(()),

@@ -19,6 +19,8 @@ pub(crate) trait Owned: Send + Sync {
     fn persist(&self) -> shmkit::Result<()>;
     /// The segment's name.
     fn name(&self) -> &str;
+    /// What `close()` gives back first: a lock this thread holds.
+    fn release_held(&self) {}
 }
 
 macro_rules! owned {
@@ -45,12 +47,32 @@ owned!(
     shmkit::collections::DynMap,
     shmkit::collections::DynVec,
     shmkit::sync::DynQueue,
-    shmkit::sync::ShmLock,
     shmkit::sync::ShmRwLock<u8>,
     shmkit::sync::ShmEvent,
     shmkit::sync::ShmBarrier,
     shmkit::sync::ShmCounter,
 );
+
+impl Owned for shmkit::sync::ShmLock {
+    fn owns(&self) -> bool {
+        self.is_owner()
+    }
+    fn remove(&self) -> shmkit::Result<()> {
+        self.remove_name()
+    }
+    fn persist(&self) -> shmkit::Result<()> {
+        self.persist()
+    }
+    fn name(&self) -> &str {
+        self.name()
+    }
+    /// A lock held by this thread is released: after `close()` no call
+    /// of this handle could release it, and it would stay held until the
+    /// thread ends. (Not held here: nothing to do.)
+    fn release_held(&self) {
+        let _ = self.release();
+    }
+}
 
 static OWNED: Mutex<Vec<Weak<dyn Owned>>> = Mutex::new(Vec::new());
 

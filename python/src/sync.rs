@@ -9,7 +9,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use shmkit::sync::{AcquireError, EventMode, ShmBarrier, ShmCounter, ShmEvent, ShmLock, ShmRwLock};
+use shmkit::sync::{
+    AcquireError, EventMode, LockTimeoutError, OwnerDied, ReadGuard, ShmBarrier, ShmCounter, ShmEvent, ShmLock,
+    ShmRwLock, WriteGuard,
+};
 
 use crate::handle::{handle_methods, Handle};
 use crate::{blocking, errors, owned};
@@ -81,7 +84,11 @@ handle_methods!(Lock, lock, {
         match got {
             None => Ok(false),
             Some(Ok(())) => Ok(true),
-            Some(Err(AcquireError::OwnerDied)) => Err(owner_died(slf.as_any(), "Lock")?),
+            Some(Err(AcquireError::OwnerDied)) => Err(owner_died(
+                slf.as_any(),
+                "a holder of this Lock died holding it: this thread holds it now; repair what it protects, then \
+                 acknowledge() and release()",
+            )?),
             Some(Err(e)) => Err(errors::acquire(e)),
         }
     }
@@ -124,12 +131,8 @@ handle_methods!(Lock, lock, {
 });
 
 /// `shmkit.OwnerDied` for `lock`, its `lock` attribute set.
-fn owner_died(lock: &Bound<'_, PyAny>, what: &str) -> PyResult<PyErr> {
+fn owner_died(lock: &Bound<'_, PyAny>, message: &str) -> PyResult<PyErr> {
     let py = lock.py();
-    let message = format!(
-        "a holder of this {what} died holding it: this thread holds it now; repair what it protects, then \
-         acknowledge() and release()"
-    );
     let exc = errors::class(py, "OwnerDied")?.call1((message,))?;
     exc.setattr("lock", lock)?;
     Ok(PyErr::from_value(exc))
@@ -151,7 +154,7 @@ handle_methods!(RwLockHandle, lock, {
     #[pyo3(signature = (op, name=None))]
     fn new(op: &str, name: Option<&str>) -> PyResult<Self> {
         let create = |n: &str| ShmRwLock::create(n, 0u8);
-        let lock = Handle::new(made(op, name, create, || ShmRwLock::create_unique(0u8), ShmRwLock::open)?, "Lock")?;
+        let lock = Handle::new(made(op, name, create, || ShmRwLock::create_unique(0u8), ShmRwLock::open)?, "RWLock")?;
         Ok(RwLockHandle { lock })
     }
 
@@ -169,8 +172,10 @@ handle_methods!(RwLockHandle, lock, {
     }
 });
 
-/// A held read or write access of an `RWLock`: entered and left on one
-/// thread (a reader-writer lock's access belongs to its thread).
+/// A read or write access of an `RWLock` (`rw.read()`, `rw.write()`):
+/// `with access:`, or `acquire()` and `release()`. It belongs to the
+/// thread that takes it (a reader-writer lock's access does); using it
+/// from another thread raises `RuntimeError` (PyO3's `unsendable`).
 #[pyclass(unsendable, module = "shmkit", name = "RWLockAccess")]
 pub(crate) struct RwGuard {
     // Declared first: dropped before the lock it borrows from.
@@ -184,53 +189,134 @@ pub(crate) struct RwGuard {
 /// `Drop`, which gives the access back.
 #[expect(dead_code, reason = "a guard is held only to be dropped")]
 enum Held {
-    Read(shmkit::sync::ReadGuard<'static, u8>),
-    Write(shmkit::sync::WriteGuard<'static, u8>),
+    Read(ReadGuard<'static, u8>),
+    Write(WriteGuard<'static, u8>),
+    /// A write access taken after a writer died, its damage not yet
+    /// acknowledged.
+    Damaged(OwnerDied<WriteGuard<'static, u8>>),
+}
+
+/// How one slice of waiting for an access ended.
+enum Taken {
+    Held(Held),
+    /// A writer died: a write access comes with it (`Held::Damaged`); a
+    /// read access was given back (readers cannot repair).
+    OwnerDied(Option<Held>),
+    /// Not free within the slice.
+    Busy,
+    /// Refused: the exception class and why.
+    Refused(&'static str, String),
+}
+
+// SAFETY: a `Taken` is made inside `py.detach` and used after it, and
+// `detach` runs its closure on the calling thread: the guards (bound to
+// their thread) never change threads, they only pass through a closure's
+// return value.
+unsafe impl Send for Taken {}
+
+impl Taken {
+    fn of<G>(
+        got: Result<G, LockTimeoutError<G>>,
+        held: fn(G) -> Held,
+        damaged: fn(OwnerDied<G>) -> Option<Held>,
+    ) -> Taken {
+        match got {
+            Ok(g) => Taken::Held(held(g)),
+            Err(LockTimeoutError::OwnerDied(d)) => Taken::OwnerDied(damaged(d)),
+            Err(LockTimeoutError::Timeout) => Taken::Busy,
+            Err(e @ LockTimeoutError::Unrecoverable) => Taken::Refused("Broken", e.to_string()),
+            Err(e @ LockTimeoutError::Deadlock) => Taken::Refused("Deadlock", e.to_string()),
+            Err(e @ LockTimeoutError::Inherited) => Taken::Refused("Inherited", e.to_string()),
+        }
+    }
 }
 
 #[pymethods]
 impl RwGuard {
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Takes the access, waiting with the GIL released (at most the
+    /// `timeout` given to `read`/`write`, then `shmkit.Timeout`; Ctrl-C
+    /// ends the wait). If a writer died holding the lock, raises
+    /// `shmkit.OwnerDied`: a write access is then **held**: repair what
+    /// the lock protects, call `acknowledge()`, then `release()`; a read
+    /// access is not (a writer must repair).
+    fn acquire(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let mut this = slf.borrow_mut();
         if this.held.is_some() {
-            return Err(PyValueError::new_err("this access is held already: enter it once"));
+            return Err(PyValueError::new_err("this access is held already: take it once"));
         }
-        // SAFETY: the guard borrows the lock in `this.lock`, an `Arc` this
-        // object keeps until after the guard (fields drop in order, `held`
+        // SAFETY: the guards borrow the lock in `this.lock`, an `Arc` this
+        // object keeps until after them (fields drop in order, `held`
         // first); the object never leaves this thread (`unsendable`), as
         // the guards may not.
         let lock: &'static ShmRwLock<u8> = unsafe { &*Arc::as_ptr(&this.lock) };
-        let deadline = this.limit.and_then(|l| std::time::Instant::now().checked_add(l));
-        // A guard cannot cross threads, so it cannot be taken with the GIL
-        // released: try, and sleep a moment (GIL released) between tries.
-        loop {
-            let got = match this.write {
-                true => lock.try_write().map(Held::Write).map_err(|e| {
-                    (e.is_owner_died(), format!("{e}"), matches!(e, shmkit::sync::TryLockError::WouldBlock))
-                }),
-                false => lock.try_read().map(Held::Read).map_err(|e| {
-                    (e.is_owner_died(), format!("{e}"), matches!(e, shmkit::sync::TryLockError::WouldBlock))
-                }),
+        let write = this.write;
+        let taken = blocking::wait(py, this.limit, |slice| {
+            let taken = match write {
+                true => Taken::of(lock.write_timeout(slice), Held::Write, |d| Some(Held::Damaged(d))),
+                false => Taken::of(lock.read_timeout(slice), Held::Read, |_| None),
             };
-            match got {
-                Ok(h) => {
-                    this.held = Some(h);
-                    return Ok(());
-                }
-                Err((true, _, _)) => return Err(owner_died(slf.as_any(), "RWLock")?),
-                Err((_, _, true)) => {
-                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                        return Err(errors::raise("Timeout", "the RWLock was not free in time"));
+            (!matches!(taken, Taken::Busy)).then_some(taken)
+        })?;
+        match taken {
+            Some(Taken::Held(h)) => {
+                this.held = Some(h);
+                Ok(())
+            }
+            Some(Taken::OwnerDied(h)) => {
+                this.held = h;
+                drop(this);
+                let message = match write {
+                    true => {
+                        "a writer died holding this RWLock: this write access is held now; repair what it \
+                             protects, then acknowledge() and release()"
                     }
-                    drop(this);
-                    py.detach(|| std::thread::sleep(Duration::from_micros(500)));
-                    py.check_signals()?;
-                    this = slf.borrow_mut();
-                }
-                Err((_, why, _)) => return Err(errors::raise("Deadlock", why)),
+                    false => {
+                        "a writer died holding this RWLock: a write access must repair what it protects and \
+                              acknowledge() before readers may enter"
+                    }
+                };
+                Err(owner_died(slf.as_any(), message)?)
+            }
+            Some(Taken::Refused(class, why)) => Err(errors::raise(class, why)),
+            Some(Taken::Busy) | None => Err(errors::raise("Timeout", "the RWLock was not free in time")),
+        }
+    }
+
+    /// Gives the access back (`shmkit.NotHeld` if it is not held).
+    fn release(&mut self) -> PyResult<()> {
+        match self.held.take() {
+            Some(_) => Ok(()),
+            None => Err(errors::raise("NotHeld", "this RWLock access is not held: acquire() it first")),
+        }
+    }
+
+    /// After `OwnerDied`, with this write access held: declares the damage
+    /// repaired, so later takers are no longer told.
+    fn acknowledge(&mut self) -> PyResult<()> {
+        match self.held.take() {
+            Some(Held::Damaged(d)) => {
+                self.held = Some(Held::Write(d.acknowledge()));
+                Ok(())
+            }
+            other => {
+                self.held = other;
+                Err(errors::raise("NotHeld", "acknowledge() follows OwnerDied, with the write access held"))
             }
         }
+    }
+
+    /// True while this access is held.
+    #[getter]
+    fn held(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// `with access:`. If a writer died, nothing is left held and
+    /// `shmkit.OwnerDied` is raised: the block does not run. Repair with
+    /// `acquire()`, `acknowledge()`, `release()` on a write access.
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::acquire(slf).inspect_err(|_| slf.borrow_mut().held = None)
     }
 
     #[pyo3(signature = (*_exc))]
@@ -278,10 +364,12 @@ handle_methods!(closing Event, event, {
     }
 
     /// Waits until set, at most `timeout` seconds (`None`: as long as it
-    /// takes); True if it was set, False on timeout.
+    /// takes; a negative one does not wait, as in `threading.Event`); True
+    /// if it was set, False on timeout.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let event = self.event.get()?;
+        let timeout = timeout.map(|t| if t < 0.0 { 0.0 } else { t }); // NaN stays, and is refused
         Ok(blocking::wait(py, blocking::limit(timeout)?, |slice| event.wait_timeout(slice).ok())?.is_some())
     }
 });

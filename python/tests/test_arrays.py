@@ -121,6 +121,15 @@ def test_claims_conflict_within_a_process(name: str) -> None:
     with pytest.raises(ValueError):
         claim.__enter__()
     claim.release()
+    # A claim entered and never left goes with its object.
+    left = a.rows_mut(0, 8)
+    left.__enter__()
+    with pytest.raises(shmkit.Busy):
+        with b.rows(0, 1):
+            pass
+    del left
+    with b.rows_mut(0, 8):
+        pass
     with pytest.raises(shmkit.InvalidArgument):
         with a.rows(6, 9):
             pass
@@ -199,24 +208,30 @@ def test_openers_and_forked_children_never_remove(name: str) -> None:
     killed = run_python(f"import shmkit, os, signal; b = shmkit.open({name!r}); os.kill(os.getpid(), 9)", check=False)
     assert killed.returncode == -9
     assert name in dev_shm()
-    # A forked child of the owner: close() refuses, exit (atexit) leaves it.
+    # A forked child of the owner is no owner: close() and `with` leave
+    # the name, as does its exit (atexit); remove_name() says why not.
     out = run_python(
         f"""
         import os, sys, shmkit
         a = shmkit.create({name + '-f'!r}, 4)
-        pid = os.fork()
-        if pid == 0:
-            try:
+        with shmkit.create({name + '-w'!r}, 4) as w:
+            pid = os.fork()
+            if pid == 0:
+                print("child: owner", a.is_owner, w.is_owner, flush=True)
+                try:
+                    a.remove_name()
+                except shmkit.Inherited:
+                    print("child: remove_name Inherited", flush=True)
                 a.close()
-            except shmkit.Inherited as e:
-                print("child: Inherited", flush=True)
-            sys.exit(0)               # atexit runs in the child, too
-        os.waitpid(pid, 0)
-        import pathlib
-        print("after child:", pathlib.Path("/dev/shm/{name}-f").exists())
+                w.__exit__(None, None, None)
+                sys.exit(0)               # atexit runs in the child, too
+            os.waitpid(pid, 0)
+            import pathlib
+            print("after child:", pathlib.Path("/dev/shm/{name}-f").exists(), pathlib.Path("/dev/shm/{name}-w").exists())
         """
     ).stdout
-    assert "child: Inherited" in out and "after child: True" in out, out
+    assert "child: owner False False" in out and "child: remove_name Inherited" in out, out
+    assert "after child: True True" in out, out
     assert name + "-f" not in dev_shm(), "its creator removed it at exit"
     assert np.asarray(a)[0] == 1
     a.close()

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import workers
-from conftest import run_python
+from conftest import run_python, spawn_python
 
 import shmkit
 
@@ -104,9 +104,89 @@ def test_rwlock_readers_share_and_a_writer_excludes(name: str) -> None:
     rw.close()
 
 
+def test_a_dead_writer_of_an_rwlock_is_repaired_through_a_write_access(name: str) -> None:
+    rw = shmkit.RWLock.create(name)
+    run_python(f"import os, shmkit; w = shmkit.RWLock.open({name!r}).write(); w.acquire(); os._exit(0)")
+    for access in (rw.read(), rw.write()):  # `with`: the block does not run, nothing is held
+        with pytest.raises(shmkit.OwnerDied):
+            with access:
+                raise AssertionError("the block ran")
+        assert not access.held
+    w = rw.write(timeout=5)
+    with pytest.raises(shmkit.OwnerDied):
+        w.acquire()  # held: repair, acknowledge, release
+    assert w.held
+    w.acknowledge()
+    w.release()
+    with pytest.raises(shmkit.NotHeld):
+        w.release()
+    with rw.read(timeout=5), rw.read(timeout=5):  # no longer told; reads nest on a thread
+        pass
+    with rw.write(timeout=5):
+        pass
+    rw.close()
+
+
+def test_an_rwlock_writer_gets_in_under_overlapping_readers(name: str) -> None:
+    rw = shmkit.RWLock.create(name)
+    readers = [
+        spawn_python(
+            f"""
+            import time, shmkit
+            rw = shmkit.RWLock.open({name!r})
+            print("reading", flush=True)
+            while True:
+                with rw.read():
+                    time.sleep(0.01)
+            """
+        )
+        for _ in range(2)
+    ]
+    try:
+        for r in readers:
+            assert r.stdout is not None and r.stdout.readline().strip() == "reading"
+        for _ in range(5):
+            with rw.write(timeout=20):  # the writer holds the gate while readers drain
+                pass
+    finally:
+        for r in readers:
+            r.kill()
+            r.communicate()
+    rw.close()
+
+
+def test_a_lock_closed_by_its_holder_is_released(name: str) -> None:
+    lock = shmkit.Lock.create(name)
+    other = shmkit.Lock.open(name)
+    lock.acquire()
+    lock.close()
+    assert not other.locked()
+    assert other.acquire(timeout=5)
+    other.release()
+    other.close()
+
+
+def test_apply_on_one_thread_and_a_write_on_another_never_deadlock(name: str) -> None:
+    d = shmkit.Dict.create(name, "i8", "i8", capacity=64)
+    inside = threading.Event()
+
+    def slow(v: int | None) -> int:
+        inside.set()
+        time.sleep(0.2)  # holds the stripe; needs the GIL to finish
+        return (v or 0) + 1
+
+    t = threading.Thread(target=lambda: d.apply(1, slow))
+    t.start()
+    assert inside.wait(10)
+    d[1] = 5  # the same stripe: waits with the GIL released
+    t.join(10)
+    assert not t.is_alive() and d[1] == 5
+    d.close()
+
+
 def test_an_event_wakes_waiters_in_other_processes(name: str) -> None:
     ev = shmkit.Event.create(name)
-    assert not ev.is_set() and ev.wait(0.01) is False
+    assert not ev.is_set() and ev.wait(0.01) is False and ev.wait(-1) is False  # negative: no wait, as threading
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=SPAWN) as pool:
         waits = [pool.submit(workers.wait_for, ev) for _ in range(2)]
         time.sleep(0.2)

@@ -356,6 +356,23 @@ impl DynMap {
         self.seg.populate();
     }
 
+    /// Waits up to `limit` for lock stripe `stripe` (as a
+    /// [`MapError::LockTimeout`] names it) to be free, holding it for no
+    /// longer than it takes to repair it if its holder died; true if it
+    /// was free in time. For a caller that must not wait inside an
+    /// operation, such as a Python binding holding the GIL: it tries with
+    /// a zero lock timeout, then waits here with the GIL released.
+    pub fn wait_for_stripe(&self, stripe: usize, limit: Duration) -> Result<bool, MapError> {
+        if stripe >= self.shape.stripes {
+            return Ok(true); // not a stripe of this map: nothing to wait for
+        }
+        match self.lock_with(stripe, Wait::within(limit)) {
+            Ok(_held) => Ok(true),
+            Err(MapError::LockTimeout { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// How many times a process found a stripe whose last holder died in
     /// the middle of changing it, and repaired it (undid the unfinished
     /// change and recounted the stripe), over the map's whole life.
@@ -377,6 +394,7 @@ impl DynMap {
     fn wait(&self) -> Wait {
         match self.wait {
             None => Wait::Forever,
+            Some(Duration::ZERO) => Wait::No,
             Some(d) => Wait::within(d),
         }
     }

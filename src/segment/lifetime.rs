@@ -27,9 +27,10 @@ macro_rules! lifetime_api {
             }
 
             /// True if this handle created the segment and removes its name
-            /// when dropped or closed.
+            /// when dropped or closed: never in a child forked from the
+            /// creator, whose copy leaves the name alone.
             pub fn is_owner(&self) -> bool {
-                crate::segment::HasSegment::segment(self).is_owner()
+                crate::segment::HasSegment::segment(self).owns_here()
             }
 
             /// Keeps the segment after this handle is gone: marks it

@@ -298,6 +298,12 @@ impl Segment {
         self.map.is_owner()
     }
 
+    /// True if this handle owns the name and this process made it: what
+    /// removes the name at close (a forked child's copy never does).
+    pub fn owns_here(&self) -> bool {
+        self.map.is_owner() && self.map.is_maker()
+    }
+
     /// True for a file on disk.
     pub fn is_file(&self) -> bool {
         matches!(self.map.backing(), Backing::File { .. })
@@ -374,7 +380,7 @@ impl Segment {
     /// process that made it) removes the name, reporting errors; anyone
     /// else does nothing.
     pub fn close_name(&self) -> Result<()> {
-        match self.is_owner() && self.map.is_maker() {
+        match self.owns_here() {
             true => self.map.unlink(),
             false => Ok(()),
         }

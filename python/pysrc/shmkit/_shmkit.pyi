@@ -192,8 +192,22 @@ class _Lock(_Handle):
     ) -> bool: ...
 
 class RWLockAccess:
-    """A read or write access of an ``RWLock``, as a context manager."""
+    """A read or write access of an ``RWLock``: ``with access:``, or
+    ``acquire()`` and ``release()``; it belongs to the thread that takes it."""
 
+    def acquire(self) -> None:
+        """Takes the access, waiting at most the ``timeout`` given to
+        ``read``/``write`` (then ``shmkit.Timeout``). If a writer died holding
+        the lock, raises ``shmkit.OwnerDied``: a write access is then held
+        (repair, ``acknowledge()``, ``release()``); a read access is not."""
+    def release(self) -> None:
+        """Gives the access back (``shmkit.NotHeld`` if not held)."""
+    def acknowledge(self) -> None:
+        """After ``OwnerDied``, with this write access held: declares the
+        damage repaired."""
+    @property
+    def held(self) -> bool:
+        """True while this access is held."""
     def __enter__(self) -> None: ...
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
