@@ -3,8 +3,11 @@ and print what the originals print, leaving nothing in ``/dev/shm``."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+
+import pytest
 
 from conftest import ROOT, dev_shm
 
@@ -25,3 +28,17 @@ def test_manager() -> None:
     out = run("manager.py").splitlines()
     assert out[0] == "Dict: " + str({i: 2 * i for i in range(10)})
     assert out[1] == "List: " + str([f"processed_{i}" for i in range(10)])
+
+
+@pytest.mark.parametrize("readme", ["README.md", "python/README.md"])
+def test_the_readme_snippet_runs_as_written(readme: str, tmp_path: object) -> None:
+    text = (ROOT / readme).read_text()
+    snippet = re.search(r"```python\n(.*?)```", text, re.S)
+    assert snippet, f"{readme} has no Python snippet"
+    script = tmp_path / "snippet.py"  # type: ignore[operator]
+    script.write_text(snippet.group(1))
+    before = dev_shm()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "the snippet printed nothing"
+    assert not {n for n in dev_shm() - before if n.startswith("shmkit")}, "the snippet left a segment"
