@@ -3,9 +3,10 @@
 //! and answer Ctrl-C (see `blocking`).
 
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -162,27 +163,70 @@ handle_methods!(RwLockHandle, lock, {
     /// as long as it takes; `shmkit.Timeout` past it).
     #[pyo3(signature = (timeout=None))]
     fn read(&self, timeout: Option<f64>) -> PyResult<RwGuard> {
-        Ok(RwGuard { lock: self.lock.get()?, write: false, limit: blocking::limit(timeout)?, held: None })
+        Ok(RwGuard::new(self.lock.get()?, false, blocking::limit(timeout)?))
     }
 
     /// Exclusive access, as a context manager (see `read`).
     #[pyo3(signature = (timeout=None))]
     fn write(&self, timeout: Option<f64>) -> PyResult<RwGuard> {
-        Ok(RwGuard { lock: self.lock.get()?, write: true, limit: blocking::limit(timeout)?, held: None })
+        Ok(RwGuard::new(self.lock.get()?, true, blocking::limit(timeout)?))
     }
 });
 
 /// A read or write access of an `RWLock` (`rw.read()`, `rw.write()`):
 /// `with access:`, or `acquire()` and `release()`. It belongs to the
-/// thread that takes it (a reader-writer lock's access does); using it
-/// from another thread raises `RuntimeError` (PyO3's `unsendable`).
-#[pyclass(unsendable, module = "shmkit", name = "RWLockAccess")]
+/// thread that made it (a reader-writer lock's access does); a call from
+/// another thread raises `shmkit.NotHeld`.
+#[pyclass(module = "shmkit", name = "RWLockAccess")]
 pub(crate) struct RwGuard {
     // Declared first: dropped before the lock it borrows from.
     held: Option<Held>,
     lock: Arc<ShmRwLock<u8>>,
     write: bool,
     limit: Option<Duration>,
+    /// The thread that made it: the only one that touches `held`.
+    thread: ThreadId,
+}
+
+// SAFETY: the guards in `held` are bound to their thread (a read guard
+// shares a non-atomic count with its thread's record of reads). Every
+// method that touches `held` first checks that it runs on `thread`
+// (`mine`), and `Drop` on any other thread leaks them untouched; the
+// other fields are `Send + Sync`.
+unsafe impl Send for RwGuard {}
+// SAFETY: as above: `held` is only reached on `thread`.
+unsafe impl Sync for RwGuard {}
+
+impl RwGuard {
+    fn new(lock: Arc<ShmRwLock<u8>>, write: bool, limit: Option<Duration>) -> RwGuard {
+        RwGuard { held: None, lock, write, limit, thread: std::thread::current().id() }
+    }
+
+    /// `shmkit.NotHeld` unless called on the thread that made it.
+    fn mine(&self) -> PyResult<()> {
+        match std::thread::current().id() == self.thread {
+            true => Ok(()),
+            false => Err(errors::raise(
+                "NotHeld",
+                "this RWLock access belongs to the thread that made it: make one per thread (rw.read(), rw.write())",
+            )),
+        }
+    }
+}
+
+impl Drop for RwGuard {
+    fn drop(&mut self) {
+        if std::thread::current().id() != self.thread && self.held.is_some() {
+            // Another thread may not give it back (see the `Send` impl):
+            // leaked, it stays held until this process exits.
+            std::mem::forget(self.held.take());
+            Python::attach(|py| {
+                let why = "an RWLock access held by one thread was dropped on another: it stays held until this \
+                           process exits; release accesses on the thread that took them";
+                PyRuntimeError::new_err(why).write_unraisable(py, None);
+            });
+        }
+    }
 }
 
 /// A guard of the `ShmRwLock` in the `Arc` beside it, kept for its
@@ -241,14 +285,14 @@ impl RwGuard {
     /// access is not (a writer must repair).
     fn acquire(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
+        slf.borrow().mine()?;
         let mut this = slf.borrow_mut();
         if this.held.is_some() {
             return Err(PyValueError::new_err("this access is held already: take it once"));
         }
         // SAFETY: the guards borrow the lock in `this.lock`, an `Arc` this
         // object keeps until after them (fields drop in order, `held`
-        // first); the object never leaves this thread (`unsendable`), as
-        // the guards may not.
+        // first); the guards are only touched on this thread (`mine`).
         let lock: &'static ShmRwLock<u8> = unsafe { &*Arc::as_ptr(&this.lock) };
         let write = this.write;
         let taken = blocking::wait(py, this.limit, |slice| {
@@ -285,6 +329,7 @@ impl RwGuard {
 
     /// Gives the access back (`shmkit.NotHeld` if it is not held).
     fn release(&mut self) -> PyResult<()> {
+        self.mine()?;
         match self.held.take() {
             Some(_) => Ok(()),
             None => Err(errors::raise("NotHeld", "this RWLock access is not held: acquire() it first")),
@@ -294,6 +339,7 @@ impl RwGuard {
     /// After `OwnerDied`, with this write access held: declares the damage
     /// repaired, so later takers are no longer told.
     fn acknowledge(&mut self) -> PyResult<()> {
+        self.mine()?;
         match self.held.take() {
             Some(Held::Damaged(d)) => {
                 self.held = Some(Held::Write(d.acknowledge()));
@@ -308,21 +354,24 @@ impl RwGuard {
 
     /// True while this access is held.
     #[getter]
-    fn held(&self) -> bool {
-        self.held.is_some()
+    fn held(&self) -> PyResult<bool> {
+        self.mine()?;
+        Ok(self.held.is_some())
     }
 
     /// `with access:`. If a writer died, nothing is left held and
     /// `shmkit.OwnerDied` is raised: the block does not run. Repair with
     /// `acquire()`, `acknowledge()`, `release()` on a write access.
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.borrow().mine()?;
         Self::acquire(slf).inspect_err(|_| slf.borrow_mut().held = None)
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&mut self, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(&mut self, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.mine()?;
         self.held = None;
-        false
+        Ok(false)
     }
 }
 

@@ -155,6 +155,30 @@ def test_an_rwlock_writer_gets_in_under_overlapping_readers(name: str) -> None:
     rw.close()
 
 
+def test_an_rwlock_access_used_from_another_thread_is_refused_and_never_released_there(name: str) -> None:
+    rw = shmkit.RWLock.create(name)
+    access = rw.read()
+    access.acquire()
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        for call in (access.release, access.acquire, access.__enter__, lambda: access.held):
+            try:
+                call()
+            except shmkit.NotHeld as e:
+                errors.append(e)
+
+    t = threading.Thread(target=elsewhere)
+    t.start()
+    t.join(10)
+    assert len(errors) == 4 and all("belongs to the thread" in str(e) for e in errors)
+    assert access.held, "still held by its own thread"
+    access.release()
+    with rw.write(timeout=5):
+        pass
+    rw.close()
+
+
 def test_a_lock_closed_by_its_holder_is_released(name: str) -> None:
     lock = shmkit.Lock.create(name)
     other = shmkit.Lock.open(name)
