@@ -353,6 +353,11 @@ fn a_bare_lock_reports_a_dead_holder_until_acknowledged() {
         (l.release(), l.acquire(Some(Duration::from_millis(20))))
     });
     assert_eq!(other.join().unwrap(), (Err(NotHeld), Err(AcquireError::Timeout)), "only its holder releases it");
+    // Another handle of the same lock, on the holding thread, did not take it.
+    let second = ShmLock::open(lock.name()).unwrap();
+    assert_eq!((second.release(), second.acknowledge()), (Err(NotHeld), Err(NotHeld)));
+    drop(second);
+    assert!(lock.is_locked(), "still held through the first handle");
     lock.release().unwrap();
     assert_eq!(lock.release(), Err(NotHeld));
     // A thread that exits holding it: the kernel hands it on as owner-died.

@@ -255,17 +255,34 @@ impl Dict {
         }
     }
 
+    /// Every entry, as one consistent snapshot. Taken with the GIL
+    /// released (it touches no Python object), in slices: stripes taken
+    /// stay held while later ones are waited for (`for_each_timeout`),
+    /// so busy writers cannot starve it; Python's signal handlers run
+    /// between slices.
     fn snapshot<'py>(
         &self,
         py: Python<'py>,
         mut each: impl FnMut(Bound<'py, PyAny>, Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let map = self.map.get()?;
-        let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        self.run(py, &map, |m| {
-            raw.clear();
-            m.for_each(|k, v| raw.push((k.to_vec(), v.to_vec())))
-        })?;
+        let deadline = self.lock_timeout.and_then(|t| Instant::now().checked_add(t));
+        let raw = loop {
+            let slice =
+                deadline.map_or(blocking::SLICE, |d| d.saturating_duration_since(Instant::now()).min(blocking::SLICE));
+            let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            match py.detach(|| map.for_each_timeout(slice, |k, v| raw.push((k.to_vec(), v.to_vec())))) {
+                Ok(()) => break raw,
+                Err(MapError::LockTimeout { .. }) => {
+                    py.check_signals()?;
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        let why = format!("a stripe of Dict {:?} stayed locked past the lock timeout", self.map.name());
+                        return Err(errors::raise("Timeout", why));
+                    }
+                }
+                Err(e) => return Err(errors::map(e)),
+            }
+        };
         let items = raw.iter().map(|(k, v)| each(self.key.decode(py, k)?, self.value.decode(py, v)?));
         PyList::new(py, items.collect::<PyResult<Vec<_>>>()?)
     }

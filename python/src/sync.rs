@@ -214,6 +214,11 @@ impl RwGuard {
     }
 }
 
+/// A call on an access that another call on it is still waiting in.
+fn in_use() -> PyErr {
+    errors::raise("NotHeld", "this RWLock access is in use by a call that is waiting for it")
+}
+
 impl Drop for RwGuard {
     fn drop(&mut self) {
         if std::thread::current().id() != self.thread && self.held.is_some() {
@@ -221,9 +226,15 @@ impl Drop for RwGuard {
             // leaked, it stays held until this process exits.
             std::mem::forget(self.held.take());
             Python::attach(|py| {
-                let why = "an RWLock access held by one thread was dropped on another: it stays held until this \
-                           process exits; release accesses on the thread that took them";
+                let why = "an RWLock access held by one thread was dropped on another: a read access stays held \
+                           until this process exits, a write access until its thread exits (then reported as a \
+                           dead writer); release accesses on the thread that took them";
+                // Deallocation can happen while an exception unwinds: keep it.
+                let pending = PyErr::take(py);
                 PyRuntimeError::new_err(why).write_unraisable(py, None);
+                if let Some(e) = pending {
+                    e.restore(py);
+                }
             });
         }
     }
@@ -285,8 +296,10 @@ impl RwGuard {
     /// access is not (a writer must repair).
     fn acquire(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        slf.borrow().mine()?;
-        let mut this = slf.borrow_mut();
+        // Borrowed already: another call on it is waiting (from a signal
+        // handler, or another thread): an error, not PyO3's panic.
+        let mut this = slf.try_borrow_mut().map_err(|_| in_use())?;
+        this.mine()?;
         if this.held.is_some() {
             return Err(PyValueError::new_err("this access is held already: take it once"));
         }
@@ -363,8 +376,13 @@ impl RwGuard {
     /// `shmkit.OwnerDied` is raised: the block does not run. Repair with
     /// `acquire()`, `acknowledge()`, `release()` on a write access.
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.borrow().mine()?;
-        Self::acquire(slf).inspect_err(|_| slf.borrow_mut().held = None)
+        Self::acquire(slf).or_else(|e| {
+            let py = slf.py();
+            if e.is_instance(py, errors::class(py, "OwnerDied")?.as_any()) {
+                slf.try_borrow_mut().map_err(|_| in_use())?.held = None; // the block does not run: nothing held
+            }
+            Err(e)
+        })
     }
 
     #[pyo3(signature = (*_exc))]

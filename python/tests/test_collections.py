@@ -168,3 +168,34 @@ def test_a_list_is_an_append_only_sequence(name: str) -> None:
     assert len(other) == 5, "an opener keeps its mapping"
     with pytest.raises(shmkit.Closed):
         len(items)
+
+
+def test_snapshots_get_through_busy_writers(name: str) -> None:
+    d = shmkit.Dict.create(name, "i8", "i8", capacity=4096)
+    writers = [
+        spawn_python(
+            f"""
+            import shmkit
+            d = shmkit.Dict.open({name!r})
+            print("writing", flush=True)
+            k = 0
+            while True:
+                d[k % 4096] = k
+                k += 1
+            """
+        )
+        for _ in range(2)
+    ]
+    try:
+        for w in writers:
+            assert w.stdout is not None and w.stdout.readline().strip() == "writing"
+        d2 = shmkit.Dict.open(name, lock_timeout=30)  # a starved snapshot would raise Timeout
+        for _ in range(20):
+            items = d2.items()
+            assert len(items) == len(set(k for k, _ in items)) <= 4096
+        d2.close()
+    finally:
+        for w in writers:
+            w.kill()
+            w.communicate()
+    d.close()

@@ -173,6 +173,10 @@ def test_an_rwlock_access_used_from_another_thread_is_refused_and_never_released
     t.join(10)
     assert len(errors) == 4 and all("belongs to the thread" in str(e) for e in errors)
     assert access.held, "still held by its own thread"
+    with pytest.raises(ValueError):
+        with access:  # entered twice: refused, and the first hold stays
+            pass
+    assert access.held
     access.release()
     with rw.write(timeout=5):
         pass
@@ -183,6 +187,10 @@ def test_a_lock_closed_by_its_holder_is_released(name: str) -> None:
     lock = shmkit.Lock.create(name)
     other = shmkit.Lock.open(name)
     lock.acquire()
+    shmkit.Lock.open(name).close()  # another handle, which took nothing: releases nothing
+    with pytest.raises(shmkit.NotHeld):
+        other.release()
+    assert other.locked()
     lock.close()
     assert not other.locked()
     assert other.acquire(timeout=5)

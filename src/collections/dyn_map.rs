@@ -331,8 +331,20 @@ impl DynMap {
     /// Calls `f(key, value)` on every entry, as one consistent snapshot: it
     /// holds every stripe's lock meanwhile (briefly stopping writers), in
     /// stripe order. `f` may not use this map (or any, on this thread).
-    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), MapError> {
-        let wait = self.wait(); // one deadline for all the stripes
+    pub fn for_each(&self, f: impl FnMut(&[u8], &[u8])) -> Result<(), MapError> {
+        self.for_each_with(self.wait(), f) // one deadline for all the stripes
+    }
+
+    /// [`for_each`](Self::for_each), waiting at most `limit` in all for the
+    /// stripes' locks whatever this handle's lock timeout
+    /// ([`MapError::LockTimeout`] past it): stripes taken stay held while
+    /// later ones are waited for, so a snapshot gets through however busy
+    /// the writers are.
+    pub fn for_each_timeout(&self, limit: Duration, f: impl FnMut(&[u8], &[u8])) -> Result<(), MapError> {
+        self.for_each_with(Wait::within(limit), f)
+    }
+
+    fn for_each_with(&self, wait: Wait, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), MapError> {
         let held = (0..self.shape.stripes).map(|s| self.lock_with(s, wait)).collect::<Result<Vec<_>, _>>()?;
         let (mut key, mut value) = (vec![0; self.key.1], vec![0; self.value.1]);
         let _inside = InModify::enter();

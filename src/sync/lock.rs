@@ -3,7 +3,7 @@
 //! same segment as a [`ShmMutex<u8>`](super::ShmMutex), so either opens
 //! the other's.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::raw::{Acquired, Failed, RawMutex, Wait};
@@ -67,6 +67,11 @@ pub struct NotHeld;
 pub struct ShmLock {
     seg: Segment,
     raw: RawMutex,
+    /// Holds taken through this handle (0 or 1: the lock is not
+    /// recursive). A release through a handle that took nothing is
+    /// `NotHeld`, even on the holding thread: it would undo another
+    /// handle's hold and its pin of the mapping.
+    holds: AtomicU32,
 }
 
 impl ShmLock {
@@ -77,7 +82,7 @@ impl ShmLock {
     /// Creates lock segment `name`, free.
     pub fn create(name: &str) -> Result<Self> {
         let (seg, raw) = super::create_locked(name, SegmentKind::Mutex, &Self::types(), LEN, |_| {})?;
-        Ok(ShmLock { seg, raw })
+        Ok(ShmLock { seg, raw, holds: AtomicU32::new(0) })
     }
 
     /// Like [`create`](Self::create), under a fresh unique name.
@@ -89,7 +94,7 @@ impl ShmLock {
     pub fn open(name: &str) -> Result<Self> {
         let seg = super::open(name, SegmentKind::Mutex, &Self::types(), |len| len == LEN)?;
         let (seg, raw) = super::attach_lock(seg);
-        Ok(ShmLock { seg, raw })
+        Ok(ShmLock { seg, raw, holds: AtomicU32::new(0) })
     }
 
     /// Takes the lock, waiting at most `limit` (`None`: as long as it
@@ -110,6 +115,7 @@ impl ShmLock {
         // the kernel write through: the mapping must outlive the hold, even
         // if this handle is dropped first (it is then kept mapped).
         self.seg.pin();
+        self.holds.fetch_add(1, Ordering::AcqRel);
         let poisoned = self.seg.atomic_u32(POISONED);
         if got == Acquired::OwnerDied {
             // Remembered in the segment, and the lock made usable at once.
@@ -122,9 +128,15 @@ impl ShmLock {
         }
     }
 
-    /// Releases the lock, held by this thread.
+    /// Releases the lock, held by this thread through this handle.
     pub fn release(&self) -> Result<(), NotHeld> {
+        if self.holds.load(Ordering::Acquire) == 0 {
+            return Err(NotHeld);
+        }
+        // Only the holding thread unlocks: another one is refused here,
+        // and the count stays.
         self.raw.try_unlock().map_err(|_| NotHeld)?;
+        self.holds.fetch_sub(1, Ordering::AcqRel);
         self.seg.unpin();
         Ok(())
     }
@@ -133,7 +145,7 @@ impl ShmLock {
     /// lock, after [`AcquireError::OwnerDied`]): later takers are no
     /// longer told.
     pub fn acknowledge(&self) -> Result<(), NotHeld> {
-        match self.raw.held_here() {
+        match self.raw.held_here() && self.holds.load(Ordering::Acquire) > 0 {
             true => {
                 self.seg.atomic_u32(POISONED).store(0, Ordering::Release);
                 Ok(())
