@@ -74,6 +74,46 @@ fn submit_handles_wait_poll_and_complete_in_any_order() {
     assert_eq!(order.len(), 3);
 }
 
+/// `Completions`: handles added while another thread waits; results in
+/// the order tasks finish; a cancelled task's result comes out too.
+#[test]
+fn completions_take_handles_at_any_time_and_yield_them_as_they_finish() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("completions_take_handles_at_any_time_and_yield_them_as_they_finish", 2).build().unwrap();
+    let done = std::sync::Arc::new(shmkit::pool::Completions::new());
+    let slow = done.add(pool.submit(sleep_ms, 300));
+    let waiter = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while seen.len() < 3 {
+                if let Some(item) = done.next_timeout(Duration::from_secs(20)) {
+                    seen.push(item);
+                }
+            }
+            seen
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let quick = done.add(pool.submit(sleep_ms, 1));
+    let cancelled = done.add(pool.submit(sleep_ms, 10_000));
+    assert!(done.cancel(cancelled), "running or queued: cancelled");
+    assert!(!done.cancel(99), "no such key");
+    let seen = waiter.join().unwrap();
+    let keys: Vec<u64> = seen.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().position(|k| *k == quick) < keys.iter().position(|k| *k == slow), "{keys:?}");
+    for (key, result) in seen {
+        match key {
+            k if k == cancelled => assert_eq!(result, Err(TaskError::Cancelled)),
+            k if k == quick => assert_eq!(result, Ok(1)),
+            _ => assert_eq!(result, Ok(300)),
+        }
+    }
+    assert!(done.is_empty() && done.next_timeout(Duration::from_millis(10)).is_none());
+}
+
 #[test]
 fn a_handle_is_a_future() {
     shmkit::init(register);

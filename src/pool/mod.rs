@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 
 pub use call::batch::{Batch, Unordered};
 pub use call::builder::PoolBuilder;
+pub use call::completions::Completions;
 pub use call::handle::{as_completed, AsCompleted, TaskHandle};
 pub use error::{InPlaceError, PoolError, ReduceError, RowReport, TaskError};
 pub use helper::registry::Registry;

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -80,6 +80,15 @@ impl<R: DeserializeOwned + 'static> TaskHandle<R> {
         self.wait_timeout(Duration::ZERO)
     }
 
+    /// Sends `key` on `tx` once the task is done (now, if it is).
+    pub(crate) fn notify(&self, key: usize, tx: Sender<usize>) {
+        let mut state = self.slot.lock();
+        match state.result.is_some() {
+            true => drop(tx.send(key)),
+            false => state.notify = Some((key, tx)),
+        }
+    }
+
     /// True once a result (or failure) is in.
     pub fn is_finished(&self) -> bool {
         self.slot.lock().result.is_some()
@@ -128,11 +137,7 @@ pub fn as_completed<R: DeserializeOwned + 'static>(handles: impl IntoIterator<It
     let (tx, rx) = channel();
     let handles: Vec<_> = handles.into_iter().map(Some).collect();
     for (i, h) in handles.iter().flatten().enumerate() {
-        let mut state = h.slot.lock();
-        match state.result.is_some() {
-            true => tx.send(i).expect("receiver alive"),
-            false => state.notify = Some((i, tx.clone())),
-        }
+        h.notify(i, tx.clone());
     }
     AsCompleted { left: handles.len(), handles, rx }
 }
