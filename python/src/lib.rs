@@ -14,6 +14,7 @@ mod collections;
 mod errors;
 mod handle;
 mod owned;
+mod pool;
 mod queue;
 mod sync;
 
@@ -30,6 +31,8 @@ mod _shmkit {
     use super::collections::{Dict, List};
     #[pymodule_export]
     use super::owned::_remove_owned_names;
+    #[pymodule_export]
+    use super::pool::{_serve, PyPool};
     #[pymodule_export]
     use super::queue::Queue;
     #[pymodule_export]

@@ -23,8 +23,6 @@ import atexit as _atexit
 from collections.abc import Sequence as _Sequence
 from typing import Any as _Any
 
-import numpy as _np
-
 from . import _shmkit
 from ._collections import Dict, List
 from ._dtypes import DTypeLike, tag as _tag
@@ -32,7 +30,9 @@ from ._errors import *  # noqa: F403 (the hierarchy is public)
 from ._errors import __all__ as _error_names
 from ._shmkit import Claim, RWLockAccess, SharedArray, doctor, inspect, ls, remove, unlink
 from ._shmkit import gc as gc  # public, but not in __all__ (it would shadow the gc module)
+from ._pool import ProcessPool
 from ._sync import Barrier, Counter, Event, Lock, Queue, RWLock
+from ._worker import RemoteTraceback
 
 __version__ = "0.1.0"
 
@@ -44,7 +44,7 @@ def _shape(shape: Shape) -> list[int]:
     return [int(shape)] if isinstance(shape, int) else [int(n) for n in shape]
 
 
-def create(name: str, shape: Shape, dtype: DTypeLike = _np.float64) -> SharedArray:
+def create(name: str, shape: Shape, dtype: DTypeLike = "f8") -> SharedArray:
     """Creates segment ``name`` holding a zeroed array of ``shape`` and
     ``dtype`` (signed and unsigned integers of 1 to 8 bytes, ``float32``,
     ``float64``; another dtype raises ``shmkit.UnsupportedDtype`` naming
@@ -58,7 +58,7 @@ def create(name: str, shape: Shape, dtype: DTypeLike = _np.float64) -> SharedArr
     return _shmkit._create(name, _shape(shape), _tag(dtype))
 
 
-def create_unique(shape: Shape, dtype: DTypeLike = _np.float64) -> SharedArray:
+def create_unique(shape: Shape, dtype: DTypeLike = "f8") -> SharedArray:
     """Like ``create``, under a fresh unique name (``handle.name``)."""
     return _shmkit._create_unique(_shape(shape), _tag(dtype))
 
@@ -67,8 +67,10 @@ def create_from(name: str | None, array: _Any) -> SharedArray:
     """Creates segment ``name`` (``None``: a unique name) holding a copy
     of ``array`` (anything ``numpy.asarray`` takes). The data is copied
     before the name appears: no other process sees it half-written."""
-    data = _np.ascontiguousarray(array)
-    flat = data.reshape(-1).view(_np.uint8)
+    import numpy as np  # on first use: see _dtypes
+
+    data = np.ascontiguousarray(array)
+    flat = data.reshape(-1).view(np.uint8)
     return _shmkit._create_from(name, list(data.shape), _tag(data.dtype), flat)
 
 
@@ -78,7 +80,7 @@ def open(name: str) -> SharedArray:  # noqa: A001 (shmkit.open, as io.open)
     return _shmkit._open(name)
 
 
-def create_file(path: str, shape: Shape, dtype: DTypeLike = _np.float64) -> SharedArray:
+def create_file(path: str, shape: Shape, dtype: DTypeLike = "f8") -> SharedArray:
     """Creates the ``.npy`` file ``path`` (which must not exist), zeroed,
     mapped shared: the array on disk, ``numpy.load``-able. ``flush()``
     writes changes through; the file is never removed by shmkit."""
@@ -96,6 +98,8 @@ def open_file(path: str) -> SharedArray:
 _atexit.register(_shmkit._remove_owned_names)
 
 __all__ = [
+    "ProcessPool",
+    "RemoteTraceback",
     "SharedArray",
     "Claim",
     "create",

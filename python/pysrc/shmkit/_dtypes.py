@@ -10,9 +10,13 @@ write the same tags, so a segment made on one side opens on the other.
 from __future__ import annotations
 
 import ast
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported on first use, not with shmkit: a pool's helper
+# interpreters start without it (importing numpy costs about 100 ms).
 
 DTypeLike = Any
 """Anything ``numpy.dtype()`` takes: ``'f8'``, ``np.float64``, ``float``, ..."""
@@ -20,6 +24,8 @@ DTypeLike = Any
 
 def tag(dtype: DTypeLike) -> str:
     """The tag of ``dtype`` (anything ``numpy.dtype`` takes)."""
+    import numpy as np
+
     dt = np.dtype(dtype)
     if dt.fields is not None:
         return str(dt.descr)
@@ -31,6 +37,8 @@ def tag(dtype: DTypeLike) -> str:
 
 def dtype(tag: str) -> np.dtype[Any]:
     """The numpy dtype of a stored tag."""
+    import numpy as np
+
     if tag.startswith("["):
         return cast("np.dtype[Any]", np.dtype(ast.literal_eval(tag)))
     return np.dtype(tag)

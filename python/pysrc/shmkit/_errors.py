@@ -163,6 +163,29 @@ class OwnerDied(Error):
     lock: Any
 
 
+# The pool.
+
+
+class WorkerDied(Error):
+    """The helper process running the task died (killed, OOM-killed,
+    crashed); this task alone failed, and a new helper took its place.
+    ``signal`` is the signal that ended it (9: SIGKILL or the OOM
+    killer), or ``None`` if it exited."""
+
+    signal: int | None = None
+
+
+class TaskTimeout(Timeout):
+    """The task ran past the pool's ``timeout``: its helper was killed
+    and replaced (the other tasks go on)."""
+
+
+class WorkerStartFailed(Error):
+    """The pool's helpers could not start (the main script raised on
+    import, or the initializer did): the message has the helper's
+    traceback. The next submit tries again."""
+
+
 __all__ = [
     "Error",
     "NotFound",
@@ -191,4 +214,7 @@ __all__ = [
     "Deadlock",
     "NotHeld",
     "OwnerDied",
+    "WorkerDied",
+    "TaskTimeout",
+    "WorkerStartFailed",
 ]

@@ -300,3 +300,26 @@ def unlink(name: str) -> None:
     """Removes ``/dev/shm`` entry ``name`` whatever it is."""
 def doctor() -> dict[str, Any]:
     """The host's shared-memory limits and what to change."""
+
+class _Pool:
+    """The native half of ``shmkit.ProcessPool``."""
+
+    def __new__(
+        cls,
+        helpers: int,
+        program: str,
+        args: list[str],
+        env: list[tuple[str, str]],
+        timeout: float | None = None,
+        retries: int = 0,
+        max_tasks: int | None = None,
+        init: bytes | None = None,
+    ) -> Self: ...
+    def submit(self, payload: bytes) -> int: ...
+    def next_done(self, timeout: float) -> tuple[int, tuple[Any, ...]] | None: ...
+    def cancel(self, key: int) -> bool: ...
+    def pending(self) -> int: ...
+    def helper_pids(self) -> list[int]: ...
+    def terminate(self) -> None: ...
+
+def _serve() -> None: ...

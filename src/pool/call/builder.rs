@@ -10,7 +10,9 @@ use crate::pool::helper::registry::{Registry, Task};
 use crate::pool::transport::codec;
 use crate::pool::Pool;
 
-type Init = Box<dyn FnOnce(&Registry) -> Result<(u32, Vec<u8>), PoolError>>;
+// Send, so that a builder may be built on another thread (a binding builds
+// with its interpreter lock released).
+type Init = Box<dyn FnOnce(&Registry) -> Result<(u32, Vec<u8>), PoolError> + Send>;
 
 /// Configures and starts a [`Pool`]; setters take and return `self`.
 ///

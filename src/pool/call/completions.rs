@@ -53,7 +53,10 @@ impl<R: DeserializeOwned + 'static> Completions<R> {
     /// An empty set.
     pub fn new() -> Self {
         let (tx, rx) = channel();
-        Completions { handles: Mutex::new(Pending { by_key: HashMap::new(), next_key: 0, tx }), finished: Mutex::new(rx) }
+        Completions {
+            handles: Mutex::new(Pending { by_key: HashMap::new(), next_key: 0, tx }),
+            finished: Mutex::new(rx),
+        }
     }
 
     /// Adds `handle`; its key, which [`next_timeout`](Self::next_timeout)

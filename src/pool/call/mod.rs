@@ -2,7 +2,7 @@
 //! (`map`, `submit`, array passes), and a submitted task's handle.
 
 pub(crate) mod batch;
-pub(crate) mod completions;
 pub(crate) mod builder;
+pub(crate) mod completions;
 pub(crate) mod handle;
 mod rows;

@@ -1,0 +1,117 @@
+"""Tasks as bytes: the coordinator pickles a call (``dumps_call``), a
+helper runs it (``run``, called by the Rust helper loop) and pickles the
+outcome, which the coordinator reads back (``loads_outcome``).
+
+Functions travel by reference, as with ``multiprocessing``'s spawn: a
+module and a qualified name, found again in the helper (functions of the
+main script too: helpers import it as ``__mp_main__``). Lambdas, closures
+and functions defined interactively cannot be found that way; they work
+if ``cloudpickle`` is installed, which is then used for them alone.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any, Callable
+
+PROTOCOL = 5
+
+
+class RemoteTraceback(Exception):
+    """The helper-side traceback of a task's exception, set as that
+    exception's ``__cause__`` (as ``concurrent.futures`` does)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+def dumps_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """The pickled call ``fn(*args, **kwargs)``. A function pickle cannot
+    send by reference goes through ``cloudpickle`` if it is installed;
+    otherwise a ``TypeError`` says what to do."""
+    try:
+        return pickle.dumps((fn, args, kwargs), protocol=PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        if _by_reference(fn):
+            raise TypeError(f"the task's arguments cannot be pickled: {e}") from e
+        try:
+            import cloudpickle  # type: ignore[import-not-found, import-untyped, unused-ignore]
+        except ImportError:
+            raise TypeError(
+                f"{fn!r} cannot be sent to a helper: functions travel by reference (module and name), so a "
+                "task must be a module-level function (of the main script too); lambdas, closures and "
+                "functions defined interactively need `pip install cloudpickle`"
+            ) from e
+        return bytes(cloudpickle.dumps((fn, args, kwargs), protocol=PROTOCOL))
+
+
+def _by_reference(fn: Callable[..., Any]) -> bool:
+    """True if pickle can send ``fn`` itself (so the arguments failed)."""
+    try:
+        pickle.dumps(fn, protocol=PROTOCOL)
+        return True
+    except Exception:
+        return False
+
+
+def run(payload: bytes) -> bytes:
+    """In a helper: runs the pickled call; ``(True, result)`` or
+    ``(False, exception, traceback text)``, pickled."""
+    try:
+        fn, args, kwargs = pickle.loads(payload)
+    except BaseException as e:  # noqa: BLE001 (every failure is the task's outcome)
+        return _failure(e, "the helper could not unpickle the task: is its function importable there?")
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as e:  # noqa: BLE001
+        return _failure(e)
+    try:
+        return pickle.dumps((True, result), protocol=PROTOCOL)
+    except BaseException as e:  # noqa: BLE001
+        return _failure(e, "the task's result could not be pickled")
+
+
+def initialize(payload: bytes) -> None:
+    """In a helper, as it starts: runs the pool's initializer."""
+    fn, args, kwargs = pickle.loads(payload)
+    fn(*args, **kwargs)
+
+
+def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+    """``fn`` over a chunk of argument tuples (``map`` with a chunksize)."""
+    return [fn(*args) for args in chunk]
+
+
+def _failure(e: BaseException, context: str | None = None) -> bytes:
+    tb = "".join(traceback.format_exception(e))
+    if context:
+        tb = f"{context}\n{tb}"
+    try:
+        return pickle.dumps((False, e, tb), protocol=PROTOCOL)
+    except BaseException:  # noqa: BLE001 (an exception that does not pickle: its text travels)
+        return pickle.dumps((False, None, tb), protocol=PROTOCOL)
+
+
+def loads_outcome(data: bytes) -> tuple[bool, Any]:
+    """In the coordinator: ``(True, result)``, or ``(False, exception)``
+    with the helper's traceback as its ``__cause__``."""
+    try:
+        outcome = pickle.loads(data)
+    except BaseException as e:  # noqa: BLE001
+        from ._errors import Error
+
+        return False, Error(f"the task's outcome could not be unpickled here: {e!r}")
+    if outcome[0]:
+        return True, outcome[1]
+    _, exc, tb = outcome
+    if exc is None:
+        from ._errors import Error
+
+        exc = Error("the task raised an exception that could not be pickled; its traceback:\n" + tb)
+    exc.__cause__ = RemoteTraceback(tb)
+    return False, exc

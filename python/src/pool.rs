@@ -1,0 +1,218 @@
+//! The pool from Python: helpers are Python interpreters that run the
+//! Rust helper loop (`_serve`), so the Rust driver keeps the blame
+//! record, the timeouts, the kills and the replacements; only the task
+//! body is Python (`shmkit._worker.run`, a pickled call in, a pickled
+//! outcome out). `shmkit.ProcessPool` and `shmkit.Pool` (Python) build
+//! on `_Pool`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use shmkit::pool::{Completions, PoolError, TaskError};
+use shmkit::{Pool, Registry};
+
+use crate::{blocking, errors};
+
+/// The largest pickled call or result a task carries: the pool's frames
+/// are at most 256 MiB, with room kept for the message around them.
+const MESSAGE_LIMIT: usize = (256 << 20) - (64 << 10);
+
+/// The task every Python helper serves: `shmkit._worker.run(payload)`.
+/// Its outcome is one tag byte and the rest: `P` and a pickle (the
+/// worker's own envelope: a result, or an exception and its traceback),
+/// or `T` and UTF-8 text, when even the worker failed.
+fn py_call(payload: Vec<u8>) -> Vec<u8> {
+    Python::attach(|py| {
+        let run = || -> PyResult<Vec<u8>> {
+            let out = py.import("shmkit._worker")?.getattr("run")?.call1((PyBytes::new(py, &payload),))?;
+            Ok([b"P".as_slice(), out.cast::<PyBytes>()?.as_bytes()].concat())
+        };
+        run().unwrap_or_else(|e| {
+            [b"T".as_slice(), format!("the helper could not run the task: {e}").as_bytes()].concat()
+        })
+    })
+}
+
+/// A helper's initializer: `shmkit._worker.initialize(payload)`; a raise
+/// fails the helper's start, with the traceback as the reason.
+fn py_init(payload: Vec<u8>) -> Result<(), std::io::Error> {
+    Python::attach(|py| {
+        let run =
+            py.import("shmkit._worker").and_then(|w| w.getattr("initialize")?.call1((PyBytes::new(py, &payload),)));
+        run.map(drop).map_err(|e| std::io::Error::other(traceback(py, &e)))
+    })
+}
+
+/// `e` with its traceback, as Python prints it.
+fn traceback(py: Python<'_>, e: &PyErr) -> String {
+    let formatted = py
+        .import("traceback")
+        .and_then(|t| t.getattr("format_exception")?.call1((e.value(py),)))
+        .and_then(|lines| lines.extract::<Vec<String>>());
+    formatted.map_or_else(|_| e.to_string(), |lines| lines.concat())
+}
+
+fn python_tasks(r: &mut Registry) {
+    r.add(py_call).add(py_init);
+}
+
+/// In a helper started by a `_Pool`: serves tasks until the pool is
+/// gone, then exits the process (never returns). Elsewhere, an error.
+#[pyfunction]
+pub(crate) fn _serve(py: Python<'_>) -> PyResult<()> {
+    if !shmkit::pool::is_helper() {
+        return Err(errors::raise("InvalidArgument", "not a pool helper: shmkit._helper is started by shmkit's pools"));
+    }
+    py.detach(|| shmkit::serve(python_tasks))
+}
+
+/// A pool of Python helpers (the native half of `shmkit.ProcessPool`).
+#[pyclass(frozen, module = "shmkit._shmkit", name = "_Pool")]
+pub(crate) struct PyPool {
+    pool: Mutex<Option<Pool>>,
+    done: Completions<Vec<u8>>,
+    /// The process that built it: a forked child may not use its helpers.
+    maker: u32,
+}
+
+/// What `_Pool.next_done` hands back for one task: `("ok", bytes)`,
+/// `("text", message)`, or `("error", class, message, signal)`.
+type Outcome = (&'static str, Py<PyAny>, Option<String>, Option<i32>);
+
+#[pymethods]
+impl PyPool {
+    /// Starts `helpers` helpers running `program args` (with `env` added)
+    /// and waits until they are ready. `timeout`: seconds a task may run
+    /// before its helper is killed; `init`: a pickled initializer.
+    #[new]
+    #[pyo3(signature = (helpers, program, args, env, timeout=None, retries=0, max_tasks=None, init=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        helpers: usize,
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        timeout: Option<f64>,
+        retries: u32,
+        max_tasks: Option<usize>,
+        init: Option<Vec<u8>>,
+    ) -> PyResult<Self> {
+        let mut b = Pool::builder().tasks(python_tasks).helpers(helpers).program(program).retries(retries);
+        for a in args {
+            b = b.arg(a);
+        }
+        for (k, v) in env {
+            b = b.env(k, v);
+        }
+        if let Some(t) = blocking::limit(timeout)?.filter(|t| *t != Duration::MAX) {
+            b = b.timeout(t);
+        }
+        if let Some(n) = max_tasks {
+            b = b.max_tasks_per_helper(n);
+        }
+        if let Some(payload) = init {
+            b = b.initializer(py_init, payload);
+        }
+        let pool = py.detach(|| b.build()).map_err(start_failed)?;
+        Ok(PyPool { pool: Mutex::new(Some(pool)), done: Completions::new(), maker: std::process::id() })
+    }
+
+    /// Queues a pickled call; its key for `next_done` and `cancel`.
+    fn submit(&self, payload: Vec<u8>) -> PyResult<u64> {
+        self.check_process()?;
+        if payload.len() > MESSAGE_LIMIT {
+            let why = format!(
+                "the task's arguments pickle to {} MiB, over the pool's {} MiB per message: pass big arrays as \
+                 shmkit arrays (they travel as names) instead",
+                payload.len() >> 20,
+                MESSAGE_LIMIT >> 20
+            );
+            return Err(errors::raise("InvalidArgument", why));
+        }
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = pool.as_ref().ok_or_else(|| errors::raise("Closed", "the pool was terminated"))?;
+        Ok(self.done.add(pool.submit(py_call, payload)))
+    }
+
+    /// The next finished task, waiting at most `timeout` seconds with the
+    /// GIL released: `(key, outcome)`, or `None`.
+    fn next_done(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<(u64, Outcome)>> {
+        let limit = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(blocking::SLICE);
+        let Some((key, result)) = py.detach(|| self.done.next_timeout(limit)) else { return Ok(None) };
+        Ok(Some((key, outcome(py, result))))
+    }
+
+    /// Cancels task `key`: a queued one never runs, a running one has its
+    /// helper killed. False if it had finished.
+    fn cancel(&self, key: u64) -> bool {
+        self.done.cancel(key)
+    }
+
+    /// Tasks whose outcome has not been taken.
+    fn pending(&self) -> usize {
+        self.done.len()
+    }
+
+    /// The helpers' process ids.
+    fn helper_pids(&self) -> Vec<u32> {
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.as_ref().map(Pool::helper_pids).unwrap_or_default()
+    }
+
+    /// Stops the helpers now (killing running tasks); harmless twice.
+    fn terminate(&self, py: Python<'_>) {
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = pool {
+            py.detach(|| p.terminate());
+        }
+    }
+}
+
+impl PyPool {
+    fn check_process(&self) -> PyResult<()> {
+        match std::process::id() == self.maker {
+            true => Ok(()),
+            false => Err(errors::raise(
+                "Inherited",
+                "this pool belongs to the process that made it (this is a forked child): make a new pool here",
+            )),
+        }
+    }
+}
+
+fn outcome(py: Python<'_>, result: Result<Vec<u8>, TaskError>) -> Outcome {
+    let text = |s: String| s.into_pyobject(py).expect("a str").into_any().unbind();
+    match result {
+        Ok(bytes) => match bytes.split_first() {
+            Some((b'P', pickle)) => ("ok", PyBytes::new(py, pickle).into_any().unbind(), None, None),
+            Some((_, message)) => ("text", text(String::from_utf8_lossy(message).into_owned()), None, None),
+            None => ("text", text("the helper sent an empty result".into()), None, None),
+        },
+        Err(e) => {
+            let (class, signal) = match &e {
+                TaskError::WorkerDied { signal, .. } => ("WorkerDied", *signal),
+                TaskError::TimedOut(_) => ("TaskTimeout", None),
+                TaskError::Cancelled | TaskError::Terminated => ("Cancelled", None),
+                TaskError::NoHelper(_) => ("WorkerStartFailed", None),
+                _ => ("Error", None),
+            };
+            ("error", text(class.to_owned()), Some(e.to_string()), signal)
+        }
+    }
+}
+
+/// A pool that did not start, as `shmkit.WorkerStartFailed`.
+fn start_failed(e: PoolError) -> PyErr {
+    match e {
+        PoolError::Spawn { .. }
+        | PoolError::HelperExited(_)
+        | PoolError::StartTimeout(_)
+        | PoolError::InitFailed(_) => errors::raise("WorkerStartFailed", e.to_string()),
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
