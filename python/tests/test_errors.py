@@ -9,6 +9,7 @@ import resource
 import traceback
 from collections.abc import Callable
 
+import pool_tasks
 import pytest
 from conftest import Peer, rust, run_python, unique
 
@@ -180,6 +181,21 @@ def owner_died(name: str) -> None:
         lock.close()
 
 
+def worker_died(name: str) -> None:
+    with shmkit.ProcessPool(1) as pool:
+        pool.submit(pool_tasks.die).result(timeout=60)
+
+
+def task_timeout(name: str) -> None:
+    with shmkit.ProcessPool(1, timeout=0.2) as pool:
+        pool.submit(pool_tasks.sleep, 30).result(timeout=60)
+
+
+def worker_start_failed(name: str) -> None:
+    with shmkit.ProcessPool(1, initializer=pool_tasks.refuse_to_start) as pool:
+        pool.submit(pool_tasks.square, 1).result(timeout=60)
+
+
 CASES: dict[type[shmkit.Error], tuple[Callable[[str], None], type[BaseException]]] = {
     shmkit.NotFound: (not_found, FileNotFoundError),
     shmkit.AlreadyExists: (already_exists, FileExistsError),
@@ -206,6 +222,9 @@ CASES: dict[type[shmkit.Error], tuple[Callable[[str], None], type[BaseException]
     shmkit.Deadlock: (deadlock, RuntimeError),
     shmkit.NotHeld: (not_held, RuntimeError),
     shmkit.OwnerDied: (owner_died, shmkit.Error),
+    shmkit.WorkerDied: (worker_died, shmkit.Error),
+    shmkit.TaskTimeout: (task_timeout, TimeoutError),
+    shmkit.WorkerStartFailed: (worker_start_failed, shmkit.Error),
 }
 
 

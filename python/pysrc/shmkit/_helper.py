@@ -22,7 +22,9 @@ def prepare(prep: dict[str, object]) -> None:
     """The coordinator's path, directory and main module, here."""
     from multiprocessing import spawn
 
-    sys.path[:] = [str(p) for p in prep.get("sys_path", sys.path)]  # type: ignore[union-attr]
+    path = prep.get("sys_path")
+    if isinstance(path, list):
+        sys.path[:] = [str(p) for p in path]
     cwd = prep.get("cwd")
     if isinstance(cwd, str):
         os.chdir(cwd)

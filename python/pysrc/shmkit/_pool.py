@@ -47,8 +47,8 @@ def _preparation(errfile: str) -> dict[str, object]:
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
         prep["main_name"] = spec.name
-    elif getattr(main, "__file__", None):
-        prep["main_path"] = os.path.abspath(main.__file__)  # type: ignore[union-attr, type-var]
+    elif isinstance(path := getattr(main, "__file__", None), str):
+        prep["main_path"] = os.path.abspath(path)
     return prep
 
 
@@ -177,7 +177,7 @@ class ProcessPool(Executor):
             if future is not None and future.set_running_or_notify_cancel():
                 _complete(future, outcome)
 
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., T],
         *iterables: Iterable[Any],
@@ -252,7 +252,7 @@ def _complete(future: Future[Any], outcome: tuple[Any, ...]) -> None:
             future.set_exception(CancelledError(message))
             return
         exc = getattr(_errors, cls, _errors.Error)(message)
-        if cls == "WorkerDied":
+        if isinstance(exc, _errors.WorkerDied):
             exc.signal = signal
         future.set_exception(exc)
 

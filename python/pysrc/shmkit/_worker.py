@@ -12,6 +12,7 @@ if ``cloudpickle`` is installed, which is then used for them alone.
 from __future__ import annotations
 
 import pickle
+import sys
 import traceback
 from typing import Any, Callable
 
@@ -35,6 +36,8 @@ def dumps_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
     send by reference goes through ``cloudpickle`` if it is installed;
     otherwise a ``TypeError`` says what to do."""
     try:
+        if _main_not_importable(fn):
+            raise pickle.PicklingError(f"{fn!r} is defined in a main module that helpers cannot import")
         return pickle.dumps((fn, args, kwargs), protocol=PROTOCOL)
     except (pickle.PicklingError, AttributeError, TypeError) as e:
         if _by_reference(fn):
@@ -44,14 +47,27 @@ def dumps_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
         except ImportError:
             raise TypeError(
                 f"{fn!r} cannot be sent to a helper: functions travel by reference (module and name), so a "
-                "task must be a module-level function (of the main script too); lambdas, closures and "
-                "functions defined interactively need `pip install cloudpickle`"
+                "task must be a module-level function of an importable module or of the main script file; "
+                "lambdas, closures and functions defined interactively or in `python -c` need "
+                "`pip install cloudpickle`"
             ) from e
         return bytes(cloudpickle.dumps((fn, args, kwargs), protocol=PROTOCOL))
 
 
+def _main_not_importable(fn: Callable[..., Any]) -> bool:
+    """True for a function of a main module with no file or module name
+    (``python -c``, an interactive session, a notebook): a helper has
+    nothing to import it from."""
+    if getattr(fn, "__module__", None) != "__main__":
+        return False
+    main = sys.modules.get("__main__")
+    return getattr(main, "__file__", None) is None and getattr(getattr(main, "__spec__", None), "name", None) is None
+
+
 def _by_reference(fn: Callable[..., Any]) -> bool:
     """True if pickle can send ``fn`` itself (so the arguments failed)."""
+    if _main_not_importable(fn):
+        return False
     try:
         pickle.dumps(fn, protocol=PROTOCOL)
         return True

@@ -1,0 +1,69 @@
+"""Tasks the pool tests submit: module-level functions, found by
+reference in the helpers (as ``spawn`` finds them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import shmkit
+
+_state: dict[str, Any] = {}
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(x: int, y: int = 0, *, z: int = 0) -> int:
+    return x + y + z
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def die(sig: int = signal.SIGKILL) -> None:
+    """Ends this helper with ``sig`` mid-task."""
+    os.kill(os.getpid(), sig)
+    time.sleep(10)
+
+
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def count_then_sleep(counter: shmkit.Counter, seconds: float) -> int:
+    """Counts that it ran (in shared memory), then sleeps."""
+    counter.add(1)
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def remember(value: Any) -> None:
+    """An initializer: keeps ``value`` in this helper."""
+    _state["init"] = value
+
+
+def remembered() -> Any:
+    return _state.get("init")
+
+
+def refuse_to_start() -> None:
+    raise RuntimeError("this initializer refuses")
+
+
+def unpicklable_result() -> Any:
+    return threading.Lock()
+
+
+def big_result(n: int) -> bytes:
+    return b"x" * n
