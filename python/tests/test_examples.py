@@ -30,6 +30,31 @@ def test_manager() -> None:
     assert out[1] == "List: " + str([f"processed_{i}" for i in range(10)])
 
 
+def test_pool_basic() -> None:
+    out = run("pool_basic.py").split()
+    assert out[0] == "Sequential:" and out[2] == "Parallel:", out
+
+
+def test_executor_basic_kills_the_stuck_task_at_its_deadline() -> None:
+    out = run("executor_basic.py").splitlines()
+    assert out[0] == "Item 13 timed out"
+    n, _, _, seconds = out[1].split()
+    assert n == "19" and float(seconds.rstrip("s")) < 30, "the stuck task was not waited for"
+
+
+def test_chunked_processing() -> None:
+    assert run("chunked_processing.py") == "10000 items in 20 chunks\n"
+
+
+def test_error_handling_survives_a_dying_worker() -> None:
+    out = run("error_handling.py")
+    assert out.startswith("18 succeeded") and "(7, 'item 7 is bad data')" in out and "(13, 'the helper" in out, out
+
+
+def test_queue_pattern_ends_its_stream_without_poison_pills() -> None:
+    assert run("queue_pattern.py").startswith("1000 results from")
+
+
 @pytest.mark.parametrize("readme", ["README.md", "python/README.md"])
 def test_the_readme_snippet_runs_as_written(readme: str, tmp_path: object) -> None:
     text = (ROOT / readme).read_text()

@@ -30,6 +30,7 @@ from ._errors import *  # noqa: F403 (the hierarchy is public)
 from ._errors import __all__ as _error_names
 from ._shmkit import Claim, RWLockAccess, SharedArray, doctor, inspect, ls, remove, unlink
 from ._shmkit import gc as gc  # public, but not in __all__ (it would shadow the gc module)
+from ._mp import AsyncResult, Pool
 from ._pool import ProcessPool
 from ._sync import Barrier, Counter, Event, Lock, Queue, RWLock
 from ._worker import RemoteTraceback
@@ -98,6 +99,8 @@ def open_file(path: str) -> SharedArray:
 _atexit.register(_shmkit._remove_owned_names)
 
 __all__ = [
+    "Pool",
+    "AsyncResult",
     "ProcessPool",
     "RemoteTraceback",
     "SharedArray",
