@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 
 use shmkit::pool::{Completions, PoolError, TaskError};
@@ -26,9 +27,11 @@ const MESSAGE_LIMIT: usize = (256 << 20) - (64 << 10);
 /// worker's own envelope: a result, or an exception and its traceback),
 /// or `T` and UTF-8 text, when even the worker failed.
 fn py_call(payload: Vec<u8>) -> Vec<u8> {
+    static RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     Python::attach(|py| {
         let run = || -> PyResult<Vec<u8>> {
-            let out = py.import("shmkit._worker")?.getattr("run")?.call1((PyBytes::new(py, &payload),))?;
+            let run = RUN.get_or_try_init(py, || py.import("shmkit._worker")?.getattr("run").map(Bound::unbind))?;
+            let out = run.bind(py).call1((PyBytes::new(py, &payload),))?;
             Ok([b"P".as_slice(), out.cast::<PyBytes>()?.as_bytes()].concat())
         };
         run().unwrap_or_else(|e| {
@@ -139,12 +142,26 @@ impl PyPool {
         Ok(self.done.add(pool.submit(py_call, payload)))
     }
 
-    /// The next finished task, waiting at most `timeout` seconds with the
-    /// GIL released: `(key, outcome)`, or `None`.
-    fn next_done(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<(u64, Outcome)>> {
+    /// The tasks finished now, `(key, outcome)` each (at most `most`),
+    /// waiting at most `timeout` seconds with the GIL released for the
+    /// first; empty if none finished in time. Taking them in batches
+    /// keeps the GIL hand-overs per task few under load.
+    #[pyo3(signature = (timeout, most=1024))]
+    fn next_done(&self, py: Python<'_>, timeout: f64, most: usize) -> Vec<(u64, Outcome)> {
         let limit = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(blocking::SLICE);
-        let Some((key, result)) = py.detach(|| self.done.next_timeout(limit)) else { return Ok(None) };
-        Ok(Some((key, outcome(py, result))))
+        let mut batch = Vec::new();
+        py.detach(|| {
+            if let Some(first) = self.done.next_timeout(limit) {
+                batch.push(first);
+                while batch.len() < most {
+                    match self.done.next_timeout(Duration::ZERO) {
+                        Some(next) => batch.push(next),
+                        None => break,
+                    }
+                }
+            }
+        });
+        batch.into_iter().map(|(key, result)| (key, outcome(py, result))).collect()
     }
 
     /// Cancels task `key`: a queued one never runs, a running one has its

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit as _atexit
 from collections.abc import Sequence as _Sequence
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from . import _shmkit
@@ -30,10 +31,7 @@ from ._errors import *  # noqa: F403 (the hierarchy is public)
 from ._errors import __all__ as _error_names
 from ._shmkit import Claim, RWLockAccess, SharedArray, doctor, inspect, ls, remove, unlink
 from ._shmkit import gc as gc  # public, but not in __all__ (it would shadow the gc module)
-from ._mp import AsyncResult, Pool
-from ._pool import ProcessPool
 from ._sync import Barrier, Counter, Event, Lock, Queue, RWLock
-from ._worker import RemoteTraceback
 
 __version__ = "0.1.0"
 
@@ -92,6 +90,27 @@ def open_file(path: str) -> SharedArray:
     """Opens the ``.npy`` file ``path`` read-write, mapped shared."""
     return _shmkit._open_file(str(path))
 
+
+# The pools are imported on first use: they need concurrent.futures and
+# multiprocessing, which a pool's helper interpreters start faster without.
+_LAZY = {"Pool": "_mp", "AsyncResult": "_mp", "ProcessPool": "_pool", "RemoteTraceback": "_worker"}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shmkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if _TYPE_CHECKING:
+    from ._mp import AsyncResult, Pool
+    from ._pool import ProcessPool
+    from ._worker import RemoteTraceback
 
 # Python does not always collect every object at shutdown: remove the
 # names of owning handles still alive. Registered at import, so it runs

@@ -19,7 +19,7 @@ from concurrent.futures import wait as _wait
 from typing import Any, Generic, TypeVar
 
 from ._pool import ProcessPool
-from ._worker import run_chunk
+from ._worker import run_chunk, run_chunk1
 
 T = TypeVar("T")
 
@@ -138,7 +138,7 @@ class Pool:
         progress: Progress = None,
     ) -> AsyncResult[list[T]]:
         """``map``, returning an ``AsyncResult`` of the list."""
-        return self.starmap_async(func, ((x,) for x in iterable), chunksize, callback, error_callback, progress=progress)
+        return self._gathered(func, list(iterable), False, chunksize, callback, error_callback, progress)
 
     def starmap_async(
         self,
@@ -151,8 +151,19 @@ class Pool:
         progress: Progress = None,
     ) -> AsyncResult[list[T]]:
         """``starmap``, returning an ``AsyncResult`` of the list."""
-        items = [tuple(args) for args in iterable]
-        chunks = self._chunked(func, items, self._chunksize(len(items), chunksize), progress)
+        return self._gathered(func, list(iterable), True, chunksize, callback, error_callback, progress)
+
+    def _gathered(
+        self,
+        func: Callable[..., T],
+        items: list[Any],
+        star: bool,
+        chunksize: int | None,
+        callback: Callable[[list[T]], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+        progress: Progress,
+    ) -> AsyncResult[list[T]]:
+        chunks = self._chunked(func, items, star, self._chunksize(len(items), chunksize), progress)
         result: Future[list[T]] = Future()
         result.set_running_or_notify_cancel()
         _gather(chunks, result)
@@ -161,8 +172,7 @@ class Pool:
 
     def imap(self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int = 1, *, progress: Progress = None) -> Iterator[T]:
         """``func(x)`` for each item, in order, as results arrive."""
-        items = [(x,) for x in iterable]
-        for chunk in self._chunked(func, items, chunksize, progress):
+        for chunk in self._chunked(func, list(iterable), False, chunksize, progress):
             yield from chunk.result()
 
     def imap_unordered(
@@ -171,8 +181,7 @@ class Pool:
         """``func(x)`` for each item, in the order they finish."""
         from concurrent.futures import as_completed
 
-        items = [(x,) for x in iterable]
-        for chunk in as_completed(self._chunked(func, items, chunksize, progress)):
+        for chunk in as_completed(self._chunked(func, list(iterable), False, chunksize, progress)):
             yield from chunk.result()
 
     # -- ending -------------------------------------------------------------
@@ -225,10 +234,14 @@ class Pool:
         return max(1, size + (1 if extra else 0))
 
     def _chunked(
-        self, func: Callable[..., T], items: list[tuple[Any, ...]], size: int, progress: Progress
+        self, func: Callable[..., T], items: list[Any], star: bool, size: int, progress: Progress
     ) -> list[Future[list[T]]]:
+        """Tasks of ``size`` items each: ``func(*item)`` if ``star``, else ``func(item)``."""
+        if size < 1:
+            raise ValueError(f"chunksize must be >= 1, not {size}")
+        run = run_chunk if star else run_chunk1
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        futures = [self._submit(run_chunk, func, chunk) for chunk in chunks]
+        futures = [self._submit(run, func, chunk) for chunk in chunks]
         if progress is not None:
             tell: Callable[[int], object] = progress.update if hasattr(progress, "update") else progress
             for f, chunk in zip(futures, chunks):

@@ -102,6 +102,11 @@ class ProcessPool(Executor):
             raise ValueError("timeout must be a positive number of seconds, or None")
         if max_tasks_per_child is not None and max_tasks_per_child <= 0:
             raise ValueError("max_tasks_per_child must be >= 1")
+        # What a helper pickles from the main script names the module
+        # `__mp_main__` (the script runs there under that name): here it is
+        # the main module, as importing multiprocessing also arranges.
+        if "__main__" in sys.modules:
+            sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         self._workers = max_workers or default_workers()
         self._timeout, self._retries, self._max_tasks = timeout, retries, max_tasks_per_child
         self._init = None if initializer is None else _worker.dumps_call(initializer, tuple(initargs), {})
@@ -164,18 +169,18 @@ class ProcessPool(Executor):
         assert native is not None
         while True:
             done = native.next_done(_TICK)
-            if done is None:
+            if not done:
                 with self._lock:
                     finished = self._shutdown and not self._futures
                 if finished:
                     self.terminate()  # after shutdown(wait=False), the helpers stop here
                     return
                 continue
-            key, outcome = done
             with self._lock:
-                future = self._futures.pop(key, None)
-            if future is not None and future.set_running_or_notify_cancel():
-                _complete(future, outcome)
+                futures = [(self._futures.pop(key, None), outcome) for key, outcome in done]
+            for future, outcome in futures:
+                if future is not None and future.set_running_or_notify_cancel():
+                    _complete(future, outcome)
 
     def map(
         self,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pickle
 import sys
-import traceback
 from typing import Any, Callable
 
 PROTOCOL = 5
@@ -99,11 +98,19 @@ def initialize(payload: bytes) -> None:
 
 
 def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
-    """``fn`` over a chunk of argument tuples (``map`` with a chunksize)."""
+    """``fn`` over a chunk of argument tuples (``starmap``, and ``map`` of
+    several iterables)."""
     return [fn(*args) for args in chunk]
 
 
+def run_chunk1(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
+    """``fn`` over a chunk of single arguments (``map``)."""
+    return list(map(fn, chunk))
+
+
 def _failure(e: BaseException, context: str | None = None) -> bytes:
+    import traceback  # on failure only: helpers start faster without it
+
     tb = "".join(traceback.format_exception(e))
     if context:
         tb = f"{context}\n{tb}"
