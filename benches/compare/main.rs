@@ -19,6 +19,7 @@ mod curve;
 mod measure;
 mod python;
 mod report;
+mod report_pool;
 mod report_python;
 
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ pub struct Sizes {
     pub manager: usize,
     /// Keys of the Python package's Manager workload (its peers are slow).
     pub python_keys: usize,
+    /// Tiny tasks per pool in `compare_pool.py`.
+    pub pool_tasks: usize,
 }
 
 /// Per-repetition values of one workload, one way.
@@ -55,6 +58,7 @@ fn main() -> Result<()> {
             helpers,
             manager: 20_000,
             python_keys: 20_000,
+            pool_tasks: 5_000,
         },
         false => Sizes {
             elements: 1 << 27,
@@ -64,6 +68,7 @@ fn main() -> Result<()> {
             helpers,
             manager: 200_000,
             python_keys: 40_000,
+            pool_tasks: 20_000,
         },
     };
     let mib = (sizes.elements * 8) >> 20;
@@ -73,6 +78,7 @@ fn main() -> Result<()> {
     rig.round(true, &mut HashMap::new(), &mut HashMap::new())?; // warm-up, discarded
     let mut python = python::Python::find();
     let mut py: HashMap<String, Samples> = HashMap::new();
+    let mut kills: HashMap<String, String> = HashMap::new();
     for rep in 0..sizes.reps {
         eprintln!("compare: round {}/{}: shmkit and threads ...", rep + 1, sizes.reps);
         rig.round(rep % 2 == 0, &mut shm, &mut thr)?;
@@ -82,6 +88,10 @@ fn main() -> Result<()> {
         let got = p.round(&sizes, limit).and_then(|mut got| {
             eprintln!("compare: round {}/{}: the Python package ...", rep + 1, sizes.reps);
             got.extend(p.package_round(&sizes, limit)?);
+            eprintln!("compare: round {}/{}: Python pools ...", rep + 1, sizes.reps);
+            let (pools, killed) = p.pool_round(&sizes, limit)?;
+            got.extend(pools);
+            kills.extend(killed);
             Ok(got)
         });
         match got {
@@ -92,7 +102,7 @@ fn main() -> Result<()> {
     if let Err(why) = &python {
         eprintln!("compare: no Python column: {why}");
     }
-    let py = python.ok().map(|p| (py, p.version));
+    let py = python.ok().map(|p| (py, kills, p.version));
     eprintln!("compare: in-place pass, 1 MiB and up ...");
     let curve = curve::run(&rig.pool, &rig.threads, quick)?;
     report::write(&sizes, &shm, &thr, py.as_ref(), &curve, quick)

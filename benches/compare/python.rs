@@ -13,7 +13,8 @@ use crate::{Samples, Sizes};
 /// What the Python columns need: numpy for `compare.py`; the shmkit
 /// package (built from this tree), UltraDict 0.0.6 and the `atomics`
 /// package its shared lock needs for `compare_python.py`.
-const PACKAGES: [&str; 4] = ["numpy", "maturin>=1.9.4,<2", "UltraDict==0.0.6", "atomics"];
+/// loky and pebble for `compare_pool.py`.
+const PACKAGES: [&str; 6] = ["numpy", "maturin>=1.9.4,<2", "UltraDict==0.0.6", "atomics", "loky", "pebble"];
 
 /// The venv `target/bench-venv`, made and filled on first use, with this
 /// tree's shmkit package (re)installed: an error says what failed.
@@ -25,7 +26,7 @@ fn python() -> Result<PathBuf> {
     let py = venv.join("bin/python");
     let has =
         |code: &str| Command::new(&py).args(["-c", code]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !has("import numpy, maturin, UltraDict, atomics") {
+    if !has("import numpy, maturin, UltraDict, atomics, loky, pebble") {
         eprintln!("compare: installing {} into {}", PACKAGES.join(", "), venv.display());
         ensure!(Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success(), "python3 -m venv failed");
         let pip = Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(PACKAGES).status()?;
@@ -76,8 +77,44 @@ impl Python {
         self.run("compare_python.py", &args, limit)
     }
 
+    /// One round of `benches/compare_pool.py`: Python process pools side
+    /// by side. Samples per `pool/metric`, and what a killed worker did
+    /// to each pool.
+    pub fn pool_round(
+        &self,
+        s: &Sizes,
+        limit: Duration,
+    ) -> Result<(HashMap<String, Samples>, HashMap<String, String>)> {
+        let args = ["--helpers".to_owned(), s.helpers.to_string(), "--tasks".into(), s.pool_tasks.to_string()];
+        let json = self.json("compare_pool.py", &args, limit)?;
+        let (mut samples, mut kills) = (HashMap::new(), HashMap::new());
+        for (pool, metrics) in json.as_object().context("a JSON object")? {
+            for (metric, v) in metrics.as_object().context("an object per pool")? {
+                match (v.as_str(), v.as_array()) {
+                    (Some(what), _) => drop(kills.insert(pool.clone(), what.to_owned())),
+                    (_, Some(values)) => {
+                        samples.insert(format!("{pool}/{metric}"), values.iter().filter_map(|x| x.as_f64()).collect());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok((samples, kills))
+    }
+
     /// Runs `script` (in `benches/`) with `args`; its JSON: samples per key.
     fn run(&self, script: &str, args: &[String], limit: Duration) -> Result<HashMap<String, Samples>> {
+        let json = self.json(script, args, limit)?;
+        let samples = json.as_object().context("a JSON object")?.iter();
+        let samples =
+            samples.filter_map(|(k, v)| Some((k.clone(), v.as_array()?.iter().filter_map(|x| x.as_f64()).collect())));
+        Ok(samples.collect())
+    }
+}
+
+impl Python {
+    /// Runs `script` (in `benches/`) with `args`; the JSON it prints.
+    fn json(&self, script: &str, args: &[String], limit: Duration) -> Result<serde_json::Value> {
         let child = Command::new(&self.exe)
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
             .args(args)
@@ -86,11 +123,7 @@ impl Python {
             .spawn()?;
         let out = wait(child, limit)?;
         ensure!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("the script's output")?;
-        let samples = json.as_object().context("a JSON object")?.iter();
-        let samples =
-            samples.filter_map(|(k, v)| Some((k.clone(), v.as_array()?.iter().filter_map(|x| x.as_f64()).collect())));
-        Ok(samples.collect())
+        serde_json::from_slice(&out.stdout).context("the script's output")
     }
 }
 

@@ -166,13 +166,14 @@ pub fn write(
     s: &Sizes,
     shmkit: &HashMap<&'static str, Samples>,
     threads: &HashMap<&'static str, Samples>,
-    python: Option<&(HashMap<String, Samples>, String)>,
+    python: Option<&(HashMap<String, Samples>, HashMap<String, String>, String)>,
     curve: &str,
     quick: bool,
 ) -> Result<()> {
     let py_samples = python.map(|p| &p.0);
     let mib = (s.elements * 8) >> 20;
-    let python = python.map_or("Python: not run", |p| p.1.as_str());
+    let kills = python.map(|p| &p.1);
+    let python = python.map_or("Python: not run", |p| p.2.as_str());
     let header = format!("{}, {}; {python}; a {mib} MiB f64 array", shmkit_bench::today(), shmkit_bench::machine());
     let mut md = format!(
         "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} interleaved rounds after a warm-up.\n\n",
@@ -201,6 +202,9 @@ pub fn write(
     md.push_str("\nThe fixed cost of an in-place pass (doubling, median time per pass; below 1.30× at 1 MiB is the target):\n\n");
     md.push_str(curve);
     md.push_str(&crate::report_python::table(s, shmkit, py_samples));
+    if let (Some(py), Some(kills)) = (py_samples, kills) {
+        md.push_str(&crate::report_pool::table(py, kills, s.pool_tasks));
+    }
     println!("{md}");
     let dir = shmkit_bench::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
