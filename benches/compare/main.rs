@@ -20,6 +20,10 @@ mod measure;
 mod python;
 mod report;
 mod report_pool;
+
+/// The Python side of a run: samples per key, what a killed worker did to
+/// each pool, and the interpreter's versions.
+pub type PythonRun = (HashMap<String, Samples>, HashMap<String, String>, String);
 mod report_python;
 
 use std::collections::HashMap;

@@ -166,7 +166,7 @@ pub fn write(
     s: &Sizes,
     shmkit: &HashMap<&'static str, Samples>,
     threads: &HashMap<&'static str, Samples>,
-    python: Option<&(HashMap<String, Samples>, HashMap<String, String>, String)>,
+    python: Option<&crate::PythonRun>,
     curve: &str,
     quick: bool,
 ) -> Result<()> {

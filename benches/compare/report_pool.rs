@@ -18,8 +18,11 @@ const POOLS: [&str; 7] = [
     "pebble",
 ];
 
+/// Scales a sample to the unit shown.
+type Scale = fn(f64) -> f64;
+
 /// The columns: metric key, heading, scale to the shown unit.
-const COLUMNS: [(&str, &str, fn(f64) -> f64); 4] = [
+const COLUMNS: [(&str, &str, Scale); 4] = [
     ("ready_s", "ready: first result back (ms)", |s| s * 1e3),
     ("submit_tps", "tiny tasks, one by one (k/s)", |t| t / 1e3),
     ("latency_s", "submit → result, median (µs)", |s| s * 1e6),
@@ -28,7 +31,7 @@ const COLUMNS: [(&str, &str, fn(f64) -> f64); 4] = [
 
 /// The table, as Markdown (empty when the pools did not run).
 pub fn table(py: &HashMap<String, Samples>, kills: &HashMap<String, String>, tasks: usize) -> String {
-    let stat = |pool: &str, key: &str, scale: fn(f64) -> f64| Stat::of(py.get(&format!("{pool}/{key}")), scale);
+    let stat = |pool: &str, key: &str, scale: Scale| Stat::of(py.get(&format!("{pool}/{key}")), scale);
     if stat(POOLS[0], "ready_s", |x| x).is_none() {
         return String::new();
     }
@@ -53,7 +56,7 @@ pub fn table(py: &HashMap<String, Samples>, kills: &HashMap<String, String>, tas
 }
 
 /// The targets the Python pool issue set, met or not.
-fn targets(stat: &dyn Fn(&str, &str, fn(f64) -> f64) -> Option<Stat>) -> String {
+fn targets(stat: &dyn Fn(&str, &str, Scale) -> Option<Stat>) -> String {
     let median = |pool: &str, key: &str| stat(pool, key, |x| x).map(|s| s.median);
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     let (ours, futures, mp) = ("shmkit.ProcessPool", "ProcessPoolExecutor (fork)", "multiprocessing.Pool (fork)");
