@@ -57,13 +57,13 @@ def test_queue_pattern_ends_its_stream_without_poison_pills() -> None:
 
 @pytest.mark.parametrize("readme", ["README.md", "python/README.md"])
 def test_the_readme_snippet_runs_as_written(readme: str, tmp_path: object) -> None:
-    text = (ROOT / readme).read_text()
-    snippet = re.search(r"```python\n(.*?)```", text, re.S)
-    assert snippet, f"{readme} has no Python snippet"
-    script = tmp_path / "snippet.py"  # type: ignore[operator]
-    script.write_text(snippet.group(1))
-    before = dev_shm()
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip(), "the snippet printed nothing"
-    assert not {n for n in dev_shm() - before if n.startswith("shmkit")}, "the snippet left a segment"
+    snippets = re.findall(r"```python\n(.*?)```", (ROOT / readme).read_text(), re.S)
+    assert snippets, f"{readme} has no Python snippet"
+    for i, snippet in enumerate(snippets):
+        script = tmp_path / f"snippet{i}.py"  # type: ignore[operator]
+        script.write_text(snippet)
+        before = dev_shm()
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip(), f"snippet {i} printed nothing"
+        assert not {n for n in dev_shm() - before if n.startswith("shmkit")}, f"snippet {i} left a segment"
