@@ -32,7 +32,7 @@ mod _shmkit {
     #[pymodule_export]
     use super::owned::_remove_owned_names;
     #[pymodule_export]
-    use super::pool::{_serve, PyPool};
+    use super::pool::{_prepare_helper, _serve, PyPool};
     #[pymodule_export]
     use super::queue::Queue;
     #[pymodule_export]

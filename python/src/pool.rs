@@ -73,6 +73,14 @@ pub(crate) fn _serve(py: Python<'_>) -> PyResult<()> {
     py.detach(|| shmkit::serve(python_tasks))
 }
 
+/// In a process a pool started as a helper: lets the helper's Python
+/// code (the coordinator's main script, imported before serving) use
+/// shmkit; false, doing nothing, anywhere else.
+#[pyfunction]
+pub(crate) fn _prepare_helper() -> bool {
+    shmkit::pool::prepare_helper()
+}
+
 /// A pool of Python helpers (the native half of `shmkit.ProcessPool`).
 #[pyclass(frozen, module = "shmkit._shmkit", name = "_Pool")]
 pub(crate) struct PyPool {
@@ -166,8 +174,9 @@ impl PyPool {
 
     /// Cancels task `key`: a queued one never runs, a running one has its
     /// helper killed. False if it had finished.
-    fn cancel(&self, key: u64) -> bool {
-        self.done.cancel(key)
+    fn cancel(&self, key: u64) -> PyResult<bool> {
+        self.check_process()?;
+        Ok(self.done.cancel(key))
     }
 
     /// Tasks whose outcome has not been taken.
@@ -176,16 +185,37 @@ impl PyPool {
     }
 
     /// The helpers' process ids.
-    fn helper_pids(&self) -> Vec<u32> {
+    fn helper_pids(&self) -> PyResult<Vec<u32>> {
+        self.check_process()?;
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.as_ref().map(Pool::helper_pids).unwrap_or_default()
+        Ok(pool.as_ref().map(Pool::helper_pids).unwrap_or_default())
     }
 
-    /// Stops the helpers now (killing running tasks); harmless twice.
+    /// Stops the helpers now (killing running tasks); harmless twice. In a
+    /// forked child it only lets go of the parent's pool, untouched.
     fn terminate(&self, py: Python<'_>) {
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(p) = pool {
-            py.detach(|| p.terminate());
+        match (pool, std::process::id() == self.maker) {
+            (Some(p), true) => py.detach(|| p.terminate()),
+            // The parent's helpers and driver threads are not this
+            // process's: stopping them would kill its parent's work, and
+            // joining threads a fork did not copy would never return.
+            (Some(p), false) => std::mem::forget(p),
+            (None, _) => {}
+        }
+    }
+}
+
+impl Drop for PyPool {
+    /// Collected without `terminate()`: stops the helpers at once (rather
+    /// than wait for queued work, as a dropped `Pool` does); in a forked
+    /// child, leaves the parent's pool alone.
+    fn drop(&mut self) {
+        let pool = self.pool.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        match (pool, std::process::id() == self.maker) {
+            (Some(p), true) => p.terminate(),
+            (Some(p), false) => std::mem::forget(p),
+            (None, _) => {}
         }
     }
 }
@@ -214,7 +244,7 @@ fn outcome(py: Python<'_>, result: Result<Vec<u8>, TaskError>) -> Outcome {
             let (class, signal) = match &e {
                 TaskError::WorkerDied { signal, .. } => ("WorkerDied", *signal),
                 TaskError::TimedOut(_) => ("TaskTimeout", None),
-                TaskError::Cancelled | TaskError::Terminated => ("Cancelled", None),
+                TaskError::Cancelled => ("Cancelled", None),
                 TaskError::NoHelper(_) => ("WorkerStartFailed", None),
                 _ => ("Error", None),
             };

@@ -67,3 +67,11 @@ def unpicklable_result() -> Any:
 
 def big_result(n: int) -> bytes:
     return b"x" * n
+
+
+class Dummy:
+    """An object a task returns (weak-referenceable)."""
+
+
+def make_dummy_object(_: object) -> Dummy:
+    return Dummy()

@@ -245,6 +245,7 @@ def test_a_killed_coordinator_leaves_no_helper() -> None:
     while any(_alive(x) for x in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not any(_alive(x) for x in pids), "helpers outlived their coordinator"
+    assert len(shmkit.gc(creator=p.pid)) == 1, "the killed coordinator's pool segment is gc's"
 
 
 def test_ctrl_c_in_result_is_answered_at_once() -> None:
@@ -295,3 +296,57 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def test_a_main_script_may_use_shmkit_as_it_is_imported_but_not_start_pools(tmp_path: Path) -> None:
+    script = tmp_path / "main.py"
+    script.write_text(
+        """
+import os, shmkit
+COUNTER = shmkit.Counter.open(os.environ["SHMKIT_TEST_COUNTER"])  # at import, in helpers too
+if __name__ == "__mp_main__" and os.environ.get("SHMKIT_TEST_NESTED"):
+    shmkit.ProcessPool(1).submit(abs, 1).result()  # no __main__ guard: refused
+
+def bump(n):
+    print("bumped", n)  # reaches the output, though the helper is then replaced
+    COUNTER.add(n)
+    return COUNTER.value
+
+if __name__ == "__main__":
+    with shmkit.ProcessPool(1, max_tasks_per_child=1) as pool:
+        print(pool.submit(bump, 5).result(timeout=60) >= 5, flush=True)
+    os.environ["SHMKIT_TEST_NESTED"] = "1"
+    with shmkit.ProcessPool(1) as pool:
+        try:
+            pool.submit(bump, 1).result(timeout=60)
+        except shmkit.WorkerStartFailed as e:
+            print("nested:", "__main__" in str(e))
+"""
+    )
+    counter = shmkit.Counter.create_unique()
+    try:
+        out = run_python(
+            f"import os, runpy; os.environ['SHMKIT_TEST_COUNTER'] = {counter.name!r}; "
+            f"runpy.run_path({str(script)!r}, run_name='__main__')",
+            timeout=120,
+        )
+    finally:
+        counter.close()
+    assert out.stdout.split() == ["bumped", "5", "True", "nested:", "True"], out.stdout + out.stderr
+
+
+def test_a_forked_child_leaves_its_parents_helpers_alone(pool: shmkit.ProcessPool) -> None:
+    assert pool.submit(t.square, 1).result(timeout=30) == 1
+    pids = pool.helper_pids()
+    running = pool.submit(t.sleep, 1.0)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child: shuts the copy down, cancels, exits)
+        try:
+            running.cancel()
+            pool.shutdown(wait=True)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert all(_alive(x) for x in pids), "the child killed its parent's helpers"
+    assert running.result(timeout=30) == 1.0, "the child's cancel reached the parent's task"

@@ -22,7 +22,7 @@ pub use call::completions::Completions;
 pub use call::handle::{as_completed, AsCompleted, TaskHandle};
 pub use error::{InPlaceError, PoolError, ReduceError, RowReport, TaskError};
 pub use helper::registry::Registry;
-pub use helper::{init, is_helper, serve};
+pub use helper::{init, is_helper, prepare_helper, serve};
 pub use transport::wire::ChunkArgs;
 
 /// The shapes of functions a pool runs, as trait bounds: [`Task`] (with

@@ -45,24 +45,34 @@ def _main_module(namespace: dict[str, object]) -> None:
 
 
 def main() -> None:
+    from shmkit import _shmkit, _worker
+
+    if not _shmkit._prepare_helper():
+        sys.exit("shmkit._helper is started by shmkit's pools, not by hand")
     # Ctrl-C in a terminal reaches the whole process group: it is the
-    # coordinator's to answer; its helpers die with it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # coordinator's to answer; its helpers die with it. (Restored for the
+    # tasks below, and the processes they start.)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     prep = json.loads(os.environ.get("SHMKIT_PY_PREP", "{}"))
+    if not isinstance(prep, dict):
+        prep = {}
     try:
+        _worker.PREPARING = True  # a pool built by the main script here is refused
         prepare(prep)
+        _worker.PREPARING = False
     except BaseException:  # noqa: BLE001 (reported, then this helper exits)
         import traceback
 
         errfile = prep.get("errfile")
-        if isinstance(errfile, str):
-            with open(errfile, "a") as f:
+        try:
+            # The pool's own unlinked file, through /proc/<pool>/fd: append.
+            fd = os.open(str(errfile), os.O_WRONLY | os.O_APPEND)
+            with os.fdopen(fd, "a") as f:
                 f.write(traceback.format_exc())
-        else:
+        except (OSError, TypeError):
             traceback.print_exc()
         sys.exit(1)
-    from shmkit import _shmkit
-
+    signal.signal(signal.SIGINT, previous)
     _shmkit._serve()
 
 

@@ -40,9 +40,11 @@ class AsyncResult(Generic[T]):
         if not ready within ``timeout`` seconds."""
         try:
             return self._future.result(timeout)
-        except _FutureTimeout:
-            if self._future.done():
+        except _FutureTimeout as e:
+            if self._future.done() and self._future.exception() is e:
                 raise  # the task's own TimeoutError (shmkit.TaskTimeout)
+            if self._future.done():
+                return self._future.result()  # finished just after the wait gave up
             raise multiprocessing.TimeoutError from None
 
     def wait(self, timeout: float | None = None) -> None:
@@ -171,9 +173,10 @@ class Pool:
         return AsyncResult(result)
 
     def imap(self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int = 1, *, progress: Progress = None) -> Iterator[T]:
-        """``func(x)`` for each item, in order, as results arrive."""
-        for chunk in self._chunked(func, list(iterable), False, chunksize, progress):
-            yield from chunk.result()
+        """``func(x)`` for each item, in order, as results arrive. The tasks
+        are queued now, so the pool may be closed before iterating."""
+        chunks = self._chunked(func, list(iterable), False, chunksize, progress)
+        return (x for chunk in chunks for x in chunk.result())
 
     def imap_unordered(
         self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int = 1, *, progress: Progress = None
@@ -181,8 +184,8 @@ class Pool:
         """``func(x)`` for each item, in the order they finish."""
         from concurrent.futures import as_completed
 
-        for chunk in as_completed(self._chunked(func, list(iterable), False, chunksize, progress)):
-            yield from chunk.result()
+        chunks = self._chunked(func, list(iterable), False, chunksize, progress)  # queued now, as imap
+        return (x for chunk in as_completed(chunks) for x in chunk.result())
 
     # -- ending -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Executor, Future
 from typing import Any, TypeVar
@@ -32,7 +33,8 @@ def default_workers() -> int:
     """The CPUs this process may use, a cgroup's CPU quota included."""
     n = len(os.sched_getaffinity(0))
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
         if quota != "max":
             n = min(n, max(1, -(-int(quota) // int(period))))
     except (OSError, ValueError):
@@ -52,12 +54,49 @@ def _preparation(errfile: str) -> dict[str, object]:
     return prep
 
 
+class _State:
+    """What the pool, its futures and its collector thread share. The
+    collector and the futures hold this, not the pool, so that a pool no
+    one references is collected (and shuts down), as in the stdlib."""
+
+    def __init__(self, pid: int) -> None:
+        self.lock = threading.Lock()
+        self.native: _shmkit._Pool | None = None
+        self.futures: dict[int, _TaskFuture] = {}
+        self.shutdown = False
+        self.collector: threading.Thread | None = None
+        self.pid = pid  # the process that made it
+        # Where a helper that cannot start writes why: an unlinked file,
+        # reached through /proc, so that nothing is left behind even if this
+        # process is killed.
+        self.errfd: int | None = None
+
+    def cancel(self, key: int) -> bool:
+        native = self.native
+        return native is not None and os.getpid() == self.pid and native.cancel(key)
+
+    def terminate(self) -> None:
+        """Stops the helpers now; unfinished futures are cancelled."""
+        with self.lock:
+            self.shutdown = True
+            native, self.native = self.native, None
+            futures, self.futures = list(self.futures.values()), {}
+        if native is not None:
+            native.terminate()  # in a forked child: lets go, stops nothing
+        if self.errfd is not None and os.getpid() == self.pid:
+            os.close(self.errfd)
+            self.errfd = None
+        for f in futures:
+            Future.cancel(f)
+            f.set_running_or_notify_cancel()
+
+
 class _TaskFuture(Future[Any]):
     """A ``Future`` whose ``cancel()`` also stops a running task."""
 
-    def __init__(self, pool: ProcessPool) -> None:
+    def __init__(self, shared: _State) -> None:
         super().__init__()
-        self._pool = pool
+        self._shared = shared  # not `_state`: Future's own attribute
         self._key: int | None = None
 
     def cancel(self) -> bool:
@@ -67,8 +106,39 @@ class _TaskFuture(Future[Any]):
         if not super().cancel():
             return False
         if self._key is not None:
-            self._pool._cancel(self._key)
+            self._shared.cancel(self._key)
         return True
+
+
+def _collect(state: _State) -> None:
+    """The collector thread: completes futures as their tasks finish;
+    after shutdown, stops the helpers once the last one is done."""
+    native = state.native
+    assert native is not None
+    try:
+        while True:
+            done = native.next_done(_TICK)
+            if not done:
+                with state.lock:
+                    finished = state.shutdown and not state.futures
+                if finished:
+                    break
+                continue
+            _deliver(state, done)
+    finally:
+        # Also when a done-callback raised SystemExit or no memory was
+        # left: no future is left waiting for a collector that is gone.
+        state.terminate()
+
+
+def _deliver(state: _State, done: list[tuple[int, tuple[Any, ...]]]) -> None:
+    """Completes the futures of ``done`` (a function of its own, so that
+    nothing keeps them once they are delivered)."""
+    with state.lock:
+        futures = [(state.futures.pop(key, None), outcome) for key, outcome in done]
+    for future, outcome in futures:
+        if future is not None and future.set_running_or_notify_cancel():
+            _complete(future, outcome)
 
 
 class ProcessPool(Executor):
@@ -110,14 +180,11 @@ class ProcessPool(Executor):
         self._workers = max_workers or default_workers()
         self._timeout, self._retries, self._max_tasks = timeout, retries, max_tasks_per_child
         self._init = None if initializer is None else _worker.dumps_call(initializer, tuple(initargs), {})
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
         self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._native: _shmkit._Pool | None = None
-        self._futures: dict[int, _TaskFuture] = {}
-        self._shutdown = False
-        self._collector: threading.Thread | None = None
-        # Where a helper that cannot start writes why (see shmkit._helper).
-        self._errfile = os.path.join(tempfile.gettempdir(), f"shmkit-pool-{self._pid}-{id(self):x}.err")
+        self._s = _State(self._pid)
+        _LIVE.add(self._s)
 
     # -- submitting ---------------------------------------------------------
 
@@ -126,61 +193,60 @@ class ProcessPool(Executor):
         does not pickle fails this future alone."""
         if os.getpid() != self._pid:
             raise _errors.Inherited("this pool belongs to the process that made it (this is a forked child): make a new pool here")
-        future = _TaskFuture(self)
-        with self._lock:
-            if self._shutdown:
+        s = self._s
+        future = _TaskFuture(s)
+        failure: Exception | None = None
+        try:
+            payload = _worker.dumps_call(fn, args, kwargs)  # before the lock: pickling may call anything
+        except Exception as e:  # noqa: BLE001 (the future carries it)
+            payload, failure = b"", e
+        with s.lock:
+            if s.shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             try:
-                payload = _worker.dumps_call(fn, args, kwargs)
-                native = self._started()
-                key = native.submit(payload)
+                if failure is not None:
+                    raise failure
+                key = self._started().submit(payload)
             except Exception as e:  # noqa: BLE001 (the future carries it)
                 future.set_exception(e)
                 return future
             future._key = key
-            self._futures[key] = future
+            s.futures[key] = future
         return future
 
     def _started(self) -> _shmkit._Pool:
         """The native pool, started now if it is not running (the lock held)."""
-        if self._native is None:
-            errfile = self._errfile
-            env = [("SHMKIT_PY_PREP", json.dumps(_preparation(errfile)))]
-            try:
-                self._native = _shmkit._Pool(
-                    self._workers, sys.executable, ["-m", "shmkit._helper"], env,
-                    self._timeout, self._retries, self._max_tasks, self._init,
-                )  # fmt: skip
-            except _errors.WorkerStartFailed as e:
-                raise _errors.WorkerStartFailed(f"{e}{_read_and_remove(errfile)}") from None
-            self._collector = threading.Thread(target=self._collect, name="shmkit-pool-collector", daemon=True)
-            self._collector.start()
-        return self._native
-
-    def _cancel(self, key: int) -> bool:
-        native = self._native
-        return native is not None and native.cancel(key)
-
-    # -- results ------------------------------------------------------------
-
-    def _collect(self) -> None:
-        """Completes futures as their tasks finish (one thread per pool)."""
-        native = self._native
-        assert native is not None
-        while True:
-            done = native.next_done(_TICK)
-            if not done:
-                with self._lock:
-                    finished = self._shutdown and not self._futures
-                if finished:
-                    self.terminate()  # after shutdown(wait=False), the helpers stop here
-                    return
-                continue
-            with self._lock:
-                futures = [(self._futures.pop(key, None), outcome) for key, outcome in done]
-            for future, outcome in futures:
-                if future is not None and future.set_running_or_notify_cancel():
-                    _complete(future, outcome)
+        s = self._s
+        if s.native is not None:
+            return s.native
+        if _worker.PREPARING:
+            raise RuntimeError(
+                "a pool's helper imports the main script, and this script starts a pool as it is imported: "
+                "start pools under `if __name__ == '__main__':`"
+            )
+        if s.errfd is None:
+            fd, path = tempfile.mkstemp(prefix="shmkit-pool-", suffix=".err")  # exclusive, 0600
+            os.unlink(path)
+            s.errfd = fd
+        errfile = f"/proc/{os.getpid()}/fd/{s.errfd}"
+        env = [("SHMKIT_PY_PREP", json.dumps(_preparation(errfile))), ("PYTHONUNBUFFERED", "1")]
+        try:
+            native = _shmkit._Pool(
+                self._workers, sys.executable, ["-m", "shmkit._helper"], env,
+                self._timeout, self._retries, self._max_tasks, self._init,
+            )  # fmt: skip
+        except _errors.WorkerStartFailed as e:
+            raise _errors.WorkerStartFailed(f"{e}{_read_and_clear(s.errfd)}") from None
+        collector = threading.Thread(target=_collect, args=(s,), name="shmkit-pool-collector", daemon=True)
+        s.native = native
+        try:
+            collector.start()
+        except BaseException:
+            s.native = None
+            native.terminate()
+            raise
+        s.collector = collector
+        return native
 
     def map(
         self,
@@ -205,40 +271,39 @@ class ProcessPool(Executor):
         (running ones too: their helpers are killed); ``wait`` waits for
         the rest, then stops the helpers (without ``wait`` they stop once
         the last task is done)."""
-        with self._lock:
-            self._shutdown = True
-            futures = list(self._futures.values())
+        s = self._s
+        with s.lock:
+            s.shutdown = True
+            futures = list(s.futures.values())
         if cancel_futures:
             for f in futures:
                 f.cancel()
-        if wait:
-            collector = self._collector
-            if collector is not None and collector is not threading.current_thread():
-                collector.join()
-            self.terminate()
+        # From a done-callback (the collector's own thread) it cannot wait
+        # for itself: the collector stops the helpers when the rest is done.
+        if wait and s.collector is not threading.current_thread():
+            if s.collector is not None and os.getpid() == self._pid:
+                s.collector.join()
+            s.terminate()
 
     def terminate(self) -> None:
         """Stops the helpers now; unfinished futures are cancelled."""
-        with self._lock:
-            self._shutdown = True
-            native, self._native = self._native, None
-            futures, self._futures = list(self._futures.values()), {}
-        if native is not None:
-            native.terminate()
-        _read_and_remove(self._errfile)
-        for f in futures:
-            super(_TaskFuture, f).cancel()
-            f.set_running_or_notify_cancel()
+        self._s.terminate()
 
     def helper_pids(self) -> list[int]:
         """The helpers' process ids (none before the first submit)."""
-        native = self._native
+        native = self._s.native
         return native.helper_pids() if native is not None else []
 
     def __del__(self) -> None:
-        native = getattr(self, "_native", None)
-        if native is not None and os.getpid() == self._pid:
-            native.terminate()
+        # Unreferenced: shut down without waiting (the collector stops
+        # the helpers once the last task is done, as the stdlib's do).
+        s = getattr(self, "_s", None)
+        if s is not None and os.getpid() == self._pid:
+            with s.lock:
+                s.shutdown = True
+                idle = s.native is not None and s.collector is None
+            if idle:
+                s.terminate()
 
 
 def _complete(future: Future[Any], outcome: tuple[Any, ...]) -> None:
@@ -267,11 +332,34 @@ def _chunks(args: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[A
         yield chunk
 
 
-def _read_and_remove(path: str) -> str:
+def _read_and_clear(fd: int) -> str:
+    """What helpers wrote to the error file (the first traceback), emptied
+    for the next start."""
     try:
-        with open(path) as f:
-            text = f.read()
-        os.remove(path)
+        text = os.pread(fd, 1 << 20, 0).decode(errors="replace")
+        os.ftruncate(fd, 0)
     except OSError:
         return ""
-    return f"\nA helper's traceback:\n{text}" if text else ""
+    first = text.split("Traceback (most recent call last):")
+    return f"\nA helper's traceback:\nTraceback (most recent call last):{first[1]}" if len(first) > 1 else ""
+
+
+# Pools alive in this process: at exit, their queued work is finished
+# (as the stdlib's pools do) and their helpers stopped, so their
+# segments are removed by their owner, not left to gc.
+_LIVE: weakref.WeakSet[_State] = weakref.WeakSet()
+
+
+def _at_exit() -> None:
+    for s in list(_LIVE):
+        if s.pid != os.getpid():
+            continue
+        with s.lock:
+            s.shutdown = True
+        collector = s.collector
+        if collector is not None and collector.is_alive():
+            collector.join()
+        s.terminate()
+
+
+threading._register_atexit(_at_exit)  # type: ignore[attr-defined]  # as concurrent.futures does

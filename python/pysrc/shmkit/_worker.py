@@ -17,6 +17,10 @@ from typing import Any, Callable
 
 PROTOCOL = 5
 
+PREPARING = False
+"""True in a helper while it imports its coordinator's main script:
+pools built then are refused (the script lacks its ``__main__`` guard)."""
+
 
 class RemoteTraceback(Exception):
     """The helper-side traceback of a task's exception, set as that
@@ -85,6 +89,8 @@ def run(payload: bytes) -> bytes:
         result = fn(*args, **kwargs)
     except BaseException as e:  # noqa: BLE001
         return _failure(e)
+    finally:
+        _flush()
     try:
         return pickle.dumps((True, result), protocol=PROTOCOL)
     except BaseException as e:  # noqa: BLE001
@@ -108,6 +114,16 @@ def run_chunk1(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
     return list(map(fn, chunk))
 
 
+def _flush() -> None:
+    """What the task printed reaches the pool's output now: a helper may
+    be killed or replaced before Python would flush it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
 def _failure(e: BaseException, context: str | None = None) -> bytes:
     import traceback  # on failure only: helpers start faster without it
 
@@ -115,7 +131,9 @@ def _failure(e: BaseException, context: str | None = None) -> bytes:
     if context:
         tb = f"{context}\n{tb}"
     try:
-        return pickle.dumps((False, e, tb), protocol=PROTOCOL)
+        # The exception pickled on its own, so that one that does not
+        # unpickle in the coordinator still brings its traceback.
+        return pickle.dumps((False, pickle.dumps(e, protocol=PROTOCOL), tb), protocol=PROTOCOL)
     except BaseException:  # noqa: BLE001 (an exception that does not pickle: its text travels)
         return pickle.dumps((False, None, tb), protocol=PROTOCOL)
 
@@ -131,10 +149,14 @@ def loads_outcome(data: bytes) -> tuple[bool, Any]:
         return False, Error(f"the task's outcome could not be unpickled here: {e!r}")
     if outcome[0]:
         return True, outcome[1]
-    _, exc, tb = outcome
-    if exc is None:
+    _, pickled, tb = outcome
+    try:
+        exc = pickle.loads(pickled) if pickled is not None else None
+    except BaseException:  # noqa: BLE001 (it pickled there but does not unpickle here)
+        exc = None
+    if not isinstance(exc, BaseException):
         from ._errors import Error
 
-        exc = Error("the task raised an exception that could not be pickled; its traceback:\n" + tb)
+        exc = Error("the task raised an exception that could not be sent back; its traceback:\n" + tb)
     exc.__cause__ = RemoteTraceback(tb)
     return False, exc

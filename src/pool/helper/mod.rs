@@ -71,6 +71,21 @@ pub fn serve(tasks: fn(&mut Registry)) -> ! {
     std::process::exit(2)
 }
 
+/// For a helper that must run code of its own before it serves (a
+/// Python helper imports its coordinator's main script first): lets
+/// that code use shmkit (segments, queues) instead of being stopped as a
+/// helper that forgot [`init`]. Call [`serve`] next. Returns false, and
+/// does nothing, in a process no pool started.
+pub fn prepare_helper() -> bool {
+    match role::helper_socket() {
+        Some(_) => {
+            role::set_serving();
+            true
+        }
+        None => false,
+    }
+}
+
 /// True in a process a pool started as a helper (not in the processes
 /// its tasks start).
 pub fn is_helper() -> bool {
