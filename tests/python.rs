@@ -25,9 +25,10 @@ fn install() -> PathBuf {
     let _lock = SetupLock::take("python-venv");
     let venv = target_dir().join("python-venv");
     let python = venv.join("bin/python");
-    let tools = ["maturin>=1.9.4,<2", "numpy", "pytest>=7", "mypy"];
+    // fastapi and uvicorn for the web example (the seeds' endpoints).
+    let tools = ["maturin>=1.9.4,<2", "numpy", "pytest>=7", "mypy", "fastapi", "uvicorn"];
     let has_tools = Command::new(&python)
-        .args(["-c", "import maturin, numpy, pytest, mypy"])
+        .args(["-c", "import maturin, numpy, pytest, mypy, fastapi, uvicorn"])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());

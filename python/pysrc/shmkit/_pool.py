@@ -19,6 +19,8 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Executor, Future
+from concurrent.futures._base import PENDING as _PENDING
+from concurrent.futures._base import RUNNING as _RUNNING
 from typing import Any, TypeVar
 
 from . import _errors, _shmkit, _worker
@@ -103,6 +105,12 @@ class _TaskFuture(Future[Any]):
         """Cancels the task: one not yet started never runs, and, unlike
         ``concurrent.futures``, a running one is stopped (its helper is
         killed and replaced). False once it has finished."""
+        with self._condition:
+            # This pool never marks a future running before its result is
+            # in; asyncio does (a cancelled `wrap_future` calls
+            # set_running_or_notify_cancel, then cancel): still cancellable.
+            if self._state == _RUNNING:
+                self._state = _PENDING
         if not super().cancel():
             return False
         if self._key is not None:
@@ -137,7 +145,7 @@ def _deliver(state: _State, done: list[tuple[int, tuple[Any, ...]]]) -> None:
     with state.lock:
         futures = [(state.futures.pop(key, None), outcome) for key, outcome in done]
     for future, outcome in futures:
-        if future is not None and future.set_running_or_notify_cancel():
+        if future is not None and (future._state == _RUNNING or future.set_running_or_notify_cancel()):
             _complete(future, outcome)
 
 
