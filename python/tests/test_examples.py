@@ -55,6 +55,17 @@ def test_queue_pattern_ends_its_stream_without_poison_pills() -> None:
     assert run("queue_pattern.py").startswith("1000 results from")
 
 
+def test_basketball_simulation() -> None:
+    out = run("basketball.py").split()
+    assert out[:3] == ["Gonzaga", "beats", "Baylor"] and 40.0 < float(out[4].rstrip("%")) < 90.0, out
+
+
+def test_maxtasksperchild_recycles_leaking_helpers() -> None:
+    out = run("maxtasksperchild.py").split()
+    tasks, helpers, most = int(out[0]), int(out[2]), int(out[6])
+    assert tasks == 1000 and helpers >= 10 and most <= 100, out
+
+
 @pytest.mark.parametrize("readme", ["README.md", "python/README.md"])
 def test_the_readme_snippet_runs_as_written(readme: str, tmp_path: object) -> None:
     snippets = re.findall(r"```python\n(.*?)```", (ROOT / readme).read_text(), re.S)
