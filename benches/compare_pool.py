@@ -18,18 +18,18 @@ python compare_pool.py --helpers 2 --tasks 20000 --reps 3
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures as cf
-import json
-import multiprocessing as mp
+# Only what the tasks need is imported at the top: every pool's workers
+# import this script (spawn's and shmkit's re-run it as __mp_main__), and
+# "ready" should measure the pool, not this script's imports.
 import os
-import signal
-import statistics
 import sys
 import time
-from typing import Any, Callable
 
 import shmkit
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 def square(x: int) -> int:
@@ -91,6 +91,9 @@ def mp_kind(make: Callable[[int], Any]) -> dict[str, Any]:
 
 
 def kinds() -> dict[str, dict[str, Any]]:
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
     from loky import get_reusable_executor  # noqa: F401 (installed: fail early otherwise)
 
     def loky_pool(n: int) -> Any:
@@ -130,6 +133,8 @@ def submit_tps(k: dict[str, Any], p: Any, tasks: int) -> float:
 
 
 def latency(k: dict[str, Any], p: Any, calls: int) -> float:
+    import statistics
+
     times = []
     for i in range(calls):
         t = time.perf_counter()
@@ -155,6 +160,10 @@ def worker_pids(k: dict[str, Any], p: Any, n: int) -> list[int]:
 
 def after_kill(k: dict[str, Any], p: Any, n: int) -> str:
     """SIGKILL one worker while it runs a task; then: does the pool serve?"""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import signal
+
     victim = k["submit"](p, pid, None)
     target = k["result"](victim, 60)
     running = [k["submit"](p, sleep, 0.5) for _ in range(n)]
@@ -174,6 +183,9 @@ def after_kill(k: dict[str, Any], p: Any, n: int) -> str:
 
 
 def main() -> None:
+    import argparse
+    import json
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--helpers", type=int, default=2)
     ap.add_argument("--tasks", type=int, default=20_000)

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import atexit as _atexit
 from collections.abc import Sequence as _Sequence
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
+# No `typing` at run time: a pool's helper interpreters import shmkit,
+# and `typing` (with `re`) costs them several milliseconds to start.
+_TYPE_CHECKING = False
+if _TYPE_CHECKING:
+    from typing import Any as _Any
 
 from . import _shmkit
 from ._collections import Dict, List

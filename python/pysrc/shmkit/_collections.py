@@ -6,14 +6,21 @@ and the ``create``/``open`` constructors."""
 from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
-from typing import Any
+TYPE_CHECKING = False  # no `typing` at run time (see shmkit/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    _MappingBase = MutableMapping[Any, Any]
+    _SequenceBase = Sequence[Any]
+else:
+    _MappingBase, _SequenceBase = MutableMapping, Sequence
 
 from . import _shmkit
 from ._dtypes import DTypeLike, tag
 
 
 # keys(), values() and items() are snapshot lists, not Mapping's live views.
-class Dict(_shmkit._Dict, MutableMapping[Any, Any]):  # type: ignore[misc]
+class Dict(_shmkit._Dict, _MappingBase):  # type: ignore[misc]
     """A hash map in a named shared-memory segment, keys and values of
     fixed-size numpy dtypes (numbers, ``'S32'`` bytes, ``'U16'`` text,
     structured records).
@@ -67,7 +74,7 @@ class Dict(_shmkit._Dict, MutableMapping[Any, Any]):  # type: ignore[misc]
         return cls("open", name, None, None, 0, lock_timeout)
 
 
-class List(_shmkit._List, Sequence[Any]):
+class List(_shmkit._List, _SequenceBase):
     """An append-only list in a named shared-memory segment, elements of
     one fixed-size numpy dtype.
 

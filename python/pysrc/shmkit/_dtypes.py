@@ -9,16 +9,19 @@ write the same tags, so a segment made on one side opens on the other.
 
 from __future__ import annotations
 
-import ast
-from typing import TYPE_CHECKING, Any, cast
-
+TYPE_CHECKING = False  # no `typing` at run time (see shmkit/__init__.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     import numpy as np
 
 # numpy is imported on first use, not with shmkit: a pool's helper
 # interpreters start without it (importing numpy costs about 100 ms).
 
-DTypeLike = Any
+if TYPE_CHECKING:
+    DTypeLike = Any
+else:
+    DTypeLike = object
 """Anything ``numpy.dtype()`` takes: ``'f8'``, ``np.float64``, ``float``, ..."""
 
 
@@ -40,5 +43,8 @@ def dtype(tag: str) -> np.dtype[Any]:
     import numpy as np
 
     if tag.startswith("["):
-        return cast("np.dtype[Any]", np.dtype(ast.literal_eval(tag)))
+        import ast
+
+        made: np.dtype[Any] = np.dtype(ast.literal_eval(tag))
+        return made
     return np.dtype(tag)

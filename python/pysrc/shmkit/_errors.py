@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import queue as _queue
 import sys
-from typing import Any
+TYPE_CHECKING = False  # no `typing` at run time (see shmkit/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 if sys.version_info >= (3, 13):
     # Python 3.13 added queue.ShutDown: shmkit's is a case of it there.

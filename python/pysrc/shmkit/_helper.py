@@ -11,26 +11,25 @@ exits: the pool reports it to the caller.
 
 from __future__ import annotations
 
-import json
 import os
 import runpy
 import signal
 import sys
 import types
+from collections.abc import Mapping
 
 
-def prepare(prep: dict[str, object]) -> None:
-    """The coordinator's path, directory and main module, here."""
-    path = prep.get("sys_path")
-    if isinstance(path, list):
-        sys.path[:] = [str(p) for p in path]
-    cwd = prep.get("cwd")
-    if isinstance(cwd, str):
-        os.chdir(cwd)
-    name, main = prep.get("main_name"), prep.get("main_path")
-    if isinstance(name, str) and name != "__main__" and not name.endswith(".__main__"):
+def prepare(env: Mapping[str, str]) -> None:
+    """The coordinator's path, directory and main module, here (from the
+    ``SHMKIT_PY_*`` variables the pool sets)."""
+    if "SHMKIT_PY_PATH" in env:
+        sys.path[:] = env["SHMKIT_PY_PATH"].split(os.pathsep)
+    if "SHMKIT_PY_CWD" in env:
+        os.chdir(env["SHMKIT_PY_CWD"])
+    name, main = env.get("SHMKIT_PY_MAIN_NAME"), env.get("SHMKIT_PY_MAIN_PATH")
+    if name and name != "__main__" and not name.endswith(".__main__"):
         _main_module(runpy.run_module(name, run_name="__mp_main__", alter_sys=True))
-    elif isinstance(main, str):
+    elif main:
         _main_module(runpy.run_path(main, run_name="__mp_main__"))
 
 
@@ -53,17 +52,14 @@ def main() -> None:
     # coordinator's to answer; its helpers die with it. (Restored for the
     # tasks below, and the processes they start.)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    prep = json.loads(os.environ.get("SHMKIT_PY_PREP", "{}"))
-    if not isinstance(prep, dict):
-        prep = {}
     try:
         _worker.PREPARING = True  # a pool built by the main script here is refused
-        prepare(prep)
+        prepare(os.environ)
         _worker.PREPARING = False
     except BaseException:  # noqa: BLE001 (reported, then this helper exits)
         import traceback
 
-        errfile = prep.get("errfile")
+        errfile = os.environ.get("SHMKIT_PY_ERRFILE")
         try:
             # The pool's own unlinked file, through /proc/<pool>/fd: append.
             fd = os.open(str(errfile), os.O_WRONLY | os.O_APPEND)

@@ -11,7 +11,6 @@ submit tries again.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import sys
 import tempfile
@@ -44,16 +43,17 @@ def default_workers() -> int:
     return max(1, n)
 
 
-def _preparation(errfile: str) -> dict[str, object]:
-    """What a helper needs to find this process's functions (as spawn)."""
+def _preparation(errfile: str) -> list[tuple[str, str]]:
+    """What a helper needs to find this process's functions (as spawn),
+    as environment variables (plain strings: a helper parses nothing)."""
     main = sys.modules.get("__main__")
-    prep: dict[str, object] = {"sys_path": sys.path, "cwd": os.getcwd(), "errfile": errfile}
+    env = [("SHMKIT_PY_PATH", os.pathsep.join(sys.path)), ("SHMKIT_PY_CWD", os.getcwd()), ("SHMKIT_PY_ERRFILE", errfile)]
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
-        prep["main_name"] = spec.name
+        env.append(("SHMKIT_PY_MAIN_NAME", spec.name))
     elif isinstance(path := getattr(main, "__file__", None), str):
-        prep["main_path"] = os.path.abspath(path)
-    return prep
+        env.append(("SHMKIT_PY_MAIN_PATH", os.path.abspath(path)))
+    return env
 
 
 class _State:
@@ -237,7 +237,7 @@ class ProcessPool(Executor):
             os.unlink(path)
             s.errfd = fd
         errfile = f"/proc/{os.getpid()}/fd/{s.errfd}"
-        env = [("SHMKIT_PY_PREP", json.dumps(_preparation(errfile))), ("PYTHONUNBUFFERED", "1")]
+        env = [*_preparation(errfile), ("PYTHONUNBUFFERED", "1")]
         try:
             native = _shmkit._Pool(
                 self._workers, sys.executable, ["-m", "shmkit._helper"], env,

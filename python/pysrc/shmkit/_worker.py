@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import pickle
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+
+TYPE_CHECKING = False  # no `typing` at run time: helpers import this module
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL = 5
 
