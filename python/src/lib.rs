@@ -13,6 +13,7 @@ mod codec;
 mod collections;
 mod errors;
 mod handle;
+mod message;
 mod owned;
 mod pool;
 mod queue;

@@ -5,47 +5,50 @@
 //! outcome out). `shmkit.ProcessPool` and `shmkit.Pool` (Python) build
 //! on `_Pool`.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyBytes;
+use serde_bytes::ByteBuf;
+
+use shmkit::array::DynArray;
 
 use shmkit::pool::{Completions, PoolError, TaskError};
 use shmkit::{Pool, Registry};
 
-use crate::{blocking, errors};
-
-/// The largest pickled call or result a task carries: the pool's frames
-/// are at most 256 MiB, with room kept for the message around them.
-const MESSAGE_LIMIT: usize = (256 << 20) - (64 << 10);
+use crate::{blocking, errors, message};
 
 /// The task every Python helper serves: `shmkit._worker.run(payload)`.
 /// Its outcome is one tag byte and the rest: `P` and a pickle (the
 /// worker's own envelope: a result, or an exception and its traceback),
 /// or `T` and UTF-8 text, when even the worker failed.
-fn py_call(payload: Vec<u8>) -> Vec<u8> {
+fn py_call(payload: ByteBuf) -> ByteBuf {
     static RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     Python::attach(|py| {
-        let run = || -> PyResult<Vec<u8>> {
+        let run = || -> PyResult<ByteBuf> {
             let run = RUN.get_or_try_init(py, || py.import("shmkit._worker")?.getattr("run").map(Bound::unbind))?;
-            let out = run.bind(py).call1((PyBytes::new(py, &payload),))?;
-            Ok([b"P".as_slice(), out.cast::<PyBytes>()?.as_bytes()].concat())
+            let out = run.bind(py).call1((message::open(py, &payload, false)?,))?;
+            let gathered = message::gather(py, b"P", &out)?;
+            if let Some(segment) = gathered.segment {
+                message::keep_until_read(segment);
+            }
+            Ok(ByteBuf::from(gathered.wire))
         };
         run().unwrap_or_else(|e| {
-            [b"T".as_slice(), format!("the helper could not run the task: {e}").as_bytes()].concat()
+            ByteBuf::from([b"T".as_slice(), format!("the helper could not run the task: {e}").as_bytes()].concat())
         })
     })
 }
 
 /// A helper's initializer: `shmkit._worker.initialize(payload)`; a raise
 /// fails the helper's start, with the traceback as the reason.
-fn py_init(payload: Vec<u8>) -> Result<(), std::io::Error> {
+fn py_init(payload: ByteBuf) -> Result<(), std::io::Error> {
     Python::attach(|py| {
         let run =
-            py.import("shmkit._worker").and_then(|w| w.getattr("initialize")?.call1((PyBytes::new(py, &payload),)));
+            py.import("shmkit._worker").and_then(|w| w.getattr("initialize")?.call1((message::open(py, &payload, false)?,)));
         run.map(drop).map_err(|e| std::io::Error::other(traceback(py, &e)))
     })
 }
@@ -85,7 +88,10 @@ pub(crate) fn _prepare_helper() -> bool {
 #[pyclass(frozen, module = "shmkit._shmkit", name = "_Pool")]
 pub(crate) struct PyPool {
     pool: Mutex<Option<Pool>>,
-    done: Completions<Vec<u8>>,
+    done: Completions<ByteBuf>,
+    /// The segments of big arguments (see `message`), by task, until the
+    /// task's outcome is taken or it is cancelled.
+    arguments: Mutex<HashMap<u64, DynArray>>,
     /// The process that built it: a forked child may not use its helpers.
     maker: u32,
 }
@@ -127,27 +133,32 @@ impl PyPool {
             b = b.max_tasks_per_helper(n);
         }
         if let Some(payload) = init {
-            b = b.initializer(py_init, payload);
+            b = b.initializer(py_init, ByteBuf::from(payload));
         }
         let pool = py.detach(|| b.build()).map_err(start_failed)?;
-        Ok(PyPool { pool: Mutex::new(Some(pool)), done: Completions::new(), maker: std::process::id() })
+        Ok(PyPool {
+            pool: Mutex::new(Some(pool)),
+            done: Completions::new(),
+            arguments: Mutex::default(),
+            maker: std::process::id(),
+        })
     }
 
-    /// Queues a pickled call; its key for `next_done` and `cancel`.
-    fn submit(&self, payload: Vec<u8>) -> PyResult<u64> {
+    /// Queues a pickled call (see `message::gather`); its key for
+    /// `next_done` and `cancel`.
+    fn submit(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<u64> {
         self.check_process()?;
-        if payload.len() > MESSAGE_LIMIT {
-            let why = format!(
-                "the task's arguments pickle to {} MiB, over the pool's {} MiB per message: pass big arrays as \
-                 shmkit arrays (they travel as names) instead",
-                payload.len() >> 20,
-                MESSAGE_LIMIT >> 20
-            );
-            return Err(errors::raise("InvalidArgument", why));
-        }
+        let gathered = message::gather(py, b"", payload)?;
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let pool = pool.as_ref().ok_or_else(|| errors::raise("Closed", "the pool was terminated"))?;
-        Ok(self.done.add(pool.submit(py_call, payload)))
+        // Under the lock `next_done` takes to let go of the segment: the
+        // task may finish before `add` returns.
+        let mut arguments = self.arguments.lock().unwrap_or_else(|e| e.into_inner());
+        let key = self.done.add(pool.submit(py_call, ByteBuf::from(gathered.wire)));
+        if let Some(segment) = gathered.segment {
+            arguments.insert(key, segment);
+        }
+        Ok(key)
     }
 
     /// The tasks finished now, `(key, outcome)` each (at most `most`),
@@ -169,6 +180,10 @@ impl PyPool {
                 }
             }
         });
+        if !batch.is_empty() {
+            let mut arguments = self.arguments.lock().unwrap_or_else(|e| e.into_inner());
+            batch.iter().for_each(|(key, _)| drop(arguments.remove(key)));
+        }
         batch.into_iter().map(|(key, result)| (key, outcome(py, result))).collect()
     }
 
@@ -176,7 +191,11 @@ impl PyPool {
     /// helper killed. False if it had finished.
     fn cancel(&self, key: u64) -> PyResult<bool> {
         self.check_process()?;
-        Ok(self.done.cancel(key))
+        let cancelled = self.done.cancel(key);
+        if cancelled {
+            self.arguments.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        }
+        Ok(cancelled)
     }
 
     /// Tasks whose outcome has not been taken.
@@ -203,6 +222,7 @@ impl PyPool {
             (Some(p), false) => std::mem::forget(p),
             (None, _) => {}
         }
+        self.let_go();
     }
 }
 
@@ -217,10 +237,25 @@ impl Drop for PyPool {
             (Some(p), false) => std::mem::forget(p),
             (None, _) => {}
         }
+        self.let_go();
     }
 }
 
 impl PyPool {
+    /// Once the helpers are stopped: removes the segments of big
+    /// arguments, and of big results no one will read (a forked child's
+    /// handles remove nothing: the names are its parent's).
+    fn let_go(&self) {
+        self.arguments.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if std::process::id() == self.maker {
+            while let Some((_, result)) = self.done.next_timeout(Duration::ZERO) {
+                if let Some((b'P', message)) = result.as_deref().ok().and_then(|b| b.split_first()) {
+                    message::discard(message);
+                }
+            }
+        }
+    }
+
     fn check_process(&self) -> PyResult<()> {
         match std::process::id() == self.maker {
             true => Ok(()),
@@ -232,11 +267,14 @@ impl PyPool {
     }
 }
 
-fn outcome(py: Python<'_>, result: Result<Vec<u8>, TaskError>) -> Outcome {
+fn outcome(py: Python<'_>, result: Result<ByteBuf, TaskError>) -> Outcome {
     let text = |s: String| s.into_pyobject(py).expect("a str").into_any().unbind();
     match result {
         Ok(bytes) => match bytes.split_first() {
-            Some((b'P', pickle)) => ("ok", PyBytes::new(py, pickle).into_any().unbind(), None, None),
+            Some((b'P', pickle)) => match message::open(py, pickle, true) {
+                Ok(message) => ("ok", message.unbind(), None, None),
+                Err(e) => ("text", text(format!("the task's result could not be read: {e}")), None, None),
+            },
             Some((_, message)) => ("text", text(String::from_utf8_lossy(message).into_owned()), None, None),
             None => ("text", text("the helper sent an empty result".into()), None, None),
         },

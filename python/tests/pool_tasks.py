@@ -75,3 +75,14 @@ class Dummy:
 
 def make_dummy_object(_: object) -> Dummy:
     return Dummy()
+
+
+def add_one_in_place(a: Any) -> tuple[Any, str, bool, bool]:
+    """Adds one to ``a`` where it arrived; ``a``, what holds its memory,
+    and whether it arrived writable and aligned."""
+    base = a
+    while type(base).__name__ == "ndarray" and base.base is not None:
+        base = base.base
+    info = (type(base).__name__, bool(a.flags.writeable), bool(a.flags.aligned))
+    a += 1
+    return (a, *info)

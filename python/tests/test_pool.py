@@ -11,12 +11,13 @@ import concurrent.futures as cf
 import os
 import pickle
 import signal
+import struct
 import time
 from pathlib import Path
 
 import pool_tasks as t
 import pytest
-from conftest import run_python, seeded, spawn_python, tier
+from conftest import dev_shm, run_python, seeded, spawn_python, tier
 
 import shmkit
 
@@ -69,6 +70,65 @@ def test_an_argument_over_the_message_limit_says_to_share_an_array(pool: shmkit.
     with pytest.raises(shmkit.InvalidArgument, match="shmkit arrays"):
         pool.submit(t.square, b"x" * (257 << 20)).result(timeout=30)
     assert len(pool.submit(t.big_result, 8 << 20).result(timeout=30)) == 8 << 20
+
+
+def test_numpy_arrays_travel_out_of_band_writable_and_aligned(pool: shmkit.ProcessPool) -> None:
+    import numpy as np
+
+    cases = [
+        np.arange(10, dtype=np.int32),
+        np.arange(3 * (16 << 20) // 8, dtype=np.float64).reshape(3, -1),  # 48 MiB
+        np.asfortranarray(np.arange(12, dtype=np.uint8).reshape(3, 4)),
+        np.arange(20, dtype=np.int16)[::3],  # not contiguous: pickled in band
+        np.zeros((0, 4)),
+    ]
+    for a in cases:
+        out, base, writable, aligned = pool.submit(t.add_one_in_place, a).result(timeout=60)
+        np.testing.assert_array_equal(out, a + 1)
+        assert out.dtype == a.dtype and out.shape == a.shape
+        assert writable and aligned, "an array arrives as writable and aligned as one pickled in band"
+        assert out.flags.writeable and out.flags.aligned
+        if a.flags.c_contiguous and a.size:
+            assert base == "memoryview", f"a contiguous array arrives out of band, in the message ({base})"
+    many = pool.submit(t.add_one_in_place, np.ones(5)).result(timeout=30)
+    assert many[0].sum() == 10
+
+
+def test_big_messages_travel_in_segments_that_are_removed_after_use(pool: shmkit.ProcessPool) -> None:
+    import numpy as np
+
+    pool.submit(t.square, 1).result(timeout=30)  # the pool's own segment made
+    before = dev_shm()
+    a = np.arange(2 << 20, dtype=np.float64)  # 16 MiB: over the 1 MiB a message takes through the rings
+    for _ in range(3):
+        out, base, writable, _ = pool.submit(t.add_one_in_place, a).result(timeout=60)
+        np.testing.assert_array_equal(out, a + 1)
+        assert base == "memoryview" and writable, "read in place from the argument's segment"
+        assert out.flags.writeable
+        assert dev_shm() <= before, "the argument's and the result's segments are gone once the result is in"
+    assert len(pool.submit(t.big_result, 8 << 20).result(timeout=30)) == 8 << 20
+    assert dev_shm() <= before
+    # A queued task cancelled: its argument's segment goes with it.
+    busy = [pool.submit(t.sleep, 1.0) for _ in range(2)]
+    queued = pool.submit(t.add_one_in_place, a)
+    assert len(dev_shm() - before) == 1, "the queued argument's segment"
+    assert queued.cancel()
+    assert dev_shm() <= before
+    for f in busy:
+        f.result(timeout=30)
+    del out
+
+
+def test_a_corrupt_message_is_an_error_not_a_crash() -> None:
+    from shmkit import _worker
+
+    good = _worker.dumps([pickle.PickleBuffer(bytearray(b"abc")), pickle.PickleBuffer(bytearray(100))])
+    assert isinstance(good, list), "PickleBuffers go out of band"
+    message = b"".join(good)
+    assert [bytes(b) for b in _worker.loads(bytearray(message))] == [b"abc", bytes(100)]
+    for bad in (message[:-1], message + b"x", b"B\xff\xff\xff\xff" + message[5:], b"B", b"B\x01\x00\x00\x00"):
+        with pytest.raises((pickle.UnpicklingError, struct.error, ValueError)):
+            _worker.loads(bytearray(bad))
 
 
 def test_a_killed_helper_fails_only_its_task(pool: shmkit.ProcessPool) -> None:

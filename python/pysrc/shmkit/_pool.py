@@ -83,11 +83,15 @@ class _State:
             self.shutdown = True
             native, self.native = self.native, None
             futures, self.futures = list(self.futures.values()), {}
+            # Taken under the lock: the collector's last act is a terminate
+            # too, and an fd closed twice could close someone else's.
+            errfd = self.errfd if os.getpid() == self.pid else None
+            if errfd is not None:
+                self.errfd = None
         if native is not None:
             native.terminate()  # in a forked child: lets go, stops nothing
-        if self.errfd is not None and os.getpid() == self.pid:
-            os.close(self.errfd)
-            self.errfd = None
+        if errfd is not None:
+            os.close(errfd)
         for f in futures:
             Future.cancel(f)
             f.set_running_or_notify_cancel()
@@ -187,7 +191,8 @@ class ProcessPool(Executor):
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         self._workers = max_workers or default_workers()
         self._timeout, self._retries, self._max_tasks = timeout, retries, max_tasks_per_child
-        self._init = None if initializer is None else _worker.dumps_call(initializer, tuple(initargs), {})
+        init = None if initializer is None else _worker.dumps_call(initializer, tuple(initargs), {})
+        self._init = b"".join(init) if isinstance(init, list) else init
         if retries < 0:
             raise ValueError("retries must be >= 0")
         self._pid = os.getpid()

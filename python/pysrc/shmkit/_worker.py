@@ -2,6 +2,14 @@
 helper runs it (``run``, called by the Rust helper loop) and pickles the
 outcome, which the coordinator reads back (``loads_outcome``).
 
+A message is plain pickle bytes, or, when the pickle has out-of-band
+buffers (protocol 5: numpy arrays, ``bytearray``/``PickleBuffer``), a
+list of parts the native layer gathers into one message with a single
+copy of each buffer: a header (``b"B"``, the count, the pickle's and each
+buffer's length), the pickle, then each buffer at a 64-byte aligned
+offset. The reader hands the buffers to ``pickle.loads`` as slices of the
+message, so an array arrives without another copy, writable and aligned.
+
 Functions travel by reference, as with ``multiprocessing``'s spawn: a
 module and a qualified name, found again in the helper (functions of the
 main script too: helpers import it as ``__mp_main__``). Lambdas, closures
@@ -12,6 +20,7 @@ if ``cloudpickle`` is installed, which is then used for them alone.
 from __future__ import annotations
 
 import pickle
+import struct
 import sys
 from collections.abc import Callable
 
@@ -20,6 +29,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 PROTOCOL = 5
+
+# Buffers start at offsets that are multiples of this in a message, so
+# that arrays read from it are aligned for every dtype and for SIMD.
+_ALIGN = 64
+
 
 PREPARING = False
 """True in a helper while it imports its coordinator's main script:
@@ -38,14 +52,58 @@ class RemoteTraceback(Exception):
         return self.tb
 
 
-def dumps_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def dumps(obj: object) -> bytes | list[Any]:
+    """``obj`` pickled, its large buffers out of band (see the module's
+    docstring)."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffers.append)
+    if not buffers:
+        return data
+    raws = [b.raw() for b in buffers]  # 1-d bytes views: contiguous, as pickle only sends those out of band
+    lengths = [len(data), *(r.nbytes for r in raws)]
+    header = struct.pack(f"<cI{len(lengths)}Q", b"B", len(raws), *lengths)
+    parts: list[Any] = [header, data]
+    offset = len(header) + len(data)
+    for raw in raws:
+        pad = -offset % _ALIGN
+        if pad:
+            parts.append(bytes(pad))
+        parts.append(raw)
+        offset += pad + raw.nbytes
+    return parts
+
+
+def loads(message: bytes | bytearray) -> Any:
+    """What ``dumps`` pickled: ``message`` as the native layer delivers
+    it (a ``bytearray`` when it has buffers, so arrays are writable)."""
+    if message[:1] != b"B":
+        return pickle.loads(message)
+    view = memoryview(message)
+    (count,) = struct.unpack_from("<I", view, 1)
+    offset = 5 + 8 * (count + 1)
+    if count > len(view) // 8 or offset > len(view):
+        raise pickle.UnpicklingError("a message with out-of-band buffers has a corrupt header")
+    data_len, *lengths = struct.unpack_from(f"<{count + 1}Q", view, 5)
+    data = view[offset : offset + data_len]
+    offset += data_len
+    buffers = []
+    for n in lengths:
+        offset += -offset % _ALIGN
+        buffers.append(view[offset : offset + n])
+        offset += n
+    if offset != len(view):
+        raise pickle.UnpicklingError("a message with out-of-band buffers has a corrupt header")
+    return pickle.loads(data, buffers=buffers)
+
+
+def dumps_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | list[Any]:
     """The pickled call ``fn(*args, **kwargs)``. A function pickle cannot
     send by reference goes through ``cloudpickle`` if it is installed;
     otherwise a ``TypeError`` says what to do."""
     try:
         if _main_not_importable(fn):
             raise pickle.PicklingError(f"{fn!r} is defined in a main module that helpers cannot import")
-        return pickle.dumps((fn, args, kwargs), protocol=PROTOCOL)
+        return dumps((fn, args, kwargs))
     except (pickle.PicklingError, AttributeError, TypeError) as e:
         if _by_reference(fn):
             raise TypeError(f"the task's arguments cannot be pickled: {e}") from e
@@ -82,11 +140,11 @@ def _by_reference(fn: Callable[..., Any]) -> bool:
         return False
 
 
-def run(payload: bytes) -> bytes:
+def run(payload: bytes | bytearray) -> bytes | list[Any]:
     """In a helper: runs the pickled call; ``(True, result)`` or
     ``(False, exception, traceback text)``, pickled."""
     try:
-        fn, args, kwargs = pickle.loads(payload)
+        fn, args, kwargs = loads(payload)
     except BaseException as e:  # noqa: BLE001 (every failure is the task's outcome)
         return _failure(e, "the helper could not unpickle the task: is its function importable there?")
     try:
@@ -96,14 +154,14 @@ def run(payload: bytes) -> bytes:
     finally:
         _flush()
     try:
-        return pickle.dumps((True, result), protocol=PROTOCOL)
+        return dumps((True, result))
     except BaseException as e:  # noqa: BLE001
         return _failure(e, "the task's result could not be pickled")
 
 
-def initialize(payload: bytes) -> None:
+def initialize(payload: bytes | bytearray) -> None:
     """In a helper, as it starts: runs the pool's initializer."""
-    fn, args, kwargs = pickle.loads(payload)
+    fn, args, kwargs = loads(payload)
     fn(*args, **kwargs)
 
 
@@ -142,11 +200,11 @@ def _failure(e: BaseException, context: str | None = None) -> bytes:
         return pickle.dumps((False, None, tb), protocol=PROTOCOL)
 
 
-def loads_outcome(data: bytes) -> tuple[bool, Any]:
+def loads_outcome(data: bytes | bytearray) -> tuple[bool, Any]:
     """In the coordinator: ``(True, result)``, or ``(False, exception)``
     with the helper's traceback as its ``__cause__``."""
     try:
-        outcome = pickle.loads(data)
+        outcome = loads(data)
     except BaseException as e:  # noqa: BLE001
         from ._errors import Error
 
