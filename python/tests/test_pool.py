@@ -165,6 +165,39 @@ def test_helpers_killed_at_random_moments_under_load_fail_at_most_their_tasks() 
         assert pool.submit(t.square, 6).result(timeout=30) == 36
 
 
+def test_helpers_killed_while_big_messages_travel_leave_only_what_gc_collects() -> None:
+    import numpy as np
+
+    rng = seeded("pool kills, big messages")
+    kills = tier(6, 30)
+    before = dev_shm()
+    a = np.arange(2 << 20, dtype=np.uint8)  # 2 MiB each way: argument and result in segments
+    killed: list[int] = []
+    with shmkit.ProcessPool(2, timeout=60) as pool:
+        futures = [pool.submit(t.add_one_in_place, a) for _ in range(10 * kills)]
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.0, 0.05))
+            if pids := pool.helper_pids():
+                victim = rng.choice(pids)
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                    killed.append(victim)
+                except ProcessLookupError:
+                    pass
+        died = 0
+        for f in futures:
+            try:
+                np.testing.assert_array_equal(f.result(timeout=60)[0], a + 1)
+            except shmkit.WorkerDied:
+                died += 1
+        assert died <= len(killed), f"{died} tasks failed for {len(killed)} kills"
+    # A helper killed after making its result's segment leaves it to gc
+    # (its creator is dead); everything else is removed by its owner.
+    for pid in killed:
+        shmkit.gc(creator=pid)
+    assert dev_shm() <= before, "nothing left once the dead helpers' segments are collected"
+
+
 def test_a_task_past_its_deadline_is_killed_and_the_rest_go_on() -> None:
     with shmkit.ProcessPool(2, timeout=0.5) as pool:
         slow, quick = pool.submit(t.sleep, 30), pool.submit(t.sleep, 0.01)
