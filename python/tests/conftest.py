@@ -64,15 +64,11 @@ def _die_with_parent() -> None:
 
 
 def spawn_python(code: str, *args: str, **kw: Any) -> subprocess.Popen[str]:
-    """Starts ``python -c code args...`` (stdin, stdout, stderr piped)."""
+    """Starts ``python -c code args...`` (stdin, stdout, stderr piped,
+    unless ``kw`` says otherwise)."""
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kw}
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_die_with_parent,
-        **kw,
+        [sys.executable, "-c", textwrap.dedent(code), *args], text=True, preexec_fn=_die_with_parent, **pipes
     )
 
 
