@@ -96,8 +96,9 @@ pub(crate) fn gather(py: Python<'_>, tag: &[u8], message: &Bound<'_, PyAny>) -> 
 pub(crate) fn open<'py>(py: Python<'py>, bytes: &[u8], take: bool) -> PyResult<Bound<'py, PyAny>> {
     match bytes.split_first() {
         Some((&IN_SEGMENT, name)) => {
-            let name = std::str::from_utf8(name)
-                .map_err(|_| errors::raise("Corrupt", "a task's message names a segment in bytes that are not UTF-8"))?;
+            let name = std::str::from_utf8(name).map_err(|_| {
+                errors::raise("Corrupt", "a task's message names a segment in bytes that are not UTF-8")
+            })?;
             let array = DynArray::open(name).map_err(errors::core)?;
             if take {
                 // Only that segment, never a namesake; if it is gone already,
