@@ -28,11 +28,14 @@ pub enum SegmentKind {
     Map,
     /// A [`ShmVec`](crate::collections::ShmVec).
     List,
+    /// A stream of arrays ([`stream`](crate::stream)): a `.npy` array of
+    /// slots, then the stream's control block.
+    Stream,
     /// A kind this version does not know.
     Unknown(u32),
 }
 
-const KNOWN: [SegmentKind; 10] = [
+const KNOWN: [SegmentKind; 11] = [
     SegmentKind::Array,
     SegmentKind::Mutex,
     SegmentKind::RwLock,
@@ -43,6 +46,7 @@ const KNOWN: [SegmentKind; 10] = [
     SegmentKind::Pool,
     SegmentKind::Map,
     SegmentKind::List,
+    SegmentKind::Stream,
 ];
 
 impl SegmentKind {
@@ -59,6 +63,7 @@ impl SegmentKind {
             SegmentKind::Pool => 7,
             SegmentKind::Map => 8,
             SegmentKind::List => 9,
+            SegmentKind::Stream => 10,
             SegmentKind::Unknown(n) => n,
         }
     }

@@ -73,6 +73,7 @@ pub mod pool;
 pub mod prelude;
 mod role;
 mod segment;
+pub mod stream;
 pub mod sync;
 
 pub use crate::array::SharedArray;

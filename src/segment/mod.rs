@@ -211,7 +211,7 @@ impl Segment {
         let data_len = trailer.map_or(total - head.len(), |t| t.data_len as usize);
         let kind = trailer.map_or(SegmentKind::Array, |t| SegmentKind::from_code(t.kind));
         let types = match kind {
-            SegmentKind::Array => Vec::new(),
+            SegmentKind::Array | SegmentKind::Stream => Vec::new(), // a .npy header, no types
             _ => types::decode(head).map_err(|e| Error::bad_header(map.backing().label(), e))?,
         };
         let layout = Layout { kind, total_len: total, data_offset: head.len(), data_len, header: None, trailer, types };

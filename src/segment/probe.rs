@@ -64,7 +64,9 @@ pub(crate) fn read_layout(
         }
     }
     let kind = trailer.map_or(SegmentKind::Array, |t| SegmentKind::from_code(t.kind));
-    if kind != SegmentKind::Array {
+    // A stream is a `.npy` array of slots followed by its control block.
+    let npy = matches!(kind, SegmentKind::Array | SegmentKind::Stream);
+    if !npy {
         if !head.starts_with(OTHER_MAGIC) {
             return Err(LayoutError::Bad(format!("a {kind} segment without its shmkit head")));
         }
@@ -88,9 +90,15 @@ pub(crate) fn read_layout(
     if needed > total_len {
         return Err(LayoutError::TooSmall { needed });
     }
-    if trailer.is_some_and(|t| (t.data_offset, t.data_len) != (header.data_offset as u64, data_len as u64)) {
+    let agrees = |t: Trailer| match kind {
+        // The control block follows the slots: the data is longer than the array.
+        SegmentKind::Stream => t.data_offset == header.data_offset as u64 && t.data_len > data_len as u64,
+        _ => (t.data_offset, t.data_len) == (header.data_offset as u64, data_len as u64),
+    };
+    if trailer.is_some_and(|t| !agrees(t)) {
         return Err(LayoutError::Bad("its shmkit trailer disagrees with its .npy header".into()));
     }
+    let data_len = trailer.filter(|_| kind == SegmentKind::Stream).map_or(data_len, |t| t.data_len as usize);
     let data_offset = header.data_offset;
     Ok(Layout { kind, total_len, data_offset, data_len, header: Some(header), trailer, types: Vec::new() })
 }

@@ -68,6 +68,14 @@ impl SlotTable {
         own[i / 64] &= !(1 << (i % 64));
     }
 
+    /// True if slot `i`'s byte is set: held, or its holder died and no one
+    /// has looked since. No system call: for scans that check liveness only
+    /// where it matters.
+    pub fn in_use(&self, seg: &Segment, i: usize) -> bool {
+        assert!(i < self.n, "slot {i} of {}", self.n);
+        self.byte(seg, i).load(Ordering::SeqCst) != 0
+    }
+
     /// True if this process holds any slot.
     pub fn held_here(&self) -> bool {
         self.own().iter().any(|&w| w != 0)

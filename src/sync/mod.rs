@@ -17,6 +17,7 @@ mod mutex;
 mod queue;
 pub(crate) mod raw;
 mod rwlock;
+pub(crate) mod spin;
 
 pub use barrier::{BarrierWaitResult, ShmBarrier};
 pub use counter::ShmCounter;

@@ -14,8 +14,8 @@ use crate::pool::error::Failed;
 use crate::pool::error::TaskError;
 use crate::pool::helper::registry::{Call, Task};
 use crate::pool::transport::codec;
-use crate::pool::transport::spin::{spin, WINDOW};
 use crate::pool::Pool;
+use crate::sync::spin::{spin, WINDOW};
 
 /// Jobs a call queues at once while it is still encoding the rest.
 const QUEUE_EVERY: usize = 16;

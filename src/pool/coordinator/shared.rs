@@ -20,7 +20,7 @@ use crate::pool::coordinator::job::Job;
 use crate::pool::error::TaskError;
 use crate::pool::helper::registry::Registry;
 use crate::pool::transport::region::Region;
-use crate::pool::transport::spin;
+use crate::sync::spin;
 
 /// The pipeline while many jobs wait (see `pipeline_depth`).
 const DEEP_PIPELINE: usize = 32;

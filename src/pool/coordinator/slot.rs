@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::pool::coordinator::cancel::Cancel;
 use crate::pool::error::TaskError;
 use crate::pool::error::{Failed, Outcome};
-use crate::pool::transport::spin::{spin, WINDOW};
+use crate::sync::spin::{spin, WINDOW};
 
 /// One task's result, and who waits for it.
 #[derive(Default)]

@@ -5,6 +5,5 @@
 pub(crate) mod codec;
 pub(crate) mod region;
 pub(crate) mod ring;
-pub(crate) mod spin;
 pub(crate) mod status;
 pub(crate) mod wire;

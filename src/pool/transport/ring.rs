@@ -30,7 +30,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::pool::transport::spin::{spin, WINDOW};
+use crate::sync::spin::{spin, WINDOW};
 
 use crate::segment::Segment;
 
