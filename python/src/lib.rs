@@ -31,6 +31,8 @@ mod _shmkit {
     #[pymodule_export]
     use super::collections::{Dict, List};
     #[pymodule_export]
+    use super::message::{_message, Outgoing};
+    #[pymodule_export]
     use super::owned::_remove_owned_names;
     #[pymodule_export]
     use super::pool::{_prepare_helper, _serve, PyPool};

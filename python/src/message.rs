@@ -1,33 +1,39 @@
 //! A task's message (a pickled call, or a pickled outcome) between the
 //! coordinator and a helper. `shmkit._worker.dumps` gives pickle bytes, or
 //! a list of parts: the pickle and its out-of-band buffers (numpy arrays).
-//! Small messages travel through the pool's rings, in one `Vec`. A message
-//! of [`BIG`] bytes or more travels in a segment of its own, tag `S` and its
-//! name on the wire: each buffer is copied once, into the segment, and the
-//! other side unpickles from the mapping in place, so a large numpy array
-//! arrives with that one copy (the rings would copy it several times, in
-//! pieces).
 //!
-//! Who removes a message's segment: its maker, for an argument (the
-//! coordinator keeps the owner handle until the task's outcome is taken,
-//! or the task is cancelled); its reader, for a result (the coordinator
-//! removes the name as it opens it; the helper, which made it, keeps its
-//! owner handle until it sees the name gone). A process killed meanwhile
-//! leaves a segment whose creator is dead, which `shmkit gc` collects.
+//! Messages travel through the pool's rings, in one `Vec`, except a call
+//! of [`BIG`] bytes or more: it goes in a segment of its own, tag `S` and
+//! its name on the wire. Each buffer is copied once, into the segment, with
+//! the GIL released; the helper maps the segment copy-on-write
+//! (`MAP_PRIVATE`) and unpickles in place, so a large numpy argument
+//! arrives with that one copy, and what a task writes into it stays its
+//! own: a rerun (the pool's `retries`) reads the argument as it was sent.
+//!
+//! The coordinator made the segment and keeps its owner handle until the
+//! task's outcome is taken, or it is cancelled, or the pool is gone: then
+//! the name goes. A coordinator killed meanwhile leaves a segment whose
+//! creator is dead, which `shmkit gc` collects. Results always take the
+//! rings: a helper would have to keep a result's segment until the
+//! coordinator read it, and a result nobody reads (its task cancelled as
+//! it finished, its helper retired) would be left behind.
 
-use std::sync::Mutex;
+use std::fs::File;
 
+use std::ptr::NonNull;
+
+use memmap2::{MmapMut, MmapOptions};
 use pyo3::buffer::PyBuffer;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
 use shmkit::array::DynArray;
-use shmkit::DType;
+use shmkit::{DType, Error};
 
 use crate::errors;
 
-/// Messages this long or longer go in a segment of their own: below it a
+/// Calls this long or longer go in a segment of their own: below it a
 /// segment's set-up (create, map, open, remove: about 100 µs) costs more
 /// than copying through the rings.
 pub(crate) const BIG: usize = 1 << 20;
@@ -40,75 +46,122 @@ pub(crate) const LIMIT: usize = (256 << 20) - (64 << 10);
 /// The tag of a message that is the name of its segment.
 const IN_SEGMENT: u8 = b'S';
 
-/// A message as it goes on the wire: its bytes (after `tag`, if any), and
-/// the owner of its segment when it is big.
-pub(crate) struct Gathered {
-    pub wire: Vec<u8>,
-    pub segment: Option<DynArray>,
+/// A call gathered for sending (`_message`): its bytes on the wire, and
+/// the owner of its segment when it is big. Made before the pool's lock is
+/// taken, so that a big copy holds up neither other submitters nor the
+/// delivery of results.
+#[pyclass(frozen, module = "shmkit._shmkit", name = "_Outgoing")]
+pub(crate) struct Outgoing {
+    pub wire: std::sync::Mutex<Option<(Vec<u8>, Option<DynArray>)>>,
 }
 
-/// `tag` and a message from `shmkit._worker.dumps` (`bytes` or a list of
-/// buffers) ready to send: in one `Vec`, or, when big, in a new segment.
-pub(crate) fn gather(py: Python<'_>, tag: &[u8], message: &Bound<'_, PyAny>) -> PyResult<Gathered> {
+impl Outgoing {
+    /// The bytes and the segment's owner, once.
+    pub fn take(&self) -> PyResult<(Vec<u8>, Option<DynArray>)> {
+        let mut wire = self.wire.lock().unwrap_or_else(|e| e.into_inner());
+        wire.take().ok_or_else(|| errors::raise("InvalidArgument", "this message was submitted already"))
+    }
+}
+
+/// Gathers a call (`bytes`, or a list of buffers) for `_Pool.submit`.
+#[pyfunction]
+pub(crate) fn _message(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Outgoing> {
+    let (wire, segment) = gather(py, b"", message, true)?;
+    Ok(Outgoing { wire: std::sync::Mutex::new(Some((wire, segment))) })
+}
+
+/// `tag` and a message (`bytes` or a list of buffers) ready to send: in
+/// one `Vec`, or, when big and `segment` allows, in a new segment (whose
+/// owner comes back too). A segment `/dev/shm` has no room for falls back
+/// to the `Vec`.
+pub(crate) fn gather(
+    py: Python<'_>,
+    tag: &[u8],
+    message: &Bound<'_, PyAny>,
+    segment: bool,
+) -> PyResult<(Vec<u8>, Option<DynArray>)> {
     if let Ok(bytes) = message.cast::<PyBytes>() {
-        let bytes = bytes.as_bytes();
-        if bytes.len() < BIG {
-            return Ok(Gathered { wire: [tag, bytes].concat(), segment: None });
+        if bytes.as_bytes().len() < BIG || !segment {
+            return checked([tag, bytes.as_bytes()].concat()).map(|v| (v, None));
         }
     }
     let parts = match message.cast::<PyBytes>() {
         Ok(_) => vec![PyBuffer::<u8>::get(message)?],
         Err(_) => message.try_iter()?.map(|p| PyBuffer::<u8>::get(&p?)).collect::<PyResult<Vec<_>>>()?,
     };
+    if parts.iter().any(|p| !p.is_c_contiguous()) {
+        return Err(errors::raise("InvalidArgument", "a message's parts must be contiguous buffers"));
+    }
     let total = parts.iter().map(|p| p.len_bytes()).sum::<usize>();
     if total > LIMIT {
         return Err(too_large(total));
     }
-    let mut copied = Ok(());
-    let mut fill = |out: &mut [u8]| {
+    // SAFETY (for `copy`): each part is a C-contiguous buffer of
+    // `len_bytes` bytes at `buf_ptr`, kept valid by its `PyBuffer` (held
+    // in `parts` until after the copy; an exporter cannot resize while
+    // exported) and readable without the GIL; `out` has room for all.
+    let copy = |out: &mut [u8]| {
         let mut at = 0;
         for part in &parts {
             let n = part.len_bytes();
-            if copied.is_ok() {
-                copied = part.copy_to_slice(py, &mut out[at..at + n]);
-            }
+            // SAFETY: see above; `out[at..at + n]` is inside `out`, which
+            // does not overlap a Python buffer.
+            unsafe { std::ptr::copy_nonoverlapping(part.buf_ptr().cast::<u8>(), out[at..at + n].as_mut_ptr(), n) };
             at += n;
         }
     };
-    if total < BIG {
-        let mut wire = vec![0; tag.len() + total];
-        wire[..tag.len()].copy_from_slice(tag);
-        fill(&mut wire[tag.len()..]);
-        return copied.map(|()| Gathered { wire, segment: None });
+    let sendable = SendPtr(&copy);
+    if segment && total >= BIG {
+        let made = py.detach(|| DynArray::create_unique_with(DType::U8, &[total], |out| (sendable.get())(out)));
+        match made {
+            Ok(array) => return Ok(([tag, &[IN_SEGMENT], array.name().as_bytes()].concat(), Some(array))),
+            Err(Error::NoSpace { .. }) => {} // /dev/shm is full: the rings need no room there
+            Err(e) => return Err(errors::core(e)),
+        }
     }
-    let segment = DynArray::create_unique_with(DType::U8, &[total], fill).map_err(errors::core)?;
-    copied?;
-    let wire = [tag, &[IN_SEGMENT], segment.name().as_bytes()].concat();
-    Ok(Gathered { wire, segment: Some(segment) })
+    let mut wire = vec![0; tag.len() + total];
+    wire[..tag.len()].copy_from_slice(tag);
+    py.detach(|| (sendable.get())(&mut wire[tag.len()..]));
+    Ok((wire, None))
+}
+
+/// The copy closure, moved into `detach`: its buffers stay exported by
+/// the `PyBuffer`s the calling thread holds, so no Python object is
+/// touched without the GIL.
+struct SendPtr<'a, F>(&'a F);
+// SAFETY: the closure only reads the exported buffers' memory and writes
+// the destination it is given; the PyBuffer handles it refers to are not
+// used (nor dropped) by the detached thread.
+unsafe impl<F> Send for SendPtr<'_, F> {}
+// SAFETY: as above: shared use only reads.
+unsafe impl<F> Sync for SendPtr<'_, F> {}
+
+impl<'a, F> SendPtr<'a, F> {
+    fn get(&self) -> &'a F {
+        self.0
+    }
+}
+
+/// `wire` if it fits in a message.
+fn checked(wire: Vec<u8>) -> PyResult<Vec<u8>> {
+    match wire.len() > LIMIT {
+        true => Err(too_large(wire.len())),
+        false => Ok(wire),
+    }
 }
 
 /// The message `bytes` holds, or names, for `shmkit._worker.loads`:
 /// `bytes`; a `bytearray` when it carries out-of-band buffers (tag `B`),
 /// so that arrays read from it are writable, as unpickled arrays are; or a
-/// writable `memoryview` of its segment, which keeps the mapping alive as
-/// long as any array read from it. `take`: also remove the segment's name
-/// (the reader of a result does; an argument's segment is its maker's).
-pub(crate) fn open<'py>(py: Python<'py>, bytes: &[u8], take: bool) -> PyResult<Bound<'py, PyAny>> {
+/// `memoryview` of a private (copy-on-write) mapping of its segment, which
+/// keeps the mapping alive as long as any array read from it.
+pub(crate) fn open<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     match bytes.split_first() {
         Some((&IN_SEGMENT, name)) => {
             let name = std::str::from_utf8(name).map_err(|_| {
                 errors::raise("Corrupt", "a task's message names a segment in bytes that are not UTF-8")
             })?;
-            let array = DynArray::open(name).map_err(errors::core)?;
-            if take {
-                // Only that segment, never a namesake; if it is gone already,
-                // the mapping is all that is needed.
-                let _ = shmkit::admin::remove(name);
-            }
-            if array.dtype() != DType::U8 || array.shape().len() != 1 {
-                return Err(errors::raise("Corrupt", format!("segment '{name}' is not a task's message")));
-            }
-            let held = Bound::new(py, Message { array })?;
+            let held = Bound::new(py, Message::map(name)?)?;
             Ok(PyMemoryView::from(held.as_any())?.into_any())
         }
         Some((b'B', _)) => Ok(PyByteArray::new(py, bytes).into_any()),
@@ -116,17 +169,7 @@ pub(crate) fn open<'py>(py: Python<'py>, bytes: &[u8], take: bool) -> PyResult<B
     }
 }
 
-/// Removes the segment of a message that will not be read (a result
-/// left when its pool is terminated); nothing for a message in bytes.
-pub(crate) fn discard(message: &[u8]) {
-    if let Some((&IN_SEGMENT, name)) = message.split_first() {
-        if let Ok(name) = std::str::from_utf8(name) {
-            let _ = shmkit::admin::remove(name);
-        }
-    }
-}
-
-/// A message over [`LIMIT`], with what to do instead.
+/// A message too long, with what to do instead.
 pub(crate) fn too_large(len: usize) -> PyErr {
     let why = format!(
         "the task's message pickles to {} MiB, over the pool's {} MiB per message: pass big arrays as shmkit \
@@ -137,46 +180,67 @@ pub(crate) fn too_large(len: usize) -> PyErr {
     errors::raise("InvalidArgument", why)
 }
 
-/// Result segments this helper made whose reader has not yet removed
-/// their names: dropping an owner handle removes the name, so each is kept
-/// until the coordinator has opened it (and removed the name itself).
-static SENT: Mutex<Vec<DynArray>> = Mutex::new(Vec::new());
-
-/// In a helper: keeps `segment`, a result on its way, and lets go of
-/// those the coordinator has opened.
-pub(crate) fn keep_until_read(segment: DynArray) {
-    let mut sent = SENT.lock().unwrap_or_else(|e| e.into_inner());
-    sent.retain(name_exists);
-    sent.push(segment);
-}
-
-/// True while `/dev/shm` has the segment's name (whoever it leads to: a
-/// namesake can only appear once the reader removed ours, and then keeping
-/// our handle a little longer costs nothing).
-fn name_exists(segment: &DynArray) -> bool {
-    // shmkit's segments live in /dev/shm (the core's `os::SHM_DIR`).
-    std::path::Path::new("/dev/shm").join(segment.name()).exists()
-}
-
-/// The memory of a message's segment, as a Python buffer (what
+/// A message segment mapped copy-on-write, as a Python buffer (what
 /// `memoryview` reads); it keeps the mapping alive.
 #[pyclass(frozen, module = "shmkit._shmkit", name = "_Message")]
 struct Message {
-    array: DynArray,
+    _map: MmapMut,
+    /// The data (from `as_mut_ptr` when mapped, so writes through it are
+    /// allowed).
+    data: NonNull<u8>,
+    len: usize,
 }
+
+impl Message {
+    /// Maps segment `name` privately: opened through shmkit first, which
+    /// checks it is a segment and reads where its data lies; then mapped
+    /// again, `MAP_PRIVATE`, through the same file.
+    fn map(name: &str) -> PyResult<Message> {
+        let array = DynArray::open(name).map_err(errors::core)?;
+        let info = array.info().map_err(errors::core)?;
+        if array.dtype() != DType::U8 || array.shape().len() != 1 {
+            return Err(errors::raise("Corrupt", format!("segment '{name}' is not a task's message")));
+        }
+        // shmkit's segments live in /dev/shm (the core's `os::SHM_DIR`).
+        let file = File::open(format!("/dev/shm/{name}")).map_err(PyErr::from)?;
+        let same = file.metadata().is_ok_and(|m| m.len() == info.total_len as u64);
+        let fits = info.data_offset.checked_add(info.data_len).is_some_and(|end| end <= info.total_len);
+        if !same || !fits {
+            return Err(errors::raise("Corrupt", format!("segment '{name}' changed as it was opened")));
+        }
+        // SAFETY: a private mapping of a regular file: writes stay in this
+        // process, and its length was just checked against the file's; the
+        // coordinator never truncates a message segment (it only removes
+        // its name), so the pages stay backed.
+        let mut map = unsafe { MmapOptions::new().len(info.total_len).map_copy(&file) }.map_err(PyErr::from)?;
+        // SAFETY: `data_offset + data_len <= total_len`, the mapping's length
+        // (checked above).
+        let data = unsafe { map.as_mut_ptr().add(info.data_offset) };
+        let data = NonNull::new(data).expect("a mapping is never at address 0");
+        Ok(Message { _map: map, data, len: info.data_len })
+    }
+}
+
+// SAFETY: `data` points into `_map`, which the struct owns and never moves
+// or unmaps before it is dropped; Rust never reads or writes through it
+// (only Python's buffer users do, as with any bytearray).
+unsafe impl Send for Message {}
+// SAFETY: as above; the struct itself is never changed after it is made.
+unsafe impl Sync for Message {}
 
 #[pymethods]
 impl Message {
     /// # Safety
     /// Called by Python's buffer protocol with a valid `view` to fill.
     unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: i32) -> PyResult<()> {
-        let (ptr, len) = (slf.get().array.data_ptr(), slf.get().array.byte_len());
-        let len = isize::try_from(len).map_err(|_| errors::raise("Corrupt", "a message segment too large"))?;
-        // SAFETY: `view` is the valid Py_buffer Python passed in; `ptr` and
-        // `len` are the data of the mapping `slf` owns, which stays mapped as
-        // long as the view (PyBuffer_FillInfo stores a reference to `slf` in
-        // `view.obj`); the data is writable (the segment is mapped read-write).
-        let filled = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast(), len, 0, flags) };
+        let me = slf.get();
+        let len = isize::try_from(me.len).map_err(|_| errors::raise("Corrupt", "a message segment too large"))?;
+        // SAFETY: `view` is the valid Py_buffer Python passed in; `data` and
+        // `len` lie in the private mapping `slf` owns (checked when mapped), which
+        // stays mapped as long as the view (PyBuffer_FillInfo keeps a
+        // reference to `slf` in `view.obj`); the pages are writable and this
+        // process's own (copy-on-write).
+        let filled = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), me.data.as_ptr().cast(), len, 0, flags) };
         match filled {
             0 => Ok(()),
             _ => Err(PyErr::fetch(slf.py())),

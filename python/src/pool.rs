@@ -6,6 +6,7 @@
 //! on `_Pool`.
 
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,8 @@ use shmkit::array::DynArray;
 use shmkit::pool::{Completions, PoolError, TaskError};
 use shmkit::{Pool, Registry};
 
-use crate::{blocking, errors, message};
+use crate::message::{self, Outgoing};
+use crate::{blocking, errors};
 
 /// The task every Python helper serves: `shmkit._worker.run(payload)`.
 /// Its outcome is one tag byte and the rest: `P` and a pickle (the
@@ -28,18 +30,18 @@ use crate::{blocking, errors, message};
 fn py_call(payload: ByteBuf) -> ByteBuf {
     static RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     Python::attach(|py| {
-        let run = || -> PyResult<ByteBuf> {
+        let run = || -> PyResult<Bound<'_, PyAny>> {
             let run = RUN.get_or_try_init(py, || py.import("shmkit._worker")?.getattr("run").map(Bound::unbind))?;
-            let out = run.bind(py).call1((message::open(py, &payload, false)?,))?;
-            let gathered = message::gather(py, b"P", &out)?;
-            if let Some(segment) = gathered.segment {
-                message::keep_until_read(segment);
-            }
-            Ok(ByteBuf::from(gathered.wire))
+            run.bind(py).call1((message::open(py, &payload)?,))
         };
-        run().unwrap_or_else(|e| {
-            ByteBuf::from([b"T".as_slice(), format!("the helper could not run the task: {e}").as_bytes()].concat())
-        })
+        let text = |what: &str, e: PyErr| ByteBuf::from([b"T".as_slice(), format!("{what}: {e}").as_bytes()].concat());
+        match run() {
+            Ok(out) => match message::gather(py, b"P", &out, false) {
+                Ok((wire, _)) => ByteBuf::from(wire),
+                Err(e) => text("the task ran, but its result could not be sent back", e),
+            },
+            Err(e) => text("the helper could not run the task", e),
+        }
     })
 }
 
@@ -47,9 +49,8 @@ fn py_call(payload: ByteBuf) -> ByteBuf {
 /// fails the helper's start, with the traceback as the reason.
 fn py_init(payload: ByteBuf) -> Result<(), std::io::Error> {
     Python::attach(|py| {
-        let run = py
-            .import("shmkit._worker")
-            .and_then(|w| w.getattr("initialize")?.call1((message::open(py, &payload, false)?,)));
+        let run =
+            py.import("shmkit._worker").and_then(|w| w.getattr("initialize")?.call1((message::open(py, &payload)?,)));
         run.map(drop).map_err(|e| std::io::Error::other(traceback(py, &e)))
     })
 }
@@ -93,7 +94,9 @@ const SPIN: Duration = Duration::from_micros(60);
 #[pyclass(frozen, module = "shmkit._shmkit", name = "_Pool")]
 pub(crate) struct PyPool {
     pool: Mutex<Option<Pool>>,
-    done: Completions<ByteBuf>,
+    /// Finished tasks' outcomes. Not dropped in a forked child: dropping
+    /// it cancels its tasks, which are the parent's.
+    done: ManuallyDrop<Completions<ByteBuf>>,
     /// The segments of big arguments (see `message`), by task, until the
     /// task's outcome is taken or it is cancelled.
     arguments: Mutex<HashMap<u64, DynArray>>,
@@ -143,24 +146,24 @@ impl PyPool {
         let pool = py.detach(|| b.build()).map_err(start_failed)?;
         Ok(PyPool {
             pool: Mutex::new(Some(pool)),
-            done: Completions::new(),
+            done: ManuallyDrop::new(Completions::new()),
             arguments: Mutex::default(),
             maker: std::process::id(),
         })
     }
 
-    /// Queues a pickled call (see `message::gather`); its key for
-    /// `next_done` and `cancel`.
-    fn submit(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<u64> {
+    /// Queues a call gathered by `_message`; its key for `next_done` and
+    /// `cancel`.
+    fn submit(&self, message: &Bound<'_, Outgoing>) -> PyResult<u64> {
         self.check_process()?;
-        let gathered = message::gather(py, b"", payload)?;
+        let (wire, segment) = message.get().take()?;
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let pool = pool.as_ref().ok_or_else(|| errors::raise("Closed", "the pool was terminated"))?;
         // Under the lock `next_done` takes to let go of the segment: the
         // task may finish before `add` returns.
         let mut arguments = self.arguments.lock().unwrap_or_else(|e| e.into_inner());
-        let key = self.done.add(pool.submit(py_call, ByteBuf::from(gathered.wire)));
-        if let Some(segment) = gathered.segment {
+        let key = self.done.add(pool.submit(py_call, ByteBuf::from(wire)));
+        if let Some(segment) = segment {
             arguments.insert(key, segment);
         }
         Ok(key)
@@ -174,6 +177,9 @@ impl PyPool {
     fn next_done(&self, py: Python<'_>, timeout: f64, most: usize) -> Vec<(u64, Outcome)> {
         let limit = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(blocking::SLICE);
         let mut batch = Vec::new();
+        if most == 0 {
+            return Vec::new();
+        }
         py.detach(|| {
             if let Some(first) = self.first_done(limit) {
                 batch.push(first);
@@ -243,6 +249,10 @@ impl Drop for PyPool {
             (None, _) => {}
         }
         self.let_go();
+        if std::process::id() == self.maker {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.done) };
+        }
     }
 }
 
@@ -264,18 +274,10 @@ impl PyPool {
         }
     }
 
-    /// Once the helpers are stopped: removes the segments of big
-    /// arguments, and of big results no one will read (a forked child's
-    /// handles remove nothing: the names are its parent's).
+    /// Once the helpers are stopped: removes the segments of big arguments
+    /// (a forked child's handles remove nothing: the names are its parent's).
     fn let_go(&self) {
         self.arguments.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        if std::process::id() == self.maker {
-            while let Some((_, result)) = self.done.next_timeout(Duration::ZERO) {
-                if let Some((b'P', message)) = result.as_deref().ok().and_then(|b| b.split_first()) {
-                    message::discard(message);
-                }
-            }
-        }
     }
 
     fn check_process(&self) -> PyResult<()> {
@@ -293,7 +295,7 @@ fn outcome(py: Python<'_>, result: Result<ByteBuf, TaskError>) -> Outcome {
     let text = |s: String| s.into_pyobject(py).expect("a str").into_any().unbind();
     match result {
         Ok(bytes) => match bytes.split_first() {
-            Some((b'P', pickle)) => match message::open(py, pickle, true) {
+            Some((b'P', pickle)) => match message::open(py, pickle) {
                 Ok(message) => ("ok", message.unbind(), None, None),
                 Err(e) => ("text", text(format!("the task's result could not be read: {e}")), None, None),
             },

@@ -86,3 +86,13 @@ def add_one_in_place(a: Any) -> tuple[Any, str, bool, bool]:
     info = (type(base).__name__, bool(a.flags.writeable), bool(a.flags.aligned))
     a += 1
     return (a, *info)
+
+
+def add_one_then_die_once(a: Any, marker: str) -> Any:
+    """Adds one to ``a`` in place; the first time, then dies (as the OOM
+    killer would end it), leaving a marker file."""
+    a += 1
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return a

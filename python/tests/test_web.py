@@ -117,6 +117,7 @@ def report(pool: str, seconds: float, results: list[int], kills: int, before: An
             f"server rss KiB/fds {before} -> {after}")
     print(line)
     out = Path(__file__).parents[2] / "target" / "web-load.txt"
+    out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M')} {line}\n")
 

@@ -209,17 +209,20 @@ class ProcessPool(Executor):
         s = self._s
         future = _TaskFuture(s)
         failure: Exception | None = None
+        message = None
         try:
-            payload = _worker.dumps_call(fn, args, kwargs)  # before the lock: pickling may call anything
+            # Before the lock: pickling may call anything, and a big copy
+            # (made without the GIL) should hold up no one.
+            message = _shmkit._message(_worker.dumps_call(fn, args, kwargs))
         except Exception as e:  # noqa: BLE001 (the future carries it)
-            payload, failure = b"", e
+            failure = e
         with s.lock:
             if s.shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             try:
-                if failure is not None:
-                    raise failure
-                key = self._started().submit(payload)
+                if failure is not None or message is None:
+                    raise failure or RuntimeError("no message")
+                key = self._started().submit(message)
             except Exception as e:  # noqa: BLE001 (the future carries it)
                 future.set_exception(e)
                 return future

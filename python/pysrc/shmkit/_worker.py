@@ -6,9 +6,11 @@ A message is plain pickle bytes, or, when the pickle has out-of-band
 buffers (protocol 5: numpy arrays, ``bytearray``/``PickleBuffer``), a
 list of parts the native layer gathers into one message with a single
 copy of each buffer: a header (``b"B"``, the count, the pickle's and each
-buffer's length), the pickle, then each buffer at a 64-byte aligned
-offset. The reader hands the buffers to ``pickle.loads`` as slices of the
-message, so an array arrives without another copy, writable and aligned.
+buffer's length), the pickle, then each buffer at an offset 64 bytes
+apart from the message's start. The reader hands the buffers to
+``pickle.loads`` as slices of the message, so an array arrives without
+another copy, writable and aligned for every dtype (the message is at
+least 16-aligned: a ``bytearray``, or a mapping).
 
 Functions travel by reference, as with ``multiprocessing``'s spawn: a
 module and a qualified name, found again in the helper (functions of the
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 PROTOCOL = 5
 
 # Buffers start at offsets that are multiples of this in a message, so
-# that arrays read from it are aligned for every dtype and for SIMD.
+# that arrays read from it are as aligned as the message itself.
 _ALIGN = 64
 
 
