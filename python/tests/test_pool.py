@@ -451,6 +451,10 @@ def test_a_forked_child_leaves_its_parents_helpers_alone(pool: shmkit.ProcessPoo
         try:
             running.cancel()
             pool.shutdown(wait=True)
+            pool.terminate()  # its native pool dropped here: must cancel nothing of the parent's
+            import gc
+
+            gc.collect()
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
