@@ -386,3 +386,29 @@ fn shmkit_accepts_exactly_the_headers_numpy_accepts() {
     );
     assert!(agreed.0 > 100 && agreed.1 > 100, "the generator should make plenty of both: {agreed:?}");
 }
+
+#[test]
+fn numpy_reads_a_live_stream_segment_slots_first() {
+    use shmkit::stream::{Policy, Publisher, Subscriber};
+    let _w = common::Watchdog::new(std::time::Duration::from_secs(600));
+    let name = unique("np-stream");
+    let p = Publisher::<u16, Ix2>::create(&name, (3, 5), 4, Policy::Overwrite).unwrap();
+    let sub = Subscriber::<u16, Ix2>::open(&name).unwrap();
+    for i in 1..=6u16 {
+        let mut loan = p.loan().unwrap();
+        loan.fill(i);
+        p.publish(loan).unwrap();
+    }
+    let newest = sub.latest().unwrap();
+    assert_eq!(newest.seq(), 6);
+    // numpy maps the slots as one array (the control block after them is
+    // not its business); the newest sample is one of them, intact.
+    let code = format!(
+        "import numpy as np\n\
+         a = np.load('/dev/shm/{name}', mmap_mode='r')\n\
+         print(a.dtype.str, a.shape, sorted({{int(s.min()) for s in a if s.min() == s.max()}}))\n"
+    );
+    let out = run_python(&code);
+    assert!(out.trim().starts_with("<u2 (4, 3, 5) ["), "{out}");
+    assert!(out.contains('6'), "the newest sample, seen by numpy: {out}");
+}

@@ -126,6 +126,10 @@ fn info_json(i: &SegmentInfo) -> Value {
         v["capacity"] = json!(c.capacity);
         v["recoveries"] = json!(c.recoveries);
     }
+    if let Some(s) = &i.stream {
+        v["stream"] = json!({"slots": s.slots, "subscribers": s.subscribers, "subscribers_alive": s.subscribers_alive,
+            "newest": s.newest, "policy": s.policy, "publisher_alive": s.publisher_alive, "ended": s.ended});
+    }
     v
 }
 
@@ -185,6 +189,10 @@ fn row(l: &Listing) -> [String; 7] {
     let (kind, types, shape, bytes, mut note) = match &l.info {
         Ok(i) => {
             let shape = match (&i.array, &i.collection) {
+                (Some(a), _) if i.stream.is_some() => {
+                    let s = i.stream.as_ref().expect("checked");
+                    format!("{:?} #{} {}/{} subs", a.shape, s.newest, s.subscribers_alive, s.subscribers)
+                }
                 (Some(a), _) => format!("{:?}", a.shape),
                 (None, Some(c)) => format!("{}/{}", c.len, c.capacity),
                 (None, None) => "-".into(),
@@ -242,6 +250,8 @@ fn short(e: &shmkit::Error) -> String {
 fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
     let info = shmkit::admin::inspect(name).with_context(|| format!("cannot inspect '{name}'"))?;
     let head = match &info.array {
+        // A stream's slots change under a reader: its state is shown instead.
+        Some(_) if info.stream.is_some() => Some(Vec::new()),
         // A writer holding a mutable view keeps readers' claims out: show
         // the header anyway, and say why the elements are missing.
         Some(a) => match first_elements(name, &a.dtype, n) {
@@ -269,6 +279,18 @@ fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
     for (role, dtype) in &info.types {
         println!("{:<11} {dtype}", role);
     }
+    if let Some(s) = &info.stream {
+        println!("slots       {} (the shape's first axis)", s.slots);
+        println!("policy      {}", s.policy);
+        println!("newest      {}{}", s.newest, if s.newest == 0 { " (nothing published yet)" } else { "" });
+        println!("subscribers {} alive, at most {}", s.subscribers_alive, s.subscribers);
+        let state = match (s.ended, s.publisher_alive) {
+            (true, _) => "ended",
+            (false, true) => "alive",
+            (false, false) => "dead (subscribers read what it published, then hear so)",
+        };
+        println!("publisher   {state}");
+    }
     if let Some(c) = &info.collection {
         println!("entries     {} of {}", c.len, c.capacity);
         if info.kind == SegmentKind::Map {
@@ -289,7 +311,7 @@ fn inspect(name: &str, n: usize, json: bool) -> Result<()> {
     println!("persistent  {}", info.persistent);
     if info.array.is_some() && busy {
         println!("first       (not shown: a writer holds a mutable view of the array)");
-    } else if info.array.is_some() {
+    } else if info.array.is_some() && info.stream.is_none() {
         let shown: Vec<String> = head.iter().map(Value::to_string).collect();
         println!("first {:<5} [{}]", shown.len(), shown.join(", "));
     }

@@ -175,6 +175,36 @@ fn ls_and_inspect_show_maps_and_lists_with_their_entries_and_capacity() {
 }
 
 #[test]
+fn ls_and_inspect_show_streams_with_their_slots_subscribers_and_newest_sample() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    use shmkit::stream::{Policy, Publisher, Subscriber};
+    let name = unique("cli-stream");
+    let p = Publisher::<u8, shmkit::ndarray::Ix2>::create(&name, (4, 3), 6, Policy::Overwrite).unwrap();
+    let _subs: Vec<_> = (0..2).map(|_| Subscriber::<u8, shmkit::ndarray::Ix2>::open(&name).unwrap()).collect();
+    for _ in 0..5 {
+        let loan = p.loan().unwrap();
+        p.publish(loan).unwrap();
+    }
+    let listing = json(&["ls", "--json"]);
+    let e = listing["segments"].as_array().unwrap().iter().find(|e| e["name"] == name.as_str()).cloned().unwrap();
+    assert_eq!(e["kind"].as_str(), Some("stream"), "{e}");
+    let s = &e["stream"];
+    assert_eq!(
+        (s["slots"].as_u64(), s["newest"].as_u64(), s["subscribers_alive"].as_u64()),
+        (Some(6), Some(5), Some(2))
+    );
+    assert_eq!((s["publisher_alive"].as_bool(), s["policy"].as_str()), (Some(true), Some("overwrite")), "{s}");
+    let text = stdout(&shmkit(&["ls"]));
+    let line = text.lines().find(|l| l.starts_with(&name)).expect("the stream is listed");
+    assert!(line.contains("stream") && line.contains("[6, 4, 3] #5 2/4 subs"), "{line}");
+    let out = shmkit(&["inspect", &name]);
+    let shown = stdout(&out);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains("newest      5") && shown.contains("subscribers 2 alive, at most 4"), "{shown}");
+    assert!(shown.contains("publisher   alive"), "{shown}");
+}
+
+#[test]
 fn inspect_shows_the_header_of_an_array_a_writer_holds() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let name = unique("cli-busy");

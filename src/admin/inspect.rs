@@ -24,13 +24,16 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
     describe(&fd, name)
 }
 
-/// The [`SegmentInfo`] of the segment open at `fd`, with a map's or
-/// list's summary.
+/// The [`SegmentInfo`] of the segment open at `fd`, with a map's, list's
+/// or stream's summary.
 pub(crate) fn describe(fd: impl rustix::fd::AsFd, name: &str) -> Result<SegmentInfo> {
     let mut info = describe_segment(&fd, name)?;
     if matches!(info.kind, crate::kind::SegmentKind::Map | crate::kind::SegmentKind::List) {
         let layout = probe(&fd, name)?;
         info.collection = crate::collections::summary(&fd, &layout);
+    }
+    if info.kind == crate::kind::SegmentKind::Stream {
+        info.stream = crate::stream::summary(name);
     }
     Ok(info)
 }

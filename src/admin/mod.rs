@@ -18,7 +18,7 @@ mod gc;
 mod inspect;
 
 pub use crate::kind::SegmentKind;
-pub use crate::segment::info::{ArrayHeader, CollectionInfo, Creator, SegmentInfo};
+pub use crate::segment::info::{ArrayHeader, CollectionInfo, Creator, SegmentInfo, StreamInfo};
 pub use crate::segment::liveness::Presence;
 pub use doctor::{doctor, Checkup, RemoveIpc};
 pub use gc::{collect_garbage, list, list_unnamed, Gc, Listing, Unnamed};

@@ -32,6 +32,9 @@ pub struct SegmentInfo {
     pub persistent: bool,
     /// Entries and capacity of a map or list segment.
     pub collection: Option<CollectionInfo>,
+    /// A stream's state, for `Stream` segments (from [`inspect`](crate::admin::inspect)
+    /// and [`list`](crate::admin::list)).
+    pub stream: Option<StreamInfo>,
     /// What a segment that is not an array holds, as numpy dtypes:
     /// `("value", "<u8")`, `("key", "|S24")`, ...
     pub types: Vec<(String, String)>,
@@ -77,6 +80,26 @@ impl Creator {
     pub fn in_this_namespace(&self) -> bool {
         self.pid_namespace == os::pid_namespace()
     }
+}
+
+/// What `shmkit ls` and `inspect` show of a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamInfo {
+    /// Slots (samples the segment holds).
+    pub slots: usize,
+    /// Most subscribers at once.
+    pub subscribers: usize,
+    /// Subscribers whose process is alive now.
+    pub subscribers_alive: usize,
+    /// The newest sample's sequence number (0: none yet).
+    pub newest: u64,
+    /// `"block (lag limit 1s)"` or `"overwrite"`.
+    pub policy: String,
+    /// True while its publisher's process lives.
+    pub publisher_alive: bool,
+    /// True once the publisher ended it normally.
+    pub ended: bool,
 }
 
 /// What `shmkit inspect` shows of a map or list.
@@ -128,6 +151,7 @@ fn info_of(name: &str, layout: &Layout, presence: Presence, flags: u32) -> Segme
         }),
         persistent: layout.trailer.is_some() && flags & FLAG_PERSISTENT != 0,
         collection: None,
+        stream: None,
         types: layout.types.clone(),
     }
 }

@@ -76,6 +76,18 @@ impl SlotTable {
         self.byte(seg, i).load(Ordering::SeqCst) != 0
     }
 
+    /// Slots held by live processes (this one's included), asking the
+    /// kernel about each slot in use; tidies nothing: for reports.
+    pub fn count_alive(&self, seg: &Segment) -> usize {
+        let own = *self.own();
+        (0..self.n)
+            .filter(|&i| {
+                own[i / 64] & (1 << (i % 64)) != 0
+                    || (self.in_use(seg, i) && liveness::presence(seg.fd(), self.locks + i as u64) != Presence::Gone)
+            })
+            .count()
+    }
+
     /// True if this process holds any slot.
     pub fn held_here(&self) -> bool {
         self.own().iter().any(|&w| w != 0)

@@ -390,3 +390,22 @@ impl Core {
 fn too_big(frame: &[usize]) -> Error {
     Error::InvalidArgument(format!("a stream of samples of shape {frame:?} overflows the address space"))
 }
+
+/// What `shmkit ls` and `inspect` show of stream `name`; `None` if it does
+/// not open as one. Looks only: tidies nothing.
+pub(crate) fn summary(name: &str) -> Option<crate::segment::info::StreamInfo> {
+    let core = Core::open(name).ok()?;
+    let policy = match core.cfg.policy {
+        Policy::Block { lag } => format!("block (lag limit {lag:?})"),
+        Policy::Overwrite => "overwrite".to_owned(),
+    };
+    Some(crate::segment::info::StreamInfo {
+        slots: core.cfg.slots,
+        subscribers: core.cfg.subscribers,
+        subscribers_alive: core.subscribers.count_alive(&core.seg),
+        newest: core.newest(),
+        policy,
+        publisher_alive: core.publisher.count_alive(&core.seg) > 0,
+        ended: core.ended(),
+    })
+}

@@ -45,6 +45,7 @@ mod error;
 mod publisher;
 mod subscriber;
 
+pub(crate) use control::summary;
 pub use control::{Policy, MAX_HOLDS, MAX_SLOTS, MAX_SUBSCRIBERS};
 pub use error::{LoanError, LoanTimeoutError, PublishError, RecvError, RecvTimeoutError, TryLoanError, TryRecvError};
 pub use publisher::{Loan, Publisher, PublisherBuilder};
