@@ -11,6 +11,7 @@ use common::{child_arg, shm_exists, spawn_child, unique, wait_with_watchdog, Shm
 use ndarray::Ix1;
 use shmkit::admin::SegmentKind;
 use shmkit::collections::{ShmMap, ShmVec};
+use shmkit::stream::{Policy, Publisher, Subscriber};
 use shmkit::sync::{EventMode, ShmBarrier, ShmCounter, ShmEvent, ShmMutex, ShmQueue, ShmRwLock};
 use shmkit::{Error, SharedArray};
 
@@ -26,6 +27,7 @@ fn create(kind: SegmentKind, name: &str) -> Box<dyn std::any::Any> {
         SegmentKind::Queue => Box::new(ShmQueue::<u64>::create(name, 8).unwrap()),
         SegmentKind::Map => Box::new(ShmMap::<u64, u64>::create(name, 8).unwrap()),
         SegmentKind::List => Box::new(ShmVec::<u64>::create(name, 8).unwrap()),
+        SegmentKind::Stream => Box::new(Publisher::<u64, Ix1>::create(name, 4, 4, Policy::Overwrite).unwrap()),
         other => panic!("no public type for {other}"),
     }
 }
@@ -42,6 +44,7 @@ fn open_as(kind: SegmentKind, name: &str) -> Result<(), Error> {
         SegmentKind::Queue => ShmQueue::<u64>::open(name).map(drop),
         SegmentKind::Map => ShmMap::<u64, u64>::open(name).map(drop),
         SegmentKind::List => ShmVec::<u64>::open(name).map(drop),
+        SegmentKind::Stream => Subscriber::<u64, Ix1>::open(name).map(drop),
         other => panic!("no public type for {other}"),
     }
 }

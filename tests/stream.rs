@@ -312,3 +312,122 @@ fn misuse_gets_clear_errors() {
     drop(loans);
     let _ = PublishError::<()>::NotThisPublisher(());
 }
+
+#[test]
+fn a_publisher_killed_while_claiming_a_slot_leaves_its_sample_readable_and_the_stream_ends() {
+    let test = "a_publisher_killed_while_claiming_a_slot_leaves_its_sample_readable_and_the_stream_ends";
+    if let Some(name) = child_arg() {
+        // Fills the 8 slots, then dies claiming the oldest for the 9th (the
+        // claim's fault point sits between its mark and its hold check), or
+        // dies at the first publish (the publish points).
+        let p = Publisher::<u32, Ix2>::builder(&name, FRAME).slots(8).subscribers(2).policy(Policy::Overwrite);
+        let p = p.create::<u32>().unwrap();
+        std::thread::sleep(Duration::from_millis(300)); // the subscriber opens meanwhile
+        for i in 1..=9u32 {
+            let mut loan = p.loan().unwrap();
+            loan.fill(i);
+            p.publish(loan).unwrap();
+        }
+        unreachable!("the fault point kills the publisher first");
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    for point in ["stream-claim", "stream-publish-before-newest", "stream-publish-before-wake"] {
+        let name = unique("stream-claimkill");
+        let mut cmd = common::child_command(test, &name, Some(point));
+        let child = cmd.stdout(Stdio::null()).spawn().unwrap();
+        let sub = Subscriber::<u32, Ix2>::open_timeout(&name, Duration::from_secs(30)).unwrap();
+        let mut seqs = Vec::new();
+        loop {
+            match sub.next_timeout(Duration::from_secs(20)) {
+                Ok(s) => {
+                    intact(&s);
+                    seqs.push(s.seq());
+                }
+                Err(RecvTimeoutError::PublisherDied) => break,
+                Err(e) => panic!("{point}: {e}"),
+            }
+        }
+        assert!(!wait_with_watchdog(child, Duration::from_secs(30)).success(), "{point}: the publisher died");
+        // At the claim: samples 1..=8 were published whole, and sample 1,
+        // claimed by a publisher that died, is still whole and read. The
+        // publish points fire at the first publish: killed before its
+        // number is out, nothing shows; before its wake, sample 1 does.
+        let want: Vec<u64> = match point {
+            "stream-claim" => (1..=8).collect(),
+            "stream-publish-before-newest" => vec![],
+            _ => vec![1],
+        };
+        assert_eq!(seqs, want, "{point}");
+        drop(sub);
+        shmkit::admin::Gc::new().prefix(&name).run().unwrap();
+    }
+}
+
+#[test]
+fn a_forked_child_dropping_its_copies_lets_go_of_nothing() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let name = unique("stream-fork");
+    let p = Publisher::<u32, Ix2>::builder(&name, FRAME).slots(8).subscribers(2).policy(Policy::Overwrite);
+    let p = p.create::<u32>().unwrap();
+    let sub = Subscriber::<u32, Ix2>::open(&name).unwrap();
+    let mut loan = p.loan().unwrap();
+    loan.fill(1);
+    p.publish(loan).unwrap();
+    let held = sub.next().unwrap();
+    let lent = p.loan().unwrap();
+    // SAFETY: the child only drops the copies, then leaves with _exit.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(lent);
+            drop(held);
+            unsafe { libc::_exit(0) };
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for the child just forked.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        }
+    }
+    // The parent's hold and loan stand: publishing round the ring many
+    // times never touches the held sample or the lent slot.
+    for i in 2..40u32 {
+        let mut next = p.loan().unwrap();
+        next.fill(i);
+        p.publish(next).unwrap();
+    }
+    assert!(held.iter().all(|&x| x == 1), "the held sample was overwritten");
+    drop((held, lent));
+}
+
+#[test]
+fn a_block_publisher_that_only_try_loans_still_drops_a_stalled_reader_after_the_lag_limit() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let name = unique("stream-trylag");
+    let p = Publisher::<u32, Ix2>::builder(&name, FRAME).slots(4).subscribers(2).policy(block(100)).create().unwrap();
+    let stalled = Subscriber::<u32, Ix2>::open(&name).unwrap(); // in order, never reads
+    let reader = Subscriber::<u32, Ix2>::open(&name).unwrap();
+    let (start, mut sent, mut full) = (Instant::now(), 0u64, 0);
+    while sent < 20 {
+        match p.try_loan() {
+            Ok(mut loan) => {
+                sent += 1;
+                loan.fill(sent as u32);
+                p.publish(loan).unwrap();
+                intact(&reader.next().unwrap());
+            }
+            Err(shmkit::stream::TryLoanError::Full) => {
+                full += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the stalled reader held the stream");
+    }
+    assert!(full > 0, "the stalled reader held the publisher back at first");
+    assert!(matches!(stalled.next(), Err(RecvError::Dropped)), "and was dropped, and told so");
+    assert_eq!(stalled.try_next().err(), Some(TryRecvError::Empty), "then goes on from the newest");
+    let mut loan = p.loan().unwrap();
+    loan.fill(21);
+    p.publish(loan).unwrap();
+    assert_eq!(stalled.next().unwrap().seq(), 21);
+}

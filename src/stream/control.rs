@@ -8,7 +8,7 @@
 //! +72  published u32: futex word, bumped at every publish and at the end
 //! +76  readers waiting u32 | +80 ended u32 (1: the publisher ended normally)
 //! +84  freed u32: futex word, bumped when a subscriber moves on or lets go
-//! +88  publisher waiting u32
+//! +88  publisher waiting u32 | +92 publisher joined u32 (1 once a publisher took its place)
 //! +128 slot words, u64 each: 0 empty, a sequence number, or that number
 //!      with CLAIM set (the publisher checking holds), or WRITING
 //! then a record per subscriber (64 bytes apart or more):
@@ -34,6 +34,7 @@ use std::time::Duration;
 use crate::kind::SegmentKind;
 use crate::npy::dtype::DType;
 use crate::npy::header::Header;
+use crate::segment::liveness::Presence;
 use crate::segment::slots::{SlotTable, MAX as MAX_TABLE};
 use crate::segment::{align_up, data_len, liveness, Segment};
 use crate::sync::raw::{futex_wait, futex_wake_all};
@@ -57,6 +58,7 @@ const READERS_WAITING: usize = 76;
 const ENDED: usize = 80;
 const FREED: usize = 84;
 const PUBLISHER_WAITING: usize = 88;
+const PUBLISHER_JOINED: usize = 92;
 const SLOT_WORDS: usize = 128;
 
 /// A subscriber record's fields.
@@ -69,6 +71,21 @@ const HOLD_WORDS: usize = 16;
 pub(super) const WRITING: u64 = u64::MAX;
 /// Slot word bit: the publisher checks whether its sample is held.
 const CLAIM: u64 = 1 << 63;
+/// Sequence numbers stay below this (a stream would need centuries at a
+/// billion samples a second to reach it); one above is a corrupt segment.
+pub(super) const MAX_SEQ: u64 = 1 << 62;
+
+/// What a subscriber's second look at a slot finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Look {
+    /// The sample is its own until the hold is cleared.
+    Held,
+    /// The publisher is checking holds: it will put the word back or reuse
+    /// the slot (or it died doing so, and the sample is intact).
+    Claimed,
+    /// Another sample, or none.
+    Gone,
+}
 
 /// A subscriber's mode: in order, its cursor holding back a `Block` publisher.
 pub(super) const IN_ORDER: u32 = 0;
@@ -195,18 +212,23 @@ impl Core {
             Ok(seg.atomic_u32(end - 4).load(Ordering::Acquire) as usize)
         };
         let (subscribers, holds) = (word(SUBSCRIBERS)?, word(HOLDS)?);
+        let lag = (word(LAG_NS)? as u64) | ((word(LAG_NS + 4)? as u64) << 32);
         let policy = match word(POLICY)? {
             0 => Policy::Overwrite,
-            _ => Policy::Block { lag: Duration::from_nanos(seg.atomic_u64(ctl + LAG_NS).load(Ordering::Relaxed)) },
+            _ => Policy::Block { lag: Duration::from_nanos(lag) },
         };
         let cfg = Config { slots: word(SLOTS)?, subscribers, holds, policy };
-        if cfg.slots != slots || cfg.check().is_err() {
+        if cfg.slots != slots || cfg.check().is_err() || header.fortran {
             return Err(bad("control block disagrees with its array"));
         }
         if ctl.checked_add(cfg.control_len()).is_none_or(|end| end > seg.data_len()) {
             return Err(bad("control block is cut"));
         }
-        Ok(Self::with(seg, cfg, dtype, frame.to_vec(), ctl))
+        let core = Self::with(seg, cfg, dtype, frame.to_vec(), ctl);
+        if core.newest() >= MAX_SEQ {
+            return Err(bad("newest sequence number is out of range"));
+        }
+        Ok(core)
     }
 
     fn with(seg: Segment, cfg: Config, dtype: DType, frame: Vec<usize>, ctl: usize) -> Core {
@@ -273,17 +295,23 @@ impl Core {
 
     /// The sequence number in slot `k` if it holds a published sample
     /// (`CLAIM` included: readable until the publisher's check completes).
+    /// A number out of range (another process wrote over the word) is none.
     pub fn seq_in(&self, k: usize) -> Option<u64> {
-        match self.slot_word(k).load(Ordering::SeqCst) {
-            0 | WRITING => None,
-            w => Some(w & !CLAIM),
+        match self.slot_word(k).load(Ordering::SeqCst) & !CLAIM {
+            0 => None,
+            s if s >= MAX_SEQ => None,
+            s => Some(s),
         }
     }
 
-    /// True if slot `k` holds sample `seq`, unclaimed: the subscriber's
-    /// second look in the handshake.
-    pub fn slot_word_is(&self, k: usize, seq: u64) -> bool {
-        self.slot_word(k).load(Ordering::SeqCst) == seq
+    /// What the subscriber's second look in the handshake finds in slot
+    /// `k`, which it wants to hold as `seq`.
+    pub fn second_look(&self, k: usize, seq: u64) -> Look {
+        match self.slot_word(k).load(Ordering::SeqCst) {
+            w if w == seq => Look::Held,
+            w if w == seq | CLAIM => Look::Claimed,
+            _ => Look::Gone,
+        }
     }
 
     /// The bytes of slot `k`.
@@ -301,6 +329,7 @@ impl Core {
         let old = word.load(Ordering::SeqCst);
         if old != 0 && old != WRITING {
             word.store(old | CLAIM, Ordering::SeqCst);
+            crate::fault::point("stream-claim");
             if self.held_by_someone(old & !CLAIM) {
                 word.store(old & !CLAIM, Ordering::SeqCst);
                 return false;
@@ -332,13 +361,17 @@ impl Core {
 
     /// Tidies away subscriber `i` if its process is gone; true if it lives.
     pub fn member_alive(&self, i: usize) -> bool {
-        self.subscribers.held_elsewhere(&self.seg, i) || self.subscribers.is_held(&self.seg, i)
+        self.subscribers.is_held(&self.seg, i)
     }
 
-    /// Publishes the sample written in slot `k` as `seq`, and wakes readers.
+    /// Publishes the sample written in slot `k` as `seq` (below
+    /// [`MAX_SEQ`]), and wakes readers.
     pub fn publish(&self, k: usize, seq: u64) {
+        assert!(seq < MAX_SEQ, "sequence number {seq}");
         self.slot_word(k).store(seq, Ordering::SeqCst);
+        crate::fault::point("stream-publish-before-newest");
         self.seg.atomic_u64(self.ctl + NEWEST).store(seq, Ordering::SeqCst);
+        crate::fault::point("stream-publish-before-wake");
         self.bump(PUBLISHED, READERS_WAITING);
     }
 
@@ -381,9 +414,25 @@ impl Core {
         }
     }
 
-    /// True if the publisher's handle is open in a live process.
+    /// Marks that a publisher took its place (see [`publisher_alive`](Self::publisher_alive)).
+    pub fn publisher_joined(&self) {
+        self.u32(PUBLISHER_JOINED).store(1, Ordering::SeqCst);
+    }
+
+    /// True if the publisher's handle is open in a live process, or if it
+    /// has not taken its place yet while the segment's creator lives (the
+    /// name is linked a moment before the creating publisher takes it).
     pub fn publisher_alive(&self) -> bool {
-        self.publisher.is_held(&self.seg, 0)
+        if self.publisher.is_held(&self.seg, 0) {
+            return true;
+        }
+        self.u32(PUBLISHER_JOINED).load(Ordering::SeqCst) == 0
+            && (self.seg.is_creator() || liveness::presence(self.seg.fd(), liveness::CREATOR) != Presence::Gone)
+    }
+
+    /// The segment's identity, to remove it and never a namesake.
+    pub fn id(&self) -> crate::os::FileId {
+        self.seg.id()
     }
 }
 

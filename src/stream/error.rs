@@ -51,20 +51,26 @@ pub enum PublishError<L> {
     /// The loan is another publisher's.
     #[error("the loan is another publisher's: publish it with the publisher that lent it")]
     NotThisPublisher(L),
+    /// This publisher was inherited across `fork`: the stream is its parent's.
+    #[error("this publisher was inherited across fork: publish from the process that made it")]
+    Inherited(L),
 }
 
 impl<L> PublishError<L> {
     /// The loan, back.
     pub fn into_inner(self) -> L {
         match self {
-            PublishError::NotThisPublisher(l) => l,
+            PublishError::NotThisPublisher(l) | PublishError::Inherited(l) => l,
         }
     }
 }
 
 impl<L> fmt::Debug for PublishError<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("NotThisPublisher(..)")
+        match self {
+            PublishError::NotThisPublisher(_) => f.write_str("NotThisPublisher(..)"),
+            PublishError::Inherited(_) => f.write_str("Inherited(..)"),
+        }
     }
 }
 

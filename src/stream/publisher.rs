@@ -1,13 +1,13 @@
 //! The stream's one writer: [`Publisher`] lends slots ([`Loan`]), written
 //! in place, then published as the newest sample.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ndarray::{ArrayViewMut, Dimension, IntoDimension, IxDyn};
+use ndarray::{ArrayRef, ArrayViewMut, Dimension, IntoDimension, IxDyn};
 
 use super::control::{Config, Core, Policy, IN_ORDER};
 use super::error::{LoanError, LoanTimeoutError, PublishError, Stop, TryLoanError};
@@ -26,6 +26,9 @@ pub struct Publisher<T: Element, D: Dimension> {
     core: Core,
     /// Slots this handle has on loan.
     loaned: RefCell<Vec<bool>>,
+    /// Since when in-order subscribers have held every free slot back
+    /// (across calls: a publisher that only `try_loan`s drops laggards too).
+    blocked: Cell<Option<Instant>>,
     _t: PhantomData<(T, D)>,
 }
 
@@ -91,10 +94,13 @@ fn take_over(name: &str, dtype: crate::DType, frame: &[usize], cfg: Config) -> R
     if old.publisher_alive() {
         return Err(taken());
     }
-    let next = old.newest() + 1;
+    let (next, id) = (old.newest() + 1, old.id());
     drop(old);
-    match crate::admin::remove(name) {
+    // That segment only: another publisher restarting at once may have
+    // replaced it already, and its stream is not ours to remove.
+    match crate::segment::remove_named(name, id) {
         Ok(()) | Err(Error::NotFound { .. }) => {}
+        Err(Error::Replaced { .. }) => return Err(taken()),
         Err(e) => return Err(e),
     }
     Core::create(name, dtype, frame, cfg, next)
@@ -137,8 +143,9 @@ impl<T: Element, D: Dimension> Publisher<T, D> {
         if core.publisher.take(&core.seg).is_none() {
             return Err(Error::TooManyHandles { name: core.seg.name().to_owned(), what: "publishers", max: 1 });
         }
+        core.publisher_joined();
         let slots = core.cfg.slots;
-        Ok(Publisher { core, loaned: RefCell::new(vec![false; slots]), _t: PhantomData })
+        Ok(Publisher { core, loaned: RefCell::new(vec![false; slots]), blocked: Cell::new(None), _t: PhantomData })
     }
 
     /// The stream's name.
@@ -176,10 +183,10 @@ impl<T: Element, D: Dimension> Publisher<T, D> {
         if self.loaned.borrow().iter().filter(|&&l| l).count() >= spare {
             return Err(Stop::TooManyLoans);
         }
-        let since = Instant::now();
         loop {
             if let Some(k) = self.pick() {
                 if self.core.claim(k) {
+                    self.blocked.set(None);
                     self.loaned.borrow_mut()[k] = true;
                     return Ok(Loan { publisher: self, slot: k, view: self.view(k) });
                 }
@@ -188,9 +195,13 @@ impl<T: Element, D: Dimension> Publisher<T, D> {
             if self.tidy() {
                 continue;
             }
+            let since = *self.blocked.get().get_or_insert_with(Instant::now);
+            self.blocked.set(Some(since));
             if let Policy::Block { lag } = self.core.cfg.policy {
                 if since.elapsed() >= lag {
+                    // The furthest behind go; the rest get a lag of their own.
                     self.drop_laggards();
+                    self.blocked.set(Some(Instant::now()));
                     continue;
                 }
             }
@@ -275,6 +286,9 @@ impl<T: Element, D: Dimension> Publisher<T, D> {
         if !std::ptr::eq(loan.publisher, self) {
             return Err(PublishError::NotThisPublisher(loan));
         }
+        if self.core.seg.check_process().is_err() {
+            return Err(PublishError::Inherited(loan));
+        }
         let k = loan.slot;
         std::mem::forget(loan); // its slot is published, not given back
         let seq = self.core.newest() + 1;
@@ -302,17 +316,21 @@ impl<T: Element, D: Dimension> Drop for Publisher<T, D> {
     }
 }
 
-/// A slot lent by [`Publisher::loan`]: a mutable view of the next sample,
-/// written in place. [`Publisher::publish`] makes it the newest sample;
-/// dropping it unpublished gives the slot back.
+/// A slot lent by [`Publisher::loan`]: the next sample, written in place
+/// (it derefs to ndarray's `ArrayRef`: `loan.fill(0)`, `loan[[i, j]] = x`,
+/// `loan.view_mut()`). [`Publisher::publish`] makes it the newest sample;
+/// dropping it unpublished gives the slot back. Views made from it borrow
+/// it, so none outlives it.
 pub struct Loan<'a, T: Element, D: Dimension> {
     publisher: &'a Publisher<T, D>,
     slot: usize,
     view: ArrayViewMut<'a, T, D>,
 }
 
-impl<'a, T: Element, D: Dimension> Deref for Loan<'a, T, D> {
-    type Target = ArrayViewMut<'a, T, D>;
+// An `ArrayRef`, unsized, never an `ArrayViewMut<'a>`: that one could be
+// moved out (`mem::replace`) and outlive the loan.
+impl<T: Element, D: Dimension> Deref for Loan<'_, T, D> {
+    type Target = ArrayRef<T, D>;
 
     fn deref(&self) -> &Self::Target {
         &self.view
@@ -326,8 +344,12 @@ impl<T: Element, D: Dimension> DerefMut for Loan<'_, T, D> {
 }
 
 impl<T: Element, D: Dimension> Drop for Loan<'_, T, D> {
+    /// Gives the slot back (a forked child's copy gives nothing back: the
+    /// slot is its parent's).
     fn drop(&mut self) {
-        self.publisher.core.unclaim(self.slot);
-        self.publisher.loaned.borrow_mut()[self.slot] = false;
+        if self.publisher.core.seg.check_process().is_ok() {
+            self.publisher.core.unclaim(self.slot);
+            self.publisher.loaned.borrow_mut()[self.slot] = false;
+        }
     }
 }

@@ -7,9 +7,9 @@ use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ndarray::{ArrayView, Dimension, IxDyn};
+use ndarray::{ArrayRef, ArrayView, Dimension, IxDyn};
 
-use super::control::{Core, IN_ORDER, LATEST};
+use super::control::{Core, Look, IN_ORDER, LATEST};
 use super::error::{RecvError, RecvTimeoutError, Stop, TryRecvError};
 use crate::npy::dtype::Element;
 use crate::sync::raw::left;
@@ -121,15 +121,18 @@ impl<T: Element, D: Dimension> Subscriber<T, D> {
         if self.core.mode(self.me).swap(LATEST, Ordering::SeqCst) != LATEST {
             self.core.freed();
         }
+        let mut tries = 0u32;
         loop {
             let n = self.core.newest();
             // One seen already is given again while the stream lives; after
-            // its end, the end is told instead.
-            if n > 0 && (n > self.last.get() || self.check_end(n + 1).is_ok()) {
-                if let Some(sample) = self.take(j, n, 0) {
-                    return Ok(sample);
+            // its end, the end is told instead. A number no slot holds (a
+            // taken-over stream before its first publish) is nothing yet.
+            let here = (0..self.core.cfg.slots).find(|&k| self.core.seq_in(k) == Some(n));
+            if let Some(k) = here.filter(|_| n > self.last.get() || self.check_end(n + 1).is_ok()) {
+                match self.take_at(j, k, n, 0, &mut tries) {
+                    Ok(sample) => return Ok(sample),
+                    Err(()) => continue, // replaced meanwhile: the newest is newer
                 }
-                continue; // replaced meanwhile: the newest is newer
             }
             self.check_end(n + 1).map_err(RecvError::from)?;
             self.wait(n + 1, None).map_err(RecvError::from)?;
@@ -143,15 +146,20 @@ impl<T: Element, D: Dimension> Subscriber<T, D> {
             core.cursor(self.me).store(self.last.get() + 1, Ordering::SeqCst);
             core.mode(self.me).store(IN_ORDER, Ordering::SeqCst);
         }
+        let mut tries = 0u32;
         loop {
             let want = core.cursor(self.me).load(Ordering::SeqCst);
             if want <= core.newest() {
                 if let Some((k, seq)) = self.oldest_from(want) {
-                    if let Some(sample) = self.take_at(j, k, seq, seq - want) {
+                    if let Ok(sample) = self.take_at(j, k, seq, seq - want, &mut tries) {
                         return Ok(sample);
                     }
                 }
-                std::thread::yield_now(); // being claimed or written: look again
+                // Being claimed or written: look again, within the call's limits.
+                if tries % 64 == 63 && (once || left(deadline).is_some_and(|l| l.is_zero())) {
+                    return Err(if once { Stop::Empty } else { Stop::Timeout });
+                }
+                std::thread::yield_now();
                 continue;
             }
             self.check_end(want)?;
@@ -182,28 +190,32 @@ impl<T: Element, D: Dimension> Subscriber<T, D> {
             .min_by_key(|&(_, s)| s)
     }
 
-    /// Holds sample `seq` wherever it is, if it is still there.
-    fn take(&self, j: usize, seq: u64, missed: u64) -> Option<Sample<'_, T, D>> {
-        let k = (0..self.core.cfg.slots).find(|&k| self.core.seq_in(k) == Some(seq))?;
-        self.take_at(j, k, seq, missed)
-    }
-
     /// Holds sample `seq` in slot `k` through hold `j` (the handshake in
-    /// `control`); `None` if the publisher is reusing the slot.
-    fn take_at(&self, j: usize, k: usize, seq: u64, missed: u64) -> Option<Sample<'_, T, D>> {
+    /// `control`); `Err` if the publisher is reusing the slot. A slot the
+    /// publisher claimed and died with still holds its sample intact: it is
+    /// taken once the publisher is seen dead (looked at every 64 `tries`).
+    fn take_at(&self, j: usize, k: usize, seq: u64, missed: u64, tries: &mut u32) -> Result<Sample<'_, T, D>, ()> {
         let core = &self.core;
         core.hold(self.me, j).store(seq, Ordering::SeqCst);
-        if core.slot_word_is(k, seq) {
-            if core.mode(self.me).load(Ordering::SeqCst) == IN_ORDER {
-                core.cursor(self.me).store(seq + 1, Ordering::SeqCst);
-                core.freed();
+        let held = match core.second_look(k, seq) {
+            Look::Held => true,
+            Look::Claimed => {
+                *tries += 1;
+                *tries % 64 == 0 && !core.publisher_alive()
             }
-            self.holds.borrow_mut()[j] = true;
-            self.last.set(self.last.get().max(seq));
-            return Some(Sample { sub: self, hold: j, seq, missed, view: self.view(k) });
+            Look::Gone => false,
+        };
+        if !held {
+            core.hold(self.me, j).store(0, Ordering::SeqCst);
+            return Err(());
         }
-        core.hold(self.me, j).store(0, Ordering::SeqCst);
-        None
+        if core.mode(self.me).load(Ordering::SeqCst) == IN_ORDER {
+            core.cursor(self.me).store(seq + 1, Ordering::SeqCst);
+            core.freed();
+        }
+        self.holds.borrow_mut()[j] = true;
+        self.last.set(self.last.get().max(seq));
+        Ok(Sample { sub: self, hold: j, seq, missed, view: self.view(k) })
     }
 
     /// Waits (spinning briefly, then asleep) until sample `want` is
@@ -274,8 +286,20 @@ impl<T: Element, D: Dimension> Drop for Subscriber<T, D> {
     }
 }
 
-/// A sample taken by a [`Subscriber`]: a read-only view of its slot, which
-/// the publisher does not reuse until the sample is dropped.
+/// A sample taken by a [`Subscriber`]: its slot, read in place (it derefs
+/// to ndarray's `ArrayRef`: `sample.sum()`, `sample[[i, j]]`,
+/// `sample.view()`), which the publisher does not reuse until the sample
+/// is dropped. Views made from it borrow it, so none outlives it:
+///
+/// ```compile_fail
+/// # use shmkit::stream::{Policy, Publisher, Subscriber};
+/// # let p = Publisher::<u8, ndarray::Ix1>::create("shmkit-doc-cf", 4, 4, Policy::Overwrite).unwrap();
+/// # let s = Subscriber::<u8, ndarray::Ix1>::open("shmkit-doc-cf").unwrap();
+/// let view = {
+///     let sample = s.next().unwrap();
+///     sample.view() // borrows the sample, which ends here
+/// };
+/// ```
 pub struct Sample<'a, T: Element, D: Dimension> {
     sub: &'a Subscriber<T, D>,
     hold: usize,
@@ -299,8 +323,10 @@ impl<T: Element, D: Dimension> Sample<'_, T, D> {
     }
 }
 
-impl<'a, T: Element, D: Dimension> Deref for Sample<'a, T, D> {
-    type Target = ArrayView<'a, T, D>;
+// An `ArrayRef`, unsized, never an `ArrayView<'a>`: that one is `Copy`
+// and would outlive the sample (and its hold on the slot).
+impl<T: Element, D: Dimension> Deref for Sample<'_, T, D> {
+    type Target = ArrayRef<T, D>;
 
     fn deref(&self) -> &Self::Target {
         &self.view
@@ -308,8 +334,13 @@ impl<'a, T: Element, D: Dimension> Deref for Sample<'a, T, D> {
 }
 
 impl<T: Element, D: Dimension> Drop for Sample<'_, T, D> {
+    /// Lets the slot go (a forked child's copy lets nothing go: the hold
+    /// is its parent's, which may still read the sample).
     fn drop(&mut self) {
         let core = &self.sub.core;
+        if core.seg.check_process().is_err() {
+            return;
+        }
         core.hold(self.sub.me, self.hold).store(0, Ordering::SeqCst);
         self.sub.holds.borrow_mut()[self.hold] = false;
         core.freed();
