@@ -431,3 +431,59 @@ fn a_block_publisher_that_only_try_loans_still_drops_a_stalled_reader_after_the_
     p.publish(loan).unwrap();
     assert_eq!(stalled.next().unwrap().seq(), 21);
 }
+
+#[test]
+fn the_dyn_handles_are_shared_between_threads_and_number_samples_in_publish_order() {
+    use shmkit::stream::{DynPublisher, DynSubscriber};
+    use std::sync::Arc;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let name = unique("stream-dyn");
+    let p = Arc::new(
+        DynPublisher::builder(&name, &[16])
+            .slots(16)
+            .subscribers(2)
+            .holds(4)
+            .policy(block(10_000))
+            .create_dyn(shmkit::DType::F32)
+            .unwrap(),
+    );
+    let sub = Arc::new(DynSubscriber::open(&name).unwrap());
+    assert_eq!((p.sample_bytes(), sub.dtype()), (64, shmkit::DType::F32));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                (0..250)
+                    .map(|_| {
+                        let k = p.loan().unwrap();
+                        p.publish(k).unwrap()
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    // Samples taken here, let go on another thread.
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    let releaser = {
+        let sub = sub.clone();
+        std::thread::spawn(move || rx.into_iter().for_each(|hold| sub.release(hold)))
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 1000 {
+        match sub.next_timeout(Duration::from_secs(30)) {
+            Ok(t) => {
+                seen.push(t.seq);
+                tx.send(t.hold).unwrap();
+            }
+            // Its four holds are all on their way to the releaser.
+            Err(RecvTimeoutError::TooManySamples) => std::thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(tx);
+    releaser.join().unwrap();
+    let mut numbers: Vec<u64> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=1000).collect::<Vec<u64>>(), "each publish got its own number");
+    assert_eq!(seen, (1..=1000).collect::<Vec<u64>>(), "in order, none lost on a Block stream");
+}

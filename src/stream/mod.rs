@@ -41,12 +41,16 @@
 //! ```
 
 mod control;
+mod dyn_publisher;
+mod dyn_subscriber;
 mod error;
 mod publisher;
 mod subscriber;
 
 pub(crate) use control::summary;
 pub use control::{Policy, MAX_HOLDS, MAX_SLOTS, MAX_SUBSCRIBERS};
+pub use dyn_publisher::DynPublisher;
+pub use dyn_subscriber::{DynSubscriber, Taken};
 pub use error::{LoanError, LoanTimeoutError, PublishError, RecvError, RecvTimeoutError, TryLoanError, TryRecvError};
 pub use publisher::{Loan, Publisher, PublisherBuilder};
 pub use subscriber::{Sample, Subscriber};
