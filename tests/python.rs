@@ -193,6 +193,34 @@ mod peer {
                 (0..n(2)).for_each(|_| tx.send(&vec![0; queue.item_size()]).expect("send"));
                 say("sent");
             }
+            // Publishes N (4, 5) u16 samples, each filled with its number,
+            // on a Block stream (its subscribers lose nothing), then ends it.
+            ["stream-publish", name, _] => {
+                use shmkit::stream::{Policy, Publisher};
+                let lag = std::time::Duration::from_secs(30);
+                let p = Publisher::<u16, ndarray::Ix2>::create(name, (4, 5), 8, Policy::Block { lag }).expect("create");
+                say("ready");
+                wait_for_go();
+                for i in 1..=n(2) {
+                    let mut loan = p.loan().expect("loan");
+                    loan.fill(i as u16);
+                    p.publish(loan).expect("publish");
+                }
+                say("published");
+            }
+            // Reads a stream in order to its end; says each sample's number
+            // and whether every element equals it.
+            ["stream-read", name] => {
+                use shmkit::stream::Subscriber;
+                let s = Subscriber::<u16, ndarray::Ix2>::open_timeout(name, std::time::Duration::from_secs(30))
+                    .expect("open");
+                say("ready");
+                while let Ok(sample) = s.next() {
+                    let whole = sample.iter().all(|&x| u64::from(x) == sample.seq() % 65536);
+                    say(&format!("{} {whole}", sample.seq()));
+                }
+                say("end");
+            }
             _ => panic!("unknown peer task {task:?}"),
         }
     }

@@ -17,6 +17,7 @@ mod message;
 mod owned;
 mod pool;
 mod queue;
+mod stream;
 mod sync;
 
 use pyo3::prelude::*;
@@ -38,6 +39,8 @@ mod _shmkit {
     use super::pool::{_prepare_helper, _serve, PyPool};
     #[pymodule_export]
     use super::queue::Queue;
+    #[pymodule_export]
+    use super::stream::{PyLoan, PyPublisher, PySample, PySubscriber};
     #[pymodule_export]
     use super::sync::{Barrier, Counter, Event, Lock, RwGuard, RwLockHandle};
 }

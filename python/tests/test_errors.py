@@ -196,6 +196,33 @@ def worker_start_failed(name: str) -> None:
         pool.submit(pool_tasks.square, 1).result(timeout=60)
 
 
+def publisher_died(name: str) -> None:
+    # A publisher in a process that is killed: its subscriber hears so.
+    peer = Peer(f"stream-publish {name} 0")
+    assert peer.line() == "ready"
+    sub = shmkit.Subscriber(name)
+    peer.proc.kill()
+    peer.proc.wait()
+    try:
+        sub.next(timeout=30)
+    finally:
+        shmkit.gc(prefix=name)
+
+
+def dropped(name: str) -> None:
+    import time
+
+    pub = shmkit.Publisher(name, 4, "u1", slots=4, policy="block", lag=0.05, subscribers=2)
+    stalled = shmkit.Subscriber(name)  # in order, never reads: dropped after the lag
+    for _ in range(8):
+        pub.send(__import__("numpy").zeros(4, "u1"))
+    time.sleep(0.01)
+    try:
+        stalled.next(block=False)
+    finally:
+        pub.close()
+
+
 CASES: dict[type[shmkit.Error], tuple[Callable[[str], None], type[BaseException]]] = {
     shmkit.NotFound: (not_found, FileNotFoundError),
     shmkit.AlreadyExists: (already_exists, FileExistsError),
@@ -225,6 +252,8 @@ CASES: dict[type[shmkit.Error], tuple[Callable[[str], None], type[BaseException]
     shmkit.WorkerDied: (worker_died, shmkit.Error),
     shmkit.TaskTimeout: (task_timeout, TimeoutError),
     shmkit.WorkerStartFailed: (worker_start_failed, shmkit.Error),
+    shmkit.PublisherDied: (publisher_died, shmkit.Error),
+    shmkit.Dropped: (dropped, shmkit.Error),
 }
 
 

@@ -154,8 +154,17 @@ impl DynSubscriber {
     /// no `Block` publisher back, until `next` is called again, which goes
     /// on after this sample.
     pub fn latest(&self) -> Result<Taken, RecvError> {
+        self.latest_until(None).map_err(RecvError::from)
+    }
+
+    /// As [`latest`](Self::latest), waiting at most `limit` for a first sample.
+    pub fn latest_timeout(&self, limit: Duration) -> Result<Taken, RecvTimeoutError> {
+        self.latest_until(Instant::now().checked_add(limit)).map_err(RecvTimeoutError::from)
+    }
+
+    fn latest_until(&self, deadline: Option<Instant>) -> Result<Taken, Stop> {
         let _one = self.one_reader();
-        let j = self.prepare().map_err(RecvError::from)?;
+        let j = self.prepare()?;
         if self.core.mode(self.me).swap(LATEST, Ordering::SeqCst) != LATEST {
             self.core.freed();
         }
@@ -172,8 +181,8 @@ impl DynSubscriber {
                     Err(()) => continue, // replaced meanwhile: the newest is newer
                 }
             }
-            self.check_end(n + 1).map_err(RecvError::from)?;
-            self.wait(n + 1, None).map_err(RecvError::from)?;
+            self.check_end(n + 1)?;
+            self.wait(n + 1, deadline)?;
         }
     }
 

@@ -96,7 +96,16 @@ def open_file(path: str) -> SharedArray:
 
 # The pools are imported on first use: they need concurrent.futures and
 # multiprocessing, which a pool's helper interpreters start faster without.
-_LAZY = {"Pool": "_mp", "AsyncResult": "_mp", "ProcessPool": "_pool", "RemoteTraceback": "_worker"}
+_LAZY = {
+    "Pool": "_mp",
+    "AsyncResult": "_mp",
+    "ProcessPool": "_pool",
+    "RemoteTraceback": "_worker",
+    "Publisher": "_stream",
+    "Subscriber": "_stream",
+    "Sample": "_stream",
+    "Loan": "_stream",
+}
 
 
 def __getattr__(name: str) -> _Any:
@@ -113,6 +122,7 @@ def __getattr__(name: str) -> _Any:
 if _TYPE_CHECKING:
     from ._mp import AsyncResult, Pool
     from ._pool import ProcessPool
+    from ._stream import Loan, Publisher, Sample, Subscriber
     from ._worker import RemoteTraceback
 
 # Python does not always collect every object at shutdown: remove the
@@ -125,6 +135,10 @@ __all__ = [
     "AsyncResult",
     "ProcessPool",
     "RemoteTraceback",
+    "Publisher",
+    "Subscriber",
+    "Sample",
+    "Loan",
     "SharedArray",
     "Claim",
     "create",

@@ -119,7 +119,8 @@ class Stalled(Error):
 
 
 class ShutDown(Error, _QueueShutDown):
-    """The ``Queue`` was shut down (and is drained): the end of the stream."""
+    """The ``Queue`` was shut down (and is drained), or a stream's publisher
+    ended it (and every sample was read): the end of the stream."""
 
 
 class Disconnected(Error, BrokenPipeError):
@@ -182,6 +183,17 @@ class TaskTimeout(Timeout):
     and replaced (the other tasks go on)."""
 
 
+class PublisherDied(Error):
+    """The stream's publisher died; every sample it published was read.
+    Open the stream again to follow a publisher restarted under its name."""
+
+
+class Dropped(Error):
+    """This subscriber held a ``block`` stream's publisher back longer than
+    the stream's lag limit and was dropped; the next read goes on from
+    the newest sample."""
+
+
 class WorkerStartFailed(Error):
     """The pool's helpers could not start (the main script raised on
     import, or the initializer did): the message has the helper's
@@ -219,4 +231,6 @@ __all__ = [
     "WorkerDied",
     "TaskTimeout",
     "WorkerStartFailed",
+    "PublisherDied",
+    "Dropped",
 ]
