@@ -49,13 +49,27 @@ impl Layout {
         Layout { format, itemsize, len: acc, shape, strides: strides.into() }
     }
 
-    /// Fills `view` for `len` bytes at `data`, on behalf of `owner`.
+    /// Fills `view` for `len` bytes at `data`, on behalf of `owner`, as
+    /// `flags` asks (the rules of `PyBuffer_FillInfo`): the full layout
+    /// for a request of format and shape, plain bytes otherwise; a
+    /// Fortran-order request of a C-order array of 2 or more axes is refused.
     ///
     /// # Safety
     /// `view` is the valid `Py_buffer` Python passed to `__getbuffer__`;
     /// `data` points at `self.len` bytes that stay valid (and, unless
     /// `readonly`, writable) as long as `owner`, which owns `self`.
-    unsafe fn fill(&self, view: *mut ffi::Py_buffer, owner: &Bound<'_, PyAny>, data: *mut u8, readonly: bool) {
+    unsafe fn fill(
+        &self,
+        view: *mut ffi::Py_buffer,
+        owner: &Bound<'_, PyAny>,
+        data: *mut u8,
+        readonly: bool,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if flags & ffi::PyBUF_F_CONTIGUOUS == ffi::PyBUF_F_CONTIGUOUS && self.shape.len() > 1 {
+            return Err(PyBufferError::new_err("a stream's samples are in C order, not Fortran order"));
+        }
+        let full = flags & ffi::PyBUF_FORMAT != 0 && flags & ffi::PyBUF_ND != 0;
         // SAFETY: `view` is valid (the caller's promise); every pointer
         // stored in it points into `self` or the slot, both alive as long
         // as `owner`, to which the view holds a strong reference (`obj`).
@@ -64,14 +78,24 @@ impl Layout {
             (*view).obj = owner.clone().into_ptr();
             (*view).len = self.len;
             (*view).readonly = c_int::from(readonly);
-            (*view).itemsize = self.itemsize;
-            (*view).format = self.format.as_ptr().cast_mut();
-            (*view).ndim = self.shape.len() as c_int;
-            (*view).shape = self.shape.as_ptr().cast_mut();
-            (*view).strides = self.strides.as_ptr().cast_mut();
             (*view).suboffsets = std::ptr::null_mut();
             (*view).internal = std::ptr::null_mut();
+            if full {
+                (*view).itemsize = self.itemsize;
+                (*view).format = self.format.as_ptr().cast_mut();
+                (*view).ndim = self.shape.len() as c_int;
+                (*view).shape = self.shape.as_ptr().cast_mut();
+                let strides = flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES;
+                (*view).strides = if strides { self.strides.as_ptr().cast_mut() } else { std::ptr::null_mut() };
+            } else {
+                (*view).itemsize = 1;
+                (*view).format = std::ptr::null_mut();
+                (*view).ndim = 1;
+                (*view).shape = std::ptr::null_mut();
+                (*view).strides = std::ptr::null_mut();
+            }
         }
+        Ok(())
     }
 }
 
@@ -87,7 +111,8 @@ fn struct_code(dtype: DType) -> &'static str {
         DType::U32 => "<I",
         DType::U64 => "<Q",
         DType::F32 => "<f",
-        _ => "<d",
+        DType::F64 => "<d",
+        other => unreachable!("no struct code for {other:?}: add it with the dtype"),
     }
 }
 
@@ -115,7 +140,7 @@ pub(crate) struct PyPublisher {
 impl PyPublisher {
     /// Creates stream `name` (or takes over a dead publisher's).
     #[new]
-    #[pyo3(signature = (name, shape, dtype, slots=8, policy="block", lag=1.0, subscribers=None, holds=1))]
+    #[pyo3(signature = (name, shape, dtype, slots=8, policy="block", lag=1.0, subscribers=None, holds=2))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: &str,
@@ -189,27 +214,35 @@ impl PyPublisher {
     /// published sample.
     fn publish(&self, loan: &Bound<'_, PyLoan>) -> PyResult<u64> {
         let loan = loan.get();
-        let mut ex = lock(&loan.exports);
-        let mut lender = loan.lender();
-        match lender.as_ref() {
-            None => return Err(errors::raise("InvalidArgument", "this loan was published already")),
-            Some(p) if !Arc::ptr_eq(p, &self.inner) => {
-                return Err(errors::raise("InvalidArgument", "the loan is another publisher's"))
+        // Decided under the loan's locks, raised after: building an
+        // exception may run Python, which may release a view of this loan.
+        let outcome = {
+            let mut ex = lock(&loan.exports);
+            let mut lender = loan.lender();
+            match lender.as_ref() {
+                None => Err("this loan was published or discarded already"),
+                Some(p) if !Arc::ptr_eq(p, &self.inner) => Err("the loan is another publisher's"),
+                Some(_) if ex.live > 0 => Ok(None),
+                Some(_) => {
+                    let published = self.inner.publish(loan.slot);
+                    if published.is_ok() {
+                        ex.done = true;
+                        // A published loan keeps nothing: the stream ends when
+                        // its publisher is closed, whatever loans are left.
+                        *lender = None;
+                    }
+                    Ok(Some(published))
+                }
             }
-            Some(_) => {}
-        }
-        if ex.live > 0 {
-            return Err(PyBufferError::new_err(
+        };
+        match outcome {
+            Err(why) => Err(errors::raise("InvalidArgument", why)),
+            Ok(None) => Err(PyBufferError::new_err(
                 "a view of this loan is still alive: write through the loan (loan[...] = x), or delete the view, \
                  before publishing",
-            ));
+            )),
+            Ok(Some(published)) => published.map_err(errors::core),
         }
-        let seq = self.inner.publish(loan.slot).map_err(errors::core)?;
-        ex.done = true;
-        // A published loan keeps nothing: the stream ends when its
-        // publisher is closed, whatever loans are left.
-        *lender = None;
-        Ok(seq)
     }
 }
 
@@ -225,22 +258,47 @@ pub(crate) struct PyLoan {
 
 #[pymethods]
 impl PyLoan {
+    /// Gives the slot back unpublished; `BufferError` while a view of it
+    /// lives. Harmless twice.
+    fn discard(&self) -> PyResult<()> {
+        let taken = {
+            let ex = lock(&self.exports);
+            if ex.live > 0 {
+                None
+            } else {
+                Some(self.lender().take())
+            }
+        };
+        match taken {
+            None => Err(PyBufferError::new_err("a view of this loan is still alive: delete it first")),
+            Some(p) => {
+                if let Some(p) = p {
+                    p.give_back(self.slot);
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// # Safety
     /// Called by Python's buffer protocol with a valid `view` to fill.
-    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, _flags: c_int) -> PyResult<()> {
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
         let me = slf.get();
         let mut ex = lock(&me.exports);
         let lender = me.lender();
         let Some(publisher) = lender.as_ref().filter(|_| !ex.done) else {
-            return Err(PyBufferError::new_err("this loan was published: loan another slot"));
+            return Err(PyBufferError::new_err("this loan was published or discarded: loan another slot"));
         };
-        ex.live += 1;
+        if publisher.check_process().is_err() {
+            return Err(PyBufferError::new_err("this loan was inherited across fork: it is the parent's"));
+        }
         // SAFETY: `view` is valid (Python's call); the slot's `len` bytes lie
         // in the publisher's mapping, which the loan's `Arc` keeps alive
         // until the loan is published, which `publish` refuses while this
         // export lives (and the view keeps the loan); the slot is on loan to
         // this publisher (claimed: no subscriber holds it), so it is writable.
-        unsafe { me.layout.fill(view, slf.as_any(), publisher.slot_ptr(me.slot), false) };
+        unsafe { me.layout.fill(view, slf.as_any(), publisher.slot_ptr(me.slot), false, flags)? };
+        ex.live += 1;
         Ok(())
     }
 
@@ -391,7 +449,7 @@ fn timed(e: RecvTimeoutError) -> PyErr {
         RecvTimeoutError::PublisherDied => Why::PublisherDied,
         RecvTimeoutError::Dropped => Why::Dropped,
         RecvTimeoutError::TooManySamples => Why::TooManySamples,
-        _ => Why::Inherited,
+        RecvTimeoutError::Inherited => Why::Inherited,
     };
     raise(why, e.to_string())
 }
@@ -403,7 +461,7 @@ fn untimed(e: TryRecvError) -> PyErr {
         TryRecvError::PublisherDied => Why::PublisherDied,
         TryRecvError::Dropped => Why::Dropped,
         TryRecvError::TooManySamples => Why::TooManySamples,
-        _ => Why::Inherited,
+        TryRecvError::Inherited => Why::Inherited,
     };
     raise(why, e.to_string())
 }
@@ -459,13 +517,16 @@ impl PySample {
         if ex.done {
             return Err(PyBufferError::new_err("this sample was released: take another"));
         }
-        ex.live += 1;
+        if me.sub.check_process().is_err() {
+            return Err(PyBufferError::new_err("this sample was inherited across fork: its hold is the parent's"));
+        }
         // SAFETY: `view` is valid (Python's call); the slot's `len` bytes lie
         // in the subscriber's mapping, which the sample's `Arc` keeps alive;
         // the sample's hold keeps the publisher from writing the slot until
         // it is released, which `release` refuses while this export lives
         // (and `Drop` cannot run while the view keeps the sample).
-        unsafe { me.layout.fill(view, slf.as_any(), me.sub.slot_ptr(me.taken.slot).cast_mut(), true) };
+        unsafe { me.layout.fill(view, slf.as_any(), me.sub.slot_ptr(me.taken.slot).cast_mut(), true, flags)? };
+        ex.live += 1;
         Ok(())
     }
 

@@ -212,7 +212,7 @@ def publisher_died(name: str) -> None:
 def dropped(name: str) -> None:
     import time
 
-    pub = shmkit.Publisher(name, 4, "u1", slots=4, policy="block", lag=0.05, subscribers=2)
+    pub = shmkit.Publisher(name, 4, "u1", slots=4, policy="block", lag=0.05, subscribers=2, holds=1)
     stalled = shmkit.Subscriber(name)  # in order, never reads: dropped after the lag
     for _ in range(8):
         pub.send(__import__("numpy").zeros(4, "u1"))

@@ -41,7 +41,7 @@ def test_a_python_publisher_and_subscriber_in_order_and_the_newest(name: str) ->
 
 
 def test_a_view_keeps_its_sample_held_and_release_with_a_view_alive_is_loud(name: str) -> None:
-    pub = shmkit.Publisher(name, 8, "u1", slots=4, policy="overwrite", subscribers=1)
+    pub = shmkit.Publisher(name, 8, "u1", slots=4, policy="overwrite", subscribers=1, holds=1)
     sub = shmkit.Subscriber(name)
     pub.send(np.full(8, 1, np.uint8))
     kept = np.asarray(sub.next())  # the Sample object is gone; the view keeps its slot held
@@ -69,10 +69,10 @@ def test_a_view_of_a_loan_blocks_its_publish(name: str) -> None:
         view = np.asarray(loan)
         view[:] = 5
         with pytest.raises(BufferError, match="still alive"):
-            pub.publish(loan._native and loan)
+            pub.publish(loan)
         del view
         assert pub.publish(loan) == 1
-        with pytest.raises(shmkit.InvalidArgument, match="published already"):
+        with pytest.raises(shmkit.InvalidArgument, match="published or discarded already"):
             pub.publish(loan)
         with pytest.raises(BufferError):
             np.asarray(loan)  # published: no writer is left
@@ -155,7 +155,7 @@ def test_misuse_gets_clear_errors(name: str) -> None:
         shmkit.Subscriber(name)
     with pytest.raises(shmkit.NotFound):
         shmkit.Subscriber(name, timeout=0.05)
-    pub = shmkit.Publisher(name, 4, "u1", slots=4, subscribers=1)
+    pub = shmkit.Publisher(name, 4, "u1", slots=4, subscribers=1, holds=1)
     with pytest.raises(shmkit.AlreadyExists):
         shmkit.Publisher(name, 4, "u1")
     sub = shmkit.Subscriber(name)
@@ -175,3 +175,68 @@ def test_misuse_gets_clear_errors(name: str) -> None:
     with pytest.raises(shmkit.Closed):
         pub.loan()
     other.close()
+
+
+def test_numpy_copies_are_copies_and_a_loop_keeping_its_view_works(name: str) -> None:
+    with shmkit.Publisher(name, 6, "i4", slots=8, policy="overwrite") as pub:
+        sub = shmkit.Subscriber(name)
+        for i in range(5):
+            pub.send(np.full(6, i, np.int32))
+        s = sub.next()
+        copy = np.array(s)
+        assert copy.flags.writeable and copy.flags.owndata, "numpy.array(sample) is a copy"
+        s.release()  # the copy keeps nothing
+        copy[:] = 9
+        seen = []
+        for s in sub:  # `a` of the last pass still lives as the next is taken: two holds
+            a = np.asarray(s)
+            seen.append(int(a[0]))
+            if len(seen) == 3:
+                break
+        assert seen == [1, 2, 3]
+        del a
+
+
+def test_lend_publishes_at_the_end_of_its_block_and_discards_on_error(name: str) -> None:
+    with shmkit.Publisher(name, 3, "f8", slots=4, subscribers=1, holds=1) as pub:
+        sub = shmkit.Subscriber(name)
+        with pub.lend() as loan:
+            loan[...] = [1.0, 2.0, 3.0]
+        assert np.asarray(sub.next()).tolist() == [1.0, 2.0, 3.0]
+        with pytest.raises(ZeroDivisionError), pub.lend() as loan:
+            1 / 0
+        with pytest.raises(ValueError):
+            pub.send(np.zeros(7))  # a wrong shape: the loan goes back, not to the traceback
+        loan = pub.loan()  # the one spare slot is free again
+        loan.discard()
+        loan.discard()
+        with pytest.raises(BufferError):
+            np.asarray(loan)
+        assert pub.send([4.0, 5.0, 6.0]) == 2, "discarded loans take no number"
+
+
+def test_a_forked_child_gets_no_view_of_its_parents_samples_and_loans(name: str) -> None:
+    import os
+
+    with shmkit.Publisher(name, 4, "u1", slots=6, subscribers=1) as pub:
+        sub = shmkit.Subscriber(name)
+        pub.send(np.arange(4, dtype=np.uint8))
+        sample, loan = sub.next(), pub.loan()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            code = 0
+            for obj in (sample, loan):
+                try:
+                    np.asarray(obj)
+                    code = 1
+                except BufferError:
+                    pass
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child got a view of its parent's slot"
+        assert np.asarray(sample).tolist() == [0, 1, 2, 3]
+        sample.release()
+        loan.discard()
+    sub.close()
+    with pytest.raises(shmkit.Closed):
+        sub.next()

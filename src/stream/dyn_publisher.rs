@@ -84,6 +84,12 @@ impl DynPublisher {
         self.core.frame_ptr(k)
     }
 
+    /// `Err(Inherited)` in a child forked from the process that made it:
+    /// its slots and loans are its parent's.
+    pub fn check_process(&self) -> Result<()> {
+        self.core.seg.check_process()
+    }
+
     /// A free slot's index to write the next sample in (see
     /// [`Publisher::loan`](super::Publisher::loan)).
     pub fn loan(&self) -> Result<usize, LoanError> {
@@ -217,6 +223,8 @@ impl DynPublisher {
         if state.loaned.get(k).copied().unwrap_or(false) {
             self.core.unclaim(k);
             state.loaned[k] = false;
+            drop(state);
+            self.core.freed(); // another thread may wait for this slot
         }
     }
 

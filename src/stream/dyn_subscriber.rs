@@ -110,6 +110,12 @@ impl DynSubscriber {
         self.core.frame_ptr(k).cast_const()
     }
 
+    /// `Err(Inherited)` in a child forked from the process that opened
+    /// it: the handle's holds are its parent's.
+    pub fn check_process(&self) -> Result<()> {
+        self.core.seg.check_process()
+    }
+
     /// The samples' dtype.
     pub fn dtype(&self) -> DType {
         self.core.dtype
@@ -163,6 +169,9 @@ impl DynSubscriber {
     }
 
     fn latest_until(&self, deadline: Option<Instant>) -> Result<Taken, Stop> {
+        // Before the lock: in a forked child it may be held for good by a
+        // thread the fork did not copy.
+        self.core.seg.check_process().map_err(|_| Stop::Inherited)?;
         let _one = self.one_reader();
         let j = self.prepare()?;
         if self.core.mode(self.me).swap(LATEST, Ordering::SeqCst) != LATEST {
@@ -187,6 +196,9 @@ impl DynSubscriber {
     }
 
     fn next_until(&self, deadline: Option<Instant>, once: bool) -> Result<Taken, Stop> {
+        // Before the lock: in a forked child it may be held for good by a
+        // thread the fork did not copy.
+        self.core.seg.check_process().map_err(|_| Stop::Inherited)?;
         let _one = self.one_reader();
         let j = self.prepare()?;
         let core = &self.core;

@@ -334,7 +334,7 @@ class _Publisher:
         policy: str = "block",
         lag: float = 1.0,
         subscribers: int | None = None,
-        holds: int = 1,
+        holds: int = 2,
     ) -> Self: ...
     @property
     def name(self) -> str: ...
@@ -345,6 +345,7 @@ class _Loan:
     """A lent slot: a writable buffer."""
 
     def __buffer__(self, flags: int) -> memoryview: ...
+    def discard(self) -> None: ...
 
 class _Subscriber:
     """The native half of ``shmkit.Subscriber``."""

@@ -3,8 +3,8 @@ in place in a shared slot and publishes it; ``Subscriber`` reads it where
 it is, zero-copy, every sample in order (``next``) or the newest
 (``latest``). The same streams as Rust's ``shmkit::stream``.
 
-A loan and a sample are buffers: ``numpy.asarray(sample)`` is a zero-copy,
-read-only view. A sample keeps its slot while it or any view of it lives
+``numpy.asarray(sample)`` is a zero-copy, read-only view (``numpy.array``
+a copy); the native objects behind them are buffers. A sample keeps its slot while it or any view of it lives
 (so no view reads a slot the publisher reuses); ``release()`` with a view
 alive raises ``BufferError``. A loan is written through itself
 (``loan[...] = frame``) or a view dropped before ``publish``, which raises
@@ -23,11 +23,23 @@ from . import _shmkit
 from ._dtypes import tag as _tag
 
 
+def _array(native: Any, dtype: Any, copy: Any) -> Any:
+    """numpy's view of a loan or sample (a copy if ``copy``: numpy 2 trusts
+    ``__array__`` to have copied when asked). Through a memoryview: a
+    refused buffer raises, where numpy would quietly make an object array."""
+    import numpy as np
+
+    view = np.asarray(memoryview(native), dtype=dtype)
+    return np.array(view, copy=True) if copy else view
+
+
 class Loan:
     """A slot to write the next sample in (``Publisher.loan()``):
     ``loan[...] = frame`` writes it in place; ``numpy.asarray(loan)`` is a
-    writable view, to drop before ``publish``. Unpublished, its slot goes
-    back when it is collected."""
+    writable view, to drop before ``publish``. ``discard()`` (or the
+    collection of an unpublished loan) gives the slot back; ``with
+    pub.loan() as loan:`` publishes it at the block's end, or discards it
+    if the block raised."""
 
     __slots__ = ("_native",)
 
@@ -48,11 +60,12 @@ class Loan:
         return memoryview(self._native)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        import numpy as np
+        return _array(self._native, dtype, copy)
 
-        # Through a memoryview: a refused buffer raises, where numpy would
-        # quietly make an object array of it.
-        return np.asarray(memoryview(self._native), dtype=dtype)
+    def discard(self) -> None:
+        """Gives the slot back unpublished (``BufferError`` while a view of
+        it lives); harmless twice."""
+        self._native.discard()
 
 
 class Publisher:
@@ -62,8 +75,12 @@ class Publisher:
     drops one holding it back longer than ``lag`` seconds (it hears
     ``shmkit.Dropped``); ``"overwrite"``: the oldest unread slot is reused
     (a subscriber's next sample says how many it ``missed``). At most
-    ``subscribers`` at once, each holding ``holds`` samples; ``slots`` must
-    cover them (``subscribers * holds + 2``).
+    ``subscribers`` at once, each holding ``holds`` samples (2 by default,
+    so that ``a = numpy.asarray(sample)`` in a loop still holds the last
+    one while the next is taken; Rust's default is 1); ``slots`` must cover
+    them (``subscribers * holds + 2``). Threads sharing a publisher may
+    hold as many loans at once as the slots spare beyond that: more raise
+    ``shmkit.LimitReached`` at once rather than wait.
 
     A publisher whose process died is replaced by the next one created
     under the name. Closing (or the ``with`` block's end) ends the stream:
@@ -80,7 +97,7 @@ class Publisher:
         policy: str = "block",
         lag: float = 1.0,
         subscribers: int | None = None,
-        holds: int = 1,
+        holds: int = 2,
     ) -> None:
         dims = [int(shape)] if isinstance(shape, int) else [int(n) for n in shape]
         self._native: _shmkit._Publisher | None = _shmkit._Publisher(
@@ -107,8 +124,17 @@ class Publisher:
     def send(self, frame: Any, timeout: float | None = None) -> int:
         """Copies ``frame`` into a loan and publishes it (one copy)."""
         loan = self.loan(timeout=timeout)
-        loan[...] = frame
+        try:
+            loan[...] = frame
+        except BaseException:
+            loan.discard()  # not left to a traceback that keeps it
+            raise
         return self.publish(loan)
+
+    def lend(self, timeout: float | None = None) -> _Lending:
+        """``with pub.lend() as loan:`` a loan published at the block's end
+        (discarded if the block raised)."""
+        return _Lending(self, self.loan(timeout=timeout))
 
     def close(self) -> None:
         """Ends the stream (once no loan of it is left)."""
@@ -121,11 +147,29 @@ class Publisher:
         self.close()
 
 
+class _Lending:
+    """``Publisher.lend()``'s context manager."""
+
+    __slots__ = ("_publisher", "_loan", "seq")
+
+    def __init__(self, publisher: Publisher, loan: Loan) -> None:
+        self._publisher, self._loan, self.seq = publisher, loan, 0
+
+    def __enter__(self) -> Loan:
+        return self._loan
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is None:
+            self.seq = self._publisher.publish(self._loan)
+        else:
+            self._loan.discard()
+
+
 class Sample:
     """A sample taken from a stream: ``numpy.asarray(sample)`` reads its
     slot in place (read-only); ``seq`` and ``missed``. Its slot is held
     while it or any view of it lives (a subscriber holds ``holds`` at
-    once, 1 by default: ``shmkit.LimitReached`` says when a view kept too
+    once, 2 by default: ``shmkit.LimitReached`` says when a view kept too
     long is in the way); ``release()``, or the end of a ``with`` block,
     lets it go at once if no view of it is left."""
 
@@ -152,11 +196,7 @@ class Sample:
         return memoryview(self._native)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        import numpy as np
-
-        # Through a memoryview: a refused buffer raises, where numpy would
-        # quietly make an object array of it.
-        return np.asarray(memoryview(self._native), dtype=dtype)
+        return _array(self._native, dtype, copy)
 
     def __enter__(self) -> Sample:
         return self
@@ -178,6 +218,8 @@ class Subscriber:
     ``shmkit.PublisherDied`` (open it again to follow a restarted one)."""
 
     def __init__(self, name: str, timeout: float | None = None) -> None:
+        """``timeout``: seconds to wait for the stream to appear (``None``:
+        it must exist now; ``shmkit.NotFound`` otherwise)."""
         self._native = _shmkit._Subscriber(name, timeout)
         self.name = name
 
@@ -203,13 +245,15 @@ class Subscriber:
     def __iter__(self) -> Any:
         """Every sample in order, until the stream ends; each is released
         when the next is taken (unless a view of it is still alive)."""
-        from ._errors import ShutDown
+        from ._errors import Dropped, ShutDown
 
         while True:
             try:
                 sample = self.next()
             except ShutDown:
                 return
+            except Dropped:
+                continue  # it goes on from the newest sample
             yield sample
             # Taken the next: this one goes, unless a view of it lives on.
             try:
@@ -220,10 +264,22 @@ class Subscriber:
     def close(self) -> None:
         """Gives this subscriber's place back (samples still alive keep
         theirs until they go)."""
-        self._native = None  # type: ignore[assignment]
+        self._native = _ClosedSubscriber(self.name)  # type: ignore[assignment]
 
     def __enter__(self) -> Subscriber:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _ClosedSubscriber:
+    """What a closed ``Subscriber`` holds: every use says so."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        from ._errors import Closed
+
+        raise Closed(f"subscriber of {self.name!r} is closed: open the stream again")
