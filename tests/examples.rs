@@ -53,3 +53,34 @@ fn heat_diffusion_prints_its_checksum() {
     let out = run("heat_diffusion", &["--size", "64", "--steps", "50"]);
     assert!(out.lines().any(|l| l.starts_with("checksum ")), "{out}");
 }
+
+/// The stream example's programs, started in any order: a consumer
+/// before the camera, killed mid-stream and started again; the camera
+/// goes on, and the new consumer reads whole frames to the end.
+#[test]
+fn stream_camera_feeds_consumers_that_come_and_go() {
+    use std::process::{Command, Stdio};
+    let _w = common::Watchdog::new(Duration::from_secs(240));
+    let name = common::unique("camera");
+    let (camera, stats) = (common::example("stream_camera"), common::example("stream_stats"));
+    let spawn = |exe: &std::path::Path, args: &[&str]| {
+        let mut cmd = Command::new(exe);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        common::dies_with_parent(&mut cmd).spawn().unwrap()
+    };
+    let mut first = spawn(&stats, &["--name", &name]); // before the camera: it waits
+    std::thread::sleep(Duration::from_millis(300));
+    let cam = spawn(&camera, &["--name", &name, "--fps", "100", "--frames", "120"]);
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill().unwrap(); // a consumer killed mid-stream
+    first.wait().unwrap();
+    let second = spawn(&stats, &["--name", &name]);
+    let cam = cam.wait_with_output().unwrap();
+    let cam_out = String::from_utf8_lossy(&cam.stdout);
+    assert!(cam.status.success() && cam_out.contains("camera: done"), "{cam_out}");
+    assert!(cam_out.contains("camera: frame 120"), "the camera went on to its last frame: {cam_out}");
+    let second = second.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success() && out.contains("verified: every frame read was whole"), "{out}");
+    assert!(!common::shm_exists(&name), "the camera's stream is gone with it");
+}

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import ROOT, dev_shm
 
+import shmkit
+
 
 def run(example: str) -> str:
     before = dev_shm()
@@ -78,3 +80,38 @@ def test_the_readme_snippet_runs_as_written(readme: str, tmp_path: object) -> No
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip(), f"snippet {i} printed nothing"
         assert not {n for n in dev_shm() - before if n.startswith("shmkit")}, f"snippet {i} left a segment"
+
+
+def test_stream_viewer_waits_for_the_camera_and_shows_the_newest_frames(name: str) -> None:
+    """The viewer, started before any camera, waits for one, then shows
+    the newest frames (a camera here in this process, with frames like the
+    Rust example's) until it has shown the number asked for."""
+    import numpy as np
+
+    from conftest import spawn_python
+
+    viewer = spawn_python(
+        "import runpy, sys; sys.argv = ['viewer', '--name', sys.argv[1], '--frames', '4', '--every', '0.05']; "
+        f"runpy.run_path({str(ROOT / 'python/examples/stream_viewer.py')!r}, run_name='__main__')",
+        name,
+    )
+    try:
+        frame = np.zeros((1080, 1920, 3), np.uint8)
+        with shmkit.Publisher(name, frame.shape, "u1", policy="overwrite") as camera:
+            for i in range(1, 30):
+                frame[...] = i
+                camera.send(frame)
+                if viewer.poll() is not None:
+                    break
+                __import__("time").sleep(0.02)
+        out, err = viewer.communicate(timeout=60)
+    finally:
+        viewer.kill()
+    assert viewer.returncode == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("viewer: frame")]
+    assert len(lines) >= 1 and "watching" in out, out
+    seqs = [int(line.split()[2]) for line in lines]
+    assert seqs == sorted(seqs), "the newest, frame after frame"
+    for line in lines:  # frame N is filled with N in every channel
+        n = int(line.split()[2])
+        assert line.endswith(f"{n:.1f} {n:.1f} {n:.1f}"), line
