@@ -159,13 +159,13 @@ impl PyPool {
         let (wire, segment) = message.get().take()?;
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let pool = pool.as_ref().ok_or_else(|| errors::raise("Closed", "the pool was terminated"))?;
+        let handle = pool.submit(py_call, ByteBuf::from(wire));
+        let Some(segment) = segment else { return Ok(self.done.add(handle)) };
         // Under the lock `next_done` takes to let go of the segment: the
         // task may finish before `add` returns.
         let mut arguments = self.arguments.lock().unwrap_or_else(|e| e.into_inner());
-        let key = self.done.add(pool.submit(py_call, ByteBuf::from(wire)));
-        if let Some(segment) = segment {
-            arguments.insert(key, segment);
-        }
+        let key = self.done.add(handle);
+        arguments.insert(key, segment);
         Ok(key)
     }
 

@@ -24,6 +24,8 @@ BLOCKING = {
     "Barrier.wait": ("b = shmkit.Barrier.open(name + '-b')", "b.wait()"),
     "Queue.get": ("q = shmkit.Queue.open(name + '-e')", "q.get()"),
     "Queue.put": ("q = shmkit.Queue.open(name + '-f')", "q.put(1)"),
+    "Subscriber.next": ("s = shmkit.Subscriber(name + '-s')", "s.next()"),
+    "Subscriber.latest": ("s = shmkit.Subscriber(name + '-s')", "s.latest()"),
 }
 
 CHILD = """
@@ -47,13 +49,15 @@ def held() -> Iterator[str]:
     b = shmkit.Barrier.create(name + "-b", 2)
     empty, full = shmkit.Queue.create(name + "-e", "u1", 1), shmkit.Queue.create(name + "-f", "u1", 1)
     full.put(0)
+    # A live stream with nothing published: its readers wait.
+    stream = shmkit.Publisher(name + "-s", 4, "u1", slots=10, subscribers=8, holds=1)
     lock.acquire()
     reading = rw.read()
     reading.__enter__()
     yield name
     reading.__exit__(None, None, None)
     lock.release()
-    for h in (lock, rw, ev, b, empty, full):
+    for h in (lock, rw, ev, b, empty, full, stream):
         h.close()
 
 
