@@ -1,9 +1,13 @@
 //! The benchmarks' shared part: where this workspace keeps its build
 //! output (so that a bench finds the binaries cargo built, also with
 //! `CARGO_TARGET_DIR` set), the machine a run measured, and the
-//! generated sections of `benches/README.md`.
+//! generated sections of `benches/README.md`, and the venv the Python
+//! columns run in.
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, ensure, Result};
 
 /// The workspace's target directory: `CARGO_TARGET_DIR` if set, else
 /// `target/` beside the workspace's manifest.
@@ -49,4 +53,39 @@ pub fn machine() -> String {
 pub fn today() -> String {
     let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]).output();
     out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+}
+
+/// What the Python columns need: numpy for `compare.py` and
+/// `stream/stream.py`; the shmkit
+/// package (built from this tree), UltraDict 0.0.6 and the `atomics`
+/// package its shared lock needs for `compare_python.py`.
+/// loky and pebble for `compare_pool.py`.
+const PACKAGES: [&str; 6] = ["numpy", "maturin>=1.9.4,<2", "UltraDict==0.0.6", "atomics", "loky", "pebble"];
+
+/// The venv `target/bench-venv`, made and filled on first use, with this
+/// tree's shmkit package (re)installed: an error says what failed.
+pub fn python() -> Result<PathBuf> {
+    if Command::new("python3").arg("--version").stdout(Stdio::null()).status().is_err() {
+        bail!("python3 is not installed");
+    }
+    let venv = target_dir().join("bench-venv");
+    let py = venv.join("bin/python");
+    let has =
+        |code: &str| Command::new(&py).args(["-c", code]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !has("import numpy, maturin, UltraDict, atomics, loky, pebble") {
+        eprintln!("bench: installing {} into {}", PACKAGES.join(", "), venv.display());
+        ensure!(Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success(), "python3 -m venv failed");
+        let pip = Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(PACKAGES).status()?;
+        ensure!(pip.success(), "pip install {PACKAGES:?} failed");
+    }
+    eprintln!("bench: building the shmkit Python package into {}", venv.display());
+    let path = format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let pip = Command::new(&py)
+        .args(["-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps", "--force-reinstall"])
+        .arg(workspace().join("python"))
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", target_dir().join("python"))
+        .status()?;
+    ensure!(pip.success(), "pip install ./python failed");
+    Ok(py)
 }

@@ -10,40 +10,6 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::{Samples, Sizes};
 
-/// What the Python columns need: numpy for `compare.py`; the shmkit
-/// package (built from this tree), UltraDict 0.0.6 and the `atomics`
-/// package its shared lock needs for `compare_python.py`.
-/// loky and pebble for `compare_pool.py`.
-const PACKAGES: [&str; 6] = ["numpy", "maturin>=1.9.4,<2", "UltraDict==0.0.6", "atomics", "loky", "pebble"];
-
-/// The venv `target/bench-venv`, made and filled on first use, with this
-/// tree's shmkit package (re)installed: an error says what failed.
-fn python() -> Result<PathBuf> {
-    if Command::new("python3").arg("--version").stdout(Stdio::null()).status().is_err() {
-        bail!("python3 is not installed");
-    }
-    let venv = shmkit_bench::target_dir().join("bench-venv");
-    let py = venv.join("bin/python");
-    let has =
-        |code: &str| Command::new(&py).args(["-c", code]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !has("import numpy, maturin, UltraDict, atomics, loky, pebble") {
-        eprintln!("compare: installing {} into {}", PACKAGES.join(", "), venv.display());
-        ensure!(Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success(), "python3 -m venv failed");
-        let pip = Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(PACKAGES).status()?;
-        ensure!(pip.success(), "pip install {PACKAGES:?} failed");
-    }
-    eprintln!("compare: building the shmkit Python package into {}", venv.display());
-    let path = format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    let pip = Command::new(&py)
-        .args(["-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps", "--force-reinstall"])
-        .arg(shmkit_bench::workspace().join("python"))
-        .env("PATH", path)
-        .env("CARGO_TARGET_DIR", shmkit_bench::target_dir().join("python"))
-        .status()?;
-    ensure!(pip.success(), "pip install ./python failed");
-    Ok(py)
-}
-
 /// The Python side: an interpreter with numpy, and its versions.
 pub struct Python {
     exe: PathBuf,
@@ -53,7 +19,7 @@ pub struct Python {
 impl Python {
     /// Sets up the venv; an error says why there is none.
     pub fn find() -> Result<Python> {
-        let exe = python()?;
+        let exe = shmkit_bench::python()?;
         let code = "import sys, numpy; print(f'Python {sys.version.split()[0]}, numpy {numpy.__version__}')";
         let out = Command::new(&exe).args(["-c", code]).output()?;
         ensure!(out.status.success(), "python3 with numpy does not run");

@@ -18,6 +18,11 @@ use crate::{Error, Result};
 /// publisher is still alive.
 const LOOK: Duration = Duration::from_millis(50);
 
+/// How long a publisher seen alive is believed alive: a subscriber
+/// polling `try_next` in a loop looks it up (a syscall) once per period,
+/// not once per poll, and hears of its death this much later at most.
+const BELIEVED: Duration = Duration::from_millis(1);
+
 /// A stream's subscriber whose dtype is chosen at run time. Everything
 /// [`Subscriber`](super::Subscriber) promises holds here too. Safe to
 /// share between threads (one call takes a sample at a time).
@@ -29,6 +34,10 @@ pub struct DynSubscriber {
     /// The sequence number of the last sample this handle got.
     last: AtomicU64,
     reading: Mutex<()>,
+    /// When the publisher was last seen alive: nanoseconds after `born`,
+    /// plus one (0: never).
+    alive_at: AtomicU64,
+    born: Instant,
 }
 
 /// A sample taken by a [`DynSubscriber`]: in slot `slot`, numbered `seq`,
@@ -69,7 +78,8 @@ impl DynSubscriber {
         core.dropped(me).store(0, Ordering::SeqCst);
         core.freed();
         let (holds, last) = (AtomicU64::new(0), AtomicU64::new(last));
-        Ok(DynSubscriber { core, me, holds, last, reading: Mutex::new(()) })
+        let (alive_at, born) = (AtomicU64::new(0), Instant::now());
+        Ok(DynSubscriber { core, me, holds, last, reading: Mutex::new(()), alive_at, born })
     }
 
     /// Like [`open`](Self::open), waiting up to `limit` for the stream to
@@ -310,7 +320,7 @@ impl DynSubscriber {
         if ended {
             return Err(Stop::Ended);
         }
-        if core.publisher_alive() {
+        if self.publisher_alive() {
             return Ok(());
         }
         // Gone: after a last publish, or after ending normally (the end is
@@ -320,6 +330,20 @@ impl DynSubscriber {
             (true, false) => Err(Stop::Ended),
             (false, false) => Err(Stop::PublisherDied),
         }
+    }
+}
+
+impl DynSubscriber {
+    /// Whether the publisher lives, looked up at most once per [`BELIEVED`].
+    fn publisher_alive(&self) -> bool {
+        let now = self.born.elapsed().as_nanos() as u64 + 1;
+        let at = self.alive_at.load(Ordering::Relaxed);
+        if at != 0 && now.saturating_sub(at) < BELIEVED.as_nanos() as u64 {
+            return true;
+        }
+        let alive = self.core.publisher_alive();
+        self.alive_at.store(if alive { now } else { 0 }, Ordering::Relaxed);
+        alive
     }
 }
 
