@@ -194,7 +194,12 @@ fn subscribers_killed_or_stopped_at_random_moments_never_hold_the_publisher_past
     }
 }
 
+/// Kills a subscriber, which must not have failed on its own before
+/// (a place it could not take, say: the table is never full here).
 fn kill(mut c: Child) {
+    if let Ok(Some(status)) = c.try_wait() {
+        assert!(status.success(), "a subscriber failed before it was killed: {status}");
+    }
     let _ = signal(c.id(), Signal::KILL);
     let _ = c.wait();
 }

@@ -56,6 +56,23 @@ impl SlotTable {
         Some(i)
     }
 
+    /// As [`take`](Self::take), for handles that fail when the table is
+    /// full rather than wait. A dead holder's slot is locked for a moment
+    /// by whoever tidies it (see [`held_elsewhere`](Self::held_elsewhere)):
+    /// finding every slot locked, this looks twice more, a millisecond and
+    /// then five later, before it believes the table full, so that a
+    /// freed slot is never lost to a tidier (on a busy machine, one
+    /// preempted mid-tidy).
+    pub fn take_patiently(&self, seg: &Segment) -> Option<usize> {
+        for pause in [0, 1, 5] {
+            std::thread::sleep(std::time::Duration::from_millis(pause));
+            if let Some(i) = self.take(seg) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
     /// Gives slot `i` back (taken by [`take`](Self::take) in this process).
     /// Does nothing in a forked child: the slot is its parent's.
     pub fn give_back(&self, seg: &Segment, i: usize) {

@@ -150,9 +150,13 @@ impl DynPublisher {
         }
     }
 
-    /// The slot to write next: empty, or the oldest sample that is not the
-    /// newest, not held, and (on a `Block` stream) read by every in-order
-    /// subscriber; `None` if there is none now.
+    /// The slot to write next, `None` if there is none now. On an
+    /// `Overwrite` stream, the oldest sample that is not the newest nor
+    /// held (or an empty slot). On a `Block` stream, of the samples every
+    /// in-order subscriber has read (not the newest, not held), the most
+    /// recent: it was written and read moments ago, so it is still in the
+    /// caches, where the oldest of 8 frames of 4 MiB would not be; an
+    /// empty slot only if no sample is free.
     fn pick(&self, loaned: &[bool]) -> Option<usize> {
         let core = &self.core;
         let newest = core.newest();
@@ -171,7 +175,11 @@ impl DynPublisher {
             None => !loaned[*k], // empty, or a dead publisher's unfinished slot
             Some(s) => s != newest && s < floor && !held.contains(&s),
         };
-        (0..core.cfg.slots).filter(free).min_by_key(|&k| core.seq_in(k).unwrap_or(0))
+        let free = (0..core.cfg.slots).filter(free);
+        match core.cfg.policy {
+            Policy::Overwrite => free.min_by_key(|&k| core.seq_in(k).unwrap_or(0)),
+            Policy::Block { .. } => free.max_by_key(|&k| core.seq_in(k).unwrap_or(0)),
+        }
     }
 
     /// Tidies away subscribers whose process is gone; true if there were any.

@@ -63,7 +63,7 @@ impl DynSubscriber {
         let core = Core::open(name)?;
         core.seg.check_process()?;
         let max = core.cfg.subscribers;
-        let me = core.subscribers.take(&core.seg).ok_or_else(|| Error::TooManyHandles {
+        let me = core.subscribers.take_patiently(&core.seg).ok_or_else(|| Error::TooManyHandles {
             name: name.to_owned(),
             what: "subscribers",
             max,

@@ -42,7 +42,7 @@ fn join(core: &Core, senders: bool) -> Result<usize> {
         true => (&core.senders, EVER_SENDER, "senders"),
         false => (&core.receivers, EVER_RECEIVER, "receivers"),
     };
-    let slot = table.take(&core.seg).ok_or_else(|| Error::TooManyHandles {
+    let slot = table.take_patiently(&core.seg).ok_or_else(|| Error::TooManyHandles {
         name: core.seg.name().to_owned(),
         what,
         max: ROLES,
