@@ -23,7 +23,7 @@ fn block(ms: u64) -> Policy {
 /// Publishes `count` frames (0: until killed), each filled with its own
 /// sequence number, one every `pause`.
 fn publish(name: &str, policy: Policy, count: u64, pause: Duration) {
-    let p = Publisher::<u32, Ix2>::builder(name, FRAME).slots(8).subscribers(3).policy(policy).create::<u32>();
+    let p = Publisher::<u32, Ix2>::builder(name, FRAME).slots(8).subscribers(3).policy(policy).create();
     let p = p.unwrap();
     for i in 1.. {
         let mut loan = p.loan().unwrap();
@@ -326,7 +326,7 @@ fn a_publisher_killed_while_claiming_a_slot_leaves_its_sample_readable_and_the_s
         // claim's fault point sits between its mark and its hold check), or
         // dies at the first publish (the publish points).
         let p = Publisher::<u32, Ix2>::builder(&name, FRAME).slots(8).subscribers(2).policy(Policy::Overwrite);
-        let p = p.create::<u32>().unwrap();
+        let p = p.create().unwrap();
         std::thread::sleep(Duration::from_millis(300)); // the subscriber opens meanwhile
         for i in 1..=9u32 {
             let mut loan = p.loan().unwrap();
@@ -373,7 +373,7 @@ fn a_forked_child_dropping_its_copies_lets_go_of_nothing() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let name = unique("stream-fork");
     let p = Publisher::<u32, Ix2>::builder(&name, FRAME).slots(8).subscribers(2).policy(Policy::Overwrite);
-    let p = p.create::<u32>().unwrap();
+    let p = p.create().unwrap();
     let sub = Subscriber::<u32, Ix2>::open(&name).unwrap();
     let mut loan = p.loan().unwrap();
     loan.fill(1);

@@ -1,7 +1,8 @@
 //! The floor under a sleeping subscriber: one futex wake between two
-//! processes, nothing else (a stamp and a counter in a shared page). A
-//! stream's wake-up cannot beat it; on a VM it is mostly the cost of
-//! waking an idle virtual CPU.
+//! processes, nothing else (a stamp and a counter in a shared page), after
+//! the waker wrote a 4 MiB frame as a publisher does. A stream's wake-up
+//! cannot beat it; on a VM it is mostly the cost of waking an idle
+//! virtual CPU.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 
 use crate::peer::{say, say_latencies, Peer};
-use crate::{now_ns, Wait};
+use crate::{now_ns, write_frame, Wait, FRAME};
 
 /// A page of shared memory (`shm_open(3)`, `mmap(2)`): a wake counter at
 /// 0, a stamp at 8. Unlinked by its creator when dropped.
@@ -64,12 +65,16 @@ fn futex(word: &AtomicU32, op: i32, val: u32) {
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, std::ptr::null::<libc::timespec>()) };
 }
 
-/// Wake → awake, in µs, for `frames` wakes 3 ms apart.
+/// Wake → awake, in µs, for `frames` wakes 3 ms apart, each after a
+/// frame's writes.
 pub fn latency(name: &str, frames: usize) -> Result<Vec<f64>> {
     let page = Page::open(name, true)?;
     let peer = Peer::start("futex", "latency", name, Wait::Sleep, frames)?;
+    let mut frame = vec![0u8; FRAME];
     for i in 1..=frames as u32 {
         let start = Instant::now();
+        write_frame(&mut frame, 0); // as a publisher does before it wakes anyone
+        std::hint::black_box(&frame);
         page.stamp().store(now_ns(), Ordering::SeqCst);
         page.counter().store(i, Ordering::SeqCst);
         futex(page.counter(), libc::FUTEX_WAKE, u32::MAX);

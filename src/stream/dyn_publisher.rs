@@ -35,7 +35,7 @@ struct State {
 impl DynPublisher {
     /// A builder for stream `name` of samples of `shape` (then
     /// [`create_dyn`](PublisherBuilder::create_dyn)).
-    pub fn builder(name: &str, shape: &[usize]) -> PublisherBuilder<ndarray::IxDyn> {
+    pub fn builder(name: &str, shape: &[usize]) -> PublisherBuilder<(), ndarray::IxDyn> {
         PublisherBuilder::new(name, ndarray::IxDyn(shape))
     }
 

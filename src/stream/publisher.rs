@@ -23,18 +23,49 @@ pub struct Publisher<T: Element, D: Dimension> {
     _t: PhantomData<(T, D)>,
 }
 
-/// Sizes and policy of a new stream: [`Publisher::builder`].
-#[derive(Clone, Debug)]
-pub struct PublisherBuilder<D> {
+/// Sizes and policy of a new stream of `T` samples of shape `D`:
+/// [`Publisher::builder`]; `T` is `()` in
+/// [`DynPublisher::builder`], whose dtype is chosen at
+/// [`create_dyn`](Self::create_dyn).
+pub struct PublisherBuilder<T, D> {
     name: String,
     shape: D,
     slots: usize,
     policy: Policy,
     subscribers: Option<usize>,
     holds: usize,
+    _t: PhantomData<fn() -> T>,
 }
 
-impl<D: Dimension> PublisherBuilder<D> {
+impl<T, D: Dimension> Clone for PublisherBuilder<T, D> {
+    fn clone(&self) -> Self {
+        let (name, shape, _t) = (self.name.clone(), self.shape.clone(), PhantomData);
+        PublisherBuilder { name, shape, _t, ..*self }
+    }
+}
+
+impl<T, D: Dimension> std::fmt::Debug for PublisherBuilder<T, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublisherBuilder")
+            .field("name", &self.name)
+            .field("shape", &self.shape.slice())
+            .field("slots", &self.slots)
+            .field("policy", &self.policy)
+            .field("subscribers", &self.subscribers)
+            .field("holds", &self.holds)
+            .finish()
+    }
+}
+
+impl<T: Element, D: Dimension> PublisherBuilder<T, D> {
+    /// Creates the stream, or takes over the stream of a publisher that
+    /// died under that name (a new segment, numbering on from the old).
+    pub fn create(self) -> Result<Publisher<T, D>> {
+        Ok(Publisher { inner: self.create_dyn(T::DTYPE)?, _t: PhantomData })
+    }
+}
+
+impl<T, D: Dimension> PublisherBuilder<T, D> {
     /// Slots in the stream (default 8): subscribers × holds + 2 at least.
     pub fn slots(mut self, n: usize) -> Self {
         self.slots = n;
@@ -61,12 +92,6 @@ impl<D: Dimension> PublisherBuilder<D> {
         self
     }
 
-    /// Creates the stream, or takes over the stream of a publisher that
-    /// died under that name (a new segment, numbering on from the old).
-    pub fn create<T: Element>(self) -> Result<Publisher<T, D>> {
-        Ok(Publisher { inner: self.create_dyn(T::DTYPE)?, _t: PhantomData })
-    }
-
     /// As [`create`](Self::create), with the dtype chosen at run time.
     pub fn create_dyn(self, dtype: DType) -> Result<DynPublisher> {
         let most = (self.slots.saturating_sub(2) / self.holds.max(1)).clamp(1, 16);
@@ -83,6 +108,7 @@ impl<D: Dimension> PublisherBuilder<D> {
             policy: Policy::Block { lag: Duration::from_secs(1) },
             subscribers: None,
             holds: 1,
+            _t: PhantomData,
         }
     }
 }
@@ -108,7 +134,7 @@ impl<T: Element, D: Dimension> Publisher<T, D> {
     }
 
     /// A builder for stream `name` of samples of `shape`.
-    pub fn builder<Sh: IntoDimension<Dim = D>>(name: &str, shape: Sh) -> PublisherBuilder<D> {
+    pub fn builder<Sh: IntoDimension<Dim = D>>(name: &str, shape: Sh) -> PublisherBuilder<T, D> {
         PublisherBuilder::new(name, shape.into_dimension())
     }
 
