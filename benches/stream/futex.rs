@@ -34,6 +34,10 @@ impl Page {
         };
         // SAFETY: `fd` is ours and no longer needed once mapped.
         unsafe { libc::close(fd) };
+        if create && (!sized || ptr == libc::MAP_FAILED) {
+            // SAFETY: a NUL-terminated name, of the object just made (left unused).
+            unsafe { libc::shm_unlink(c.as_ptr()) };
+        }
         ensure!(sized && ptr != libc::MAP_FAILED, "mapping {name}: {}", std::io::Error::last_os_error());
         Ok(Page { ptr: ptr.cast(), name: create.then_some(c) })
     }
@@ -77,7 +81,7 @@ pub fn latency(name: &str, frames: usize) -> Result<Vec<f64>> {
         std::hint::black_box(&frame);
         page.stamp().store(now_ns(), Ordering::SeqCst);
         page.counter().store(i, Ordering::SeqCst);
-        futex(page.counter(), libc::FUTEX_WAKE, u32::MAX);
+        futex(page.counter(), libc::FUTEX_WAKE, i32::MAX as u32);
         std::thread::sleep(Duration::from_millis(3).saturating_sub(start.elapsed()));
     }
     peer.latencies()
@@ -89,7 +93,9 @@ pub fn wait_latency(name: &str, frames: usize) -> Result<()> {
     say("ready");
     let mut late = Vec::with_capacity(frames);
     let mut seen = 0;
-    while late.len() < frames {
+    // Counts wakes, not wake-ups: one woken too late for two wakes has
+    // one latency to tell, and still ends.
+    while (seen as usize) < frames {
         futex(page.counter(), libc::FUTEX_WAIT, seen);
         let now = page.counter().load(Ordering::SeqCst);
         if now != seen {

@@ -130,8 +130,8 @@ fn main() -> Result<()> {
     };
     // A hung peer must not hang the bench: the children die with it.
     std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(30 * 60));
-        eprintln!("stream bench: still running after 30 minutes; giving up");
+        std::thread::sleep(Duration::from_secs(10 * 60));
+        eprintln!("stream bench: still running after 10 minutes; giving up");
         std::process::exit(2);
     });
     let python = python::Python::find()?;
@@ -155,7 +155,7 @@ fn main() -> Result<()> {
 /// Every row once; the Rust sides in alternating order.
 fn one_round(round: usize, s: &Sizes, py: &python::Python, lat: &mut Samples, tput: &mut Samples) -> Result<()> {
     let tag = format!("{}-{round}", std::process::id());
-    let sides: [&str; 2] = if round % 2 == 0 { ["shmkit", "iceoryx2"] } else { ["iceoryx2", "shmkit"] };
+    let sides: [&str; 2] = if round.is_multiple_of(2) { ["shmkit", "iceoryx2"] } else { ["iceoryx2", "shmkit"] };
     for wait in [Wait::Busy, Wait::Sleep] {
         for side in sides {
             let name = format!("shmkit-bench-stream-{tag}-{}", wait.word());

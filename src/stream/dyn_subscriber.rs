@@ -68,14 +68,18 @@ impl DynSubscriber {
             what: "subscribers",
             max,
         })?;
-        // The record may be a departed subscriber's: start it afresh.
+        // The record may be a departed subscriber's: start it afresh, first
+        // holding the publisher back from every sample, so that none
+        // published between reading `newest` and setting the cursor is
+        // reused before this subscriber reads it.
+        core.cursor(me).store(0, Ordering::SeqCst);
+        core.dropped(me).store(0, Ordering::SeqCst);
+        core.mode(me).store(IN_ORDER, Ordering::SeqCst);
         for j in 0..core.cfg.holds {
             core.hold(me, j).store(0, Ordering::SeqCst);
         }
         let last = core.newest();
         core.cursor(me).store(last + 1, Ordering::SeqCst);
-        core.mode(me).store(IN_ORDER, Ordering::SeqCst);
-        core.dropped(me).store(0, Ordering::SeqCst);
         core.freed();
         let (holds, last) = (AtomicU64::new(0), AtomicU64::new(last));
         let (alive_at, born) = (AtomicU64::new(0), Instant::now());
@@ -246,8 +250,12 @@ impl DynSubscriber {
         let core = &self.core;
         core.seg.check_process().map_err(|_| Stop::Inherited)?;
         if core.dropped(self.me).load(Ordering::SeqCst) != 0 {
-            core.cursor(self.me).store(core.newest() + 1, Ordering::SeqCst);
+            // Held back from everything first, then from what is published
+            // after `newest` is read: a sample published meanwhile is kept.
+            core.cursor(self.me).store(0, Ordering::SeqCst);
             core.dropped(self.me).store(0, Ordering::SeqCst);
+            core.cursor(self.me).store(core.newest() + 1, Ordering::SeqCst);
+            core.freed();
             return Err(Stop::Dropped);
         }
         let used = self.holds.load(Ordering::SeqCst);
