@@ -28,7 +28,9 @@ fn chunk_ops_mutate_in_place_and_reductions_agree() {
     assert_eq!(chunks, 2, "auto chunking: under 2 MiB a chunk, one chunk per helper");
     let mut big = SharedArray::<f64, Ix1>::create(&unique("pool-1d-big"), 4_000_037).unwrap();
     pool.batch().progress(|_, total| chunks = total).for_each_chunk_mut(&mut big, double).unwrap();
-    assert_eq!(chunks, 8, "auto chunking of 32 MiB: len / (4 x helpers)");
+    // Guided: each chunk a quarter (2 x helpers) of what is left, at least
+    // 2 MiB: 8, 6, 4.5, 3.4, 2.5, then 2 MiB chunks and the rest.
+    assert_eq!(chunks, 9, "guided chunking of 32 MiB");
     assert!(a.as_slice().unwrap().iter().enumerate().all(|(i, &x)| x == i as f64));
     pool.for_each_chunk_mut(&mut a, double).unwrap();
     assert!(a.as_slice().unwrap().iter().enumerate().all(|(i, &x)| x == 2.0 * i as f64));

@@ -51,6 +51,7 @@ pub type Samples = Vec<f64>;
 
 fn main() -> Result<()> {
     shmkit::init(measure::tasks);
+    measure::spin_if_asked();
     let quick = std::env::args().any(|a| a == "--quick");
     let helpers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sizes = match quick {
@@ -86,6 +87,8 @@ fn main() -> Result<()> {
     for rep in 0..sizes.reps {
         eprintln!("compare: round {}/{}: shmkit and threads ...", rep + 1, sizes.reps);
         rig.round(rep % 2 == 0, &mut shm, &mut thr)?;
+        eprintln!("compare: round {}/{}: cold pass, and a busy neighbour ...", rep + 1, sizes.reps);
+        rig.noisy_and_cold(rep % 2 == 1, &mut shm, &mut thr)?;
         let Ok(p) = &python else { continue };
         eprintln!("compare: round {}/{}: python ...", rep + 1, sizes.reps);
         let limit = Duration::from_secs(300);

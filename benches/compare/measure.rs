@@ -155,6 +155,54 @@ impl<'s> Rig<'s> {
         }
     }
 
+    /// The 1 GiB pass and sum while another process keeps one core busy
+    /// (a noisy neighbour on a shared VM), and the pass over a fresh,
+    /// never-touched array (cold: every page is mapped during the pass,
+    /// by the helpers or by this process's threads); both sides, in
+    /// `first`-side order.
+    pub fn noisy_and_cold(&mut self, shmkit_first: bool, shm: &mut Figures, thr: &mut Figures) -> Result<()> {
+        for side in [shmkit_first, !shmkit_first] {
+            let out = if side { &mut *shm } else { &mut *thr };
+            let mut fresh = SharedArray::<f64, Ix1>::create_unique(self.s.elements)?;
+            push(out, "double_cold_s", self.double(side, &mut fresh)?);
+        }
+        let busy = Busy::start()?;
+        for side in [shmkit_first, !shmkit_first] {
+            let out = if side { &mut *shm } else { &mut *thr };
+            let mut a = std::mem::replace(&mut self.a, SharedArray::<f64, Ix1>::create_unique(1)?);
+            let double = self.double(side, &mut a);
+            self.a = a;
+            push(out, "double_noisy_s", double?);
+            push(out, "sum_noisy_s", self.sum(side)?);
+        }
+        drop(busy);
+        Ok(())
+    }
+
+    /// Seconds to double `a` in place, in the helpers or in threads.
+    fn double(&self, helpers: bool, a: &mut SharedArray<f64, Ix1>) -> Result<f64> {
+        let tp = &self.threads;
+        match helpers {
+            true => Ok(time(|| self.pool.for_each_chunk_mut(a, double))?.0),
+            false => {
+                let run = || -> Result<()> {
+                    tp.install(|| a.as_slice_mut().map(|mut s| s.par_iter_mut().for_each(|x| *x *= 2.0)))?;
+                    Ok(())
+                };
+                Ok(time(run)?.0)
+            }
+        }
+    }
+
+    /// Seconds to sum the array, in the helpers or in threads.
+    fn sum(&self, helpers: bool) -> Result<f64> {
+        let (a, tp) = (&self.a, &self.threads);
+        match helpers {
+            true => Ok(time(|| self.pool.sum(a))?.0),
+            false => Ok(time(|| a.as_slice().map(|s| tp.install(|| s.par_chunks(1 << 16).map(sum8).sum::<f64>())))?.0),
+        }
+    }
+
     fn shmkit(&mut self, out: &mut Figures) -> Result<()> {
         let (s, pool) = (self.s, &self.pool);
         let mem = MemorySampler::start(pool.helper_pids());
@@ -249,5 +297,45 @@ impl<'s> Rig<'s> {
         let t = t.elapsed().as_secs_f64();
         assert_eq!((d.lock().expect("map").len(), l.lock().expect("list").len()), (n as usize, n as usize));
         2.0 * n as f64 / t
+    }
+}
+
+/// Another process keeping one core busy while it lives (this bench
+/// started again with `--spin`; it also ends when the bench does).
+struct Busy(std::process::Child);
+
+impl Busy {
+    fn start() -> Result<Busy> {
+        let child = std::process::Command::new(std::env::current_exe()?).arg("--spin").spawn()?;
+        std::thread::sleep(std::time::Duration::from_millis(50)); // running before the pass
+        Ok(Busy(child))
+    }
+
+    /// The busy process's body: spins until its parent is gone.
+    pub fn spin() -> ! {
+        let parent = std::os::unix::process::parent_id();
+        loop {
+            let until = Instant::now() + std::time::Duration::from_millis(10);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(0);
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the busy process's body if this is one (`--spin`).
+pub fn spin_if_asked() {
+    if std::env::args().any(|a| a == "--spin") {
+        Busy::spin();
     }
 }

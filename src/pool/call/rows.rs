@@ -25,7 +25,7 @@ use crate::{Element, SharedArray};
 /// size is set: below it, a chunk's fixed cost outweighs spreading.
 const MIN_CHUNK_BYTES: usize = 2 << 20;
 /// Nor larger than this, so that a helper delayed by another process
-/// leaves a short tail.
+/// holds little of the pass when the others run out of chunks.
 const MAX_CHUNK_BYTES: usize = 16 << 20;
 
 /// One chunk's rows and what came of them.
@@ -158,21 +158,19 @@ impl<'p> Batch<'p> {
         F: Task<M>,
     {
         let rows = array.shape().first().copied().unwrap_or(0);
-        let per = self.rows_per_chunk(rows, array.len(), size_of::<T>());
-        let chunk = |start: usize| ChunkArgs {
+        let ranges = self.cut(rows, array.len(), size_of::<T>());
+        let chunk = |r: &Range<usize>| ChunkArgs {
             location: array.name().to_owned(),
             file: array.is_file(),
             dev: array.id().dev,
             ino: array.id().ino,
-            start,
-            end: (start + per).min(rows),
+            start: r.start,
+            end: r.end,
         };
-        let starts: Vec<usize> = if rows == 0 { vec![0] } else { (0..rows).step_by(per).collect() };
-        let ranges: Vec<Range<usize>> = starts.iter().map(|&s| s..(s + per).min(rows)).collect();
         // The caller's code (a parameter's `Clone`) runs before the claim,
         // and `Serialize` before any chunk is queued (`send_all`): a panic
         // in either leaves nothing running under a claim that unwinds.
-        let args: Vec<F::Args> = starts.into_iter().map(chunk).map(args).collect();
+        let args: Vec<F::Args> = ranges.iter().map(chunk).map(args).collect();
         let claim = array.claim_all(write)?;
         let progress = self.progress_hook();
         self.chunking = Chunking::Default; // one chunk per job: each answers, and fails, alone
@@ -187,21 +185,43 @@ impl<'p> Batch<'p> {
         Ok(ranges.into_iter().zip(results).collect())
     }
 
-    /// Rows per chunk: as set, or about four chunks per helper, none larger
-    /// than `MAX_CHUNK_BYTES` and none smaller than `MIN_CHUNK_BYTES`
-    /// unless that leaves a helper idle.
-    fn rows_per_chunk(&self, rows: usize, elements: usize, itemsize: usize) -> usize {
-        match self.chunking {
-            Chunking::Fixed(n) => n,
-            _ => {
-                let helpers = self.pool.helpers();
-                let row_bytes = (elements / rows.max(1)).max(1) * itemsize;
-                let least = MIN_CHUNK_BYTES.div_ceil(row_bytes);
-                let most = (MAX_CHUNK_BYTES / row_bytes).max(1);
-                rows.div_ceil(4 * helpers).min(most).max(least).min(rows.div_ceil(helpers)).max(1)
-            }
-        }
+    /// The pass's chunks: as set, or guided (see [`cut`]).
+    fn cut(&self, rows: usize, elements: usize, itemsize: usize) -> Vec<Range<usize>> {
+        let fixed = match self.chunking {
+            Chunking::Fixed(n) => Some(n),
+            _ => None,
+        };
+        cut(rows, (elements / rows.max(1)).max(1) * itemsize, self.pool.helpers(), fixed)
     }
+}
+
+/// A pass's chunks of `rows` rows of `row_bytes` each, in row order (one
+/// empty chunk for no rows): `fixed` rows each, or guided: each a share
+/// of the rows still to cut (a `2 × helpers`-th), from `MAX_CHUNK_BYTES`
+/// down to `MIN_CHUNK_BYTES`, and never so big that a helper gets none.
+/// Helpers take chunks in this order as they come free, so big chunks go
+/// first and small ones last: a helper the host delays holds only a
+/// small chunk when the others run out, where equal chunks leave it a
+/// long tail to finish alone.
+fn cut(rows: usize, row_bytes: usize, helpers: usize, fixed: Option<usize>) -> Vec<Range<usize>> {
+    if rows == 0 {
+        return std::iter::once(0..0).collect();
+    }
+    let helpers = helpers.max(1);
+    let least = MIN_CHUNK_BYTES.div_ceil(row_bytes).min(rows.div_ceil(helpers)).max(1);
+    let most = (MAX_CHUNK_BYTES / row_bytes).max(least);
+    let size = |left: usize| match fixed {
+        Some(n) => n.max(1),
+        None => left.div_ceil(2 * helpers).clamp(least, most),
+    };
+    let mut cuts = Vec::new();
+    let mut start = 0;
+    while start < rows {
+        let end = (start + size(rows - start)).min(rows);
+        cuts.push(start..end);
+        start = end;
+    }
+    cuts
 }
 
 /// What a pass's chunks come to: `Ok`, or exactly which rows it changed.
@@ -338,6 +358,24 @@ impl Pool {
 mod tests {
     use super::*;
     use crate::pool::error::TaskError;
+
+    #[test]
+    fn guided_chunks_cover_the_rows_once_big_first_and_small_last() {
+        let row = 8usize; // one f64 per row
+        let rows = (1usize << 30) / row;
+        let cuts = cut(rows, row, 2, None);
+        assert_eq!(cuts.first().map(|r| r.start), Some(0));
+        assert!(cuts.windows(2).all(|w| w[0].end == w[1].start), "contiguous");
+        assert_eq!(cuts.last().map(|r| r.end), Some(rows));
+        let bytes: Vec<usize> = cuts.iter().map(|r| r.len() * row).collect();
+        assert!(bytes.windows(2).all(|w| w[0] >= w[1]), "never growing: {bytes:?}");
+        assert_eq!(bytes[0], MAX_CHUNK_BYTES);
+        assert_eq!(bytes[bytes.len() - 2], MIN_CHUNK_BYTES, "small at the end: {bytes:?}");
+        // A small array still reaches both helpers; a set size is kept.
+        assert_eq!(cut(10, 8, 2, None), [0..5, 5..10]);
+        assert_eq!(cut(10, 8, 2, Some(4)), [0..4, 4..8, 8..10]);
+        assert_eq!(cut(0, 8, 2, None), vec![Range { start: 0, end: 0 }]);
+    }
 
     #[test]
     fn a_report_merges_neighbours_and_keeps_row_order() {
