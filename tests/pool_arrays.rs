@@ -133,6 +133,25 @@ fn a_recreated_name_is_a_new_array_to_the_helpers() {
 }
 
 #[test]
+fn idle_helpers_let_go_of_an_array_removed_after_their_last_pass() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("idle_helpers_let_go_of_an_array_removed_after_their_last_pass").build().unwrap();
+    let name = unique("pool-idle-unmap");
+    let mut a = SharedArray::<f64, Ix1>::create(&name, 1 << 20).unwrap();
+    pool.for_each_chunk_mut(&mut a, double).unwrap();
+    let mapped = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap().contains(name.as_str());
+    assert!(pool.helper_pids().into_iter().any(mapped), "the pass mapped the array in a helper");
+    drop(a);
+    // No task comes: the helpers, idle, look for removed arrays on their own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while pool.helper_pids().into_iter().any(mapped) {
+        assert!(std::time::Instant::now() < deadline, "an idle helper keeps a removed array mapped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn file_backed_and_empty_arrays_work_too() {
     shmkit::init(register);
     let _w = Watchdog::new(Duration::from_secs(60));

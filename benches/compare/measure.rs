@@ -166,6 +166,9 @@ impl<'s> Rig<'s> {
             let mut fresh = SharedArray::<f64, Ix1>::create_unique(self.s.elements)?;
             push(out, "double_cold_s", self.double(side, &mut fresh)?);
         }
+        // Idle helpers unmap the dropped fresh arrays within 100 ms (tens of
+        // ms for a populated GiB): not inside the next timed pass.
+        std::thread::sleep(std::time::Duration::from_millis(300));
         let busy = Busy::start()?;
         for side in [shmkit_first, !shmkit_first] {
             let out = if side { &mut *shm } else { &mut *thr };

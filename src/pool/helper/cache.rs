@@ -77,6 +77,16 @@ impl Cache {
         Ok(array)
     }
 
+    /// True if no array is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Unmaps the arrays whose segment has been removed.
+    pub fn prune(&mut self) {
+        self.entries.retain(|e| !e.array.unlinked());
+    }
+
     fn insert(&mut self, id: FileId, kind: TypeId, array: Box<dyn Cached>) -> usize {
         if self.entries.len() == CAPACITY {
             self.entries.remove(0);

@@ -110,7 +110,7 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     // coordinator says Exit or goes away.
     loop {
         let Some(msg) = reader.next::<ToHelper>() else {
-            match next_jobs(&mut reader, &jobs, &stream) {
+            match next_jobs(&mut reader, &jobs, &stream, &mut cache) {
                 true => continue,
                 false => break,
             }
@@ -167,8 +167,11 @@ fn fit(mut results: Items) -> Items {
 
 /// Reads more of the job ring, waiting for it (spinning briefly, then
 /// asleep on the doorbell); rings the driver if it waits for room. False
-/// when the coordinator is gone or the ring is broken.
-fn next_jobs(reader: &mut FrameReader, jobs: &Ring<'_>, stream: &UnixStream) -> bool {
+/// when the coordinator is gone or the ring is broken. While it waits
+/// with arrays mapped, it looks every `IDLE_LOOK` for arrays removed
+/// since, and unmaps them then: unmapping a big populated array takes
+/// tens of milliseconds, which would otherwise fall inside the next task.
+fn next_jobs(reader: &mut FrameReader, jobs: &Ring<'_>, stream: &UnixStream, cache: &mut Cache) -> bool {
     loop {
         match reader.fill_ring(jobs) {
             Ok(Fill::Data) => {
@@ -180,11 +183,17 @@ fn next_jobs(reader: &mut FrameReader, jobs: &Ring<'_>, stream: &UnixStream) -> 
             Ok(_) => {}
             Err(_) => return false,
         }
-        if ring::wait_readable(jobs, &Peer::socket(stream), None, None).is_err() {
-            return false;
+        let limit = (!cache.is_empty()).then_some(IDLE_LOOK);
+        match ring::wait_readable(jobs, &Peer::socket(stream), limit, None) {
+            Err(_) => return false,
+            Ok(false) => cache.prune(),
+            Ok(true) => {}
         }
     }
 }
+
+/// How often an idle helper with arrays mapped looks for removed ones.
+const IDLE_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The pool's segment and this helper's index in it, from
 /// `SHMKIT_HELPER_STATUS` (checked: it comes from the environment).
