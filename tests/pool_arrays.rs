@@ -140,8 +140,17 @@ fn idle_helpers_let_go_of_an_array_removed_after_their_last_pass() {
     let name = unique("pool-idle-unmap");
     let mut a = SharedArray::<f64, Ix1>::create(&name, 1 << 20).unwrap();
     pool.for_each_chunk_mut(&mut a, double).unwrap();
-    let mapped = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap().contains(name.as_str());
+    // A helper that is gone maps nothing.
+    let mapped =
+        |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains(name.as_str()));
     assert!(pool.helper_pids().into_iter().any(mapped), "the pass mapped the array in a helper");
+    // Its name removed, the array is refused at once: helpers find arrays
+    // by name, and one that mapped it before lets it go.
+    shmkit::admin::unlink(&name).unwrap();
+    match pool.sum(&a) {
+        Err(shmkit::pool::ReduceError::Busy(shmkit::Error::NotFound { .. })) => {}
+        other => panic!("a pass over an array whose name is gone: {other:?}"),
+    }
     drop(a);
     // No task comes: the helpers, idle, look for removed arrays on their own.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -43,6 +43,8 @@ pub struct Batch<'p> {
     timeout: Option<Option<Duration>>,
     pub(super) retries: Option<u32>,
     pub(super) progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
+    /// Jobs of the calls that follow are never pipelined deep (`Job::shallow`).
+    pub(super) shallow: bool,
 }
 
 /// Results as tasks finish: `(index, result)`, from [`Batch::map_unordered`].
@@ -85,7 +87,7 @@ impl Drop for FinishOnUnwind<'_> {
 
 impl<'p> Batch<'p> {
     pub(crate) fn new(pool: &'p Pool) -> Self {
-        Batch { pool, chunking: Chunking::Default, timeout: None, retries: None, progress: None }
+        Batch { pool, chunking: Chunking::Default, timeout: None, retries: None, progress: None, shallow: false }
     }
 
     /// Argument sets (or array rows) per message. Larger chunks cut
@@ -95,7 +97,8 @@ impl<'p> Batch<'p> {
         self
     }
 
-    /// Chunks of about `len / (4 × helpers)` (the default for array operations).
+    /// Chunks of about `len / (4 × helpers)`, as Python's `Pool.map` cuts
+    /// them (array operations cut guided chunks unless a size is set).
     pub fn auto_chunksize(mut self) -> Self {
         self.chunking = Chunking::Auto;
         self
@@ -187,7 +190,8 @@ impl<'p> Batch<'p> {
     fn job(&self, task: u32, args: Vec<u8>, count: u32, reply: Reply, cancel: &Arc<Cancel>) -> Job {
         let timeout = self.timeout.unwrap_or(self.pool.inner.config.timeout);
         let retries = self.retries.unwrap_or(self.pool.inner.config.retries);
-        Job { task, args, count, timeout, retries, bounced: 0, cancel: cancel.clone(), reply: Some(reply) }
+        let (bounced, shallow, cancel, reply) = (0, self.shallow, cancel.clone(), Some(reply));
+        Job { task, args, count, timeout, retries, bounced, shallow, cancel, reply }
     }
 
     /// Encodes arguments into jobs of `default` (or the set chunk size)

@@ -157,6 +157,11 @@ impl<'p> Batch<'p> {
         D: Dimension,
         F: Task<M>,
     {
+        if array.is_unlinked() {
+            // Helpers find arrays by name: one whose name is gone is not
+            // theirs to find (a helper that mapped it before lets it go).
+            return Err(crate::Error::NotFound { name: array.name().to_owned() });
+        }
         let rows = array.shape().first().copied().unwrap_or(0);
         let ranges = self.cut(rows, array.len(), size_of::<T>());
         let chunk = |r: &Range<usize>| ChunkArgs {
@@ -174,6 +179,7 @@ impl<'p> Batch<'p> {
         let claim = array.claim_all(write)?;
         let progress = self.progress_hook();
         self.chunking = Chunking::Default; // one chunk per job: each answers, and fails, alone
+        self.shallow = true; // helpers take chunks as they come free, not 32 at a time
         if write {
             // A chunk rerun after its helper died mid-chunk would apply
             // the half it had done twice: in-place passes never rerun.

@@ -217,7 +217,11 @@ impl<'a> Session<'a> {
             return; // deep pipeline: refill in batches, one write per half
         }
         while self.inflight.len() < depth && self.sent() < max {
-            let next = if self.inflight.is_empty() { self.inner.try_pop() } else { self.inner.try_pop_ahead() };
+            let next = if self.inflight.is_empty() {
+                self.inner.try_pop()
+            } else {
+                self.inner.try_pop_ahead(self.inflight.len())
+            };
             let Some(job) = next else { break };
             if job.timeout == Some(Duration::ZERO) {
                 // Out of time before it begins: failing it here costs no

@@ -24,6 +24,9 @@ pub(crate) struct Job {
     /// How many helpers died with this job next in line but not started:
     /// not its fault, unless it keeps happening (see `driver::on_death`).
     pub bounced: u32,
+    /// Never sent further ahead than the configured pipeline (a chunk of
+    /// an array pass: a helper the host delays must not sit on many).
+    pub shallow: bool,
     /// Shared by every job of one call: cancelling it cancels them all.
     pub cancel: Arc<Cancel>,
     /// `None` once delivered; a job dropped undelivered fails as `Terminated`.

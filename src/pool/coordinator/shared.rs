@@ -140,12 +140,14 @@ impl Shared {
         }
     }
 
-    /// A job to send ahead to a busy helper, only while more jobs wait than
-    /// there are helpers: otherwise a short job could sit behind a long one
-    /// while another helper idles.
-    pub(crate) fn try_pop_ahead(&self) -> Option<Job> {
+    /// A job to send ahead to a busy helper with `inflight` jobs, only
+    /// while more jobs wait than there are helpers (otherwise a short job
+    /// could sit behind a long one while another helper idles), and a
+    /// shallow job only within the configured depth.
+    pub(crate) fn try_pop_ahead(&self, inflight: usize) -> Option<Job> {
         let mut q = lock(&self.queue);
-        let job = (q.jobs.len() > self.config.helpers).then(|| q.jobs.pop_front()).flatten();
+        let deep = q.jobs.front().is_some_and(|j| j.shallow) && inflight >= self.config.pipeline;
+        let job = (q.jobs.len() > self.config.helpers && !deep).then(|| q.jobs.pop_front()).flatten();
         self.queued.store(q.jobs.len(), Ordering::Release);
         job
     }

@@ -5,7 +5,9 @@
 //! and inode, not name: a name unlinked and created again is a different
 //! array, and every tmpfs mount numbers its inodes on its own. An
 //! entry whose segment has been unlinked is dropped at the next lookup,
-//! so helpers do not keep freed memory alive.
+//! or by an idle helper within 100 ms, so helpers do not keep freed
+//! memory alive (and a pass refuses an array whose name is gone: helpers
+//! find arrays by name).
 //!
 //! A cached array's pages are mapped ahead of use in 2 MiB blocks
 //! (`MADV_POPULATE_*`, one call per run of blocks), those of each chunk's
