@@ -381,11 +381,6 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         self.seg.populate();
     }
 
-    /// As [`populate`](Self::populate), for `len` bytes at `offset` of the elements.
-    pub(crate) fn populate_bytes(&self, offset: usize, len: usize) {
-        self.seg.populate_data(offset, len);
-    }
-
     /// True once the segment's name has been removed.
     pub(crate) fn is_unlinked(&self) -> bool {
         self.seg.is_unlinked()

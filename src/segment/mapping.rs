@@ -98,16 +98,6 @@ impl Mapping {
         let _ = self.map.advise(advice);
     }
 
-    /// As [`populate`](Self::populate), for `len` bytes at `offset` of the
-    /// mapping (clipped to it; memmap2 aligns the start to a page).
-    pub fn populate_range(&self, write: bool, offset: usize, len: usize) {
-        let advice = if write { memmap2::Advice::PopulateWrite } else { memmap2::Advice::PopulateRead };
-        let len = len.min(self.map.len().saturating_sub(offset));
-        if len > 0 {
-            let _ = self.map.advise_range(advice, offset, len);
-        }
-    }
-
     /// The segment's or file's identity, which a name may stop leading to.
     pub fn id(&self) -> FileId {
         self.id

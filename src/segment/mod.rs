@@ -331,11 +331,6 @@ impl Segment {
         self.map.populate(!self.is_file());
     }
 
-    /// As [`populate`](Self::populate), for `len` bytes at `offset` of the data.
-    pub fn populate_data(&self, offset: usize, len: usize) {
-        self.map.populate_range(!self.is_file(), self.layout.data_offset + offset, len);
-    }
-
     /// True if this handle created the segment.
     pub fn is_creator(&self) -> bool {
         self.creator
