@@ -5,7 +5,8 @@
 //! and inode, not name: a name unlinked and created again is a different
 //! array, and every tmpfs mount numbers its inodes on its own. An
 //! entry whose segment has been unlinked is dropped at the next lookup,
-//! or by an idle helper within 100 ms, so helpers do not keep freed
+//! or by an idle helper soon (100 ms after its last task, then at
+//! doubling intervals up to 3.2 s), so helpers do not keep freed
 //! memory alive (and a pass refuses an array whose name is gone: helpers
 //! find arrays by name).
 //!

@@ -168,10 +168,12 @@ fn fit(mut results: Items) -> Items {
 /// Reads more of the job ring, waiting for it (spinning briefly, then
 /// asleep on the doorbell); rings the driver if it waits for room. False
 /// when the coordinator is gone or the ring is broken. While it waits
-/// with arrays mapped, it looks every `IDLE_LOOK` for arrays removed
-/// since, and unmaps them then: unmapping a big populated array takes
-/// tens of milliseconds, which would otherwise fall inside the next task.
+/// with arrays mapped, it looks for arrays removed since (after
+/// `IDLE_LOOK`, then less and less often) and unmaps them then:
+/// unmapping a big populated array takes tens of milliseconds, which
+/// would otherwise fall inside the next task.
 fn next_jobs(reader: &mut FrameReader, jobs: &Ring<'_>, stream: &UnixStream, cache: &mut Cache) -> bool {
+    let mut look = IDLE_LOOK;
     loop {
         match reader.fill_ring(jobs) {
             Ok(Fill::Data) => {
@@ -183,17 +185,22 @@ fn next_jobs(reader: &mut FrameReader, jobs: &Ring<'_>, stream: &UnixStream, cac
             Ok(_) => {}
             Err(_) => return false,
         }
-        let limit = (!cache.is_empty()).then_some(IDLE_LOOK);
+        let limit = (!cache.is_empty()).then_some(look);
         match ring::wait_readable(jobs, &Peer::socket(stream), limit, None) {
             Err(_) => return false,
-            Ok(false) => cache.prune(),
+            Ok(false) => {
+                cache.prune();
+                look = (look * 2).min(IDLE_LOOK_MOST); // a long idle wakes rarely
+            }
             Ok(true) => {}
         }
     }
 }
 
-/// How often an idle helper with arrays mapped looks for removed ones.
+/// How soon an idle helper with arrays mapped first looks for removed
+/// ones, and the longest it waits between looks later in a long idle.
 const IDLE_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
+const IDLE_LOOK_MOST: std::time::Duration = std::time::Duration::from_millis(3200);
 
 /// The pool's segment and this helper's index in it, from
 /// `SHMKIT_HELPER_STATUS` (checked: it comes from the environment).
