@@ -4,10 +4,12 @@
 //! generated sections of `benches/README.md`, and the venv the Python
 //! columns run in.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// The workspace's target directory: `CARGO_TARGET_DIR` if set, else
 /// `target/` beside the workspace's manifest.
@@ -64,7 +66,7 @@ const PACKAGES: [&str; 6] = ["numpy", "maturin>=1.9.4,<2", "UltraDict==0.0.6", "
 
 /// The venv `target/bench-venv`, made and filled on first use, with this
 /// tree's shmkit package (re)installed: an error says what failed.
-pub fn python() -> Result<PathBuf> {
+fn python() -> Result<PathBuf> {
     if Command::new("python3").arg("--version").stdout(Stdio::null()).status().is_err() {
         bail!("python3 is not installed");
     }
@@ -88,4 +90,53 @@ pub fn python() -> Result<PathBuf> {
         .status()?;
     ensure!(pip.success(), "pip install ./python failed");
     Ok(py)
+}
+
+/// The venv's interpreter (see `python`), and its versions.
+pub struct Python {
+    exe: PathBuf,
+    /// Python's and numpy's versions, as a table's caption names them.
+    pub version: String,
+}
+
+impl Python {
+    /// Sets up the venv; an error says why there is none.
+    pub fn find() -> Result<Python> {
+        let exe = python()?;
+        let code = "import sys, numpy; print(f'Python {sys.version.split()[0]}, numpy {numpy.__version__}')";
+        let out = Command::new(&exe).args(["-c", code]).output()?;
+        ensure!(out.status.success(), "python3 with numpy does not run");
+        Ok(Python { exe, version: String::from_utf8_lossy(&out.stdout).trim().to_owned() })
+    }
+
+    /// Runs `script` with `args`, killing it after `limit`; the JSON it prints.
+    pub fn json(&self, script: &Path, args: &[String], limit: Duration) -> Result<serde_json::Value> {
+        let child =
+            Command::new(&self.exe).arg(script).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let out = wait(child, limit, script)?;
+        let name = script.display();
+        ensure!(out.status.success(), "{name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).with_context(|| format!("the output of {name}"))
+    }
+}
+
+/// `{"key": [numbers], ...}` as samples per key (keys without a list are left out).
+pub fn samples(json: &serde_json::Value) -> Result<HashMap<String, Vec<f64>>> {
+    let map = json.as_object().context("a JSON object of samples")?;
+    let lists =
+        map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_array()?.iter().filter_map(|x| x.as_f64()).collect())));
+    Ok(lists.collect())
+}
+
+/// Waits for `child` (running `script`), killing it after `limit`.
+fn wait(mut child: Child, limit: Duration, script: &Path) -> Result<Output> {
+    let start = Instant::now();
+    while child.try_wait()?.is_none() {
+        if start.elapsed() > limit {
+            child.kill()?;
+            bail!("{} still running after {limit:?}: killed", script.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child.wait_with_output()?)
 }

@@ -92,11 +92,11 @@ fn main() -> Result<()> {
         let Ok(p) = &python else { continue };
         eprintln!("compare: round {}/{}: python ...", rep + 1, sizes.reps);
         let limit = Duration::from_secs(300);
-        let got = p.round(&sizes, limit).and_then(|mut got| {
+        let got = python::round(p, &sizes, limit).and_then(|mut got| {
             eprintln!("compare: round {}/{}: the Python package ...", rep + 1, sizes.reps);
-            got.extend(p.package_round(&sizes, limit)?);
+            got.extend(python::package_round(p, &sizes, limit)?);
             eprintln!("compare: round {}/{}: Python pools ...", rep + 1, sizes.reps);
-            let (pools, killed) = p.pool_round(&sizes, limit)?;
+            let (pools, killed) = python::pool_round(p, &sizes, limit)?;
             got.extend(pools);
             kills.extend(killed);
             Ok(got)

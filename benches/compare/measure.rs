@@ -164,7 +164,7 @@ impl<'s> Rig<'s> {
         for side in [shmkit_first, !shmkit_first] {
             let out = if side { &mut *shm } else { &mut *thr };
             let mut fresh = SharedArray::<f64, Ix1>::create_unique(self.s.elements)?;
-            push(out, "double_cold_s", self.double(side, &mut fresh)?);
+            push(out, "double_cold_s", double_pass(&self.pool, &self.threads, side, &mut fresh)?);
         }
         // Idle helpers unmap the dropped fresh arrays within 100 ms (tens of
         // ms for a populated GiB): not inside the next timed pass.
@@ -172,46 +172,19 @@ impl<'s> Rig<'s> {
         let busy = Busy::start()?;
         for side in [shmkit_first, !shmkit_first] {
             let out = if side { &mut *shm } else { &mut *thr };
-            let mut a = std::mem::replace(&mut self.a, SharedArray::<f64, Ix1>::create_unique(1)?);
-            let double = self.double(side, &mut a);
-            self.a = a;
-            push(out, "double_noisy_s", double?);
-            push(out, "sum_noisy_s", self.sum(side)?);
+            push(out, "double_noisy_s", double_pass(&self.pool, &self.threads, side, &mut self.a)?);
+            push(out, "sum_noisy_s", sum_pass(&self.pool, &self.threads, side, &self.a)?);
         }
         drop(busy);
         Ok(())
     }
 
-    /// Seconds to double `a` in place, in the helpers or in threads.
-    fn double(&self, helpers: bool, a: &mut SharedArray<f64, Ix1>) -> Result<f64> {
-        let tp = &self.threads;
-        match helpers {
-            true => Ok(time(|| self.pool.for_each_chunk_mut(a, double))?.0),
-            false => {
-                let run = || -> Result<()> {
-                    tp.install(|| a.as_slice_mut().map(|mut s| s.par_iter_mut().for_each(|x| *x *= 2.0)))?;
-                    Ok(())
-                };
-                Ok(time(run)?.0)
-            }
-        }
-    }
-
-    /// Seconds to sum the array, in the helpers or in threads.
-    fn sum(&self, helpers: bool) -> Result<f64> {
-        let (a, tp) = (&self.a, &self.threads);
-        match helpers {
-            true => Ok(time(|| self.pool.sum(a))?.0),
-            false => Ok(time(|| a.as_slice().map(|s| tp.install(|| s.par_chunks(1 << 16).map(sum8).sum::<f64>())))?.0),
-        }
-    }
-
     fn shmkit(&mut self, out: &mut Figures) -> Result<()> {
         let (s, pool) = (self.s, &self.pool);
         let mem = MemorySampler::start(pool.helper_pids());
-        push(out, "double_s", time(|| pool.for_each_chunk_mut(&mut self.a, double))?.0);
+        push(out, "double_s", double_pass(pool, &self.threads, true, &mut self.a)?);
         push(out, "double_extra_bytes", mem.finish());
-        push(out, "sum_s", time(|| pool.sum(&self.a))?.0);
+        push(out, "sum_s", sum_pass(pool, &self.threads, true, &self.a)?);
         push(out, "tiny_1_s", time(|| check(pool.map_chunked(square, 0..s.tiny as u64, 1)))?.0);
         push(out, "tiny_1000_s", time(|| check(pool.map_chunked(square, 0..s.tiny as u64, 1000)))?.0);
         let (median, p99) = latency(s.latency, || pool.submit(square, 3).wait())?;
@@ -243,19 +216,9 @@ impl<'s> Rig<'s> {
     fn rayon(&mut self, out: &mut Figures) -> Result<()> {
         let (s, tp) = (self.s, &self.threads);
         let mem = MemorySampler::start(Vec::new()); // no helpers: only this process's growth
-        let a = &mut self.a;
-        let double = || -> Result<()> {
-            tp.install(|| a.as_slice_mut().map(|mut s| s.par_iter_mut().for_each(|x| *x *= 2.0)))?;
-            Ok(())
-        };
-        push(out, "double_s", time(double)?.0);
+        push(out, "double_s", double_pass(&self.pool, tp, false, &mut self.a)?);
         push(out, "double_extra_bytes", mem.finish());
-        let a = &self.a;
-        push(
-            out,
-            "sum_s",
-            time(|| a.as_slice().map(|s| tp.install(|| s.par_chunks(1 << 16).map(sum8).sum::<f64>())))?.0,
-        );
+        push(out, "sum_s", sum_pass(&self.pool, tp, false, &self.a)?);
         for (key, cs) in [("tiny_1_s", 1), ("tiny_1000_s", 1000)] {
             let run = || {
                 tp.install(|| {
@@ -300,6 +263,25 @@ impl<'s> Rig<'s> {
         let t = t.elapsed().as_secs_f64();
         assert_eq!((d.lock().expect("map").len(), l.lock().expect("list").len()), (n as usize, n as usize));
         2.0 * n as f64 / t
+    }
+}
+
+/// Seconds to double `a` in place, in the pool's helpers or in threads.
+fn double_pass(pool: &Pool, threads: &rayon::ThreadPool, helpers: bool, a: &mut SharedArray<f64, Ix1>) -> Result<f64> {
+    match helpers {
+        true => Ok(time(|| pool.for_each_chunk_mut(a, double))?.0),
+        false => {
+            Ok(time(|| a.as_slice_mut().map(|mut s| threads.install(|| s.par_iter_mut().for_each(|x| *x *= 2.0))))?.0)
+        }
+    }
+}
+
+/// Seconds to sum `a`, in the pool's helpers or in threads (eight
+/// accumulators per chunk, as shmkit's built-in sum).
+fn sum_pass(pool: &Pool, threads: &rayon::ThreadPool, helpers: bool, a: &SharedArray<f64, Ix1>) -> Result<f64> {
+    match helpers {
+        true => Ok(time(|| pool.sum(a))?.0),
+        false => Ok(time(|| a.as_slice().map(|s| threads.install(|| s.par_chunks(1 << 16).map(sum8).sum::<f64>())))?.0),
     }
 }
 

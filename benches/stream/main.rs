@@ -134,7 +134,7 @@ fn main() -> Result<()> {
         eprintln!("stream bench: still running after 10 minutes; giving up");
         std::process::exit(2);
     });
-    let python = python::Python::find()?;
+    let python = shmkit_bench::Python::find()?;
     let before = iceoryx_files();
     eprintln!("stream: {} MiB frames, {} rounds; {}", FRAME >> 20, sizes.rounds, python.version);
     let (mut latency, mut throughput) = (Samples::new(), Samples::new());
@@ -153,7 +153,7 @@ fn main() -> Result<()> {
 }
 
 /// Every row once; the Rust sides in alternating order.
-fn one_round(round: usize, s: &Sizes, py: &python::Python, lat: &mut Samples, tput: &mut Samples) -> Result<()> {
+fn one_round(round: usize, s: &Sizes, py: &shmkit_bench::Python, lat: &mut Samples, tput: &mut Samples) -> Result<()> {
     let tag = format!("{}-{round}", std::process::id());
     let sides: [&str; 2] = if round.is_multiple_of(2) { ["shmkit", "iceoryx2"] } else { ["iceoryx2", "shmkit"] };
     for wait in [Wait::Busy, Wait::Sleep] {
@@ -181,7 +181,7 @@ fn one_round(round: usize, s: &Sizes, py: &python::Python, lat: &mut Samples, tp
     for (n, before) in [2, 8].into_iter().zip(bounds) {
         tput.entry(format!("memory{n}")).or_default().push(before.max(memory_baseline(s.bulk, n)));
     }
-    let (py_lat, py_tput) = py.round(s)?;
+    let (py_lat, py_tput) = python::round(py, s)?;
     for (k, v) in py_lat {
         lat.entry(k).or_default().extend(v);
     }

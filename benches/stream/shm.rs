@@ -36,9 +36,8 @@ pub fn latency(name: &str, wait: Wait, frames: usize) -> Result<Vec<f64>> {
 /// Frames per second to 2 subscribers, every frame written once and seen by both.
 pub fn throughput(name: &str, frames: usize) -> Result<f64> {
     let stream = publisher(name, 2)?;
-    let peers = [0, 1].map(|_| Peer::start("shmkit", "bulk", name, Wait::Sleep, frames));
-    let [a, b] = peers;
-    let (a, b) = (a?, b?);
+    let a = Peer::start("shmkit", "bulk", name, Wait::Sleep, frames)?;
+    let b = Peer::start("shmkit", "bulk", name, Wait::Sleep, frames)?;
     let start = Instant::now();
     for i in 0..frames {
         let mut frame = stream.loan()?;

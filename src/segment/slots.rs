@@ -61,9 +61,10 @@ impl SlotTable {
     /// by whoever tidies it (see [`held_elsewhere`](Self::held_elsewhere)):
     /// finding every slot locked, this looks twice more, a millisecond and
     /// then five later, before it believes the table full. A tidier
-    /// preempted for longer still makes a full table look full: rare, and
-    /// said as `TooManyHandles`, never a wrong slot. (Telling "being
-    /// tidied" from "held" would need a second lock byte per slot.)
+    /// preempted for longer still makes a table with a free slot look
+    /// full: rare, and said as `TooManyHandles`, never a wrong slot.
+    /// (Telling "being tidied" from "held" would need a second lock byte
+    /// per slot.)
     pub fn take_patiently(&self, seg: &Segment) -> Option<usize> {
         for pause in [0, 1, 5] {
             std::thread::sleep(std::time::Duration::from_millis(pause));
