@@ -11,7 +11,10 @@
 //!   pushed without recording it);
 //! - no call blocks past its timeout + 100 ms;
 //! - an in-place pass that fails reports its rows exactly: applied rows
-//!   changed once, not-applied rows untouched;
+//!   changed once, not-applied rows untouched, whether its chunks went
+//!   one per message or were claimed from a claim table;
+//! - a claimed sum is exact when `Ok`, even when a helper died after
+//!   finishing chunks whose results it never sent;
 //! - tasks cancelled (or dropped) while queued or pipelined, helpers
 //!   killed meanwhile: no task runs twice, every `Ok` ran once;
 //! - creators and a collector (`gc`) killed or stopped mid-work: one gc
@@ -32,7 +35,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{child_arg, spawn_child, unique, Rng, Watchdog};
-use ndarray::{ArrayViewMut1, Ix1};
+use ndarray::{ArrayView1, ArrayViewMut1, Ix1};
 use rustix::process::Signal;
 use shmkit::pool::TaskError;
 use shmkit::sync::{
@@ -66,8 +69,15 @@ fn mark(name: String, i: u64, us: u64) {
     shmkit::collections::ShmVec::<u64>::open(&name).unwrap().push(i).unwrap();
 }
 
+/// Sums its rows (1 each, so a chunk's sum is its length) with a pause
+/// first: a kill can land while helpers claim and read chunks.
+fn slow_count(start: usize, rows: ArrayView1<u32>) -> u64 {
+    std::thread::sleep(Duration::from_micros(150 * (start as u64 % 5)));
+    rows.iter().map(|&x| u64::from(x)).sum()
+}
+
 fn tasks(r: &mut shmkit::Registry) {
-    r.add(sleepy_square).add(bump).add(mark);
+    r.add(sleepy_square).add(bump).add(mark).add(slow_count);
 }
 
 /// A fault: which signal, how long a stop lasts.
@@ -169,14 +179,19 @@ fn round_submit(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
     t.check(allowed, || format!("submitted task: {r:?}"));
 }
 
-/// Chunks applied in place while a helper is hit, some past their timeout.
-fn round_in_place(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
+/// Chunks applied in place while a helper is hit: with a timeout, some
+/// past it (a message per chunk); without, claimed from a claim table.
+fn round_in_place(pool: &Pool, rng: &mut Rng, t: &mut Tally, timed: bool) {
     let rows = 64 + rng.below(256) as usize;
     let mut a = SharedArray::<u32, Ix1>::create_unique(rows).unwrap();
     let per = 1 + rng.below(16) as usize;
     let limit = Duration::from_millis(1 + rng.below(3));
     let injector = inject(Duration::from_micros(rng.below(5000)), fault(rng), pick_helper(pool, rng));
-    let result = pool.batch().chunksize(per).timeout(limit).for_each_chunk_mut(&mut a, bump);
+    let batch = pool.batch().chunksize(per);
+    let result = match timed {
+        true => batch.timeout(limit).for_each_chunk_mut(&mut a, bump),
+        false => batch.for_each_chunk_mut(&mut a, bump),
+    };
     t.faults += usize::from(injector.join().unwrap());
     let values = a.as_slice().unwrap();
     let twice = values.iter().position(|&x| x > 1);
@@ -202,6 +217,26 @@ fn round_in_place(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
         }
         Err(e) => t.check(false, || format!("in place: {e}")),
     }
+}
+
+/// A sum claimed chunk by chunk while a helper is hit, with or without a
+/// retry: exact if `Ok` (a chunk whose result died with its helper is
+/// counted once), else the helper's death.
+fn round_sum(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
+    let rows = 64 + rng.below(2048) as usize;
+    let mut a = SharedArray::<u32, Ix1>::create_unique(rows).unwrap();
+    a.as_slice_mut().unwrap().fill(1);
+    let per = 1 + rng.below(64) as usize;
+    let retries = rng.below(2) as u32;
+    let injector = inject(Duration::from_micros(rng.below(8000)), fault(rng), pick_helper(pool, rng));
+    let sum = pool.batch().chunksize(per).retries(retries).reduce(&a, slow_count, |x, y| x + y);
+    t.faults += usize::from(injector.join().unwrap());
+    let allowed = match &sum {
+        Ok(n) => *n == rows as u64,
+        Err(shmkit::pool::ReduceError::Failed { error: TaskError::WorkerDied { .. }, .. }) => true,
+        Err(_) => false,
+    };
+    t.check(allowed, || format!("claimed sum of {rows} ones in chunks of {per}, {retries} retries: {sum:?}"));
 }
 
 /// Tasks submitted behind one another, some cancelled or dropped at a
@@ -515,10 +550,12 @@ fn fault_injection_harness() {
     let start = Instant::now();
     let pool = Pool::builder().tasks(tasks).helpers(2).pipeline(2).in_test(TEST).build().unwrap();
     for _ in 0..rounds {
-        match rng.below(11) {
+        match rng.below(13) {
             0 => round_map(&pool, &mut rng, &mut t),
             1 => round_submit(&pool, &mut rng, &mut t),
-            2 | 3 => round_in_place(&pool, &mut rng, &mut t),
+            2 => round_in_place(&pool, &mut rng, &mut t, true),
+            3 | 11 => round_in_place(&pool, &mut rng, &mut t, false),
+            12 => round_sum(&pool, &mut rng, &mut t),
             4 => round_queue(&mut rng, &mut t),
             5 => round_locks(&mut rng, &mut t),
             6 | 7 => round_cancel(&pool, &mut rng, &mut t),

@@ -272,3 +272,48 @@ fn a_helper_killed_mid_pass_names_the_rows_applied_and_in_doubt() {
     }
     assert!(err.to_string().contains("400..500 in doubt"), "{err}");
 }
+
+/// A pass's helpers claim its chunks from a table: a helper busy with
+/// other work takes none, and the pass does not wait for it.
+#[test]
+fn a_pass_does_not_wait_for_a_helper_busy_with_other_work() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_pass_does_not_wait_for_a_helper_busy_with_other_work").build().unwrap();
+    let busy = pool.submit(sleep_ms, 30_000);
+    // Answered by the other helper: the busy task has left the queue.
+    assert_eq!(pool.map(square, [3]), [Ok(9)]);
+    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-busy"), 1_000_000).unwrap();
+    pool.batch().chunksize(10_000).for_each_chunk_mut(&mut a, fill_index).unwrap();
+    let n = a.len() as f64;
+    assert_eq!(pool.sum(&a).unwrap(), n * (n - 1.0) / 2.0);
+    assert!(!busy.is_finished(), "the passes finished while the other helper was still busy");
+    assert!(busy.cancel(), "the busy task was running");
+}
+
+/// A read pass whose helper dies after finishing chunks: with a retry,
+/// the chunk it died in and those whose results died with it run again,
+/// and the sum is exact; without, the pass names the chunk it died in.
+#[test]
+fn a_read_pass_reruns_what_a_dead_helper_had_finished() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_read_pass_reruns_what_a_dead_helper_had_finished").build().unwrap();
+    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-rerun"), 100_000).unwrap();
+    a.as_slice_mut().unwrap().iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
+    let marker = std::env::temp_dir().join(unique("shmkit-die-once"));
+    let path = marker.to_string_lossy().into_owned();
+    let add = |x: f64, y: f64| x + y;
+    let sum = pool.batch().chunksize(1000).retries(1).reduce_with(&a, sum_or_die_once, path.clone(), add);
+    assert!(marker.exists(), "a helper died");
+    assert_eq!(sum.unwrap(), 99_999.0 * 100_000.0 / 2.0);
+    std::fs::remove_file(&marker).unwrap();
+    let err = pool.batch().chunksize(1000).reduce_with(&a, sum_or_die_once, path, add).unwrap_err();
+    std::fs::remove_file(&marker).unwrap();
+    match err {
+        shmkit::pool::ReduceError::Failed { rows, error: TaskError::WorkerDied { signal: Some(6), .. } } => {
+            assert_eq!(rows, 50_000..51_000)
+        }
+        other => panic!("{other}"),
+    }
+}

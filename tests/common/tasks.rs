@@ -170,6 +170,16 @@ pub fn double_or_die(start: usize, mut rows: ArrayViewMut1<f64>) {
     rows.iter_mut().skip(half).for_each(|x| *x *= 2.0);
 }
 
+/// Sums its rows; the first helper to reach the row whose value is 50000
+/// (in an array of row indices) creates file `marker` and aborts: a read
+/// pass whose helper dies after finishing other chunks, once.
+pub fn sum_or_die_once(marker: &String, rows: ArrayView1<f64>) -> f64 {
+    if rows.iter().any(|&x| x == 50_000.0) && std::fs::File::create_new(marker).is_ok() {
+        std::process::abort();
+    }
+    rows.sum()
+}
+
 /// Prints 200 lines to stderr, each in many pieces (an unbuffered
 /// `eprint!` per piece: many `write(2)` calls per line).
 pub fn chatter(id: u64) -> u64 {
@@ -202,5 +212,5 @@ pub fn register(r: &mut shmkit::Registry) {
     r.add(fill_index).add(triple_rows).add(sum_of_squares).add(panic_in_first_chunk);
     r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
     r.add(fork_and_die).add(bump).add(double_or_die).add(chatter).add(last_words);
-    r.add(scale).add(count_above).add(spawn_sleeper);
+    r.add(scale).add(count_above).add(spawn_sleeper).add(sum_or_die_once);
 }

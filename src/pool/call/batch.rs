@@ -40,7 +40,7 @@ pub(super) enum Chunking {
 pub struct Batch<'p> {
     pub(super) pool: &'p Pool,
     pub(super) chunking: Chunking,
-    timeout: Option<Option<Duration>>,
+    pub(super) timeout: Option<Option<Duration>>,
     pub(super) retries: Option<u32>,
     pub(super) progress: Option<Box<dyn FnMut(usize, usize) + 'p>>,
     /// Jobs of the calls that follow are never pipelined deep (`Job::shallow`).
@@ -73,7 +73,11 @@ impl<R> Drop for Unordered<'_, R> {
 /// result is in: cancels the call's jobs and waits until each has
 /// answered, so that nothing of the call still runs once the caller's
 /// frame is gone (an array pass releases its claim only then).
-struct FinishOnUnwind<'a>(&'a Pool, &'a Arc<Cancel>, &'a Receiver<Delivery>);
+pub(super) struct FinishOnUnwind<'a>(
+    pub(super) &'a Pool,
+    pub(super) &'a Arc<Cancel>,
+    pub(super) &'a Receiver<Delivery>,
+);
 
 impl Drop for FinishOnUnwind<'_> {
     fn drop(&mut self) {
@@ -187,11 +191,11 @@ impl<'p> Batch<'p> {
         id.ok_or(TaskError::NotRegistered(std::any::type_name::<F>()))
     }
 
-    fn job(&self, task: u32, args: Vec<u8>, count: u32, reply: Reply, cancel: &Arc<Cancel>) -> Job {
+    pub(super) fn job(&self, task: u32, args: Vec<u8>, count: u32, reply: Reply, cancel: &Arc<Cancel>) -> Job {
         let timeout = self.timeout.unwrap_or(self.pool.inner.config.timeout);
         let retries = self.retries.unwrap_or(self.pool.inner.config.retries);
         let (bounced, shallow, cancel, reply) = (0, self.shallow, cancel.clone(), Some(reply));
-        Job { task, args, count, timeout, retries, bounced, shallow, cancel, reply }
+        Job { task, args, count, timeout, retries, bounced, shallow, claim: None, cancel, reply }
     }
 
     /// Encodes arguments into jobs of `default` (or the set chunk size)
@@ -287,17 +291,17 @@ fn decoded<R: DeserializeOwned + 'static>(
     mut each: impl FnMut(usize, Result<R, Failed>),
 ) {
     match outcome {
-        Ok(batch) => codec::items::<R>(&batch).enumerate().for_each(|(k, r)| {
-            each(
-                first + k,
-                r.map_err(|f| {
-                    let started = !matches!(f, crate::pool::transport::wire::Failure::Unknown(_));
-                    Failed { error: TaskError::from(f), started }
-                }),
-            )
-        }),
+        Ok(batch) => {
+            codec::items::<R>(&batch).enumerate().for_each(|(k, r)| each(first + k, r.map_err(failed_in_task)))
+        }
         Err(e) => (0..count as usize).for_each(|k| each(first + k, Err(e.clone()))),
     }
+}
+
+/// An item's failure in its helper, with whether its task may have begun.
+pub(super) fn failed_in_task(f: crate::pool::transport::wire::Failure) -> Failed {
+    let started = !matches!(f, crate::pool::transport::wire::Failure::Unknown(_));
+    Failed { error: TaskError::from(f), started }
 }
 
 /// Gathers `total` results into argument order, decoding each straight
@@ -333,7 +337,7 @@ fn plain<R>(results: Vec<Result<R, Failed>>) -> Vec<Result<R, TaskError>> {
 }
 
 /// The next job's results: polled for a moment, then waited for.
-fn next(rx: &Receiver<Delivery>) -> Option<Delivery> {
+pub(super) fn next(rx: &Receiver<Delivery>) -> Option<Delivery> {
     spin(WINDOW, || rx.try_recv().ok()).or_else(|| rx.recv().ok())
 }
 

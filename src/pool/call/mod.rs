@@ -3,6 +3,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod builder;
+mod claimed;
 pub(crate) mod completions;
 pub(crate) mod handle;
 mod rows;

@@ -13,8 +13,9 @@ use ndarray::Dimension;
 
 use crate::array::reduce;
 use crate::pool::call::batch::{collect, Batch, Chunking};
+use crate::pool::call::claimed::Round;
 use crate::pool::error::Failed;
-use crate::pool::error::{InPlaceError, ReduceError, RowReport};
+use crate::pool::error::{InPlaceError, ReduceError, RowReport, TaskError};
 use crate::pool::helper::builtin;
 use crate::pool::helper::registry::{ReadsRows, Task, WritesRows};
 use crate::pool::transport::wire::ChunkArgs;
@@ -28,8 +29,10 @@ const MIN_CHUNK_BYTES: usize = 2 << 20;
 /// holds little of the pass when the others run out of chunks.
 const MAX_CHUNK_BYTES: usize = 16 << 20;
 
-/// One chunk's rows and what came of them.
-type Chunk<R> = (Range<usize>, Result<R, Failed>);
+/// One chunk's rows and what came of them: `Ok(None)` if it ran but its
+/// result was lost with its helper (only in a pass that writes: a pass
+/// that reads runs such a chunk again).
+type Chunk<R> = (Range<usize>, Result<Option<R>, Failed>);
 
 impl<'p> Batch<'p> {
     /// Runs `f` on every chunk of rows of `array`, in place, in the helpers.
@@ -175,9 +178,9 @@ impl<'p> Batch<'p> {
         // The caller's code (a parameter's `Clone`) runs before the claim,
         // and `Serialize` before any chunk is queued (`send_all`): a panic
         // in either leaves nothing running under a claim that unwinds.
-        let args: Vec<F::Args> = ranges.iter().map(chunk).map(args).collect();
+        let mut args: Vec<Option<F::Args>> = ranges.iter().map(chunk).map(args).map(Some).collect();
         let claim = array.claim_all(write)?;
-        let progress = self.progress_hook();
+        let mut progress = self.progress_hook();
         self.chunking = Chunking::Default; // one chunk per job: each answers, and fails, alone
         self.shallow = true; // helpers take chunks as they come free, not 32 at a time
         if write {
@@ -185,10 +188,33 @@ impl<'p> Batch<'p> {
             // the half it had done twice: in-place passes never rerun.
             self.retries = Some(0);
         }
-        let (rx, total, cancel) = self.send_all::<F>(args);
-        let results = collect(self.pool, rx, total, cancel, progress); // every chunk has answered
+        let template = args[0].as_ref().expect("made above");
+        let first = self.claim_round::<M, F>(&ranges, template, &mut progress);
+        let claimed = first.is_some();
+        let mut rounds = first.unwrap_or_else(|| ranges.iter().map(|_| Round::Left).collect());
+        let retries = self.retries.unwrap_or(self.pool.inner.config.retries);
+        let again: Vec<usize> = (0..ranges.len()).filter(|&i| rerun(&rounds[i], write, retries)).collect();
+        if retries > 0 && !again.is_empty() {
+            self.retries = Some(retries - 1); // the claiming round was a run
+        }
+        let rest: Vec<F::Args> = again.iter().map(|&i| args[i].take().expect("each chunk once")).collect();
+        let (done, total) = (ranges.len() - again.len(), ranges.len());
+        if let (Some(p), true) = (progress.as_mut(), claimed) {
+            p(done, total);
+        }
+        let progress = progress.map(|mut p| Box::new(move |d, _| p(done + d, total)) as Box<dyn FnMut(usize, usize)>);
+        let (rx, count, cancel) = self.send_all::<F>(rest);
+        let results = collect(self.pool, rx, count, cancel, progress); // every chunk has answered
         drop(claim);
-        Ok(ranges.into_iter().zip(results).collect())
+        for (i, r) in again.into_iter().zip(results) {
+            rounds[i] = Round::Ran(r);
+        }
+        let outcome = |round| match round {
+            Round::Ran(r) => r.map(Some),
+            Round::Lost => Ok(None),
+            Round::Left => Err(Failed { error: TaskError::Terminated, started: false }), // never: all run above
+        };
+        Ok(ranges.into_iter().zip(rounds.into_iter().map(outcome)).collect())
     }
 
     /// The pass's chunks: as set, or guided (see [`cut`]).
@@ -230,6 +256,18 @@ fn cut(rows: usize, row_bytes: usize, helpers: usize, fixed: Option<usize>) -> V
     cuts
 }
 
+/// Whether a chunk of the claiming round runs again: one never begun; in
+/// a pass that reads, one whose result was lost, and (with `retries`
+/// left) one whose helper died under it.
+fn rerun<R>(round: &Round<R>, write: bool, retries: u32) -> bool {
+    match round {
+        Round::Left => true,
+        Round::Lost => !write,
+        Round::Ran(Err(Failed { error: TaskError::WorkerDied { .. }, started: true })) => !write && retries > 0,
+        Round::Ran(_) => false,
+    }
+}
+
 /// What a pass's chunks come to: `Ok`, or exactly which rows it changed.
 fn finish_pass<R>(chunks: crate::Result<Vec<Chunk<R>>>) -> Result<(), InPlaceError> {
     let chunks = chunks.map_err(InPlaceError::Busy)?;
@@ -243,7 +281,8 @@ fn finish_pass<R>(chunks: crate::Result<Vec<Chunk<R>>>) -> Result<(), InPlaceErr
 fn fold<R>(chunks: Vec<Chunk<R>>, mut combine: impl FnMut(R, R) -> R) -> Result<R, ReduceError> {
     let mut acc: Option<R> = None;
     for (rows, r) in chunks {
-        let value = r.map_err(|f| ReduceError::Failed { rows, error: f.error })?;
+        let lost = Failed { error: TaskError::Terminated, started: true }; // never: a read reruns a lost result
+        let value = r.and_then(|v| v.ok_or(lost)).map_err(|f| ReduceError::Failed { rows, error: f.error })?;
         acc = Some(match acc {
             Some(a) => combine(a, value),
             None => value,
@@ -363,7 +402,6 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::error::TaskError;
 
     #[test]
     fn guided_chunks_cover_the_rows_once_big_first_and_small_last() {
@@ -387,11 +425,11 @@ mod tests {
     fn a_report_merges_neighbours_and_keeps_row_order() {
         let died = TaskError::WorkerDied { signal: Some(9), code: None };
         let chunks: Vec<Chunk<()>> = vec![
-            (0..10, Ok(())),
-            (10..20, Ok(())),
+            (0..10, Ok(Some(()))),
+            (10..20, Ok(None)),
             (20..30, Err(Failed { error: died.clone(), started: true })),
             (30..40, Err(Failed { error: TaskError::Cancelled, started: false })),
-            (40..50, Ok(())),
+            (40..50, Ok(Some(()))),
             (50..60, Err(Failed { error: TaskError::Cancelled, started: false })),
         ];
         let r = report(chunks);

@@ -244,7 +244,11 @@ impl<'a> Session<'a> {
             // Used from here on, sent or not: a cancel may have written it
             // into the skip table, where it must never meet another job.
             self.next_id += 1;
-            let run = ToHelper::Run { job: id, task, count: job.count, args: Cow::Borrowed(&job.args) };
+            let args = Cow::Borrowed(job.args.as_slice());
+            let run = match job.claim {
+                Some(claim) => ToHelper::Claim { job: id, task, claim, args },
+                None => ToHelper::Run { job: id, task, count: job.count, args },
+            };
             let before = self.outbox.len();
             if let Err(e) = frame_into(&mut self.outbox, &run) {
                 job.cancel.forget(&self.h.cell, id);

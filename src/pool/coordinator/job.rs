@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::pool::coordinator::cancel::Cancel;
 use crate::pool::coordinator::slot::Slot;
 use crate::pool::error::{Failed, Outcome, TaskError};
+use crate::pool::transport::wire::ClaimRef;
 
 /// What a batch call receives per job: the index of its first argument,
 /// how many arguments it had, and its outcome.
@@ -27,6 +28,10 @@ pub(crate) struct Job {
     /// Never sent further ahead than the configured pipeline (a chunk of
     /// an array pass: a helper the host delays must not sit on many).
     pub shallow: bool,
+    /// A claim job of an array pass (see `claims`): sent as `Claim`, and
+    /// only to an idle helper, so that each claim job of a pass has a
+    /// helper of its own.
+    pub claim: Option<ClaimRef>,
     /// Shared by every job of one call: cancelling it cancels them all.
     pub cancel: Arc<Cancel>,
     /// `None` once delivered; a job dropped undelivered fails as `Terminated`.

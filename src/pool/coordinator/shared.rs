@@ -10,7 +10,7 @@
 //! than itself passes one wake-up on.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::pool::config::Config;
@@ -39,6 +39,10 @@ pub(crate) struct Shared {
     pub(crate) helpers: Mutex<Vec<Option<Arc<HelperCell>>>>,
     /// Each helper's status word and rings (shared with the helpers).
     pub(crate) region: Arc<Region>,
+    /// Which claim tables of `region` a pass holds (bit per table).
+    pub(crate) tables_taken: AtomicU32,
+    /// The last pass number given to a claim table (see `claims`).
+    pub(crate) passes: AtomicU32,
 }
 
 struct Queue {
@@ -76,6 +80,8 @@ impl Shared {
             spinning: AtomicUsize::new(0),
             helpers: Mutex::new(vec![None; n]),
             region: Arc::new(region),
+            tables_taken: AtomicU32::new(0),
+            passes: AtomicU32::new(0),
         }
     }
 
@@ -143,10 +149,11 @@ impl Shared {
     /// A job to send ahead to a busy helper with `inflight` jobs, only
     /// while more jobs wait than there are helpers (otherwise a short job
     /// could sit behind a long one while another helper idles), and a
-    /// shallow job only within the configured depth.
+    /// shallow job only within the configured depth; a claim job never
+    /// (it goes to an idle helper).
     pub(crate) fn try_pop_ahead(&self, inflight: usize) -> Option<Job> {
         let mut q = lock(&self.queue);
-        let deep = q.jobs.front().is_some_and(|j| j.shallow) && inflight >= self.config.pipeline;
+        let deep = q.jobs.front().is_some_and(|j| j.claim.is_some() || (j.shallow && inflight >= self.config.pipeline));
         let job = (q.jobs.len() > self.config.helpers && !deep).then(|| q.jobs.pop_front()).flatten();
         self.queued.store(q.jobs.len(), Ordering::Release);
         job

@@ -7,6 +7,7 @@
 
 pub(crate) mod builtin;
 pub(crate) mod cache;
+pub(crate) mod claim;
 pub(crate) mod panics;
 pub(crate) mod registry;
 
@@ -115,13 +116,22 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
                 false => break,
             }
         };
-        let Ok(ToHelper::Run { job, task, count, args }) = msg else { break };
+        let Some(job) = msg.as_ref().ok().and_then(ToHelper::job) else { break };
         // Recorded before the job touches anything: if this helper is
         // killed or dies now, its driver blames this job and no other.
         // A job cancelled while it waited in this helper's pipeline is
         // skipped here, never begun (see `status`).
         let answer = match status.begin(job) {
-            true => FromHelper::Done { job, results: fit(registry.run(&mut cache, task, &args, count)) },
+            true => {
+                let results = match msg {
+                    Ok(ToHelper::Run { task, count, args, .. }) => registry.run(&mut cache, task, &args, count),
+                    Ok(ToHelper::Claim { task, claim, args, .. }) => {
+                        claim::run(&registry, &mut cache, &region, task, claim, &args)
+                    }
+                    _ => Items::with_count(0), // not a job: `job()` said so above
+                };
+                FromHelper::Done { job, results: fit(results) }
+            }
             false => {
                 status.skipping(job); // nothing of it ran: a kill now is harmless
                 FromHelper::Skipped { job }

@@ -4,12 +4,14 @@
 //! ```text
 //! 0    magic "SHMKPOOL", helpers: u32, ring bytes: u32      (64 bytes)
 //! then per helper: status word (64) | skip table (512) | jobs ring | results ring
+//! then the passes' claim tables (see `claims`)
 //! ```
 //!
 //! The pool creates it; each helper opens it by the name in its
 //! environment and checks everything it reads before use.
 
 use crate::kind::SegmentKind;
+use crate::pool::transport::claims::{self, Table};
 use crate::pool::transport::ring::{self, Ring};
 use crate::pool::transport::status::{Status, SKIPS};
 use crate::segment::{other_head, Segment};
@@ -37,13 +39,18 @@ fn per_helper(ring: usize) -> usize {
     STATUS + 2 * (ring::HEADER + ring)
 }
 
+/// The segment's length for `helpers` helpers with rings of `ring` bytes.
+fn length(helpers: usize, ring: usize) -> Option<usize> {
+    helpers.checked_mul(per_helper(ring))?.checked_add(TOP + claims::TABLES * claims::TABLE_BYTES)
+}
+
 impl Region {
     /// Creates the segment for `helpers` helpers, every ring empty. Its
     /// pages are reserved but not mapped here: each helper maps its own.
     pub fn create(helpers: usize) -> Result<Region> {
         let helpers = helpers.max(1);
-        let len = helpers.checked_mul(per_helper(RING)).and_then(|n| n.checked_add(TOP));
-        let len = len.ok_or_else(|| Error::InvalidArgument(format!("a pool of {helpers} helpers is too large")))?;
+        let len = length(helpers, RING)
+            .ok_or_else(|| Error::InvalidArgument(format!("a pool of {helpers} helpers is too large")))?;
         let mut top = [0u8; TOP];
         top[..8].copy_from_slice(&MAGIC);
         top[8..12].copy_from_slice(&(helpers as u32).to_le_bytes());
@@ -71,7 +78,7 @@ impl Region {
         unsafe { std::ptr::copy_nonoverlapping(seg.bytes(0, TOP), top.as_mut_ptr(), TOP) };
         let helpers = u32::from_le_bytes(top[8..12].try_into().expect("4 bytes")) as usize;
         let ring = u32::from_le_bytes(top[12..16].try_into().expect("4 bytes")) as usize;
-        let fits = helpers.checked_mul(per_helper(ring)).and_then(|n| n.checked_add(TOP)) == Some(seg.data_len());
+        let fits = length(helpers, ring) == Some(seg.data_len());
         if top[..8] != MAGIC || helpers == 0 || !ring.is_power_of_two() || ring < 4096 || !fits {
             return Err(bad(format!("not a pool layout ({helpers} helpers, {ring}-byte rings)")));
         }
@@ -91,6 +98,14 @@ impl Region {
     /// segment (an index from the environment is checked like everything else).
     pub fn status(&self, index: usize) -> Option<Status<'_>> {
         self.base(index).map(|b| Status::new(self.seg.atomic_u64(b), self.seg.atomic_u64s(b + 64, SKIPS)))
+    }
+
+    /// Claim table `index`; `None` past the last (an index from a
+    /// message is checked like everything else).
+    pub fn claims(&self, index: usize) -> Option<Table<'_>> {
+        let at = TOP + self.helpers * per_helper(self.ring) + index * claims::TABLE_BYTES;
+        (index < claims::TABLES)
+            .then(|| Table::new(self.seg.atomic_u64(at), self.seg.atomic_u64s(at + 64, 3 * claims::CHUNKS)))
     }
 
     /// Helper `index`'s job ring (driver writes, helper reads).
@@ -121,5 +136,8 @@ mod tests {
         assert!(results.is_empty(), "each ring on its own");
         region.status(1).unwrap().skip(9);
         assert!(!other.status(1).unwrap().begin(9), "one table, seen by both");
+        region.claims(claims::TABLES - 1).unwrap().reset(3, &[0..5, 5..9]);
+        assert_eq!(other.claims(claims::TABLES - 1).unwrap().claim(3, 1, 2), Some((0, 0..5)));
+        assert!(other.claims(claims::TABLES).is_none());
     }
 }

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 /// The version of the helper protocol (messages, rings, status words): a
 /// helper binary built with another shmkit is refused at start, not left
 /// to misread jobs. Version 2: jobs and results through shared-memory rings;
-/// 3: skip tables, `Skipped`, and helpers that report their pid.
-pub(crate) const PROTOCOL: u32 = 3;
+/// 3: skip tables, `Skipped`, and helpers that report their pid; 4:
+/// claim tables and `Claim`.
+pub(crate) const PROTOCOL: u32 = 4;
 
 /// Largest frame accepted; a longer length prefix means a corrupt stream.
 const MAX_FRAME: usize = 256 << 20;
@@ -35,6 +36,39 @@ pub(crate) enum ToHelper<'a> {
     },
     /// Finish and exit.
     Exit,
+    /// Run row task `task` on chunks claimed from a claim table (see
+    /// `claims`) until none is left; the answer is one item: the `Items`
+    /// of the chunks it ran, in the order claimed.
+    Claim {
+        job: u64,
+        task: u32,
+        /// Which claim job of the pass this is, and where and what it claims.
+        claim: ClaimRef,
+        /// The task's arguments for any chunk (rows 0..0): the rows
+        /// claimed replace them.
+        #[serde(with = "bytes")]
+        args: Cow<'a, [u8]>,
+    },
+}
+
+impl ToHelper<'_> {
+    /// The job a message asks to run, if it asks to run one.
+    pub(crate) fn job(&self) -> Option<u64> {
+        match self {
+            ToHelper::Run { job, .. } | ToHelper::Claim { job, .. } => Some(*job),
+            ToHelper::Exit => None,
+        }
+    }
+}
+
+/// Where a claim job takes its chunks: table `table` of the pool's
+/// segment, pass `pass`, `chunks` chunks, as claimer `claimer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ClaimRef {
+    pub table: u32,
+    pub pass: u32,
+    pub chunks: u32,
+    pub claimer: u16,
 }
 
 /// Helper to coordinator.
@@ -384,9 +418,12 @@ mod tests {
         results.fail(2, Failure::Error(vec!["outer".into(), "inner".into()]));
         let mut two = frame(&run).unwrap();
         two.extend(frame(&ToHelper::Exit).unwrap());
+        let claim = ClaimRef { table: 1, pass: 9, chunks: 12, claimer: 1 };
+        let claim = ToHelper::Claim { job: 9, task: 2, claim, args: Cow::Owned(vec![4, b'n', b'a', b'm', b'e']) };
         vec![
             ("run", frame(&run).unwrap()),
             ("exit", frame(&ToHelper::Exit).unwrap()),
+            ("claim", frame(&claim).unwrap()),
             ("two", two),
             (
                 "ready",

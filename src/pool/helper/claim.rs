@@ -1,0 +1,73 @@
+//! A claim job in a helper: chunks of an array pass taken one after
+//! another from the pass's claim table (see `transport::claims`) until
+//! none is left.
+
+use crate::pool::helper::cache::Cache;
+use crate::pool::helper::registry::Registry;
+use crate::pool::transport::codec;
+use crate::pool::transport::region::Region;
+use crate::pool::transport::wire::{Appender, ChunkArgs, ClaimRef, Failure, Items};
+
+/// Runs row task `task` on each chunk this helper claims: `args` are the
+/// task's arguments for rows 0..0 (a `ChunkArgs`, then any parameter),
+/// into which each claimed chunk's rows go. One item back: the `Items`
+/// of the chunks run, in the order claimed (which is row order).
+pub(crate) fn run(
+    registry: &Registry,
+    cache: &mut Cache,
+    region: &Region,
+    task: u32,
+    claim: ClaimRef,
+    args: &[u8],
+) -> Items {
+    let mut answer = Items::with_count(1);
+    let ran = match (region.claims(claim.table as usize), postcard::take_from_bytes::<ChunkArgs>(args)) {
+        (None, _) => Err(Failure::Codec(format!("no claim table {}", claim.table))),
+        (_, Err(e)) => Err(Failure::Codec(format!("a claim job's arguments: {e}"))),
+        (Some(table), Ok((rows, rest))) => {
+            let mut ran = Items::with_count(0);
+            let mut one = Vec::new();
+            while let Some((i, range)) = table.claim(claim.pass, claim.claimer, claim.chunks as usize) {
+                crate::fault::point("helper-claimed");
+                one.clear();
+                let chunk = ChunkArgs { start: range.start, end: range.end, ..rows.clone() };
+                let items = match postcard::to_extend(&chunk, Appender(&mut one)) {
+                    Ok(_) => {
+                        one.extend_from_slice(rest);
+                        registry.run(cache, task, &one, 1)
+                    }
+                    Err(e) => failed(Failure::Codec(e.to_string())),
+                };
+                append(&mut ran, items);
+                table.finish(i, claim.pass, claim.claimer);
+                crate::fault::point("helper-finished-chunk");
+            }
+            Ok(ran)
+        }
+    };
+    match ran.and_then(|ran| codec::put(&mut answer.data, &ran)) {
+        Ok(()) => {}
+        Err(why) => answer.fail(0, why),
+    }
+    answer
+}
+
+fn failed(why: Failure) -> Items {
+    let mut items = Items::with_count(1);
+    items.fail(0, why);
+    items
+}
+
+/// Appends one chunk's `Items` (of one item) to `all`.
+fn append(all: &mut Items, one: Items) {
+    match one.failures.into_iter().next() {
+        Some((_, why)) => all.fail(all.count, why),
+        None => all.data.extend_from_slice(&one.data),
+    }
+    all.count += 1;
+}
+
+/// The chunk answers of a claim job's one item, decoded.
+pub(crate) fn chunk_items(answer: &Items) -> Result<Items, Failure> {
+    codec::items::<Items>(answer).next().unwrap_or_else(|| Err(Failure::Codec("an empty claim answer".into())))
+}
