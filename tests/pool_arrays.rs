@@ -273,6 +273,27 @@ fn a_helper_killed_mid_pass_names_the_rows_applied_and_in_doubt() {
     assert!(err.to_string().contains("400..500 in doubt"), "{err}");
 }
 
+/// A helper whose chunk failed half-way and which then died: that chunk
+/// is in doubt, not applied (its failure died with the helper), and the
+/// chunks it finished before are applied.
+#[test]
+fn a_chunk_that_failed_before_its_helper_died_is_in_doubt() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::builder().tasks(register).helpers(1).build().unwrap();
+    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-fail-die"), 1000).unwrap();
+    a.as_slice_mut().unwrap().fill(1.0);
+    let err = pool.batch().chunksize(100).for_each_chunk_mut(&mut a, double_panic_or_die).unwrap_err();
+    let report = err.report().expect("an incomplete pass");
+    assert_eq!(report.applied, [0..100, 200..300, 400..1000], "{err}");
+    let doubt: Vec<_> = report.in_doubt.iter().map(|(r, _)| r.clone()).collect();
+    assert_eq!(doubt, [100..200, 300..400], "{err}");
+    let values = a.as_slice().unwrap();
+    for r in &report.applied {
+        assert!(values[r.clone()].iter().all(|&x| x == 2.0), "rows {r:?} were reported applied");
+    }
+}
+
 /// A pass's helpers claim its chunks from a table: a helper busy with
 /// other work takes none, and the pass does not wait for it.
 #[test]

@@ -170,6 +170,19 @@ pub fn double_or_die(start: usize, mut rows: ArrayViewMut1<f64>) {
     rows.iter_mut().skip(half).for_each(|x| *x *= 2.0);
 }
 
+/// Doubles its rows in two halves; the chunk at row 100 panics between
+/// the halves, and the chunk at row 300 aborts its helper there: a
+/// helper that dies after a chunk of its own failed half-way.
+pub fn double_panic_or_die(start: usize, mut rows: ArrayViewMut1<f64>) {
+    let half = rows.len() / 2;
+    rows.iter_mut().take(half).for_each(|x| *x *= 2.0);
+    match start {
+        100 => panic!("chunk 100 refuses"),
+        300 => std::process::abort(),
+        _ => rows.iter_mut().skip(half).for_each(|x| *x *= 2.0),
+    }
+}
+
 /// Sums its rows; the first helper to reach the row whose value is 50000
 /// (in an array of row indices) creates file `marker` and aborts: a read
 /// pass whose helper dies after finishing other chunks, once.
@@ -213,4 +226,5 @@ pub fn register(r: &mut shmkit::Registry) {
     r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
     r.add(fork_and_die).add(bump).add(double_or_die).add(chatter).add(last_words);
     r.add(scale).add(count_above).add(spawn_sleeper).add(sum_or_die_once);
+    r.add(double_panic_or_die);
 }

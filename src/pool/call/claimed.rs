@@ -27,8 +27,9 @@ use crate::pool::transport::wire::ClaimRef;
 /// A progress callback: `(chunks done, chunks)`.
 pub(super) type Progress<'p> = Option<Box<dyn FnMut(usize, usize) + 'p>>;
 
-/// How often a pass with a progress callback looks at its table.
-const PROGRESS_EVERY: Duration = Duration::from_millis(10);
+/// How often a pass waiting for its claimers shows progress (from its
+/// table) and withdraws claim jobs no longer needed.
+const LOOK_EVERY: Duration = Duration::from_millis(10);
 
 /// What became of one chunk in the claiming round.
 pub(super) enum Round<R> {
@@ -105,12 +106,15 @@ impl<'p> Batch<'p> {
         inner.push(jobs.collect());
         drop(tx);
         let answers = self.await_claims(&rx, &cancel, claimers, (table, pass, ranges.len()), progress);
+        table.close(pass, ranges.len()); // what it says now is final
         Some(settle(answers, table, pass, ranges.len()))
     }
 
     /// Waits for each of `claimers` jobs to answer. The first to answer
-    /// found no chunk left: claim jobs still queued are withdrawn then
-    /// (a helper busy with other work would take them only to say so).
+    /// found no chunk left: claim jobs still queued are withdrawn then,
+    /// and again while any is outstanding (one requeued after its helper
+    /// died unstarted), since a helper busy with other work would take
+    /// them only to say so. Progress is shown as chunks finish.
     fn await_claims(
         &self,
         rx: &Receiver<Delivery>,
@@ -124,12 +128,17 @@ impl<'p> Batch<'p> {
         let (mut got, mut withdrawn) = (0, false);
         let done = || (0..chunks).filter(|&i| matches!(table.state(i, pass), State::Done(_))).count();
         while got < claimers {
-            let delivery = match progress.as_mut() {
-                None => next(rx),
-                Some(p) => match rx.recv_timeout(PROGRESS_EVERY) {
+            let delivery = match (progress.as_mut(), withdrawn) {
+                (None, false) => next(rx),
+                (p, _) => match rx.recv_timeout(LOOK_EVERY) {
                     Ok(d) => Some(d),
                     Err(RecvTimeoutError::Timeout) => {
-                        p(done(), chunks);
+                        if withdrawn {
+                            self.pool.inner.drop_cancelled(cancel);
+                        }
+                        if let Some(p) = p {
+                            p(done(), chunks);
+                        }
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => None,
@@ -149,9 +158,9 @@ impl<'p> Batch<'p> {
     }
 }
 
-/// What became of each of a pass's `chunks`, from the table and the
-/// claim jobs' answers: results in claim order matched with the chunks
-/// the table says each claimer finished.
+/// What became of each of a pass's `chunks`, from the closed table and
+/// the claim jobs' answers: each claimer's results, in claim order, go to
+/// the chunks the table says it ran (done or failed), in row order.
 fn settle<R: serde::de::DeserializeOwned + 'static>(
     answers: Vec<Option<Outcome>>,
     table: Table<'_>,
@@ -159,33 +168,38 @@ fn settle<R: serde::de::DeserializeOwned + 'static>(
     chunks: usize,
 ) -> Vec<Round<R>> {
     let mut rounds: Vec<Round<R>> = (0..chunks).map(|_| Round::Left).collect();
-    let mut finished: Vec<Vec<usize>> = vec![Vec::new(); answers.len()];
+    let mut ran: Vec<Vec<(usize, bool)>> = vec![Vec::new(); answers.len()];
     let broken = |why: &str| Round::Ran(Err(Failed { error: TaskError::Codec(why.into()), started: true }));
     for (i, round) in rounds.iter_mut().enumerate() {
         match table.state(i, pass) {
-            State::Free => {}
-            State::Done(c) if (c as usize) < answers.len() => finished[c as usize].push(i),
+            State::Free | State::Closed => {}
+            State::Done(c) | State::Failed(c) if (c as usize) < answers.len() => {
+                ran[c as usize].push((i, table.state(i, pass) == State::Done(c)))
+            }
             State::Claimed(c) => *round = Round::Ran(Err(blame(answers.get(c as usize)))),
             _ => *round = broken("a helper wrote a chunk state of no claimer of this pass"),
         }
     }
-    for (answer, mine) in answers.into_iter().zip(finished) {
+    for (answer, mine) in answers.iter().zip(ran) {
         let items = match answer {
-            Some(Ok(items)) => chunk_items(&items),
+            Some(Ok(items)) => chunk_items(items),
             _ => {
-                // Its helper died (or was stopped) after finishing these.
-                mine.iter().for_each(|&i| rounds[i] = Round::Lost);
+                // Its helper died (or was stopped) after running these:
+                // the results are lost; the rows a failed one wrote, unknown.
+                for (i, ok) in mine {
+                    rounds[i] = if ok { Round::Lost } else { Round::Ran(Err(blame(Some(answer)))) };
+                }
                 continue;
             }
         };
         match items {
             Ok(items) if items.count as usize == mine.len() => {
-                for (&i, r) in mine.iter().zip(codec::items::<R>(&items)) {
+                for (&(i, _), r) in mine.iter().zip(codec::items::<R>(&items)) {
                     rounds[i] = Round::Ran(r.map_err(failed_in_task));
                 }
             }
-            Ok(_) => mine.iter().for_each(|&i| rounds[i] = broken("a claim answer does not match its claims")),
-            Err(f) => mine.iter().for_each(|&i| rounds[i] = Round::Ran(Err(failed_in_task(f.clone())))),
+            Ok(_) => mine.iter().for_each(|&(i, _)| rounds[i] = broken("a claim answer does not match its claims")),
+            Err(f) => mine.iter().for_each(|&(i, _)| rounds[i] = Round::Ran(Err(failed_in_task(f.clone())))),
         }
     }
     rounds

@@ -180,7 +180,7 @@ impl<'p> Batch<'p> {
         // in either leaves nothing running under a claim that unwinds.
         let mut args: Vec<Option<F::Args>> = ranges.iter().map(chunk).map(args).map(Some).collect();
         let claim = array.claim_all(write)?;
-        let mut progress = self.progress_hook();
+        let mut progress = self.progress_hook().map(monotonic);
         self.chunking = Chunking::Default; // one chunk per job: each answers, and fails, alone
         self.shallow = true; // helpers take chunks as they come free, not 32 at a time
         if write {
@@ -194,8 +194,8 @@ impl<'p> Batch<'p> {
         let mut rounds = first.unwrap_or_else(|| ranges.iter().map(|_| Round::Left).collect());
         let retries = self.retries.unwrap_or(self.pool.inner.config.retries);
         let again: Vec<usize> = (0..ranges.len()).filter(|&i| rerun(&rounds[i], write, retries)).collect();
-        if retries > 0 && !again.is_empty() {
-            self.retries = Some(retries - 1); // the claiming round was a run
+        if again.iter().any(|&i| matches!(rounds[i], Round::Ran(Err(_)))) {
+            self.retries = Some(retries - 1); // a chunk reruns after its helper died under it
         }
         let rest: Vec<F::Args> = again.iter().map(|&i| args[i].take().expect("each chunk once")).collect();
         let (done, total) = (ranges.len() - again.len(), ranges.len());
@@ -254,6 +254,19 @@ fn cut(rows: usize, row_bytes: usize, helpers: usize, fixed: Option<usize>) -> V
         start = end;
     }
     cuts
+}
+
+/// A progress callback that never goes back: a pass that reads counts a
+/// chunk done when it finishes, and again when it reruns because its
+/// result died with its helper.
+fn monotonic<'p>(mut p: Box<dyn FnMut(usize, usize) + 'p>) -> Box<dyn FnMut(usize, usize) + 'p> {
+    let mut shown = 0;
+    Box::new(move |done, total| {
+        if done > shown {
+            shown = done;
+            p(done, total);
+        }
+    })
 }
 
 /// Whether a chunk of the claiming round runs again: one never begun; in

@@ -219,6 +219,8 @@ impl<'a> Session<'a> {
         while self.inflight.len() < depth && self.sent() < max {
             let next = if self.inflight.is_empty() {
                 self.inner.try_pop()
+            } else if self.inflight.iter().any(|f| f.job.claim.is_some()) {
+                None // a claim job runs as long as chunks are left: nothing waits behind it
             } else {
                 self.inner.try_pop_ahead(self.inflight.len())
             };

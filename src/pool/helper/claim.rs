@@ -8,6 +8,10 @@ use crate::pool::transport::codec;
 use crate::pool::transport::region::Region;
 use crate::pool::transport::wire::{Appender, ChunkArgs, ClaimRef, Failure, Items};
 
+/// Results a claimer gathers before it stops claiming and answers: all
+/// of them go back in one message, which must stay well within a frame.
+const ANSWER_BYTES: usize = 64 << 20;
+
 /// Runs row task `task` on each chunk this helper claims: `args` are the
 /// task's arguments for rows 0..0 (a `ChunkArgs`, then any parameter),
 /// into which each claimed chunk's rows go. One item back: the `Items`
@@ -38,9 +42,13 @@ pub(crate) fn run(
                     }
                     Err(e) => failed(Failure::Codec(e.to_string())),
                 };
+                let ok = items.failures.is_empty();
                 append(&mut ran, items);
-                table.finish(i, claim.pass, claim.claimer);
+                table.finish(i, claim.pass, claim.claimer, ok);
                 crate::fault::point("helper-finished-chunk");
+                if ran.data.len() >= ANSWER_BYTES {
+                    break; // the rest to other claimers, or one message per chunk
+                }
             }
             Ok(ran)
         }
