@@ -87,6 +87,7 @@ fn launcher() {
     let inside = [
         (2, "a node leader inside create, its segment made", "mpi-created"),
         (3, "a rank inside create, opening its node's segment", "mpi-opening"),
+        (3, "a rank inside create, reserving its rows", "mpi-reserving"),
         (2, "a node leader inside a broadcast", "mpi-broadcast"),
         (0, "the broadcasting root inside a broadcast", "mpi-broadcast"),
         (2, "a node leader inside a halo exchange", "mpi-halo"),

@@ -117,6 +117,27 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         Ok(SharedArray { seg, dim, fortran: false, claims: Claims::default(), _elem: PhantomData })
     }
 
+    /// Creates segment `name` holding a zeroed array of `shape` whose data
+    /// pages are not reserved yet: each process that will use it reserves
+    /// its own rows with [`reserve_rows`](Self::reserve_rows) before it
+    /// touches them, all at once (a node's ranks, each its own rows).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn create_sparse<Sh: IntoDimension<Dim = D>>(name: &str, shape: Sh) -> Result<Self> {
+        let dim = shape.into_dimension();
+        let (header, data_len) = Self::header_for(&dim)?;
+        let seg = Segment::create_sparse(name, SegmentKind::Array, &header, data_len, |_| Ok(()))?;
+        Ok(SharedArray { seg, dim, fortran: false, claims: Claims::default(), _elem: PhantomData })
+    }
+
+    /// Reserves the pages of rows `rows` (first axis) and maps them in
+    /// this process (see [`create_sparse`](Self::create_sparse)).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn reserve_rows(&self, rows: Range<usize>) -> Result<()> {
+        self.check_rows(&rows)?;
+        let row_bytes = self.dim.slice()[1..].iter().product::<usize>() * size_of::<T>();
+        self.seg.reserve_data(rows.start * row_bytes, rows.len() * row_bytes)
+    }
+
     /// Opens segment `name` by name alone; kind, dtype and dimensionality
     /// are read from the segment and checked against `T` and `D`.
     ///

@@ -63,8 +63,22 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
         let name = cluster.segment_name(tag);
         let local_rows = halo.checked_mul(2).and_then(|h| h.checked_add(node_rows.len())).ok_or_else(overflow)?;
         let local = (local_rows, row_len);
-        let seg = cluster
-            .leader_then_others(|| SharedArray::create(&name, local), || SharedArray::open_with_shape(&name, local))?;
+        // The leader makes the segment, with no page reserved; then every
+        // rank reserves and maps its own rows at once (the leader also the
+        // halos): the node's pages are zeroed by all its ranks, not by one.
+        let rows = (rank_rows.start - node_rows.start + halo)..(rank_rows.end - node_rows.start + halo);
+        let reserve = |a: &SharedArray<T, Ix2>| {
+            if cluster.is_leader() {
+                a.reserve_rows(0..halo)?;
+                a.reserve_rows(local_rows - halo..local_rows)?;
+            }
+            a.reserve_rows(rows)
+        };
+        let seg = cluster.leader_then_others(
+            || SharedArray::create_sparse(&name, local),
+            || SharedArray::open_with_shape(&name, local),
+            reserve,
+        )?;
         Ok(DistArray { cluster, shape: shape.to_vec(), row_len, node_rows, rank_rows, halo, seg })
     }
 

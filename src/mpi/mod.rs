@@ -217,12 +217,14 @@ impl Cluster {
         format!("shmkit-mpi-{:016x}-n{}-{tag}", self.job, self.node_index)
     }
 
-    /// Runs `f` on the leader, `open` elsewhere after it; all ranks learn
-    /// whether every node succeeded (collective).
+    /// Runs `create` on the leader, `open` elsewhere after it, then `then`
+    /// on every rank at once; all ranks learn whether every node
+    /// succeeded (collective).
     fn leader_then_others<T>(
         &self,
         create: impl FnOnce() -> crate::Result<T>,
         open: impl FnOnce() -> crate::Result<T>,
+        then: impl FnOnce(&T) -> crate::Result<()>,
     ) -> Result<T> {
         let made = if self.is_leader() { Some(create()) } else { None };
         crate::fault::point("mpi-created");
@@ -236,6 +238,10 @@ impl Cluster {
             }
             (None, _) => Err(crate::Error::InvalidArgument("the node's leader failed to create it".into())),
         };
+        let mine = mine.and_then(|v| {
+            crate::fault::point("mpi-reserving");
+            then(&v).map(|()| v)
+        });
         self.agree(mine)
     }
 

@@ -38,7 +38,8 @@ impl<T: Element + Equivalence> ReplicatedArray<T> {
         })?;
         let name = cluster.segment_name(tag);
         let create = || SharedArray::<T, IxDyn>::create(&name, IxDyn(shape));
-        let mut seg = cluster.leader_then_others(create, || SharedArray::open_with_shape(&name, IxDyn(shape)))?;
+        let mut seg =
+            cluster.leader_then_others(create, || SharedArray::open_with_shape(&name, IxDyn(shape)), |_| Ok(()))?;
         // Every node has its segment now; leaders fill theirs from rank 0's
         // data, the others wait at the node barrier before reading.
         let mine = cluster.leaders.as_ref().map(|_| seg.as_slice_mut());
@@ -71,7 +72,7 @@ impl<T: Element + Equivalence> ReplicatedArray<T> {
         cluster.same_everywhere(&format!("shape and type ({})", T::DTYPE.descr()), tag, shape)?;
         let name = cluster.segment_name(tag);
         let make = || SharedArray::<T, IxDyn>::create_with(&name, IxDyn(shape), fill);
-        let seg = cluster.leader_then_others(make, || SharedArray::open_with_shape(&name, IxDyn(shape)))?;
+        let seg = cluster.leader_then_others(make, || SharedArray::open_with_shape(&name, IxDyn(shape)), |_| Ok(()))?;
         Ok(ReplicatedArray { seg })
     }
 

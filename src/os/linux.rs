@@ -275,11 +275,12 @@ pub(crate) fn unlink_at(dir: impl AsFd, name: impl rustix::path::Arg) -> io::Res
     Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
 }
 
-/// Sets the length and allocates every page now: `fallocate(2)` mode 0.
-/// On tmpfs this is what turns a full `/dev/shm` into `ENOSPC` here
-/// instead of SIGBUS at first touch.
-pub(crate) fn reserve(fd: impl AsFd, len: u64) -> Result<(), Errno> {
-    rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, len)
+/// Allocates the pages of bytes `offset..offset + len` now (`fallocate(2)`
+/// mode 0; the length grows to cover them if needed). On tmpfs this is
+/// what turns a full `/dev/shm` into `ENOSPC` here instead of SIGBUS at
+/// first touch.
+pub(crate) fn reserve_range(fd: impl AsFd, offset: u64, len: u64) -> Result<(), Errno> {
+    rustix::fs::fallocate(fd, FallocateFlags::empty(), offset, len)
 }
 
 /// Sets the length without allocating pages: `ftruncate(2)`.

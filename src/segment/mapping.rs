@@ -98,6 +98,16 @@ impl Mapping {
         let _ = self.map.advise(advice);
     }
 
+    /// [`populate`](Self::populate) for bytes `offset..offset + len` only
+    /// (widened to whole pages).
+    pub fn populate_range(&self, offset: usize, len: usize, write: bool) {
+        let advice = if write { memmap2::Advice::PopulateWrite } else { memmap2::Advice::PopulateRead };
+        let end = offset.saturating_add(len).min(self.len());
+        if offset < end {
+            let _ = self.map.advise_range(advice, offset, end - offset);
+        }
+    }
+
     /// The segment's or file's identity, which a name may stop leading to.
     pub fn id(&self) -> FileId {
         self.id

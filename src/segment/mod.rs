@@ -74,7 +74,7 @@ impl Segment {
         data_len: usize,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
-        Segment::create_inner(name, kind, head, data_len, true, init)
+        Segment::create_inner(name, kind, head, data_len, Pages::Populated, init)
     }
 
     /// Like [`create`](Self::create), with every page reserved but none
@@ -87,7 +87,37 @@ impl Segment {
         data_len: usize,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
-        Segment::create_inner(name, kind, head, data_len, false, init)
+        Segment::create_inner(name, kind, head, data_len, Pages::Reserved, init)
+    }
+
+    /// Like [`create`](Self::create), with the data's pages neither
+    /// reserved nor mapped (reading as zeros): for segments whose users
+    /// reserve their own parts, in parallel, with
+    /// [`reserve_data`](Self::reserve_data), before any of them touches a
+    /// page (an unreserved page of a full `/dev/shm` is a SIGBUS).
+    pub fn create_sparse(
+        name: &str,
+        kind: SegmentKind,
+        head: &[u8],
+        data_len: usize,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Segment> {
+        Segment::create_inner(name, kind, head, data_len, Pages::Sparse, init)
+    }
+
+    /// Reserves (allocates) the pages of data bytes `offset..offset + len`
+    /// and maps them in this process: a sparse segment's part this process
+    /// is to use. [`Error::NoSpace`] if `/dev/shm` cannot hold them.
+    pub fn reserve_data(&self, offset: usize, len: usize) -> Result<()> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.data_len());
+        let end = end.ok_or_else(|| Error::InvalidArgument(format!("{len} bytes at {offset} past the data")))?;
+        if len == 0 {
+            return Ok(()); // fallocate refuses an empty range
+        }
+        let at = self.layout.data_offset + offset;
+        reserve_at(&self.map.fd(), at as u64, (end - offset) as u64, self.map.backing())?;
+        self.map.populate_range(at, end - offset, !self.is_file());
+        Ok(())
     }
 
     fn create_inner(
@@ -95,7 +125,7 @@ impl Segment {
         kind: SegmentKind,
         head: &[u8],
         data_len: usize,
-        populate: bool,
+        pages: Pages,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
         crate::role::guard(|| format!("created segment '{name}'"));
@@ -121,7 +151,7 @@ impl Segment {
             data_len: data_len as u64,
             pid_namespace: os::pid_namespace(),
         };
-        let mut seg = Segment::build(fd, total, populate, backing, head, Some(trailer), init)?;
+        let mut seg = Segment::build(fd, total, pages, backing, head, Some(trailer), init)?;
         os::link(seg.map.fd(), dir, name).map_err(|e| link_error(name, e))?;
         seg.map.own();
         seg.creator = true;
@@ -167,7 +197,7 @@ impl Segment {
         let backing = Backing::File { path: path.to_owned() };
         match os::unnamed_file(&dir, 0o644).map(Tracked::new) {
             Ok(fd) => {
-                let seg = Segment::build(fd, total, false, backing, head, None, init)?;
+                let seg = Segment::build(fd, total, Pages::Reserved, backing, head, None, init)?;
                 os::link(seg.map.fd(), &dir, file_name).map_err(|e| link_error(label, e))?;
                 Ok(seg)
             }
@@ -176,7 +206,7 @@ impl Segment {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
                 let fd = Tracked::new(os::create_at(&dir, file_name, 0o644).map_err(io("create"))?);
                 let guard = RemoveOnDrop { dir: &dir, name: file_name };
-                let seg = Segment::build(fd, total, false, backing, head, None, init)?;
+                let seg = Segment::build(fd, total, Pages::Reserved, backing, head, None, init)?;
                 std::mem::forget(guard); // built: the file stays
                 Ok(seg)
             }
@@ -189,13 +219,23 @@ impl Segment {
     fn build(
         fd: Tracked,
         total: usize,
-        populate: bool,
+        pages: Pages,
         backing: Backing,
         head: &[u8],
         trailer: Option<Trailer>,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
-        reserve(&fd, total, &backing)?;
+        match pages {
+            Pages::Sparse => {
+                // Sized, with the header and trailer pages reserved: only
+                // the data's pages are left to their users.
+                os::set_len(&*fd, total as u64).map_err(|e| Error::from_io("ftruncate", backing.label(), e.into()))?;
+                reserve_at(&fd, 0, head.len() as u64, &backing)?;
+                reserve_at(&fd, (total - TRAILER_LEN) as u64, TRAILER_LEN as u64, &backing)?;
+            }
+            _ => reserve(&fd, total, &backing)?,
+        }
+        let populate = pages == Pages::Populated;
         let map = Mapping::new(fd, total, backing)?;
         if let Some(t) = trailer {
             // First, so that `shmkit ls` can tell what an unnamed segment
@@ -498,17 +538,34 @@ fn announce(fd: &OwnedFd, name: &str) -> Result<()> {
 }
 
 /// Sizes a new file to `len`, reserving its pages where the filesystem can.
+/// What a new segment's pages are when it gets its name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Pages {
+    /// Reserved, and mapped in the creator.
+    Populated,
+    /// Reserved, mapped by each user as it touches them.
+    Reserved,
+    /// Only the header's and trailer's reserved (see `create_sparse`).
+    Sparse,
+}
+
 fn reserve(fd: &OwnedFd, len: usize, backing: &Backing) -> Result<()> {
+    reserve_at(fd, 0, len as u64, backing)
+}
+
+/// Reserves bytes `offset..offset + len` of the file (see [`reserve`]).
+fn reserve_at(fd: &impl rustix::fd::AsFd, offset: u64, len: u64, backing: &Backing) -> Result<()> {
     let label = backing.label();
-    let sized = os::reserve(fd, len as u64).or_else(|e| match e {
+    let sized = os::reserve_range(fd, offset, len).or_else(|e| match e {
         // Filesystems without fallocate: size it, pages on demand.
-        Errno::OPNOTSUPP => os::set_len(fd, len as u64),
+        Errno::OPNOTSUPP if offset == 0 => os::set_len(fd, len),
+        Errno::OPNOTSUPP => Ok(()), // sized already: pages on demand
         _ => Err(e),
     });
     sized.map_err(|e| match (e, backing) {
         (Errno::NOSPC, _) | (Errno::FBIG, Backing::Shm { .. }) => {
             let (available, size) = os::space(fd);
-            Error::NoSpace { name: label.to_owned(), requested: len as u64, available, size }
+            Error::NoSpace { name: label.to_owned(), requested: len, available, size }
         }
         (Errno::FBIG, Backing::File { .. }) => {
             let op = "fallocate (larger than its filesystem allows a file)";
