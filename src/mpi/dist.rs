@@ -168,22 +168,40 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     /// to all, and `combine` folds them in row order (whatever the ranks'
     /// order, `--map-by node` included), so every rank gets the same
     /// result whatever `combine` is.
+    ///
+    /// One collective call: each rank's record (whether its rows could be
+    /// read, whether it has a value, its first row, the value) goes to
+    /// every rank in one all-gather, which also serves as the agreement
+    /// (every rank sees every rank's failure).
     pub fn reduce<R: bytemuck::Pod>(
         &self,
         local: impl FnOnce(&View<'_, T, Ix2>) -> Option<R>,
         combine: impl Fn(R, R) -> R,
     ) -> Result<Option<R>> {
-        let mine = self.cluster.agree(self.my_rows().map(|v| local(&v)))?;
+        let mine = self.my_rows().map(|v| local(&v));
         let world = &self.cluster.world;
         let n = world.size() as usize;
         // Values travel as bytes: any Pod result, not only MPI's types.
-        let size = size_of::<R>();
-        let (mut values, mut present, mut first) = (vec![0u8; n * size], vec![0u8; n], vec![0u64; n]);
-        world.all_gather_into(bytemuck::bytes_of(&mine.unwrap_or_else(R::zeroed)), &mut values[..]);
-        world.all_gather_into(&u8::from(mine.is_some()), &mut present[..]);
-        world.all_gather_into(&(self.rank_rows.start as u64), &mut first[..]);
-        let value = |i: usize| bytemuck::pod_read_unaligned::<R>(&values[i * size..(i + 1) * size]);
-        let mut parts: Vec<(u64, R)> = (0..n).filter(|&i| present[i] == 1).map(|i| (first[i], value(i))).collect();
+        let (size, head) = (size_of::<R>(), 16);
+        let mut record = vec![0u8; head + size];
+        record[0] = u8::from(mine.is_err());
+        record[1] = u8::from(matches!(mine, Ok(Some(_))));
+        record[8..16].copy_from_slice(&(self.rank_rows.start as u64).to_le_bytes());
+        if let Ok(Some(v)) = &mine {
+            record[head..].copy_from_slice(bytemuck::bytes_of(v));
+        }
+        let mut all = vec![0u8; n * record.len()];
+        world.all_gather_into(&record[..], &mut all[..]);
+        let records: Vec<&[u8]> = all.chunks(record.len()).collect();
+        if let Err(source) = mine {
+            return Err(MpiError::Segment { node: self.cluster.node_index(), source });
+        }
+        if records.iter().any(|r| r[0] != 0) {
+            return Err(MpiError::OtherNode);
+        }
+        let first = |r: &[u8]| u64::from_le_bytes(r[8..16].try_into().expect("8 bytes"));
+        let mut parts: Vec<(u64, R)> =
+            records.iter().filter(|r| r[1] == 1).map(|r| (first(r), bytemuck::pod_read_unaligned(&r[head..]))).collect();
         parts.sort_by_key(|(f, _)| *f); // row order: the same on every rank
         Ok(parts.into_iter().map(|(_, v)| v).reduce(combine))
     }
