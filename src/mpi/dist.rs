@@ -200,8 +200,11 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
             return Err(MpiError::OtherNode);
         }
         let first = |r: &[u8]| u64::from_le_bytes(r[8..16].try_into().expect("8 bytes"));
-        let mut parts: Vec<(u64, R)> =
-            records.iter().filter(|r| r[1] == 1).map(|r| (first(r), bytemuck::pod_read_unaligned(&r[head..]))).collect();
+        let mut parts: Vec<(u64, R)> = records
+            .iter()
+            .filter(|r| r[1] == 1)
+            .map(|r| (first(r), bytemuck::pod_read_unaligned(&r[head..])))
+            .collect();
         parts.sort_by_key(|(f, _)| *f); // row order: the same on every rank
         Ok(parts.into_iter().map(|(_, v)| v).reduce(combine))
     }

@@ -95,7 +95,7 @@ pub fn is_helper() -> bool {
 
 fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     let stream = role::adopt(fd).unwrap_or_else(|| die("the helper socket is taken"));
-    watch_pool(&stream);
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let (region, index) = own_region().unwrap_or_else(|e| die(e));
     let status = region.status(index).expect("checked by own_region");
     let (jobs, out) = (region.jobs(index).expect("checked"), region.results(index).expect("checked"));
@@ -104,7 +104,8 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     panics::install_hook();
     let ready = FromHelper::Ready { protocol: PROTOCOL, tasks: registry.names(), pid: std::process::id() };
     crate::fault::point("helper-before-ready");
-    send(&mut &stream, &ready).unwrap_or_else(|e| die(e));
+    send(&mut &stream, &ready).unwrap_or_else(|e| die(e)); // fails if the pool is gone already
+    watch_pool(&stream); // after Ready: a thread's start is not on the way to the pool's
     let (mut reader, mut cache, mut encoded) = (FrameReader::new(), Cache::default(), Vec::new());
     // Jobs come through the job ring from here on, results go back through
     // the result ring; the socket only carries doorbells. Ends when the
@@ -230,14 +231,14 @@ fn die(e: impl std::fmt::Display) -> ! {
     std::process::exit(3)
 }
 
-/// Ends this helper when its pool's process dies: `PR_SET_PDEATHSIG`
-/// kills it with its parent at once, and a watcher thread exits when the
-/// socket's other end is gone (`POLLRDHUP`), which covers what that misses:
-/// a pool that died before this helper got here, or a launcher in between
-/// (then the parent is the launcher). Run before anything slow.
+/// Ends this helper when its pool's process dies. `PR_SET_PDEATHSIG`
+/// (set first thing in `serve_at`) kills it with its parent at once; this
+/// watcher thread exits when the socket's other end is gone (`POLLRDHUP`),
+/// which covers what that misses: a pool that died before this helper got
+/// here (then sending Ready fails first), or a launcher in between (then
+/// the parent is the launcher).
 fn watch_pool(stream: &UnixStream) {
     use rustix::event::{poll, PollFd, PollFlags};
-    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let Ok(watch) = stream.try_clone() else { return };
     std::thread::spawn(move || loop {
         let mut fds = [PollFd::new(&watch, PollFlags::RDHUP)];

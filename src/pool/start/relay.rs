@@ -54,18 +54,34 @@ impl Drop for Relay {
     }
 }
 
-/// Makes a pipe whose read end a new thread relays to `to`; returns the
-/// write end (close-on-exec, numbered 3 or above, as the socket is) for the
-/// helper's standard output or error, and the relay's handle.
-pub(crate) fn relay(to: Stream) -> io::Result<(OwnedFd, Relay)> {
+/// Makes a pipe for a helper's standard output or error; returns the
+/// write end (close-on-exec, numbered 3 or above, as the socket is) and
+/// the read end, to relay once the helper is on its way ([`Pending::start`]:
+/// the pipe holds what the helper writes meanwhile, so starting the
+/// thread need not delay the helper's start).
+pub(crate) fn pipe(to: Stream) -> io::Result<(OwnedFd, Pending)> {
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let write = rustix::io::fcntl_dupfd_cloexec(&write, 3)?;
-    let gone = Arc::new(AtomicBool::new(false));
-    let reader = Pipe { fd: read, gone: gone.clone(), since: None };
-    std::thread::Builder::new().name("shmkit-relay".into()).stack_size(64 << 10).spawn(move || {
-        copy_lines(reader, |bytes| write_all(to, bytes));
-    })?;
-    Ok((write, Relay(gone)))
+    Ok((write, Pending { read, to }))
+}
+
+/// A pipe's read end, not relayed yet.
+pub(crate) struct Pending {
+    read: OwnedFd,
+    to: Stream,
+}
+
+impl Pending {
+    /// Starts the thread that relays the pipe to its stream.
+    pub fn start(self) -> io::Result<Relay> {
+        let gone = Arc::new(AtomicBool::new(false));
+        let reader = Pipe { fd: self.read, gone: gone.clone(), since: None };
+        let to = self.to;
+        std::thread::Builder::new().name("shmkit-relay".into()).stack_size(64 << 10).spawn(move || {
+            copy_lines(reader, |bytes| write_all(to, bytes));
+        })?;
+        Ok(Relay(gone))
+    }
 }
 
 /// The read end, as a reader that ends at end-of-file or [`GRACE`] after

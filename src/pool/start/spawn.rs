@@ -88,12 +88,11 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
         env.push((TEST_VAR.into(), test.into()));
     }
     let spawn_error = |source| PoolError::Spawn { program: cfg.program.display().to_string(), source };
-    let relayed = |on: bool, to| on.then(|| relay::relay(to)).transpose().map_err(spawn_error);
+    let relayed = |on: bool, to| on.then(|| relay::pipe(to)).transpose().map_err(spawn_error);
     let out_pipe = relayed(cfg.relay_output && !cfg.quiet, relay::Stream::Stdout)?;
     let err_pipe = relayed(cfg.relay_output, relay::Stream::Stderr)?;
     let (out_pipe, out_relay) = out_pipe.unzip();
     let (err_pipe, err_relay) = err_pipe.unzip();
-    let relays: Vec<relay::Relay> = out_relay.into_iter().chain(err_relay).collect();
     let (stdout, stderr) = (out(&out_pipe, cfg.quiet), out(&err_pipe, false));
     let what = Spawn { program: &cfg.program, args: &cfg.args, env, keep: theirs.as_fd(), stdout, stderr };
     let child = process::spawn(&what).map_err(spawn_error)?;
@@ -101,6 +100,10 @@ pub(crate) fn start(cfg: &Config, names: &[String], region: &Arc<Region>, index:
     // end-of-stream, and the relays' end-of-file.
     drop((theirs, out_pipe, err_pipe));
     let mut reaper = Reaper(Some(child));
+    // The relays' threads start while the helper loads (a pipe holds its
+    // first output meanwhile): not on the way to its start.
+    let relays = out_relay.into_iter().chain(err_relay).map(relay::Pending::start);
+    let relays: Vec<relay::Relay> = relays.collect::<io::Result<_>>().map_err(spawn_error)?;
     let stream = UnixStream::from(ours);
     let mut reader = FrameReader::new();
     let rings = (region.jobs(index).expect("numbered within"), region.results(index).expect("numbered within"));
