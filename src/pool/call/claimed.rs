@@ -42,14 +42,21 @@ pub(super) enum Round<R> {
     Left,
 }
 
-/// A claim table held by one pass; given back when dropped.
+/// A claim table held by one pass; closed (see `claims`) and given back
+/// when dropped, also when the pass unwinds: no entry is left free for a
+/// claimer of this pass once another pass may use the table.
 struct Lease<'a> {
     shared: &'a Shared,
     index: usize,
+    /// The pass and its chunks, once the table is reset for it.
+    pass: Option<(u32, usize)>,
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
+        if let (Some((pass, count)), Some(table)) = (self.pass, self.shared.region.claims(self.index)) {
+            table.close(pass, count);
+        }
         self.shared.tables_taken.fetch_and(!(1 << self.index), Ordering::AcqRel);
     }
 }
@@ -62,7 +69,7 @@ fn lease(shared: &Shared) -> Option<Lease<'_>> {
         let ask =
             shared.tables_taken.compare_exchange_weak(taken, taken | 1 << index, Ordering::AcqRel, Ordering::Acquire);
         match ask {
-            Ok(_) => return Some(Lease { shared, index }),
+            Ok(_) => return Some(Lease { shared, index, pass: None }),
             Err(now) => taken = now,
         }
     }
@@ -89,10 +96,11 @@ impl<'p> Batch<'p> {
         let task = self.task_id::<F>().ok()?;
         let mut args = Vec::new();
         codec::put(&mut args, template).ok()?; // `Serialize` before anything is queued
-        let lease = lease(inner)?;
+        let mut lease = lease(inner)?;
         let table = inner.region.claims(lease.index).expect("leases are of tables in the segment");
         let pass = inner.passes.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
         table.reset(pass, ranges);
+        lease.pass = Some((pass, ranges.len()));
         let claimers = self.pool.helpers().min(ranges.len());
         let (tx, rx) = channel();
         let cancel = Arc::new(Cancel::default());

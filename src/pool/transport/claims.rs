@@ -97,15 +97,13 @@ impl<'a> Table<'a> {
     /// no job of another pass can claim here.
     pub fn reset(&self, pass: u32, chunks: &[Range<usize>]) {
         assert!(chunks.len() <= CHUNKS && pass != 0);
-        for i in 0..CHUNKS {
-            // Past the pass's chunks: pass 0, which no claim names.
-            let (rows, state) = match chunks.get(i) {
-                Some(rows) => (rows.clone(), word(pass, 0, FREE)),
-                None => (0..0, 0),
-            };
+        // Only the pass's own entries: every earlier pass was closed (see
+        // `close`; a lease closes its pass when dropped), so no entry past
+        // them is free for any pass, and no claim can succeed there.
+        for (i, rows) in chunks.iter().enumerate() {
             self.entries[3 * i + 1].store(rows.start as u64, Ordering::Relaxed);
             self.entries[3 * i + 2].store(rows.end as u64, Ordering::Relaxed);
-            self.entries[3 * i].store(state, Ordering::Relaxed);
+            self.entries[3 * i].store(word(pass, 0, FREE), Ordering::Relaxed);
         }
         self.next.store(0, Ordering::Release);
     }
@@ -197,12 +195,15 @@ mod tests {
         let (next, entries) = words();
         let t = Table::new(&next, &entries);
         t.reset(1, &[0..4, 4..8]);
+        t.close(1, 2);
         t.reset(2, &[0..2, 2..8]);
         assert_eq!(t.claim(1, 0, 2), None, "pass 1 is over");
         assert_eq!(t.state(0, 2), State::Free, "left free: its pass runs it another way");
         assert_eq!(t.claim(2, 0, 2), Some((1, 2..8)));
         assert_eq!(t.claim(2, 0, 5000), None, "a count past the table stops at its end");
-        assert_eq!(t.state(2, 2), State::Foreign, "entries past a pass's chunks are no pass's");
+        t.close(2, 2);
+        t.reset(3, &[0..1]);
+        assert_eq!(t.claim(2, 0, 2), None, "a closed pass takes nothing, in entries past the next pass's too");
     }
 
     #[test]
