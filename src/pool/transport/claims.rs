@@ -202,7 +202,7 @@ mod tests {
         assert_eq!(t.claim(2, 0, 2), Some((1, 2..8)));
         assert_eq!(t.claim(2, 0, 5000), None, "a count past the table stops at its end");
         t.close(2, 2);
-        t.reset(3, &[0..1]);
+        t.reset(3, &[0..1, 1..2]);
         assert_eq!(t.claim(2, 0, 2), None, "a closed pass takes nothing, in entries past the next pass's too");
     }
 
