@@ -115,7 +115,7 @@ impl Segment {
             return Ok(()); // fallocate refuses an empty range
         }
         let at = self.layout.data_offset + offset;
-        reserve_at(&self.map.fd(), at as u64, (end - offset) as u64, self.map.backing())?;
+        reserve_at(&self.map.fd(), at as u64, (end - offset) as u64, true, self.map.backing())?;
         self.map.populate_range(at, end - offset, !self.is_file());
         Ok(())
     }
@@ -230,8 +230,8 @@ impl Segment {
                 // Sized, with the header and trailer pages reserved: only
                 // the data's pages are left to their users.
                 os::set_len(&*fd, total as u64).map_err(|e| Error::from_io("ftruncate", backing.label(), e.into()))?;
-                reserve_at(&fd, 0, head.len() as u64, &backing)?;
-                reserve_at(&fd, (total - TRAILER_LEN) as u64, TRAILER_LEN as u64, &backing)?;
+                reserve_at(&fd, 0, head.len() as u64, true, &backing)?;
+                reserve_at(&fd, (total - TRAILER_LEN) as u64, TRAILER_LEN as u64, true, &backing)?;
             }
             _ => reserve(&fd, total, &backing)?,
         }
@@ -550,16 +550,18 @@ pub(crate) enum Pages {
 }
 
 fn reserve(fd: &OwnedFd, len: usize, backing: &Backing) -> Result<()> {
-    reserve_at(fd, 0, len as u64, backing)
+    reserve_at(fd, 0, len as u64, false, backing)
 }
 
 /// Reserves bytes `offset..offset + len` of the file (see [`reserve`]).
-fn reserve_at(fd: &impl rustix::fd::AsFd, offset: u64, len: u64, backing: &Backing) -> Result<()> {
+/// On a filesystem without fallocate, pages come on demand: a file
+/// `sized` already (a sparse segment's range) stays as it is, another is
+/// sized to cover the range.
+fn reserve_at(fd: &impl rustix::fd::AsFd, offset: u64, len: u64, sized: bool, backing: &Backing) -> Result<()> {
     let label = backing.label();
     let sized = os::reserve_range(fd, offset, len).or_else(|e| match e {
-        // Filesystems without fallocate: size it, pages on demand.
-        Errno::OPNOTSUPP if offset == 0 => os::set_len(fd, len),
-        Errno::OPNOTSUPP => Ok(()), // sized already: pages on demand
+        Errno::OPNOTSUPP if sized => Ok(()),
+        Errno::OPNOTSUPP => os::set_len(fd, offset + len),
         _ => Err(e),
     });
     sized.map_err(|e| match (e, backing) {

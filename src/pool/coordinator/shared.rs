@@ -119,6 +119,9 @@ impl Shared {
     /// other calls' work.
     pub(crate) fn drop_cancelled(&self, cancel: &Arc<Cancel>) {
         let mut q = lock(&self.queue);
+        if !q.jobs.iter().any(|j| Arc::ptr_eq(&j.cancel, cancel)) {
+            return; // none queued (a pass looks again every 10 ms)
+        }
         let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
             std::mem::take(&mut q.jobs).into_iter().partition(|j| Arc::ptr_eq(&j.cancel, cancel));
         q.jobs = rest;

@@ -8,9 +8,13 @@ use crate::pool::transport::codec;
 use crate::pool::transport::region::Region;
 use crate::pool::transport::wire::{Appender, ChunkArgs, ClaimRef, Failure, Items};
 
-/// Results a claimer gathers before it stops claiming and answers: all
-/// of them go back in one message, which must stay well within a frame.
+/// Results (and errors) a claimer gathers before it stops claiming and
+/// answers: all of them go back in one message, which must stay well
+/// within a frame.
 const ANSWER_BYTES: usize = 64 << 20;
+/// The most one chunk's result or error may add to an answer: a larger
+/// one fails that chunk alone (`Codec`), and the answer still fits a frame.
+const CHUNK_BYTES: usize = 128 << 20;
 
 /// Runs row task `task` on each chunk this helper claims: `args` are the
 /// task's arguments for rows 0..0 (a `ChunkArgs`, then any parameter),
@@ -29,7 +33,7 @@ pub(crate) fn run(
         (None, _) => Err(Failure::Codec(format!("no claim table {}", claim.table))),
         (_, Err(e)) => Err(Failure::Codec(format!("a claim job's arguments: {e}"))),
         (Some(table), Ok((rows, rest))) => {
-            let mut ran = Items::with_count(0);
+            let (mut ran, mut bytes) = (Items::with_count(0), 0);
             let mut one = Vec::new();
             while let Some((i, range)) = table.claim(claim.pass, claim.claimer, claim.chunks as usize) {
                 crate::fault::point("helper-claimed");
@@ -43,10 +47,12 @@ pub(crate) fn run(
                     Err(e) => failed(Failure::Codec(e.to_string())),
                 };
                 let ok = items.failures.is_empty();
+                let (items, size) = bounded(items);
+                bytes += size;
                 append(&mut ran, items);
                 table.finish(i, claim.pass, claim.claimer, ok);
                 crate::fault::point("helper-finished-chunk");
-                if ran.data.len() >= ANSWER_BYTES {
+                if bytes >= ANSWER_BYTES {
                     break; // the rest to other claimers, or one message per chunk
                 }
             }
@@ -58,6 +64,22 @@ pub(crate) fn run(
         Err(why) => answer.fail(0, why),
     }
     answer
+}
+
+/// One chunk's `Items` and what they add to the answer, at most
+/// [`CHUNK_BYTES`]: a larger result or error becomes a short `Codec`
+/// failure saying so (the chunk ran: a pass that writes counts it in
+/// doubt).
+fn bounded(items: Items) -> (Items, usize) {
+    let failure = |f: &Failure| postcard::to_stdvec(f).map_or(usize::MAX, |v| v.len());
+    let size = items.failures.iter().map(|(_, f)| failure(f)).fold(items.data.len(), usize::saturating_add);
+    match size <= CHUNK_BYTES {
+        true => (items, size),
+        false => {
+            let why = format!("a chunk's result or error takes {size} bytes, more than a pass sends back per chunk");
+            (failed(Failure::Codec(why)), 128)
+        }
+    }
 }
 
 fn failed(why: Failure) -> Items {

@@ -240,7 +240,9 @@ fn die(e: impl std::fmt::Display) -> ! {
 fn watch_pool(stream: &UnixStream) {
     use rustix::event::{poll, PollFd, PollFlags};
     let Ok(watch) = stream.try_clone() else { return };
-    std::thread::spawn(move || loop {
+    // A thread that cannot start leaves the death signal, and the
+    // hang-up seen when the helper next waits for work.
+    let _ = std::thread::Builder::new().name("shmkit-watch".into()).spawn(move || loop {
         let mut fds = [PollFd::new(&watch, PollFlags::RDHUP)];
         match poll(&mut fds, None) {
             Ok(_) => crate::os::exit_now(1), // hung up, or an error on the socket
