@@ -390,6 +390,7 @@ fn a_coordinator_with_standard_input_and_output_closed_still_gets_helpers() {
         shmkit::init(register);
         let pool = pool(test, 1).start_timeout(Duration::from_secs(20)).build().unwrap();
         assert_eq!(pool.submit(square, 7).wait(), Ok(49));
+        drop(pool); // `exit` runs no destructor: the pool's segment would stay behind
         std::process::exit(0);
     }
     shmkit::init(register);
