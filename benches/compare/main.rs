@@ -7,15 +7,18 @@
 //! ```text
 //! cargo bench --bench compare            # about 4 minutes on 2 cores
 //! cargo bench --bench compare -- --quick # smaller sizes, for development
+//! cargo bench --bench compare -- --runs-only # the five-run summary from the kept runs
 //! ```
 //!
 //! After one warm-up round, each repetition runs every workload on the
 //! two Rust sides (in alternating order) and then one Python round, so
 //! the three columns are measured side by side in time, not minutes
 //! apart. Prints a table with ratios; writes `target/bench/compare.{json,md,svg}`
-//! and, unless `--quick`, its section of `benches/README.md`.
+//! and, unless `--quick`, its section of `benches/README.md`, and keeps
+//! the run for the summary of the newest five (see `history`).
 
 mod curve;
+mod history;
 mod measure;
 mod python;
 mod report;
@@ -52,6 +55,9 @@ pub type Samples = Vec<f64>;
 fn main() -> Result<()> {
     shmkit::init(measure::tasks);
     measure::spin_if_asked();
+    if std::env::args().any(|a| a == "--runs-only") {
+        return history::summarise();
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let helpers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sizes = match quick {

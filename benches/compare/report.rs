@@ -241,6 +241,10 @@ pub fn write(
     }
     let doc = json!({"measured": header, "helpers": s.helpers, "elements": s.elements, "reps": s.reps, "rows": rows});
     std::fs::write(dir.join("compare.json"), serde_json::to_string_pretty(&doc)?)?;
+    if !quick {
+        crate::history::keep(&doc)?;
+        crate::history::summarise()?;
+    }
     std::fs::write(dir.join("compare.svg"), svg(&bars, &header))?;
     eprintln!("compare: wrote {}/compare.{{md,json,svg}}", dir.display());
     Ok(())
