@@ -309,7 +309,7 @@ fn a_pass_does_not_wait_for_a_helper_busy_with_other_work() {
     let n = a.len() as f64;
     assert_eq!(pool.sum(&a).unwrap(), n * (n - 1.0) / 2.0);
     assert!(!busy.is_finished(), "the passes finished while the other helper was still busy");
-    assert!(busy.cancel(), "the busy task was running");
+    assert!(busy.cancel(), "the busy task had not finished");
 }
 
 /// A read pass whose helper dies after finishing chunks: with a retry,
