@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{unique, Watchdog};
 use ndarray::{Array2, Ix1, Ix2};
-use shmkit::pool::{InPlaceError, PoolBuilder, TaskError};
+use shmkit::pool::{InPlaceError, PoolBuilder, ReduceError, TaskError};
 use shmkit::{Pool, SharedArray};
 use tasks::*;
 
@@ -256,9 +256,8 @@ fn a_helper_killed_mid_pass_names_the_rows_applied_and_in_doubt() {
     shmkit::init(register);
     let _w = Watchdog::new(Duration::from_secs(60));
     let pool = Pool::builder().tasks(register).helpers(1).build().unwrap();
-    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-died"), 1000).unwrap();
-    a.as_slice_mut().unwrap().fill(1.0);
-    let err = pool.batch().chunksize(100).for_each_chunk_mut(&mut a, double_or_die).unwrap_err();
+    let (a, done) = ones_doubled_in_chunks_of_100(&pool, "pool-died", double_or_die);
+    let err = done.unwrap_err();
     let report = err.report().expect("an incomplete pass");
     assert_eq!(report.applied, [0..400, 500..1000], "{err}");
     assert!(report.not_applied.is_empty(), "{err}");
@@ -266,10 +265,7 @@ fn a_helper_killed_mid_pass_names_the_rows_applied_and_in_doubt() {
         matches!(&report.in_doubt[..], [(r, TaskError::WorkerDied { signal: Some(6), .. })] if *r == (400..500)),
         "{err}"
     );
-    let values = a.as_slice().unwrap();
-    for r in &report.applied {
-        assert!(values[r.clone()].iter().all(|&x| x == 2.0), "rows {r:?} were reported applied");
-    }
+    assert_applied_doubled(&a, report);
     assert!(err.to_string().contains("400..500 in doubt"), "{err}");
 }
 
@@ -281,13 +277,71 @@ fn a_chunk_that_failed_before_its_helper_died_is_in_doubt() {
     shmkit::init(register);
     let _w = Watchdog::new(Duration::from_secs(60));
     let pool = Pool::builder().tasks(register).helpers(1).build().unwrap();
-    let mut a = SharedArray::<f64, Ix1>::create(&unique("pool-fail-die"), 1000).unwrap();
-    a.as_slice_mut().unwrap().fill(1.0);
-    let err = pool.batch().chunksize(100).for_each_chunk_mut(&mut a, double_panic_or_die).unwrap_err();
+    let (a, done) = ones_doubled_in_chunks_of_100(&pool, "pool-fail-die", double_panic_or_die);
+    let err = done.unwrap_err();
     let report = err.report().expect("an incomplete pass");
     assert_eq!(report.applied, [0..100, 200..300, 400..1000], "{err}");
     let doubt: Vec<_> = report.in_doubt.iter().map(|(r, _)| r.clone()).collect();
     assert_eq!(doubt, [100..200, 300..400], "{err}");
+    assert_applied_doubled(&a, report);
+}
+
+/// A helper killed as it claims its first chunk (before it touches a
+/// row), and one killed as it finishes one (its result not yet sent):
+/// the first chunk is in doubt, or applied, every other one runs on the
+/// replacement, and a sum counts each chunk once (the chunk whose result
+/// was lost runs again; the one killed at its claim, with a retry).
+#[test]
+fn a_helper_killed_as_it_claims_or_finishes_a_chunk_leaves_every_chunk_settled() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let at_claim = Pool::builder().tasks(register).helpers(1).env("SHMKIT_FAULT_INJECT", "helper-claimed").build();
+    let (a, done) = ones_doubled_in_chunks_of_100(&at_claim.unwrap(), "pool-kill-claim", double);
+    let err = done.unwrap_err();
+    let report = err.report().expect("an incomplete pass");
+    assert_eq!(report.applied, vec![100..1000], "{err}");
+    assert!(
+        matches!(&report.in_doubt[..], [(r, TaskError::WorkerDied { signal: Some(9), .. })] if *r == (0..100)),
+        "{err}"
+    );
+    assert_applied_doubled(&a, report);
+    assert!(a.as_slice().unwrap()[..100].iter().all(|&x| x == 1.0), "the claimed chunk was not begun");
+    let at_end = Pool::builder().tasks(register).helpers(1).env("SHMKIT_FAULT_INJECT", "helper-finished-chunk");
+    let at_end = at_end.build().unwrap();
+    let (a, done) = ones_doubled_in_chunks_of_100(&at_end, "pool-kill-finished", double);
+    assert!(done.is_ok(), "the finished chunk is applied, the rest ran on the replacement: {done:?}");
+    assert!(a.as_slice().unwrap().iter().all(|&x| x == 2.0));
+    assert_eq!(at_end.batch().chunksize(100).sum(&a).unwrap(), 2000.0, "the lost result ran again");
+    let at_claim = Pool::builder().tasks(register).helpers(1).env("SHMKIT_FAULT_INJECT", "helper-claimed");
+    let at_claim = at_claim.build().unwrap();
+    assert_eq!(at_claim.batch().chunksize(100).retries(1).sum(&a).unwrap(), 2000.0);
+    match at_claim.batch().chunksize(100).sum(&a) {
+        Err(ReduceError::Failed { rows, error: TaskError::WorkerDied { signal: Some(9), .. } }) => {
+            assert_eq!(rows, 0..100)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// 1000 rows of ones under a unique name, then a pass of `f` over them in
+/// chunks of 100 rows on `pool`.
+fn ones_doubled_in_chunks_of_100<M, F>(
+    pool: &Pool,
+    name: &str,
+    f: F,
+) -> (SharedArray<f64, Ix1>, Result<(), InPlaceError>)
+where
+    M: shmkit::pool::task::WritesRows<f64, Ix1>,
+    F: shmkit::pool::task::Task<M, Args = shmkit::pool::ChunkArgs>,
+{
+    let mut a = SharedArray::<f64, Ix1>::create(&unique(name), 1000).unwrap();
+    a.as_slice_mut().unwrap().fill(1.0);
+    let done = pool.batch().chunksize(100).for_each_chunk_mut(&mut a, f);
+    (a, done)
+}
+
+/// Rows a report says were applied hold doubled ones.
+fn assert_applied_doubled(a: &SharedArray<f64, Ix1>, report: &shmkit::pool::RowReport) {
     let values = a.as_slice().unwrap();
     for r in &report.applied {
         assert!(values[r.clone()].iter().all(|&x| x == 2.0), "rows {r:?} were reported applied");

@@ -134,8 +134,8 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn reserve_rows(&self, rows: Range<usize>) -> Result<()> {
         self.check_rows(&rows)?;
-        let row_bytes = self.dim.slice()[1..].iter().product::<usize>() * size_of::<T>();
-        self.seg.reserve_data(rows.start * row_bytes, rows.len() * row_bytes)
+        let bytes = self.row_bytes(&rows); // a sparse array is in C order
+        self.seg.reserve_data(bytes.start, bytes.len())
     }
 
     /// Opens segment `name` by name alone; kind, dtype and dimensionality

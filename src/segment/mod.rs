@@ -109,14 +109,15 @@ impl Segment {
     /// and maps them in this process: a sparse segment's part this process
     /// is to use. [`Error::NoSpace`] if `/dev/shm` cannot hold them.
     pub fn reserve_data(&self, offset: usize, len: usize) -> Result<()> {
-        let end = offset.checked_add(len).filter(|&e| e <= self.data_len());
-        let end = end.ok_or_else(|| Error::InvalidArgument(format!("{len} bytes at {offset} past the data")))?;
+        if offset.checked_add(len).is_none_or(|end| end > self.data_len()) {
+            return Err(Error::InvalidArgument(format!("{len} bytes at {offset} past the data")));
+        }
         if len == 0 {
             return Ok(()); // fallocate refuses an empty range
         }
         let at = self.layout.data_offset + offset;
-        reserve_at(&self.map.fd(), at as u64, (end - offset) as u64, true, self.map.backing())?;
-        self.map.populate_range(at, end - offset, !self.is_file());
+        reserve_at(&self.map.fd(), at as u64, len as u64, true, self.map.backing())?;
+        self.map.populate_range(at, len, !self.is_file());
         Ok(())
     }
 
@@ -537,7 +538,6 @@ fn announce(fd: &OwnedFd, name: &str) -> Result<()> {
     }
 }
 
-/// Sizes a new file to `len`, reserving its pages where the filesystem can.
 /// What a new segment's pages are when it gets its name.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Pages {
@@ -549,6 +549,7 @@ pub(crate) enum Pages {
     Sparse,
 }
 
+/// Sizes a new file to `len`, reserving its pages where the filesystem can.
 fn reserve(fd: &OwnedFd, len: usize, backing: &Backing) -> Result<()> {
     reserve_at(fd, 0, len as u64, false, backing)
 }
@@ -559,12 +560,12 @@ fn reserve(fd: &OwnedFd, len: usize, backing: &Backing) -> Result<()> {
 /// sized to cover the range.
 fn reserve_at(fd: &impl rustix::fd::AsFd, offset: u64, len: u64, sized: bool, backing: &Backing) -> Result<()> {
     let label = backing.label();
-    let sized = os::reserve_range(fd, offset, len).or_else(|e| match e {
+    let reserved = os::reserve_range(fd, offset, len).or_else(|e| match e {
         Errno::OPNOTSUPP if sized => Ok(()),
         Errno::OPNOTSUPP => os::set_len(fd, offset + len),
         _ => Err(e),
     });
-    sized.map_err(|e| match (e, backing) {
+    reserved.map_err(|e| match (e, backing) {
         (Errno::NOSPC, _) | (Errno::FBIG, Backing::Shm { .. }) => {
             let (available, size) = os::space(fd);
             Error::NoSpace { name: label.to_owned(), requested: len, available, size }

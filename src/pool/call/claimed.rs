@@ -179,10 +179,11 @@ fn settle<R: serde::de::DeserializeOwned + 'static>(
     let mut ran: Vec<Vec<(usize, bool)>> = vec![Vec::new(); answers.len()];
     let broken = |why: &str| Round::Ran(Err(Failed { error: TaskError::Codec(why.into()), started: true }));
     for (i, round) in rounds.iter_mut().enumerate() {
-        match table.state(i, pass) {
+        let state = table.state(i, pass);
+        match state {
             State::Free | State::Closed => {}
             State::Done(c) | State::Failed(c) if (c as usize) < answers.len() => {
-                ran[c as usize].push((i, table.state(i, pass) == State::Done(c)))
+                ran[c as usize].push((i, matches!(state, State::Done(_))))
             }
             State::Claimed(c) => *round = Round::Ran(Err(blame(answers.get(c as usize)))),
             _ => *round = broken("a helper wrote a chunk state of no claimer of this pass"),

@@ -71,8 +71,7 @@ pub(crate) fn run(
 /// failure saying so (the chunk ran: a pass that writes counts it in
 /// doubt).
 fn bounded(items: Items) -> (Items, usize) {
-    let failure = |f: &Failure| postcard::to_stdvec(f).map_or(usize::MAX, |v| v.len());
-    let size = items.failures.iter().map(|(_, f)| failure(f)).fold(items.data.len(), usize::saturating_add);
+    let size = items.failures.iter().map(|(_, f)| super::encoded_len(f)).fold(items.data.len(), usize::saturating_add);
     match size <= CHUNK_BYTES {
         true => (items, size),
         false => {

@@ -158,14 +158,13 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
 /// too large, every result of the job does (its errors stay), so that the
 /// tasks fail and not the helper.
 fn fit(mut results: Items) -> Items {
-    let size = |f: &Failure| postcard::to_stdvec(f).map_or(usize::MAX, |v| v.len());
     let mut total = results.data.len();
     for (_, f) in &mut results.failures {
-        let len = size(f);
+        let len = encoded_len(f);
         if !fits(len) {
             *f = Failure::Codec(format!("the error takes {}", too_large(len)));
         }
-        total = total.saturating_add(size(f));
+        total = total.saturating_add(encoded_len(f));
     }
     if fits(total) {
         return results;
@@ -174,6 +173,11 @@ fn fit(mut results: Items) -> Items {
     let mut failures = results.failures.into_iter().peekable();
     let all = (0..results.count).map(|i| failures.next_if(|(at, _)| *at == i).unwrap_or((i, why.clone())));
     Items { data: Vec::new(), count: results.count, failures: all.collect() }
+}
+
+/// The bytes `f` takes in a message (`usize::MAX` if it cannot be encoded).
+fn encoded_len(f: &Failure) -> usize {
+    postcard::to_stdvec(f).map_or(usize::MAX, |v| v.len())
 }
 
 /// Reads more of the job ring, waiting for it (spinning briefly, then
