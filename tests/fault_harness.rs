@@ -17,6 +17,8 @@
 //!   finishing chunks whose results it never sent;
 //! - tasks cancelled (or dropped) while queued or pipelined, helpers
 //!   killed meanwhile: no task runs twice, every `Ok` ran once;
+//! - tasks sent straight to an idle helper, their answers read by the
+//!   waiting caller: the same;
 //! - creators and a collector (`gc`) killed or stopped mid-work: one gc
 //!   afterwards leaves nothing of theirs, and never removes a live segment;
 //! - a list's pusher stopped or killed mid-push: a slot reads pending only
@@ -271,6 +273,35 @@ fn round_cancel(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
         t.check(!ok || marks.binary_search(&i).is_ok(), || format!("cancel: task {i} is Ok but never ran"));
         let allowed = matches!(r, Ok(()) | Err(TaskError::Cancelled | TaskError::WorkerDied { .. }));
         t.check(allowed, || format!("cancel: task {i}: {r:?}"));
+    }
+}
+
+/// Tasks submitted one at a time to an idle pool, each sent straight to
+/// a helper and its answer read by the waiting caller (or, waited late,
+/// by its driver), a helper hit meanwhile: every `Ok` ran once, none ran
+/// twice.
+fn round_lent(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
+    let n = 4 + rng.below(12);
+    let list = shmkit::collections::ShmVec::<u64>::create_unique(4 * n as usize).unwrap();
+    let injector = inject(Duration::from_micros(rng.below(3000)), fault(rng), pick_helper(pool, rng));
+    let mut results = Vec::new();
+    for i in 0..n {
+        let h = pool.submit(mark, (list.name().to_owned(), i, rng.below(300)));
+        if rng.chance(4) {
+            std::thread::sleep(Duration::from_micros(rng.below(2000))); // past its lease
+        }
+        results.push((i, h.wait()));
+    }
+    t.faults += usize::from(injector.join().unwrap());
+    std::thread::sleep(Duration::from_millis(5)); // a task killed mid-run is gone by now
+    let mut marks = list.to_vec();
+    marks.sort_unstable();
+    let twice = marks.windows(2).find(|w| w[0] == w[1]);
+    t.check(twice.is_none(), || format!("lent: task {twice:?} ran twice"));
+    for (i, r) in results {
+        t.check(!r.is_ok() || marks.binary_search(&i).is_ok(), || format!("lent: task {i} is Ok but never ran"));
+        let allowed = matches!(r, Ok(()) | Err(TaskError::WorkerDied { .. }));
+        t.check(allowed, || format!("lent: task {i}: {r:?}"));
     }
 }
 
@@ -550,12 +581,13 @@ fn fault_injection_harness() {
     let start = Instant::now();
     let pool = Pool::builder().tasks(tasks).helpers(2).pipeline(2).in_test(TEST).build().unwrap();
     for _ in 0..rounds {
-        match rng.below(13) {
+        match rng.below(14) {
             0 => round_map(&pool, &mut rng, &mut t),
             1 => round_submit(&pool, &mut rng, &mut t),
             2 => round_in_place(&pool, &mut rng, &mut t, true),
             3 | 11 => round_in_place(&pool, &mut rng, &mut t, false),
             12 => round_sum(&pool, &mut rng, &mut t),
+            13 => round_lent(&pool, &mut rng, &mut t),
             4 => round_queue(&mut rng, &mut t),
             5 => round_locks(&mut rng, &mut t),
             6 | 7 => round_cancel(&pool, &mut rng, &mut t),

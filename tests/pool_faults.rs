@@ -531,3 +531,82 @@ fn a_panicking_waker_does_not_stop_the_pool() {
     assert_eq!(squares[7], 49, "the driver lives on");
     assert_eq!(handle.wait(), Ok(50));
 }
+
+/// Tasks sent straight to an idle helper (the waiting caller reads the
+/// answer itself, no driver in between), their helper killed or stopped
+/// at a random moment, or the task waited after a pause (its driver took
+/// it over), cancelled, or dropped: each has one outcome, and `Ok` means
+/// it ran exactly once. The helper is hit while it reads the job, runs
+/// it, or writes its answer, whichever the random moment meets.
+#[test]
+fn a_task_sent_straight_to_an_idle_helper_has_one_outcome_whatever_hits_it() {
+    shmkit::init(register);
+    let rounds = common::tier(60, 400);
+    let _w = Watchdog::new(Duration::from_secs(60 + rounds as u64 / 2));
+    let mut rng = common::seeded_rng("tasks sent straight to a helper");
+    let test = "a_task_sent_straight_to_an_idle_helper_has_one_outcome_whatever_hits_it";
+    let pool = pool(test, 1).build().unwrap();
+    let runs = shmkit::sync::ShmCounter::create_unique(0).unwrap();
+    let (mut seen, mut died, mut cancelled) = ([0usize; 5], 0, 0);
+    for round in 0..rounds {
+        // Idle again: a replacement is ready, and its driver lends it.
+        assert_eq!(pool.submit(square, round).wait(), Ok(round * round));
+        std::thread::sleep(Duration::from_micros(rng.below(200)));
+        let before = runs.get();
+        let helper = pool.helper_pids()[0];
+        let (what, after) = (rng.below(5), Duration::from_micros(rng.below(300)));
+        let handle = pool.submit(bump_after, (runs.name().to_owned(), rng.below(300)));
+        let hit = |signal| {
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                let _ = common::signal(helper, signal);
+                if signal == rustix::process::Signal::STOP {
+                    std::thread::sleep(Duration::from_millis(20));
+                    let _ = common::signal(helper, rustix::process::Signal::CONT);
+                }
+            })
+        };
+        let (result, hitter) = match what {
+            0 | 1 => {
+                let signal = [rustix::process::Signal::KILL, rustix::process::Signal::STOP][what as usize];
+                let hitter = hit(signal); // started before the wait begins
+                (Some(handle.wait()), Some(hitter))
+            }
+            2 => {
+                std::thread::sleep(after * 10); // past its lease: the driver serves it
+                (Some(handle.wait()), None)
+            }
+            3 => {
+                std::thread::sleep(after / 10);
+                handle.cancel();
+                (Some(handle.wait()), None)
+            }
+            _ => {
+                std::thread::sleep(after / 10);
+                drop(handle);
+                (None, None)
+            }
+        };
+        hitter.map(|h| h.join().unwrap());
+        seen[what as usize] += 1;
+        std::thread::sleep(Duration::from_millis(2)); // a task killed mid-run is gone by now
+        let ran = runs.get() - before;
+        let why = format!("round {round}, case {what}, hit after {after:?}: {result:?}, ran {ran} times");
+        assert!(ran <= 1, "{why}");
+        match result {
+            Some(Ok(())) => assert_eq!(ran, 1, "{why}"),
+            Some(Err(TaskError::WorkerDied { .. })) => {
+                assert_eq!(what, 0, "{why}");
+                died += 1;
+            }
+            Some(Err(TaskError::Cancelled)) => {
+                assert_eq!(what, 3, "{why}");
+                cancelled += 1;
+            }
+            Some(Err(_)) => panic!("{why}"),
+            None => {}
+        }
+    }
+    assert_eq!(pool.submit(square, 7).wait(), Ok(49), "the pool serves on");
+    println!("{rounds} rounds (kill, stop, late wait, cancel, drop): {seen:?}; {died} died, {cancelled} cancelled");
+}

@@ -106,7 +106,7 @@ impl Pool {
 
     /// Process ids of the helpers alive now.
     pub fn helper_pids(&self) -> Vec<u32> {
-        lock(&self.inner.helpers).iter().flatten().map(|h| h.pid()).collect()
+        lock(&self.inner.helpers).iter().flatten().map(|h| h.cell.pid()).collect()
     }
 
     /// Per-call settings (chunk size, timeout, retries, progress) for the

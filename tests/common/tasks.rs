@@ -159,6 +159,13 @@ pub fn bump(name: String) {
     shmkit::sync::ShmCounter::open(&name).unwrap().add(1);
 }
 
+/// Adds 1 to counter `name` after `us` microseconds: a kill can land
+/// before or after it counts.
+pub fn bump_after(name: String, us: u64) {
+    std::thread::sleep(std::time::Duration::from_micros(us));
+    bump(name);
+}
+
 /// Doubles its rows in two halves; the chunk starting at row 400 aborts
 /// its helper between the halves: a pass half-applied by a death.
 pub fn double_or_die(start: usize, mut rows: ArrayViewMut1<f64>) {
@@ -226,5 +233,5 @@ pub fn register(r: &mut shmkit::Registry) {
     r.add(big_arg).add(big_result).add(big_error).add(str_len).add(run_self);
     r.add(fork_and_die).add(bump).add(double_or_die).add(chatter).add(last_words);
     r.add(scale).add(count_above).add(spawn_sleeper).add(sum_or_die_once);
-    r.add(double_panic_or_die);
+    r.add(double_panic_or_die).add(bump_after);
 }

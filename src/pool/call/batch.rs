@@ -176,14 +176,19 @@ impl<'p> Batch<'p> {
         let (slot, cancel) = (Arc::new(Slot::default()), Arc::new(Cancel::default()));
         let mut encoded = Vec::new();
         let arg = codec::put(&mut encoded, &arg).map_err(TaskError::from);
+        let mut lent = None;
         match self.task_id::<F>().and_then(|task| arg.map(|()| task)) {
             Ok(task) => {
                 let job = self.job(task, encoded, 1, Reply::Slot(slot.clone()), &cancel);
-                self.pool.inner.push(vec![job])
+                // Straight to an idle helper if there is one, else queued.
+                match self.pool.inner.try_lend(job) {
+                    Ok(l) => lent = Some(l),
+                    Err(job) => self.pool.inner.push(vec![job]),
+                }
             }
             Err(error) => slot.complete(Err(Failed { error, started: false })),
         }
-        TaskHandle::new(slot, cancel)
+        TaskHandle::new(slot, cancel, lent)
     }
 
     pub(super) fn task_id<F: 'static>(&self) -> Result<u32, TaskError> {

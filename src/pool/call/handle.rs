@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::pool::coordinator::cancel::Cancel;
+use crate::pool::coordinator::lane::Lent;
 use crate::pool::coordinator::slot::{Slot, SlotState};
 use crate::pool::error::TaskError;
 use crate::pool::transport::codec;
@@ -32,6 +33,9 @@ use crate::pool::transport::wire::Failure;
 pub struct TaskHandle<R> {
     slot: Arc<Slot>,
     cancel: Arc<Cancel>,
+    /// Sent straight to an idle helper: this handle's wait reads the
+    /// answer itself while the job is lent (see `coordinator::lane`).
+    lent: Option<Lent>,
     detached: bool,
     _result: PhantomData<fn() -> R>,
 }
@@ -41,12 +45,13 @@ impl<R> Drop for TaskHandle<R> {
         if !self.detached {
             self.slot.cancel(&self.cancel); // a no-op once the result is in
         }
+        self.depart();
     }
 }
 
 impl<R: DeserializeOwned + 'static> TaskHandle<R> {
-    pub(crate) fn new(slot: Arc<Slot>, cancel: Arc<Cancel>) -> Self {
-        TaskHandle { slot, cancel, detached: false, _result: PhantomData }
+    pub(crate) fn new(slot: Arc<Slot>, cancel: Arc<Cancel>, lent: Option<Lent>) -> Self {
+        TaskHandle { slot, cancel, lent, detached: false, _result: PhantomData }
     }
 
     /// Lets the task run to its end with no one waiting: dropping the
@@ -57,6 +62,7 @@ impl<R: DeserializeOwned + 'static> TaskHandle<R> {
 
     /// Blocks until the task is done and returns its result.
     pub fn wait(self) -> Result<R, TaskError> {
+        self.attend(None);
         // A statement, not the tail: the slot's lock must be released before
         // `self` is dropped (its Drop takes the lock again).
         let result = take(&mut self.slot.wait(None));
@@ -65,7 +71,9 @@ impl<R: DeserializeOwned + 'static> TaskHandle<R> {
 
     /// Waits up to `limit`; hands the handle back if the task is still running.
     pub fn wait_timeout(self, limit: Duration) -> Result<Result<R, TaskError>, TaskHandle<R>> {
-        let mut state = self.slot.wait(Some(limit));
+        let start = std::time::Instant::now();
+        self.attend(Some(limit));
+        let mut state = self.slot.wait(Some(limit.saturating_sub(start.elapsed())));
         match state.result.is_some() {
             true => Ok(take(&mut state)),
             false => {
@@ -82,6 +90,7 @@ impl<R: DeserializeOwned + 'static> TaskHandle<R> {
 
     /// Sends `key` on `tx` once the task is done (now, if it is).
     pub(crate) fn notify(&self, key: usize, tx: Sender<usize>) {
+        self.depart(); // the driver delivers, and notifies
         let mut state = self.slot.lock();
         match state.result.is_some() {
             true => drop(tx.send(key)),
@@ -98,7 +107,27 @@ impl<R: DeserializeOwned + 'static> TaskHandle<R> {
     /// helper killed (and replaced). Returns false if it had already finished.
     /// Its result is then [`TaskError::Cancelled`].
     pub fn cancel(&self) -> bool {
-        self.slot.cancel(&self.cancel)
+        let cancelled = self.slot.cancel(&self.cancel);
+        self.depart(); // the driver collects the helper's answer, or its death
+        cancelled
+    }
+}
+
+impl<R> TaskHandle<R> {
+    /// Waits for a lent job's answer by reading it from its helper's ring,
+    /// for a short window at most: the round trip without a driver's hop.
+    fn attend(&self, limit: Option<Duration>) {
+        if let Some(lent) = &self.lent {
+            let slot = &self.slot;
+            lent.attend(limit.unwrap_or(Duration::MAX), || slot.is_ready());
+        }
+    }
+
+    /// No longer attends a lent job: its driver takes it over.
+    fn depart(&self) {
+        if let Some(lent) = &self.lent {
+            lent.depart();
+        }
     }
 }
 
@@ -113,6 +142,7 @@ impl<R: DeserializeOwned + 'static> Future for TaskHandle<R> {
     type Output = Result<R, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.depart(); // a task's poll must not spin: the driver delivers, and wakes
         let mut state = self.slot.lock();
         if state.result.is_some() {
             return Poll::Ready(take(&mut state));

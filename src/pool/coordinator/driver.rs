@@ -10,7 +10,6 @@
 //! can never keep the driver from its deadlines.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::mpsc::Sender;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::pool::coordinator::cell::HelperCell;
-use crate::pool::coordinator::job::Job;
+use crate::pool::coordinator::lane::{InFlight, Lane, LaneState};
 use crate::pool::coordinator::shared::{Shared, Work};
 use crate::pool::error::{PoolError, TaskError};
 use crate::pool::start::process::Process;
@@ -26,9 +25,7 @@ use crate::pool::start::relay;
 use crate::pool::start::spawn::{self, Started};
 use crate::pool::transport::ring::{self, Peer, Ring};
 use crate::pool::transport::status::Stop;
-use crate::pool::transport::wire::{
-    fits, frame, frame_into, too_large, Fill, FrameReader, FromHelper, Items, ToHelper,
-};
+use crate::pool::transport::wire::{fits, frame, frame_into, too_large, Fill, FromHelper, Items, ToHelper};
 
 /// Consecutive failed starts after which a driver gives up.
 const MAX_START_FAILURES: u32 = 3;
@@ -73,7 +70,7 @@ fn drive(inner: &Arc<Shared>, index: usize, ready: Sender<Result<(), PoolError>>
             // start timeout, hold it up).
             return inner.driver_gone("the pool is shut down".into());
         }
-        let helper = match spawn::start(&inner.config, &inner.names, &inner.region, index) {
+        let (helper, lane) = match spawn::start(&inner.config, &inner.names, &inner.region, index) {
             Ok(started) => Helper::new(started, &inner, index),
             Err(e) if ready.is_some() => {
                 let _ = ready.take().map(|tx| tx.send(Err(e)));
@@ -89,22 +86,13 @@ fn drive(inner: &Arc<Shared>, index: usize, ready: Sender<Result<(), PoolError>>
             }
         };
         failures = 0;
-        inner.set_helper(index, Some(helper.cell.clone()));
+        inner.set_helper(index, Some(lane.clone()));
         let _ = ready.take().map(|tx| tx.send(Ok(())));
         // Where the next frame lands in the job ring's stream: past the
         // initializer's frame, if there was one.
         let queued_bytes = inner.region.jobs(index).expect("numbered within").written();
-        let session = Session {
-            inner: &inner,
-            index,
-            h: helper,
-            inflight: VecDeque::new(),
-            first_id: next_id,
-            next_id,
-            outbox: Vec::new(),
-            written: 0,
-            queued_bytes,
-        };
+        let st = LaneState { first_id: next_id, next_id, queued_bytes, ..LaneState::default() };
+        let session = Session { inner: &inner, index, h: helper, lane, st };
         let (end, next) = session.run();
         next_id = next;
         if end == End::Stop {
@@ -116,18 +104,18 @@ fn drive(inner: &Arc<Shared>, index: usize, ready: Sender<Result<(), PoolError>>
 /// A running helper, as its driver holds it.
 struct Helper {
     child: Process,
-    /// Frames read from its result ring (the socket carried the handshake).
-    reader: FrameReader,
-    stream: std::os::unix::net::UnixStream,
     cell: Arc<HelperCell>,
     /// Its output's relays, told it is gone when this is dropped.
     _relays: Vec<relay::Relay>,
 }
 
 impl Helper {
-    fn new(s: Started, shared: &Shared, index: usize) -> Helper {
+    /// The helper, and its lane (which holds its socket: the handshake is
+    /// over, frames go through the rings).
+    fn new(s: Started, shared: &Arc<Shared>, index: usize) -> (Helper, Arc<Lane>) {
         let cell = Arc::new(HelperCell::new(s.helper, s.launcher, shared.region.clone(), index));
-        Helper { child: s.child, reader: FrameReader::new(), stream: s.stream, cell, _relays: s.relays }
+        let lane = Lane::new(cell.clone(), s.stream, shared.region.clone(), index, Arc::downgrade(shared));
+        (Helper { child: s.child, cell, _relays: s.relays }, Arc::new(lane))
     }
 }
 
@@ -140,16 +128,6 @@ impl Drop for Helper {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A job sent to the helper and not yet answered.
-struct InFlight {
-    job: Job,
-    id: u64,
-    started: Option<Instant>,
-    /// Where its frame starts in the job ring's stream: the helper has
-    /// read some of it once the ring's read count passes this.
-    at: u64,
 }
 
 /// Why a helper is being given up.
@@ -174,15 +152,9 @@ struct Session<'a> {
     inner: &'a Shared,
     index: usize,
     h: Helper,
-    inflight: VecDeque<InFlight>,
-    /// The id of this helper's first job, and the id the next job gets.
-    first_id: u64,
-    next_id: u64,
-    /// Frames not yet taken by the socket, and how much of them was.
-    outbox: Vec<u8>,
-    written: usize,
-    /// Where the next frame starts in the job ring's stream.
-    queued_bytes: u64,
+    lane: Arc<Lane>,
+    /// The session's state, while this driver holds it (see `lane`).
+    st: LaneState,
 }
 
 impl<'a> Session<'a> {
@@ -191,11 +163,19 @@ impl<'a> Session<'a> {
     fn run(mut self) -> (End, u64) {
         loop {
             self.fill();
-            if self.inflight.is_empty() {
-                if self.sent() >= self.inner.config.max_tasks.unwrap_or(usize::MAX) {
+            if self.st.inflight.is_empty() {
+                if self.st.sent() >= self.inner.config.max_tasks.unwrap_or(usize::MAX) {
                     return self.retire(End::Replace); // recycle after max tasks
                 }
-                match self.inner.wait_for_work() {
+                // Idle: the state is parked, lendable to callers, meanwhile.
+                self.lane.park(std::mem::take(&mut self.st));
+                let work = self.inner.wait_for_work(&self.lane);
+                self.st = self.lane.unpark();
+                if self.st.broken {
+                    return self.on_death(Death::Lost); // a caller read garbage
+                }
+                match work {
+                    _ if !self.st.inflight.is_empty() => {} // a job lent meanwhile: serve it first
                     Work::Ready => continue,
                     Work::Closed => return self.retire(End::Stop),
                     Work::Terminated => return self.on_death(Death::Lost),
@@ -213,16 +193,16 @@ impl<'a> Session<'a> {
     fn fill(&mut self) {
         let max = self.inner.config.max_tasks.unwrap_or(usize::MAX);
         let depth = self.inner.pipeline_depth();
-        if depth > self.inner.config.pipeline && self.inflight.len() > depth / 2 {
+        if depth > self.inner.config.pipeline && self.st.inflight.len() > depth / 2 {
             return; // deep pipeline: refill in batches, one write per half
         }
-        while self.inflight.len() < depth && self.sent() < max {
-            let next = if self.inflight.is_empty() {
+        while self.st.inflight.len() < depth && self.st.sent() < max {
+            let next = if self.st.inflight.is_empty() {
                 self.inner.try_pop()
-            } else if self.inflight.iter().any(|f| f.job.claim.is_some()) {
+            } else if self.st.inflight.iter().any(|f| f.job.claim.is_some()) {
                 None // a claim job runs as long as chunks are left: nothing waits behind it
             } else {
-                self.inner.try_pop_ahead(self.inflight.len())
+                self.inner.try_pop_ahead(self.st.inflight.len())
             };
             let Some(job) = next else { break };
             if job.timeout == Some(Duration::ZERO) {
@@ -236,7 +216,7 @@ impl<'a> Session<'a> {
                 job.fail(TaskError::Codec(why));
                 continue;
             }
-            let (id, task) = (self.next_id, job.task);
+            let (id, task) = (self.st.next_id, job.task);
             // Registered before it is sent: a cancel from now on reaches it
             // in this helper's pipeline (see `status`).
             if !job.cancel.sent_to(&self.h.cell, id) {
@@ -245,21 +225,21 @@ impl<'a> Session<'a> {
             }
             // Used from here on, sent or not: a cancel may have written it
             // into the skip table, where it must never meet another job.
-            self.next_id += 1;
+            self.st.next_id += 1;
             let args = Cow::Borrowed(job.args.as_slice());
             let run = match job.claim {
                 Some(claim) => ToHelper::Claim { job: id, task, claim, args },
                 None => ToHelper::Run { job: id, task, count: job.count, args },
             };
-            let before = self.outbox.len();
-            if let Err(e) = frame_into(&mut self.outbox, &run) {
+            let before = self.st.outbox.len();
+            if let Err(e) = frame_into(&mut self.st.outbox, &run) {
                 job.cancel.forget(&self.h.cell, id);
                 job.fail(TaskError::Codec(format!("the arguments could not be sent: {e}")));
                 continue;
             }
-            let at = self.queued_bytes;
-            self.queued_bytes += (self.outbox.len() - before) as u64;
-            self.inflight.push_back(InFlight { job, id, started: None, at });
+            let at = self.st.queued_bytes;
+            self.st.queued_bytes += (self.st.outbox.len() - before) as u64;
+            self.st.inflight.push_back(InFlight { job, id, started: None, at });
         }
         // A dead helper shows up as a hang-up when waiting.
         let _ = self.flush();
@@ -268,24 +248,19 @@ impl<'a> Session<'a> {
     /// Writes what the job ring takes now, never waiting, and rings the
     /// helper if it sleeps.
     fn flush(&mut self) -> std::io::Result<()> {
-        if self.written < self.outbox.len() {
+        if self.st.written < self.st.outbox.len() {
             let jobs = self.jobs();
-            let n = jobs.write(&self.outbox[self.written..])?;
-            self.written += n;
+            let n = jobs.write(&self.st.outbox[self.st.written..])?;
+            self.st.written += n;
             if n > 0 && jobs.reader_to_wake() {
                 ring::ring_bell(&self.peer());
             }
         }
-        if self.written == self.outbox.len() {
-            self.outbox.clear();
-            self.written = 0;
+        if self.st.written == self.st.outbox.len() {
+            self.st.outbox.clear();
+            self.st.written = 0;
         }
         Ok(())
-    }
-
-    /// Jobs sent to this helper so far.
-    fn sent(&self) -> usize {
-        (self.next_id - self.first_id) as usize
     }
 
     fn jobs(&self) -> Ring<'a> {
@@ -299,13 +274,13 @@ impl<'a> Session<'a> {
     /// Waits for the front job's result, up to its deadline, stopping it
     /// if it is cancelled meanwhile.
     fn await_front(&mut self) -> Result<(), Death> {
-        let front = self.inflight.front_mut().expect("a job in flight");
+        let front = self.st.inflight.front_mut().expect("a job in flight");
         let started = *front.started.get_or_insert_with(Instant::now);
         let (id, timeout) = (front.id, front.job.timeout);
         // `None` when the timeout is too long for an Instant: no deadline.
         let deadline = timeout.and_then(|t| started.checked_add(t));
         loop {
-            match self.h.reader.next::<FromHelper>() {
+            match self.st.reader.next::<FromHelper>() {
                 Some(Ok(FromHelper::Done { job, results })) if job == id => {
                     return if self.complete_front(Ok(results)) { Ok(()) } else { Err(Death::Lost) };
                 }
@@ -319,7 +294,7 @@ impl<'a> Session<'a> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.stop_front(Stop::Timeout, Death::TimedOut(timeout.expect("a deadline has a timeout"), id))?;
             }
-            if self.inflight.front().is_some_and(|f| f.job.cancel.is_cancelled()) {
+            if self.st.inflight.front().is_some_and(|f| f.job.cancel.is_cancelled()) {
                 // Skipped if its body has not begun (its `Skipped` is on its way), else killed.
                 self.stop_front(Stop::Cancel, Death::Cancelled)?;
             }
@@ -338,7 +313,7 @@ impl<'a> Session<'a> {
     /// killed for it. `Ok` if it has finished or will be skipped: its
     /// answer is on its way, so keep waiting for it.
     fn stop_front(&self, stop: Stop, why: Death) -> Result<(), Death> {
-        let id = self.inflight.front().expect("a job in flight").id;
+        let id = self.st.inflight.front().expect("a job in flight").id;
         match self.h.cell.stop_job(id, stop) {
             true => Err(why),
             false => Ok(()),
@@ -351,14 +326,14 @@ impl<'a> Session<'a> {
     /// passes. `Eof` once the helper is gone.
     fn read_some(&mut self, limit: Duration) -> std::io::Result<Fill> {
         let (results, jobs) = (self.results(), self.jobs());
-        let fill = self.h.reader.fill_ring(&results)?;
+        let fill = self.st.reader.fill_ring(&results)?;
         if fill == Fill::WouldBlock {
             // Woken by room in the job ring too, while frames wait to go.
-            let room = (self.written < self.outbox.len()).then_some(&jobs);
+            let room = (self.st.written < self.st.outbox.len()).then_some(&jobs);
             if ring::wait_readable(&results, &self.peer(), Some(limit), room).is_err() {
                 return Ok(Fill::Eof);
             }
-            if self.h.cell.helper.pidfd.is_none() && self.h.child.has_exited() {
+            if self.lane.cell.helper.pidfd.is_none() && self.h.child.has_exited() {
                 // No pidfd to wake on (Linux before 5.3): a helper whose
                 // socket a child of its own keeps open is seen here.
                 return Ok(Fill::Eof);
@@ -366,7 +341,7 @@ impl<'a> Session<'a> {
         }
         let fill = match fill {
             Fill::Data => Fill::Data,
-            _ => self.h.reader.fill_ring(&results)?,
+            _ => self.st.reader.fill_ring(&results)?,
         };
         if fill == Fill::Data && results.writer_to_wake() {
             ring::ring_bell(&self.peer()); // the helper waits for room for its results
@@ -376,40 +351,27 @@ impl<'a> Session<'a> {
 
     /// The helper as a sleeper waits on it: its socket, and its pidfd.
     fn peer(&self) -> Peer<'_> {
-        Peer { socket: self.h.stream.as_fd(), pidfd: self.h.cell.helper.pidfd.as_ref().map(|f| f.as_fd()) }
+        self.lane.peer()
     }
 
     /// Delivers the front job's results (`Err` for a job the helper
     /// skipped, as cancelled); false if they do not fit it.
     fn complete_front(&mut self, results: Result<Items, ()>) -> bool {
-        let fits = match &results {
-            Ok(r) => self.inflight.front().is_some_and(|f| f.job.count == r.count),
-            Err(()) => self.inflight.front().is_some(),
-        };
-        if !fits {
-            return false;
-        }
-        let done = self.inflight.pop_front().expect("checked above");
-        done.job.cancel.forget(&self.h.cell, done.id);
-        match results {
-            Ok(results) => done.job.deliver(Ok(results)),
-            Err(()) => done.job.fail(TaskError::Cancelled),
-        }
-        true
+        self.st.complete_front(&self.h.cell, results)
     }
 
     /// The helper is dead or must die: kill it, keep what it finished,
     /// blame the job it was running (and only that one), requeue the rest.
     fn on_death(mut self, death: Death) -> (End, u64) {
         let cell = self.h.cell.clone();
-        self.inflight.iter().for_each(|f| f.job.cancel.forget(&cell, f.id));
+        self.st.inflight.iter().for_each(|f| f.job.cancel.forget(&cell, f.id));
         self.inner.set_helper(self.index, None); // before reaping frees the pid
         cell.retire(); // killed, and no canceller signals it from now on
         let gone = cell.helper.wait_exit(EXIT_WAIT);
         if let Death::TimedOut(t, target) = death {
             // The verdict first: the deadline is what the caller was promised.
-            if self.inflight.front().is_some_and(|f| f.id == target) {
-                let f = self.inflight.pop_front().expect("checked");
+            if self.st.inflight.front().is_some_and(|f| f.id == target) {
+                let f = self.st.inflight.pop_front().expect("checked");
                 // A helper not gone yet may still be marking its start: in doubt.
                 let last = cell.status().last();
                 match gone && (last.job < target || (last.job == target && !last.run)) {
@@ -423,7 +385,7 @@ impl<'a> Session<'a> {
         // the helper itself, so it writes nothing into rings reset for its
         // successor (through its pidfd; without one, until its socket closes).
         if !gone && !cell.helper.wait_exit(Duration::from_secs(5)) {
-            ring::wait_hangup(self.h.stream.as_fd(), Duration::from_millis(200));
+            ring::wait_hangup(self.lane.stream.as_fd(), Duration::from_millis(200));
         }
         let consumed = self.jobs().consumed();
         self.drain_results();
@@ -432,7 +394,7 @@ impl<'a> Session<'a> {
         let last = cell.status().last();
         let terminated = self.inner.is_terminated();
         let mut requeue = Vec::new();
-        for (k, mut f) in self.inflight.drain(..).enumerate() {
+        for (k, mut f) in self.st.inflight.drain(..).enumerate() {
             let ran = f.id < last.job || (f.id == last.job && last.run); // and no result came back
             match (k, death) {
                 _ if terminated && ran => f.job.fail_started(TaskError::Terminated),
@@ -459,8 +421,8 @@ impl<'a> Session<'a> {
         }
         self.inner.requeue(requeue);
         match terminated {
-            true => (End::Stop, self.next_id),
-            false => (End::Replace, self.next_id),
+            true => (End::Stop, self.st.next_id),
+            false => (End::Replace, self.st.next_id),
         }
     }
 
@@ -468,17 +430,8 @@ impl<'a> Session<'a> {
     /// It is reaped, so what it wrote is all in its result ring.
     fn drain_results(&mut self) {
         let results = self.results();
-        while let Ok(Fill::Data) = self.h.reader.fill_ring(&results) {}
-        while let Some(Ok(answer)) = self.h.reader.next::<FromHelper>() {
-            let (job, results) = match answer {
-                FromHelper::Done { job, results } => (job, Ok(results)),
-                FromHelper::Skipped { job } => (job, Err(())),
-                _ => break,
-            };
-            if self.inflight.front().is_none_or(|f| f.id != job) || !self.complete_front(results) {
-                break;
-            }
-        }
+        while let Ok(Fill::Data) = self.st.reader.fill_ring(&results) {}
+        let _ = self.st.deliver_answers(&self.h.cell); // stops at the first that is not the front's
     }
 
     /// Asks an idle helper to exit, killing it if it has not within 2 s.
@@ -497,7 +450,7 @@ impl<'a> Session<'a> {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        (end, self.next_id)
+        (end, self.st.next_id)
     }
 }
 

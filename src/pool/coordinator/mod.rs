@@ -6,5 +6,6 @@ pub(crate) mod cancel;
 pub(crate) mod cell;
 pub(crate) mod driver;
 pub(crate) mod job;
+pub(crate) mod lane;
 pub(crate) mod shared;
 pub(crate) mod slot;

@@ -15,8 +15,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::pool::config::Config;
 use crate::pool::coordinator::cancel::Cancel;
-use crate::pool::coordinator::cell::HelperCell;
 use crate::pool::coordinator::job::Job;
+use crate::pool::coordinator::lane::{Lane, Lent};
 use crate::pool::error::TaskError;
 use crate::pool::helper::registry::Registry;
 use crate::pool::transport::region::Region;
@@ -36,7 +36,8 @@ pub(crate) struct Shared {
     queued: AtomicUsize,
     /// Drivers polling `queued` right now: new jobs wake only the others.
     spinning: AtomicUsize,
-    pub(crate) helpers: Mutex<Vec<Option<Arc<HelperCell>>>>,
+    /// Each live helper's lane (its session, and its `HelperCell`).
+    pub(crate) helpers: Mutex<Vec<Option<Arc<Lane>>>>,
     /// Each helper's status word and rings (shared with the helpers).
     pub(crate) region: Arc<Region>,
     /// Which claim tables of `region` a pass holds (bit per table).
@@ -175,31 +176,71 @@ impl Shared {
         self.wake(n);
     }
 
-    pub(crate) fn wait_for_work(&self) -> Work {
+    /// Waits until there is work for the driver of `lane`: queued jobs, or
+    /// a lent job handed back (or whose lease ran out).
+    pub(crate) fn wait_for_work(&self, lane: &Lane) -> Work {
         // Work often comes right after the last: poll briefly before sleeping.
         self.spinning.fetch_add(1, Ordering::SeqCst);
-        spin::spin(spin::WINDOW, || (self.queued.load(Ordering::SeqCst) > 0).then_some(()));
+        spin::spin(spin::WINDOW, || (self.queued.load(Ordering::SeqCst) > 0 || lane.needs_driver()).then_some(()));
         self.spinning.fetch_sub(1, Ordering::SeqCst);
         let mut q = lock(&self.queue);
         loop {
-            match () {
-                _ if q.terminated => return Work::Terminated,
+            // Asleep from here (under the queue's lock, which a kick takes
+            // to notify): a lane handed back after this is seen below or
+            // wakes us.
+            lane.driver_asleep.store(true, Ordering::SeqCst);
+            let work = match () {
+                _ if q.terminated => Some(Work::Terminated),
                 _ if !q.jobs.is_empty() => {
                     // A wake-up may have gone to a driver already woken for an
                     // earlier job: pass one on while more jobs than this wait.
                     if q.jobs.len() > 1 {
                         self.work.notify_one();
                     }
-                    return Work::Ready;
+                    Some(Work::Ready)
                 }
-                _ if q.closed => return Work::Closed,
-                _ => q = self.work.wait(q).unwrap_or_else(|e| e.into_inner()),
+                _ if lane.needs_driver() => Some(Work::Ready),
+                // A lent job is taken over before the driver stops.
+                _ if q.closed && lane.is_lent() => Some(Work::Ready),
+                _ if q.closed => Some(Work::Closed),
+                _ => None,
+            };
+            if let Some(work) = work {
+                lane.driver_asleep.store(false, Ordering::SeqCst);
+                return work;
             }
+            q = match lane.idle_sleep() {
+                Some(t) => self.work.wait_timeout(q, t).unwrap_or_else(|e| e.into_inner()).0,
+                None => self.work.wait(q).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
-    pub(crate) fn set_helper(&self, index: usize, cell: Option<Arc<HelperCell>>) {
-        lock(&self.helpers)[index] = cell;
+    /// Wakes the drivers asleep on the queue, so that one whose lane was
+    /// handed back takes it (see `lane`).
+    pub(crate) fn kick(&self) {
+        let _q = lock(&self.queue);
+        self.work.notify_all();
+    }
+
+    /// Sends `job` straight to an idle helper, when no queued job waits
+    /// (it must not overtake them); the job back if none takes it.
+    pub(crate) fn try_lend(&self, mut job: Job) -> Result<Lent, Job> {
+        if self.queued.load(Ordering::SeqCst) > 0 {
+            return Err(job);
+        }
+        let max = self.config.max_tasks.unwrap_or(usize::MAX);
+        for lane in lock(&self.helpers).iter().flatten() {
+            job = match lane.try_lend(job, max) {
+                Ok(lent) => return Ok(lent),
+                Err(job) => job,
+            };
+        }
+        Err(job)
+    }
+
+    pub(crate) fn set_helper(&self, index: usize, lane: Option<Arc<Lane>>) {
+        lock(&self.helpers)[index] = lane;
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
@@ -248,7 +289,7 @@ impl Shared {
         self.work.notify_all();
         jobs.into_iter().for_each(|j| j.fail(TaskError::Terminated));
         for h in lock(&self.helpers).iter().flatten() {
-            h.kill();
+            h.cell.kill();
         }
     }
 }

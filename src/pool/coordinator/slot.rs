@@ -72,6 +72,11 @@ impl Slot {
         }
     }
 
+    /// True once the result is in (without taking the lock).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
     /// Waits up to `limit` (forever if `None`) for the result.
     pub fn wait(&self, limit: Option<Duration>) -> MutexGuard<'_, SlotState> {
         let window = limit.map_or(WINDOW, |l| l.min(WINDOW));

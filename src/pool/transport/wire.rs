@@ -219,6 +219,14 @@ pub(crate) enum Fill {
     Eof,
 }
 
+impl Default for FrameReader {
+    /// A reader whose buffer is allocated at its first read: a placeholder
+    /// costs nothing.
+    fn default() -> FrameReader {
+        FrameReader { buf: Vec::new(), start: 0, end: 0 }
+    }
+}
+
 impl FrameReader {
     pub fn new() -> FrameReader {
         FrameReader { buf: vec![0; 64 << 10], start: 0, end: 0 }
@@ -298,7 +306,8 @@ impl FrameReader {
             (self.start, self.end) = (0, self.end - self.start);
         }
         if self.end == self.buf.len() {
-            self.buf.resize(self.buf.len() * 2, 0); // a frame larger than the buffer
+            // A frame larger than the buffer, or a reader made by `default`.
+            self.buf.resize((self.buf.len() * 2).max(64 << 10), 0);
         }
     }
 
