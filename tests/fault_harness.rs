@@ -299,7 +299,7 @@ fn round_lent(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
     let twice = marks.windows(2).find(|w| w[0] == w[1]);
     t.check(twice.is_none(), || format!("lent: task {twice:?} ran twice"));
     for (i, r) in results {
-        t.check(!r.is_ok() || marks.binary_search(&i).is_ok(), || format!("lent: task {i} is Ok but never ran"));
+        t.check(r.is_err() || marks.binary_search(&i).is_ok(), || format!("lent: task {i} is Ok but never ran"));
         let allowed = matches!(r, Ok(()) | Err(TaskError::WorkerDied { .. }));
         t.check(allowed, || format!("lent: task {i}: {r:?}"));
     }
