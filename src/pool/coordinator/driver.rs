@@ -114,7 +114,7 @@ impl Helper {
     /// over, frames go through the rings).
     fn new(s: Started, shared: &Arc<Shared>, index: usize) -> (Helper, Arc<Lane>) {
         let cell = Arc::new(HelperCell::new(s.helper, s.launcher, shared.region.clone(), index));
-        let lane = Lane::new(cell.clone(), s.stream, shared.region.clone(), index, Arc::downgrade(shared));
+        let lane = Lane::new(cell.clone(), s.stream, shared, index);
         (Helper { child: s.child, cell, _relays: s.relays }, Arc::new(lane))
     }
 }
@@ -175,7 +175,7 @@ impl<'a> Session<'a> {
                     return self.on_death(Death::Lost); // a caller read garbage
                 }
                 match work {
-                    _ if !self.st.inflight.is_empty() => {} // a job lent meanwhile: serve it first
+                    _ if !self.st.inflight.is_empty() => self.inner.pass_on(&self.lane), // a lent job first
                     Work::Ready => continue,
                     Work::Closed => return self.retire(End::Stop),
                     Work::Terminated => return self.on_death(Death::Lost),
@@ -252,8 +252,8 @@ impl<'a> Session<'a> {
             let jobs = self.jobs();
             let n = jobs.write(&self.st.outbox[self.st.written..])?;
             self.st.written += n;
-            if n > 0 && jobs.reader_to_wake() {
-                ring::ring_bell(&self.peer());
+            if n > 0 {
+                jobs.wake_reader(&self.peer());
             }
         }
         if self.st.written == self.st.outbox.len() {
@@ -343,8 +343,8 @@ impl<'a> Session<'a> {
             Fill::Data => Fill::Data,
             _ => self.st.reader.fill_ring(&results)?,
         };
-        if fill == Fill::Data && results.writer_to_wake() {
-            ring::ring_bell(&self.peer()); // the helper waits for room for its results
+        if fill == Fill::Data {
+            results.wake_writer(&self.peer()); // if the helper waits for room for its results
         }
         Ok(fill)
     }

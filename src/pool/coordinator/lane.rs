@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::pool::coordinator::cell::HelperCell;
@@ -29,7 +29,7 @@ use crate::pool::coordinator::job::Job;
 use crate::pool::coordinator::shared::Shared;
 use crate::pool::error::TaskError;
 use crate::pool::transport::region::Region;
-use crate::pool::transport::ring::{self, Peer, Ring};
+use crate::pool::transport::ring::{Peer, Ring};
 use crate::pool::transport::wire::{fits, frame_into, FrameReader, FromHelper, Items, ToHelper};
 use crate::sync::spin;
 
@@ -38,9 +38,17 @@ use crate::sync::spin;
 /// over, and its helper watched again.
 pub(crate) const LEASE_CHECK: Duration = Duration::from_millis(1);
 
-/// How long after its last lending a lane stays lendable; past it, its
-/// idle driver sleeps without a timeout (an idle pool wakes no one).
+/// How long after its last use (a job lent, or served by its driver) a
+/// lane stays lendable; past it, its idle driver sleeps without a timeout
+/// (an idle pool wakes no one), and the next job goes through the queue.
 const LENDABLE_FOR: Duration = Duration::from_millis(20);
+
+/// How long a waiting caller that finds itself on its helper's CPU
+/// sleeps: a wake-up from a timer is placed on an idle CPU if there is
+/// one, where spinning (yielding) never moves it. (A socket's wake-up
+/// puts the helper on its waker's CPU, and two spinners that share a CPU
+/// stay together until load balancing, milliseconds later.)
+const STEP_ASIDE: Duration = Duration::from_micros(20);
 
 /// The shortest task timeout a lent job may have: while lent, a deadline
 /// is enforced up to [`LEASE_CHECK`] (plus a wake-up) late.
@@ -133,13 +141,19 @@ pub(crate) struct Lane {
     lent: AtomicU64,
     /// When the lent job's lease ends, in nanoseconds since `epoch`.
     lease: AtomicU64,
-    /// When the lane was last lent, in nanoseconds since `epoch`.
-    last_lent: AtomicU64,
+    /// When the lane was last used (parked after work, or lent), in
+    /// nanoseconds since `epoch`.
+    last_used: AtomicU64,
     epoch: Instant,
     /// A caller handed a job back: the driver must take the state.
     wanted: AtomicBool,
-    /// Its driver may be asleep on the queue's condition variable.
+    /// Its driver may be asleep on `wake`.
     pub(crate) driver_asleep: AtomicBool,
+    /// Where its idle driver sleeps (with the queue's lock): queued jobs
+    /// and handed-back lent jobs wake it.
+    pub(crate) wake: Condvar,
+    /// Jobs a helper runs before it is replaced (`max_tasks_per_helper`).
+    max_tasks: usize,
     /// May be lent now (its driver parked the state and allows it).
     lendable: AtomicBool,
 }
@@ -156,13 +170,9 @@ fn lock(m: &Mutex<Option<LaneState>>) -> MutexGuard<'_, Option<LaneState>> {
 }
 
 impl Lane {
-    pub fn new(
-        cell: Arc<HelperCell>,
-        stream: UnixStream,
-        region: Arc<Region>,
-        index: usize,
-        shared: Weak<Shared>,
-    ) -> Lane {
+    pub fn new(cell: Arc<HelperCell>, stream: UnixStream, shared: &Arc<Shared>, index: usize) -> Lane {
+        let (region, max_tasks) = (shared.region.clone(), shared.config.max_tasks.unwrap_or(usize::MAX));
+        let shared = Arc::downgrade(shared);
         Lane {
             cell,
             stream,
@@ -172,10 +182,12 @@ impl Lane {
             parked: Mutex::new(None),
             lent: AtomicU64::new(0),
             lease: AtomicU64::new(0),
-            last_lent: AtomicU64::new(0),
+            last_used: AtomicU64::new(0),
             epoch: Instant::now(),
             wanted: AtomicBool::new(false),
             driver_asleep: AtomicBool::new(false),
+            wake: Condvar::new(),
+            max_tasks,
             lendable: AtomicBool::new(false),
         }
     }
@@ -204,6 +216,7 @@ impl Lane {
         let mut parked = lock(&self.parked);
         let free = state.inflight.is_empty() && state.outbox.is_empty() && !state.broken;
         *parked = Some(state);
+        self.last_used.store(self.now(), Ordering::SeqCst);
         self.lendable.store(free, Ordering::SeqCst);
     }
 
@@ -231,15 +244,16 @@ impl Lane {
     }
 
     /// How long an idle driver may sleep: `None` (until woken) once the
-    /// lane has not been lent for a while, after which it is not lent
+    /// lane has not been used for a while, after which it is not lent
     /// again until the driver has worked.
     pub fn idle_sleep(&self) -> Option<Duration> {
-        let recent = self.now().saturating_sub(self.last_lent.load(Ordering::SeqCst)) < LENDABLE_FOR.as_nanos() as u64;
+        let recent = self.now().saturating_sub(self.last_used.load(Ordering::SeqCst)) < LENDABLE_FOR.as_nanos() as u64;
         if recent || self.is_lent() {
             return Some(LEASE_CHECK);
         }
-        let parked = lock(&self.parked);
-        // Under the lock: no lending is half done.
+        // Under the lock: no lending is half done. (A lender holds it
+        // briefly; the queue's lock is held here, so never wait for it.)
+        let Ok(parked) = self.parked.try_lock() else { return Some(LEASE_CHECK) };
         match self.is_lent() {
             true => Some(LEASE_CHECK),
             false => {
@@ -254,7 +268,7 @@ impl Lane {
 
     /// Sends `job` to this lane's helper directly if its driver idles with
     /// nothing in flight; the job back otherwise.
-    pub fn try_lend(self: &Arc<Lane>, job: Job, max_tasks: usize) -> Result<Lent, Job> {
+    pub fn try_lend(self: &Arc<Lane>, job: Job) -> Result<Lent, Job> {
         let lendable = job.claim.is_none()
             && job.timeout.is_none_or(|t| t >= MIN_LENT_TIMEOUT)
             && fits(job.args.len())
@@ -264,7 +278,7 @@ impl Lane {
         }
         let Ok(mut parked) = self.parked.try_lock() else { return Err(job) };
         let Some(st) = parked.as_mut() else { return Err(job) };
-        let free = st.inflight.is_empty() && st.outbox.is_empty() && !st.broken && st.sent() < max_tasks;
+        let free = st.inflight.is_empty() && st.outbox.is_empty() && !st.broken && st.sent() < self.max_tasks;
         if !free || !self.lendable.load(Ordering::SeqCst) || self.lent.load(Ordering::SeqCst) != 0 {
             return Err(job);
         }
@@ -286,15 +300,13 @@ impl Lane {
         st.inflight.push_back(InFlight { job, id, started: Some(Instant::now()), at });
         let now = self.now();
         self.lease.store(now + spin::WINDOW.as_nanos() as u64, Ordering::SeqCst);
-        self.last_lent.store(now, Ordering::SeqCst);
+        self.last_used.store(now, Ordering::SeqCst);
         self.lent.store(id, Ordering::SeqCst);
         let jobs = self.jobs();
         match jobs.write(&st.outbox) {
             Ok(n) if n == st.outbox.len() => {
                 st.outbox.clear();
-                if jobs.reader_to_wake() {
-                    ring::ring_bell(&self.peer());
-                }
+                jobs.wake_reader(&self.peer());
             }
             // Part of it, or a broken ring: the driver takes it from here.
             Ok(n) => {
@@ -316,9 +328,9 @@ impl Lane {
     /// departs: if the job is still out, its driver takes it over.
     pub fn attend(&self, id: u64, limit: Duration, done: impl Fn() -> bool) {
         let window = limit.min(spin::WINDOW);
-        self.lease.fetch_max(self.now() + window.as_nanos() as u64, Ordering::SeqCst);
         let results = self.results();
-        spin::spin(window, || {
+        let mut looks = 0u32;
+        let mut look = || {
             if done() || self.lent.load(Ordering::SeqCst) != id {
                 return Some(());
             }
@@ -326,10 +338,27 @@ impl Lane {
                 if let Ok(mut parked) = self.parked.try_lock() {
                     self.read_lent(&mut parked, id);
                 }
+            } else if looks % 32 == 3 && self.on_our_cpu() {
+                // Spinning beside the helper on one CPU, each waits for
+                // the other's turn: step aside, and be woken elsewhere.
+                std::thread::sleep(STEP_ASIDE);
             }
+            looks += 1;
             None
-        });
+        };
+        if window.is_zero() {
+            let _ = look(); // a poll: one look
+        } else if self.lent.load(Ordering::SeqCst) == id {
+            self.lease.fetch_max(self.now() + window.as_nanos() as u64, Ordering::SeqCst);
+            spin::spin(window, look);
+        }
         self.depart(id); // kicks the driver if a fault met here handed it back
+    }
+
+    /// True if the helper last began a job on the CPU this thread runs on.
+    fn on_our_cpu(&self) -> bool {
+        let cpu = self.region.cpu(self.index).expect("lanes are numbered within the pool's segment");
+        cpu.load(Ordering::Relaxed) as usize == rustix::thread::sched_getcpu()
     }
 
     /// The caller of lent job `id` stops attending it: the driver takes it
@@ -354,15 +383,19 @@ impl Lane {
         }
         let results = self.results();
         let read = st.reader.fill_ring(&results);
-        if read.is_ok() && results.writer_to_wake() {
-            ring::ring_bell(&self.peer()); // the helper waits for room for its results
+        if read.is_ok() {
+            results.wake_writer(&self.peer()); // if the helper waits for room for its results
         }
         if read.is_err() || !st.deliver_answers(&self.cell) {
             st.broken = true;
             return self.hand_back();
         }
-        if st.inflight.is_empty() {
-            self.lent.store(0, Ordering::SeqCst); // answered: lendable again
+        match st.inflight.is_empty() {
+            // Its last job: the driver replaces the helper now, not when
+            // the next job comes.
+            true if st.sent() >= self.max_tasks => self.hand_back(),
+            true => self.lent.store(0, Ordering::SeqCst), // answered: lendable again
+            false => {}
         }
     }
 
@@ -381,7 +414,7 @@ impl Lane {
         // `driver_asleep`, then reads `wanted`): one of us sees the other.
         if self.wanted.load(Ordering::SeqCst) && self.driver_asleep.load(Ordering::SeqCst) {
             if let Some(shared) = self.shared.upgrade() {
-                shared.kick();
+                shared.kick(self);
             }
         }
     }

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::pool::config::Config;
 use crate::pool::coordinator::cancel::Cancel;
@@ -30,8 +30,9 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) names: Vec<String>,
     pub(crate) config: Config,
+    /// The queue; each idle driver sleeps on its lane's condition
+    /// variable with this lock (so a wake-up can pick its driver).
     queue: Mutex<Queue>,
-    work: Condvar,
     /// Jobs in `queue`, readable without the lock, for spinning waiters.
     queued: AtomicUsize,
     /// Drivers polling `queued` right now: new jobs wake only the others.
@@ -76,7 +77,6 @@ impl Shared {
             registry,
             config,
             queue: Mutex::new(queue),
-            work: Condvar::new(),
             queued: AtomicUsize::new(0),
             spinning: AtomicUsize::new(0),
             helpers: Mutex::new(vec![None; n]),
@@ -108,10 +108,32 @@ impl Shared {
     /// losers spin on a small machine while the winner's helper worked.
     fn wake(&self, n: usize) {
         let sleepers = n.saturating_sub(self.spinning.load(Ordering::SeqCst));
-        match sleepers >= self.config.helpers {
-            true => self.work.notify_all(),
-            false => (0..sleepers).for_each(|_| self.work.notify_one()),
+        self.wake_asleep(sleepers, None);
+    }
+
+    /// Wakes up to `n` drivers asleep (other than `but`'s). The jobs are
+    /// queued already: a driver that has not gone to sleep yet sees them.
+    fn wake_asleep(&self, n: usize, but: Option<&Lane>) {
+        if n == 0 {
+            return;
         }
+        let asleep =
+            |l: &&Arc<Lane>| l.driver_asleep.load(Ordering::SeqCst) && !but.is_some_and(|b| std::ptr::eq(b, &***l));
+        lock(&self.helpers).iter().flatten().filter(asleep).take(n).for_each(|l| l.wake.notify_one());
+    }
+
+    /// Passes a wake-up on from the driver of `lane`, which returned for a
+    /// queued job but serves a job lent meanwhile first: another idle
+    /// helper must not sit idle while that job waits.
+    pub(crate) fn pass_on(&self, lane: &Lane) {
+        if self.queued.load(Ordering::SeqCst) > 0 {
+            self.wake_asleep(1, Some(lane));
+        }
+    }
+
+    /// Wakes every driver (the pool closes or terminates).
+    fn wake_all(&self) {
+        lock(&self.helpers).iter().flatten().for_each(|l| l.wake.notify_all());
     }
 
     /// Fails the queued jobs of the call `cancel` stands for with
@@ -195,7 +217,7 @@ impl Shared {
                     // A wake-up may have gone to a driver already woken for an
                     // earlier job: pass one on while more jobs than this wait.
                     if q.jobs.len() > 1 {
-                        self.work.notify_one();
+                        self.wake_asleep(1, Some(lane));
                     }
                     Some(Work::Ready)
                 }
@@ -210,17 +232,18 @@ impl Shared {
                 return work;
             }
             q = match lane.idle_sleep() {
-                Some(t) => self.work.wait_timeout(q, t).unwrap_or_else(|e| e.into_inner()).0,
-                None => self.work.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => lane.wake.wait_timeout(q, t).unwrap_or_else(|e| e.into_inner()).0,
+                None => lane.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
             };
         }
     }
 
-    /// Wakes the drivers asleep on the queue, so that one whose lane was
-    /// handed back takes it (see `lane`).
-    pub(crate) fn kick(&self) {
+    /// Wakes the driver of `lane`, handed a lent job back (see `lane`).
+    /// Under the queue's lock, which the driver holds from its last look
+    /// at the lane until it sleeps: the wake-up cannot fall in between.
+    pub(crate) fn kick(&self, lane: &Lane) {
         let _q = lock(&self.queue);
-        self.work.notify_all();
+        lane.wake.notify_one();
     }
 
     /// Sends `job` straight to an idle helper, when no queued job waits
@@ -229,9 +252,11 @@ impl Shared {
         if self.queued.load(Ordering::SeqCst) > 0 {
             return Err(job);
         }
-        let max = self.config.max_tasks.unwrap_or(usize::MAX);
-        for lane in lock(&self.helpers).iter().flatten() {
-            job = match lane.try_lend(job, max) {
+        // A copy: lending may wake a driver, which takes the queue's lock,
+        // and the queue's lock is held while `helpers` is locked.
+        let lanes: Vec<Arc<Lane>> = lock(&self.helpers).iter().flatten().cloned().collect();
+        for lane in lanes {
+            job = match lane.try_lend(job) {
                 Ok(lent) => return Ok(lent),
                 Err(job) => job,
             };
@@ -276,7 +301,7 @@ impl Shared {
     /// is queued, then stop.
     pub(crate) fn close(&self) {
         lock(&self.queue).closed = true;
-        self.work.notify_all();
+        self.wake_all();
     }
 
     pub(crate) fn terminate(&self) {
@@ -286,7 +311,7 @@ impl Shared {
             self.queued.store(0, Ordering::Release);
             q.jobs.drain(..).collect()
         };
-        self.work.notify_all();
+        self.wake_all();
         jobs.into_iter().for_each(|j| j.fail(TaskError::Terminated));
         for h in lock(&self.helpers).iter().flatten() {
             h.cell.kill();

@@ -12,6 +12,7 @@ pub(crate) mod panics;
 pub(crate) mod registry;
 
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
 
 use crate::pool::transport::region::Region;
 use crate::pool::transport::ring::{self, Peer, Ring};
@@ -98,6 +99,7 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let (region, index) = own_region().unwrap_or_else(|e| die(e));
     let status = region.status(index).expect("checked by own_region");
+    let cpu = region.cpu(index).expect("checked by own_region");
     let (jobs, out) = (region.jobs(index).expect("checked"), region.results(index).expect("checked"));
     let mut registry = Registry::new();
     tasks(&mut registry);
@@ -124,6 +126,8 @@ fn serve_at(fd: std::os::fd::RawFd, tasks: fn(&mut Registry)) -> ! {
         // skipped here, never begun (see `status`).
         let answer = match status.begin(job) {
             true => {
+                // Where it runs, for a caller spinning for the answer (see `lane`).
+                cpu.store(rustix::thread::sched_getcpu() as u32, Ordering::Relaxed);
                 let results = match msg {
                     Ok(ToHelper::Run { task, count, args, .. }) => registry.run(&mut cache, task, &args, count),
                     Ok(ToHelper::Claim { task, claim, args, .. }) => {
@@ -192,9 +196,7 @@ fn next_jobs(reader: &mut FrameReader, jobs: &Ring<'_>, stream: &UnixStream, cac
     loop {
         match reader.fill_ring(jobs) {
             Ok(Fill::Data) => {
-                if jobs.writer_to_wake() {
-                    ring::ring_bell(&Peer::socket(stream));
-                }
+                jobs.wake_writer(&Peer::socket(stream));
                 return true;
             }
             Ok(_) => {}

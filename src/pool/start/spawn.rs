@@ -217,9 +217,7 @@ fn recv_ring(results: &Ring<'_>, stream: &UnixStream, deadline: Option<Instant>)
         let peer = Peer::socket(stream);
         if ring::wait_readable(results, &peer, left, None).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))? {
             reader.fill_ring(results)?;
-            if results.writer_to_wake() {
-                ring::ring_bell(&peer); // a result larger than the ring: the helper waits for room
-            }
+            results.wake_writer(&peer); // a result larger than the ring: the helper may wait for room
         }
         Ok(())
     })

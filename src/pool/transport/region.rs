@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! 0    magic "SHMKPOOL", helpers: u32, ring bytes: u32      (64 bytes)
-//! then per helper: status word (64) | skip table (512) | jobs ring | results ring
+//! then per helper: status word, its CPU (64) | skip table (512) | jobs ring | results ring
 //! then the passes' claim tables (see `claims`)
 //! ```
 //!
@@ -12,7 +12,7 @@
 
 use crate::kind::SegmentKind;
 use crate::pool::transport::claims::{self, Table};
-use crate::pool::transport::ring::{self, Ring};
+use crate::pool::transport::ring::{self, Reader, Ring};
 use crate::pool::transport::status::{Status, SKIPS};
 use crate::segment::{other_head, Segment};
 use crate::{name, Error, Result};
@@ -100,6 +100,12 @@ impl Region {
         self.base(index).map(|b| Status::new(self.seg.atomic_u64(b), self.seg.atomic_u64s(b + 64, SKIPS)))
     }
 
+    /// The CPU helper `index` last began a job on (it writes it; a hint,
+    /// never trusted for more than a scheduling choice).
+    pub fn cpu(&self, index: usize) -> Option<&std::sync::atomic::AtomicU32> {
+        self.base(index).map(|b| self.seg.atomic_u32(b + 8))
+    }
+
     /// Claim table `index`; `None` past the last (an index from a
     /// message is checked like everything else).
     pub fn claims(&self, index: usize) -> Option<Table<'_>> {
@@ -110,12 +116,13 @@ impl Region {
 
     /// Helper `index`'s job ring (driver writes, helper reads).
     pub fn jobs(&self, index: usize) -> Option<Ring<'_>> {
-        self.base(index).map(|b| Ring::new(&self.seg, b + STATUS, self.ring))
+        self.base(index).map(|b| Ring::new(&self.seg, b + STATUS, self.ring, Reader::Helper))
     }
 
     /// Helper `index`'s result ring (helper writes, driver reads).
     pub fn results(&self, index: usize) -> Option<Ring<'_>> {
-        self.base(index).map(|b| Ring::new(&self.seg, b + STATUS + ring::HEADER + self.ring, self.ring))
+        self.base(index)
+            .map(|b| Ring::new(&self.seg, b + STATUS + ring::HEADER + self.ring, self.ring, Reader::Coordinator))
     }
 }
 

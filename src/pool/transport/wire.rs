@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 /// helper binary built with another shmkit is refused at start, not left
 /// to misread jobs. Version 2: jobs and results through shared-memory rings;
 /// 3: skip tables, `Skipped`, and helpers that report their pid; 4:
-/// claim tables and `Claim`.
-pub(crate) const PROTOCOL: u32 = 4;
+/// claim tables and `Claim`; 5: the helper sleeps on a futex, not the
+/// socket (see `ring`).
+pub(crate) const PROTOCOL: u32 = 5;
 
 /// Largest frame accepted; a longer length prefix means a corrupt stream.
 const MAX_FRAME: usize = 256 << 20;
