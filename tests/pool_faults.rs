@@ -612,3 +612,50 @@ fn a_task_sent_straight_to_an_idle_helper_has_one_outcome_whatever_hits_it() {
     assert_eq!(pool.submit(square, 7).wait(), Ok(49), "the pool serves on");
     println!("{rounds} rounds (kill, stop, late wait, cancel, drop): {seen:?}; {died} died, {cancelled} cancelled");
 }
+
+/// A job queued while the one helper that lends is busy with a long lent
+/// task goes to the other helper at once, even when that one's driver
+/// sleeps without a timeout (idle for long): it never waits behind the
+/// long task while a helper idles.
+#[test]
+fn a_queued_task_never_waits_behind_a_lent_one_while_a_helper_idles() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_queued_task_never_waits_behind_a_lent_one_while_a_helper_idles", 2).build().unwrap();
+    for round in 0..20 {
+        // One helper kept busy with round trips for 40 ms: the other's
+        // driver stops lending and sleeps until woken.
+        let until = Instant::now() + Duration::from_millis(40);
+        while Instant::now() < until {
+            assert_eq!(pool.submit(square, 3).wait(), Ok(9));
+        }
+        let long = pool.submit(sleep_ms, 3000);
+        let start = Instant::now();
+        assert_eq!(pool.submit(square, 4).wait(), Ok(16));
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(1000), "round {round}: the second task waited {took:?}");
+        drop(long);
+    }
+}
+
+/// A helper whose last task (of `max_tasks_per_helper`) was lent and
+/// answered straight to its caller is still replaced at once, not when
+/// the next task comes.
+#[test]
+fn a_helper_whose_last_task_was_lent_is_replaced_at_once() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let test = "a_helper_whose_last_task_was_lent_is_replaced_at_once";
+    let pool = pool(test, 1).max_tasks_per_helper(3).build().unwrap();
+    let first = pool.helper_pids();
+    for x in 0..3 {
+        assert_eq!(pool.submit(square, x).wait(), Ok(x * x));
+    }
+    let start = Instant::now();
+    while pool.helper_pids() == first || pool.helper_pids().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "the helper that ran its 3 tasks is still {first:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!common::alive(first[0]) || start.elapsed() < Duration::from_secs(5));
+    assert_eq!(pool.submit(square, 9).wait(), Ok(81));
+}

@@ -111,15 +111,20 @@ impl Shared {
         self.wake_asleep(sleepers, None);
     }
 
-    /// Wakes up to `n` drivers asleep (other than `but`'s). The jobs are
-    /// queued already: a driver that has not gone to sleep yet sees them.
+    /// Wakes up to `n` drivers asleep (other than `but`'s), those whose
+    /// helper is not serving a lent job first. The jobs are queued
+    /// already: a driver that has not gone to sleep yet sees them.
     fn wake_asleep(&self, n: usize, but: Option<&Lane>) {
         if n == 0 {
             return;
         }
-        let asleep =
-            |l: &&Arc<Lane>| l.driver_asleep.load(Ordering::SeqCst) && !but.is_some_and(|b| std::ptr::eq(b, &***l));
-        lock(&self.helpers).iter().flatten().filter(asleep).take(n).for_each(|l| l.wake.notify_one());
+        let lanes = lock(&self.helpers);
+        let asleep = |l: &&Arc<Lane>| {
+            l.driver_asleep.load(Ordering::SeqCst) && !but.is_some_and(|b| std::ptr::eq(b, Arc::as_ptr(l)))
+        };
+        let free = lanes.iter().flatten().filter(asleep).filter(|l| !l.is_lent());
+        let lent = lanes.iter().flatten().filter(asleep).filter(|l| l.is_lent());
+        free.chain(lent).take(n).for_each(|l| l.wake.notify_one());
     }
 
     /// Passes a wake-up on from the driver of `lane`, which returned for a
