@@ -236,13 +236,12 @@ pub fn write(
     let dir = shmkit_bench::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("compare.md"), &md)?;
-    if !quick {
-        shmkit_bench::update_readme("compare", &md)?;
-    }
     let doc = json!({"measured": header, "helpers": s.helpers, "elements": s.elements, "reps": s.reps, "rows": rows});
     std::fs::write(dir.join("compare.json"), serde_json::to_string_pretty(&doc)?)?;
     if !quick {
+        // Kept first: the commit is read before this run rewrites the README.
         crate::history::keep(&doc)?;
+        shmkit_bench::update_readme("compare", &md)?;
         crate::history::summarise()?;
     }
     std::fs::write(dir.join("compare.svg"), svg(&bars, &header))?;
