@@ -659,3 +659,22 @@ fn a_helper_whose_last_task_was_lent_is_replaced_at_once() {
     assert!(!common::alive(first[0]) || start.elapsed() < Duration::from_secs(5));
     assert_eq!(pool.submit(square, 9).wait(), Ok(81));
 }
+
+/// A task sent straight to a sleeping helper with arguments larger than
+/// its job ring (the rest goes through the driver) wakes the helper at
+/// once: it never waits for the helper's next look.
+#[test]
+fn a_lent_task_larger_than_the_ring_wakes_its_sleeping_helper() {
+    shmkit::init(register);
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = pool("a_lent_task_larger_than_the_ring_wakes_its_sleeping_helper", 1).build().unwrap();
+    let big = "A".repeat(300_000); // more than the 128 KiB ring
+    for round in 0..10 {
+        assert_eq!(pool.submit(square, 2).wait(), Ok(4)); // lent lately: lends again
+        std::thread::sleep(Duration::from_millis(2)); // the helper sleeps now
+        let start = Instant::now();
+        assert_eq!(pool.submit(str_len, big.clone()).wait(), Ok(big.len()));
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(500), "round {round}: {took:?}");
+    }
+}

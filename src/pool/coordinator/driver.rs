@@ -165,6 +165,7 @@ impl<'a> Session<'a> {
             self.fill();
             if self.st.inflight.is_empty() {
                 if self.st.sent() >= self.inner.config.max_tasks.unwrap_or(usize::MAX) {
+                    self.inner.pass_on(&self.lane); // a wake-up that brought it here is not for it
                     return self.retire(End::Replace); // recycle after max tasks
                 }
                 // Idle: the state is parked, lendable to callers, meanwhile.
@@ -172,6 +173,7 @@ impl<'a> Session<'a> {
                 let work = self.inner.wait_for_work(&self.lane);
                 self.st = self.lane.unpark();
                 if self.st.broken {
+                    self.inner.pass_on(&self.lane);
                     return self.on_death(Death::Lost); // a caller read garbage
                 }
                 match work {

@@ -13,9 +13,10 @@
 //! gives up spinning, it registers a waker or a notification, it drops or
 //! cancels the handle). Then the driver takes the state back and serves
 //! the job as any other: timeouts, cancels and a helper's death go through
-//! it alone, as before. A driver that idles while a lane is lendable
-//! sleeps with a timeout ([`LEASE_CHECK`]), so an expired lease is taken
-//! over within it; a departing caller wakes it at once.
+//! it alone, as before. A driver whose lane was lent lately sleeps with a
+//! timeout ([`LEASE_CHECK`]), so an expired lease is taken over within it;
+//! a departing caller wakes it at once, and so does the first lending
+//! after a long idle (the driver then slept without a timeout).
 
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
@@ -38,16 +39,17 @@ use crate::sync::spin;
 /// over, and its helper watched again.
 pub(crate) const LEASE_CHECK: Duration = Duration::from_millis(1);
 
-/// How long after its last use (a job lent, or served by its driver) a
-/// lane stays lendable; past it, its idle driver sleeps without a timeout
-/// (an idle pool wakes no one), and the next job goes through the queue.
-const LENDABLE_FOR: Duration = Duration::from_millis(20);
+/// How long after its last lending an idle driver keeps sleeping in
+/// [`LEASE_CHECK`] slices; past it, it sleeps without a timeout (an idle
+/// pool wakes no one), and the next lending wakes it.
+const TIMED_FOR: Duration = Duration::from_millis(20);
 
 /// How long a waiting caller that finds itself on its helper's CPU
 /// sleeps: a wake-up from a timer is placed on an idle CPU if there is
 /// one, where spinning (yielding) never moves it. (A socket's wake-up
 /// puts the helper on its waker's CPU, and two spinners that share a CPU
 /// stay together until load balancing, milliseconds later.)
+/// (With the kernel's timer slack it sleeps about 70 µs.)
 const STEP_ASIDE: Duration = Duration::from_micros(20);
 
 /// The shortest task timeout a lent job may have: while lent, a deadline
@@ -141,14 +143,16 @@ pub(crate) struct Lane {
     lent: AtomicU64,
     /// When the lent job's lease ends, in nanoseconds since `epoch`.
     lease: AtomicU64,
-    /// When the lane was last used (parked after work, or lent), in
-    /// nanoseconds since `epoch`.
-    last_used: AtomicU64,
+    /// When the lane was last lent, in nanoseconds since `epoch`.
+    last_lent: AtomicU64,
     epoch: Instant,
     /// A caller handed a job back: the driver must take the state.
     wanted: AtomicBool,
     /// Its driver may be asleep on `wake`.
     pub(crate) driver_asleep: AtomicBool,
+    /// Its driver may be asleep on `wake` without a timeout: the next
+    /// lending must wake it, or a lease could run out unseen.
+    untimed: AtomicBool,
     /// Where its idle driver sleeps (with the queue's lock): queued jobs
     /// and handed-back lent jobs wake it.
     pub(crate) wake: Condvar,
@@ -182,10 +186,11 @@ impl Lane {
             parked: Mutex::new(None),
             lent: AtomicU64::new(0),
             lease: AtomicU64::new(0),
-            last_used: AtomicU64::new(0),
+            last_lent: AtomicU64::new(0),
             epoch: Instant::now(),
             wanted: AtomicBool::new(false),
             driver_asleep: AtomicBool::new(false),
+            untimed: AtomicBool::new(false),
             wake: Condvar::new(),
             max_tasks,
             lendable: AtomicBool::new(false),
@@ -216,7 +221,6 @@ impl Lane {
         let mut parked = lock(&self.parked);
         let free = state.inflight.is_empty() && state.outbox.is_empty() && !state.broken;
         *parked = Some(state);
-        self.last_used.store(self.now(), Ordering::SeqCst);
         self.lendable.store(free, Ordering::SeqCst);
     }
 
@@ -243,25 +247,25 @@ impl Lane {
         self.lent.load(Ordering::SeqCst) != 0
     }
 
-    /// How long an idle driver may sleep: `None` (until woken) once the
-    /// lane has not been used for a while, after which it is not lent
-    /// again until the driver has worked.
+    /// How long an idle driver may sleep (under the queue's lock): in
+    /// [`LEASE_CHECK`] slices while a job is lent or was lately; else
+    /// `None`, until woken (then the next lending wakes it: `untimed`).
     pub fn idle_sleep(&self) -> Option<Duration> {
-        let recent = self.now().saturating_sub(self.last_used.load(Ordering::SeqCst)) < LENDABLE_FOR.as_nanos() as u64;
-        if recent || self.is_lent() {
+        // Up before the look: a lending after it sees the flag (both
+        // sequentially consistent), one before it is seen here.
+        self.untimed.store(true, Ordering::SeqCst);
+        let since = self.now().saturating_sub(self.last_lent.load(Ordering::SeqCst));
+        if self.is_lent() || since < TIMED_FOR.as_nanos() as u64 {
+            self.untimed.store(false, Ordering::SeqCst);
             return Some(LEASE_CHECK);
         }
-        // Under the lock: no lending is half done. (A lender holds it
-        // briefly; the queue's lock is held here, so never wait for it.)
-        let Ok(parked) = self.parked.try_lock() else { return Some(LEASE_CHECK) };
-        match self.is_lent() {
-            true => Some(LEASE_CHECK),
-            false => {
-                self.lendable.store(false, Ordering::SeqCst);
-                drop(parked);
-                None
-            }
-        }
+        None
+    }
+
+    /// The driver is awake again.
+    pub fn driver_awake(&self) {
+        self.untimed.store(false, Ordering::SeqCst);
+        self.driver_asleep.store(false, Ordering::SeqCst);
     }
 
     // ---- the caller's side ----
@@ -300,7 +304,7 @@ impl Lane {
         st.inflight.push_back(InFlight { job, id, started: Some(Instant::now()), at });
         let now = self.now();
         self.lease.store(now + spin::WINDOW.as_nanos() as u64, Ordering::SeqCst);
-        self.last_used.store(now, Ordering::SeqCst);
+        self.last_lent.store(now, Ordering::SeqCst);
         self.lent.store(id, Ordering::SeqCst);
         let jobs = self.jobs();
         match jobs.write(&st.outbox) {
@@ -308,9 +312,13 @@ impl Lane {
                 st.outbox.clear();
                 jobs.wake_reader(&self.peer());
             }
-            // Part of it, or a broken ring: the driver takes it from here.
+            // Part of it (a frame larger than the ring), or a broken ring:
+            // the driver takes it from here.
             Ok(n) => {
                 st.written = n;
+                if n > 0 {
+                    jobs.wake_reader(&self.peer());
+                }
                 self.hand_back();
             }
             Err(_) => {
@@ -320,6 +328,12 @@ impl Lane {
         }
         drop(parked);
         self.kick();
+        // A driver asleep without a timeout would not see the lease end.
+        if self.untimed.load(Ordering::SeqCst) {
+            if let Some(shared) = self.shared.upgrade() {
+                shared.kick(self);
+            }
+        }
         Ok(Lent { lane: Arc::downgrade(self), id })
     }
 
@@ -330,6 +344,7 @@ impl Lane {
         let window = limit.min(spin::WINDOW);
         let results = self.results();
         let mut looks = 0u32;
+        let long = limit >= spin::WINDOW; // a short wait never sleeps
         let mut look = || {
             if done() || self.lent.load(Ordering::SeqCst) != id {
                 return Some(());
@@ -338,9 +353,10 @@ impl Lane {
                 if let Ok(mut parked) = self.parked.try_lock() {
                     self.read_lent(&mut parked, id);
                 }
-            } else if looks % 32 == 3 && self.on_our_cpu() {
+            } else if looks % 32 == 3 && long && self.on_our_cpu() {
                 // Spinning beside the helper on one CPU, each waits for
                 // the other's turn: step aside, and be woken elsewhere.
+                self.lease.fetch_max(self.now() + (STEP_ASIDE + spin::WINDOW).as_nanos() as u64, Ordering::SeqCst);
                 std::thread::sleep(STEP_ASIDE);
             }
             looks += 1;

@@ -122,8 +122,10 @@ impl Shared {
         let asleep = |l: &&Arc<Lane>| {
             l.driver_asleep.load(Ordering::SeqCst) && !but.is_some_and(|b| std::ptr::eq(b, Arc::as_ptr(l)))
         };
-        let free = lanes.iter().flatten().filter(asleep).filter(|l| !l.is_lent());
-        let lent = lanes.iter().flatten().filter(asleep).filter(|l| l.is_lent());
+        // A lane lent, or handed back and waiting for its driver, is busy.
+        let busy = |l: &&Arc<Lane>| l.is_lent() || l.needs_driver();
+        let free = lanes.iter().flatten().filter(asleep).filter(|l| !busy(l));
+        let lent = lanes.iter().flatten().filter(asleep).filter(busy);
         free.chain(lent).take(n).for_each(|l| l.wake.notify_one());
     }
 
@@ -233,7 +235,7 @@ impl Shared {
                 _ => None,
             };
             if let Some(work) = work {
-                lane.driver_asleep.store(false, Ordering::SeqCst);
+                lane.driver_awake();
                 return work;
             }
             q = match lane.idle_sleep() {

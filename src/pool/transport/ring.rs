@@ -22,9 +22,9 @@
 //! The coordinator sleeps in `poll(2)` on the helper's socket (and pidfd),
 //! and is woken by a one-byte *doorbell* on the socket, which also ends
 //! its sleep when the helper dies. The helper sleeps on a futex on its
-//! waiting flag itself (`futex(2)`, `FUTEX_WAIT` with a timeout, after
-//! which it looks for the socket's hang-up; its watcher thread exits at
-//! once on one). The difference matters on few cores: a socket write wakes
+//! waiting flag itself (`futex(2)`, `FUTEX_WAIT`, at most 5 s at a time,
+//! after which it looks for the socket's hang-up; its watcher thread
+//! exits at once on one). The difference matters on few cores: a socket write wakes
 //! its reader as a *synchronous* wake-up, which the scheduler places on
 //! the writer's CPU, expecting the writer to sleep; a caller that then
 //! spins for the answer shares that CPU with the helper (a round trip
@@ -41,7 +41,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sync::raw::{futex_wait, futex_wake_all};
+use crate::sync::raw::futex_wake_all;
 use crate::sync::spin::{spin, WINDOW};
 
 use crate::segment::Segment;
@@ -55,8 +55,10 @@ const READER_WAITING: usize = 72;
 
 /// Longest a helper sleeps on its futex before it looks for its
 /// coordinator's hang-up (its watcher thread sees one at once; this is
-/// for a helper whose watcher could not start).
-const HELPER_NAP: Duration = Duration::from_secs(1);
+/// for a helper whose watcher could not start). A wake-up is never lost
+/// to a killed waker here: the waker is the coordinator, whose death
+/// ends the helper.
+const HELPER_NAP: Duration = Duration::from_secs(5);
 
 /// Which side reads a ring, and so which side sleeps how (module note).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +213,10 @@ impl<'a> Ring<'a> {
             return sleep_on_bell(peer, limit);
         }
         let flag = self.flag(if as_reader { READER_WAITING } else { WRITER_WAITING });
-        futex_wait(flag, 1, Some(limit.map_or(HELPER_NAP, |l| l.min(HELPER_NAP))));
+        // Not `raw::futex_wait`, which caps a sleep at 20 ms: an idle
+        // helper would wake 50 times a second.
+        let nap = crate::os::timespec(Some(limit.map_or(HELPER_NAP, |l| l.min(HELPER_NAP))));
+        let _ = rustix::thread::futex::wait(flag, rustix::thread::futex::Flags::empty(), 1, nap.as_ref());
         connected(peer.socket)
     }
 
