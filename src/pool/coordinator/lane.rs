@@ -345,6 +345,7 @@ impl Lane {
         let results = self.results();
         let mut looks = 0u32;
         let long = limit >= spin::WINDOW; // a short wait never sleeps
+        let stepped = std::cell::Cell::new(false);
         let mut look = || {
             if done() || self.lent.load(Ordering::SeqCst) != id {
                 return Some(());
@@ -358,6 +359,7 @@ impl Lane {
                 // the other's turn: step aside, and be woken elsewhere.
                 self.lease.fetch_max(self.now() + (STEP_ASIDE + spin::WINDOW).as_nanos() as u64, Ordering::SeqCst);
                 std::thread::sleep(STEP_ASIDE);
+                stepped.set(true);
             }
             looks += 1;
             None
@@ -366,7 +368,10 @@ impl Lane {
             let _ = look(); // a poll: one look
         } else if self.lent.load(Ordering::SeqCst) == id {
             self.lease.fetch_max(self.now() + window.as_nanos() as u64, Ordering::SeqCst);
-            spin::spin(window, look);
+            // A step aside took most of the window: one more, once.
+            if spin::spin(window, &mut look).is_none() && stepped.get() {
+                spin::spin(window, look);
+            }
         }
         self.depart(id); // kicks the driver if a fault met here handed it back
     }
