@@ -4,6 +4,7 @@ server whose memory and open files stay flat."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -153,7 +154,36 @@ def test_the_web_example_survives_killed_helpers_and_stops_late_tasks() -> None:
         stop(server)
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (from every thread's
+    ``/proc/PID/task/TID/children``)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for path in glob.glob(f"/proc/{todo.pop()}/task/*/children"):
+            try:
+                with open(path) as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue  # gone meanwhile
+            out += kids
+            todo += kids
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def stop(server: Any) -> None:
+    # Taken first: a stdlib pool's worker that a fork in a threaded server
+    # deadlocked (the seed's bug) outlives its server, orphaned; the test
+    # must not leave it running.
+    children = [(pid, _cmdline(pid)) for pid in _descendants(server.pid)]
     server.send_signal(signal.SIGINT)
     try:
         server.wait(timeout=30)
@@ -161,6 +191,12 @@ def stop(server: Any) -> None:
         server.kill()
         server.wait()
     server.log.close()
+    for pid, cmdline in children:
+        try:
+            if _cmdline(pid) == cmdline:  # still that process, not a reused pid
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_the_seeds_stdlib_pool_under_the_same_load(tmp_path: Path) -> None:
