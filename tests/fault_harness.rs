@@ -263,16 +263,28 @@ fn round_cancel(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
     }
     let results: Vec<(u64, Result<(), TaskError>)> = kept.into_iter().map(|(i, h)| (i, h.wait())).collect();
     t.faults += usize::from(injector.join().unwrap());
+    let allowed =
+        |r: &Result<(), TaskError>| matches!(r, Ok(()) | Err(TaskError::Cancelled | TaskError::WorkerDied { .. }));
+    check_marks(t, "cancel", &list, results, allowed);
+}
+
+/// The marks tasks left in `list`: none ran twice, every `Ok` ran, and
+/// every outcome is `allowed`.
+fn check_marks(
+    t: &mut Tally,
+    what: &str,
+    list: &shmkit::collections::ShmVec<u64>,
+    results: Vec<(u64, Result<(), TaskError>)>,
+    allowed: impl Fn(&Result<(), TaskError>) -> bool,
+) {
     std::thread::sleep(Duration::from_millis(5)); // a task killed mid-run is gone by now
     let mut marks = list.to_vec();
     marks.sort_unstable();
     let twice = marks.windows(2).find(|w| w[0] == w[1]);
-    t.check(twice.is_none(), || format!("cancel: task {twice:?} ran twice"));
+    t.check(twice.is_none(), || format!("{what}: task {twice:?} ran twice"));
     for (i, r) in results {
-        let ok = r.is_ok();
-        t.check(!ok || marks.binary_search(&i).is_ok(), || format!("cancel: task {i} is Ok but never ran"));
-        let allowed = matches!(r, Ok(()) | Err(TaskError::Cancelled | TaskError::WorkerDied { .. }));
-        t.check(allowed, || format!("cancel: task {i}: {r:?}"));
+        t.check(r.is_err() || marks.binary_search(&i).is_ok(), || format!("{what}: task {i} is Ok but never ran"));
+        t.check(allowed(&r), || format!("{what}: task {i}: {r:?}"));
     }
 }
 
@@ -293,16 +305,7 @@ fn round_lent(pool: &Pool, rng: &mut Rng, t: &mut Tally) {
         results.push((i, h.wait()));
     }
     t.faults += usize::from(injector.join().unwrap());
-    std::thread::sleep(Duration::from_millis(5)); // a task killed mid-run is gone by now
-    let mut marks = list.to_vec();
-    marks.sort_unstable();
-    let twice = marks.windows(2).find(|w| w[0] == w[1]);
-    t.check(twice.is_none(), || format!("lent: task {twice:?} ran twice"));
-    for (i, r) in results {
-        t.check(r.is_err() || marks.binary_search(&i).is_ok(), || format!("lent: task {i} is Ok but never ran"));
-        let allowed = matches!(r, Ok(()) | Err(TaskError::WorkerDied { .. }));
-        t.check(allowed, || format!("lent: task {i}: {r:?}"));
-    }
+    check_marks(t, "lent", &list, results, |r| matches!(r, Ok(()) | Err(TaskError::WorkerDied { .. })));
 }
 
 /// Creators of segments and a collector hit while they work: afterwards

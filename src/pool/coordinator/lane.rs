@@ -158,8 +158,6 @@ pub(crate) struct Lane {
     pub(crate) wake: Condvar,
     /// Jobs a helper runs before it is replaced (`max_tasks_per_helper`).
     max_tasks: usize,
-    /// May be lent now (its driver parked the state and allows it).
-    lendable: AtomicBool,
 }
 
 /// A job lent to a caller: where to attend it.
@@ -193,7 +191,6 @@ impl Lane {
             untimed: AtomicBool::new(false),
             wake: Condvar::new(),
             max_tasks,
-            lendable: AtomicBool::new(false),
         }
     }
 
@@ -216,18 +213,15 @@ impl Lane {
 
     // ---- the driver's side ----
 
-    /// The driver idles: parks `state` here, lendable if nothing is in flight.
+    /// The driver idles: parks `state` here (lendable while it is parked
+    /// with nothing in flight: see `try_lend`).
     pub fn park(&self, state: LaneState) {
-        let mut parked = lock(&self.parked);
-        let free = state.inflight.is_empty() && state.outbox.is_empty() && !state.broken;
-        *parked = Some(state);
-        self.lendable.store(free, Ordering::SeqCst);
+        *lock(&self.parked) = Some(state);
     }
 
     /// The driver takes its state back (taking over a lent job).
     pub fn unpark(&self) -> LaneState {
         let mut parked = lock(&self.parked);
-        self.lendable.store(false, Ordering::SeqCst);
         self.lent.store(0, Ordering::SeqCst);
         self.wanted.store(false, Ordering::SeqCst);
         parked.take().unwrap_or_default()
@@ -273,17 +267,15 @@ impl Lane {
     /// Sends `job` to this lane's helper directly if its driver idles with
     /// nothing in flight; the job back otherwise.
     pub fn try_lend(self: &Arc<Lane>, job: Job) -> Result<Lent, Job> {
-        let lendable = job.claim.is_none()
-            && job.timeout.is_none_or(|t| t >= MIN_LENT_TIMEOUT)
-            && fits(job.args.len())
-            && self.lendable.load(Ordering::SeqCst);
+        let lendable = job.claim.is_none() && job.timeout.is_none_or(|t| t >= MIN_LENT_TIMEOUT) && fits(job.args.len());
         if !lendable {
             return Err(job);
         }
         let Ok(mut parked) = self.parked.try_lock() else { return Err(job) };
+        // Parked (its driver idles), with nothing in flight and nothing lent.
         let Some(st) = parked.as_mut() else { return Err(job) };
         let free = st.inflight.is_empty() && st.outbox.is_empty() && !st.broken && st.sent() < self.max_tasks;
-        if !free || !self.lendable.load(Ordering::SeqCst) || self.lent.load(Ordering::SeqCst) != 0 {
+        if !free || self.lent.load(Ordering::SeqCst) != 0 {
             return Err(job);
         }
         let id = st.next_id;
