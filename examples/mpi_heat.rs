@@ -23,7 +23,7 @@ use anyhow::{ensure, Context, Result};
 use shmkit::mpi::rsmpi::point_to_point as p2p;
 use shmkit::mpi::rsmpi::topology::SimpleCommunicator;
 use shmkit::mpi::rsmpi::traits::*;
-use shmkit::mpi::{block, Cluster, DistArray};
+use shmkit::mpi::{block, Cluster, DistArray, Step};
 
 fn flag(name: &str, default: usize) -> Result<usize> {
     Ok(match std::env::args().skip_while(|a| a != name).nth(1) {
@@ -66,34 +66,28 @@ fn or_abort<T>(cluster: &Cluster, r: shmkit::Result<T>) -> T {
     })
 }
 
-/// Node segments with halos; ranks compute their rows in place.
+/// Node segments with halos; ranks compute their rows in place. A sweep
+/// claims each rank's rows once: a step is the stencil, the edge rows
+/// crossing to the neighbouring nodes, and one node barrier.
 fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> {
-    let mut grids =
-        [DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?, DistArray::create(cluster, "heat-b", &[n, n], 1)?];
-    for g in &mut grids {
-        let first = g.rank_rows().start;
-        for (k, mut row) in or_abort(cluster, g.my_rows_mut()).outer_iter_mut().enumerate() {
-            row.fill(heat::initial(first + k));
-        }
-        g.exchange_halos()?;
+    let mut a = DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?;
+    let mut b = DistArray::<f64>::create(cluster, "heat-b", &[n, n], 1)?;
+    let first = a.rank_rows().start;
+    for (k, mut row) in or_abort(cluster, a.my_rows_mut()).outer_iter_mut().enumerate() {
+        row.fill(heat::initial(first + k));
     }
-    for k in 0..steps {
-        let (a, b) = grids.split_at_mut(1);
-        let (cur, next) = if k % 2 == 0 { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
-        {
-            let rows = next.rank_rows();
-            let local: Vec<usize> = rows.clone().filter_map(|g| cur.local_row(g)).collect();
-            let node = or_abort(cluster, cur.node_view());
-            let row = |r: usize| node.row(r).to_slice().expect("C-order rows");
-            let mut out = or_abort(cluster, next.my_rows_mut());
-            for ((g, l), mut o) in rows.zip(local).zip(out.outer_iter_mut()) {
-                let (up, down) = (l.saturating_sub(1), (l + 1).min(node.nrows() - 1));
+    let mut sweep = a.sweep(&mut b)?;
+    for _ in 0..steps {
+        sweep.step(|Step { current, mut next, rows, at }| {
+            let row = |r: usize| current.row(r).to_slice().expect("C-order rows");
+            let last = current.nrows() - 1;
+            for ((g, l), mut o) in rows.zip(at..).zip(next.outer_iter_mut()) {
+                let (up, down) = (l.saturating_sub(1), (l + 1).min(last));
                 heat::step_row(g, n, row(up), row(l), row(down), o.as_slice_mut().expect("C-order rows"));
             }
-        }
-        next.exchange_halos()?; // node barriers inside: all rows written, halos in
+        });
     }
-    let grid = grids[steps % 2].gather()?;
+    let grid = sweep.finish().gather()?;
     Ok(grid.map(|g| heat::checksum(g.outer_iter().map(|r| r.to_slice().expect("C-order rows")))))
 }
 

@@ -91,6 +91,8 @@ fn launcher() {
         (2, "a node leader inside a broadcast", "mpi-broadcast"),
         (0, "the broadcasting root inside a broadcast", "mpi-broadcast"),
         (2, "a node leader inside a halo exchange", "mpi-halo"),
+        (3, "a rank starting a sweep, its rows claimed", "mpi-sweep-claimed"),
+        (2, "a node's first rank inside a sweep's edge swap", "mpi-sweep"),
     ];
     for (victim, what, point) in inside {
         kill_case(victim, what, Some(point));
@@ -143,6 +145,9 @@ fn kill_case(victim: usize, what: &str, point: Option<&str>) {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!status.success(), "mpirun should report the killed rank");
+    let missed = job_file.with_extension("missed");
+    let never_fired = std::fs::remove_file(&missed).is_ok();
+    assert!(!never_fired, "{what}: the fault point {point:?} never fired");
     let took = killed.elapsed();
     let left = shm_entries(&prefix);
     if victim % 2 == 0 && point.is_none() {
@@ -226,6 +231,8 @@ fn rank() {
     topology(&cluster);
     distributed(&cluster);
     halos(&cluster);
+    sweeps(&cluster);
+    sweep_misuse(&cluster);
     replicated(&cluster);
     misuse(&cluster);
     cluster.world().barrier();
@@ -299,6 +306,95 @@ fn halos(c: &Cluster) {
         let want: Vec<f64> = (0..cols).map(|j| value(g, j, cols)).collect();
         assert_eq!(row.to_vec(), want, "node {} global row {g} (halo: {is_halo})", c.node_index());
     }
+}
+
+/// The stencil `next[g] = sum of cur[g-h..=g+h]` (rows past the edges
+/// count as zeros), `steps` times, on one process: the reference.
+fn serial_sweep(mut cur: Array2<u64>, h: usize, steps: usize) -> Array2<u64> {
+    let rows = cur.nrows();
+    for _ in 0..steps {
+        let mut next = Array2::<u64>::zeros(cur.dim());
+        for g in 0..rows {
+            for d in g.saturating_sub(h)..(g + h + 1).min(rows) {
+                let add = cur.row(d).to_owned();
+                next.row_mut(g).zip_mut_with(&add, |x, y| *x = x.wrapping_add(*y));
+            }
+        }
+        cur = next;
+    }
+    cur
+}
+
+/// Sweeps give what the serial stencil gives, whether the node's first
+/// and last rank hold the edge rows (they send at once) or not (a node
+/// barrier first), on 2 and 4 nodes, with halos of 1 to 5 rows.
+fn sweeps(c: &Cluster) {
+    let mut cases = vec![(12, 3, 1, 7), (12, 3, 2, 4), (13, 2, 3, 5)];
+    if c.nodes() == 2 {
+        cases.push((16, 2, 5, 3)); // 4 rows per rank, 8 per node: edges span two ranks
+    }
+    for (rows, cols, h, steps) in cases {
+        let start = Array2::from_shape_fn((rows, cols), |(g, j)| (g * cols + j + 1) as u64);
+        let tag = format!("sweep-{rows}-{h}");
+        let mut a = DistArray::<u64>::create(c, &format!("{tag}-a"), &[rows, cols], h).unwrap();
+        let mut b = DistArray::<u64>::create(c, &format!("{tag}-b"), &[rows, cols], h).unwrap();
+        let mine = a.rank_rows();
+        a.my_rows_mut().unwrap().assign(&start.slice(ndarray::s![mine.clone(), ..]));
+        let mut sweep = a.sweep(&mut b).unwrap();
+        for _ in 0..steps {
+            sweep.step(|mut s| {
+                for (i, mut out) in s.next.outer_iter_mut().enumerate() {
+                    let l = s.at + i;
+                    out.fill(0);
+                    for d in l - h..=l + h {
+                        out.zip_mut_with(&s.current.row(d), |x, y| *x = x.wrapping_add(*y));
+                    }
+                }
+            });
+        }
+        assert_eq!(sweep.steps(), steps);
+        let latest = sweep.finish();
+        let want = serial_sweep(start, h, steps);
+        // Views work again once every rank has finished: the claims are gone.
+        let got = latest.my_rows().unwrap().to_owned();
+        assert_eq!(got, want.slice(ndarray::s![mine, ..]), "rank {}: {rows} rows, halo {h}", c.world_rank());
+        if let Some(all) = latest.gather().unwrap() {
+            assert_eq!(all, want, "{rows} rows, halo {h}, {steps} steps");
+        }
+    }
+}
+
+/// A sweep that cannot start fails on every rank together; while one
+/// runs, no other view of its arrays can be taken, anywhere.
+fn sweep_misuse(c: &Cluster) {
+    let mut a = DistArray::<f64>::create(c, "sw-a", &[8, 2], 1).unwrap();
+    let mut wide = DistArray::<f64>::create(c, "sw-wide", &[8, 3], 1).unwrap();
+    let e = a.sweep(&mut wide).map(drop).unwrap_err();
+    assert!(
+        matches!(&e, MpiError::Segment { source: shmkit::Error::InvalidArgument(m), .. } if m.contains("one shape")),
+        "{e}"
+    );
+    let mut b = DistArray::<f64>::create(c, "sw-b", &[8, 2], 1).unwrap();
+    // Another handle's view of rank 1's rows, on rank 1: its claim is
+    // refused, and every rank gets an error.
+    let other = shmkit::SharedArray::<f64, ndarray::Ix2>::open(&c.segment_name("sw-b")).unwrap();
+    let own = b.rank_rows();
+    let own = b.local_row(own.start).unwrap()..b.local_row(own.end - 1).unwrap() + 1;
+    let held = (c.world_rank() == 1).then(|| other.rows(own).unwrap());
+    let e = a.sweep(&mut b).map(drop).unwrap_err();
+    match c.world_rank() {
+        1 => assert!(matches!(&e, MpiError::Segment { source: shmkit::Error::Busy { .. }, .. }), "{e}"),
+        _ => assert!(matches!(e, MpiError::OtherNode), "{e}"),
+    }
+    drop(held);
+    let mut sweep = a.sweep(&mut b).expect("usable once the view is gone");
+    sweep.step(|_| {
+        // Every byte of both node blocks is claimed by some rank of the sweep.
+        assert!(matches!(other.view(), Err(shmkit::Error::Busy { .. })), "a view during a sweep");
+        assert!(matches!(other.rows(0..1), Err(shmkit::Error::Busy { .. })), "the top halo during a sweep");
+    });
+    sweep.finish();
+    other.view().expect("free after finish");
 }
 
 fn replicated(c: &Cluster) {
@@ -385,8 +481,16 @@ fn kill_one(c: &Cluster, victim: usize, job_file: &str, point: &str) {
     let _b =
         ReplicatedArray::<u8>::broadcast(c, "victim-bcast", &[1 << 20], (c.world_rank() == 0).then(|| data.view()));
     a.exchange_halos().unwrap();
+    let mut b = DistArray::<f64>::create(c, "victim-b", &[64, 64], 1).unwrap();
+    let mut sweep = a.sweep(&mut b).unwrap();
+    sweep.step(|_| {});
+    sweep.finish();
     c.world().barrier();
     if c.world_rank() == victim {
+        if point != "between" {
+            // The fault point never fired: the launcher fails on this file.
+            std::fs::write(format!("{job_file}.missed"), point).unwrap();
+        }
         rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL).unwrap();
     }
     c.world().barrier(); // never completes

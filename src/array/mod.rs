@@ -24,6 +24,7 @@ use crate::os::FileId;
 use crate::segment::info::SegmentInfo;
 use crate::segment::{data_len, Segment};
 use crate::{name, Error, Result};
+pub(crate) use claim::Claim;
 use claim::Claims;
 
 /// An n-dimensional array of `T` living in shared memory (or a mapped file),
@@ -294,9 +295,19 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// Claims every byte for the length of a pool pass: exclusively for a
     /// pass that writes, shared for one that reads. [`Error::Busy`] if
     /// another view of them is live anywhere.
-    pub(crate) fn claim_all(&self, exclusive: bool) -> Result<claim::Claim<'_>> {
+    pub(crate) fn claim_all(&self, exclusive: bool) -> Result<Claim<'_>> {
         let what = if exclusive { "an in-place pass over every row" } else { "a pass reading every row" };
         self.claims.take(&self.seg, self.all_bytes(), !exclusive, &what)
+    }
+
+    /// Claims rows `range`, exclusively or shared, for code that makes its
+    /// own views of them while the claim lives (an MPI sweep holds its
+    /// rows' claims across all its steps). [`Error::Busy`] if a view that
+    /// conflicts is live anywhere.
+    pub(crate) fn claim_rows(&self, range: Range<usize>, exclusive: bool) -> Result<Claim<'_>> {
+        self.check_rows(&range)?;
+        let what = format_args!("rows {range:?} for a sweep");
+        self.claims.take(&self.seg, self.row_bytes(&range), !exclusive, &what)
     }
 
     fn check_rows(&self, range: &Range<usize>) -> Result<Slice> {

@@ -9,7 +9,7 @@ use ::mpi::point_to_point as p2p;
 use ::mpi::topology::Communicator;
 use ndarray::{Array2, ArrayView2, Ix2};
 
-use super::{block, count, Cluster, MpiError, Result};
+use super::{block, count, Cluster, MpiError, Result, Sweep};
 
 use crate::array::{reduce, View, ViewMut};
 use crate::{Element, SharedArray};
@@ -24,13 +24,13 @@ use crate::{Element, SharedArray};
 /// the whole node block. Axes after the first are flattened: a row is
 /// `row_len` elements.
 pub struct DistArray<'c, T: Element + Equivalence> {
-    cluster: &'c Cluster,
-    shape: Vec<usize>,
-    row_len: usize,
-    node_rows: Range<usize>,
-    rank_rows: Range<usize>,
-    halo: usize,
-    seg: SharedArray<T, Ix2>,
+    pub(super) cluster: &'c Cluster,
+    pub(super) shape: Vec<usize>,
+    pub(super) row_len: usize,
+    pub(super) node_rows: Range<usize>,
+    pub(super) rank_rows: Range<usize>,
+    pub(super) halo: usize,
+    pub(super) seg: SharedArray<T, Ix2>,
 }
 
 impl<'c, T: Element + Equivalence> DistArray<'c, T> {
@@ -134,9 +134,44 @@ impl<'c, T: Element + Equivalence> DistArray<'c, T> {
     }
 
     /// Segment rows of `global`, which lies within this node's rows.
-    fn local_rows(&self, global: &Range<usize>) -> Range<usize> {
+    pub(super) fn local_rows(&self, global: &Range<usize>) -> Range<usize> {
         let start = global.start + self.halo - self.node_rows.start;
         start..start + global.len()
+    }
+
+    /// Starts a double-buffered sweep (collective): each
+    /// [`step`](Sweep::step) reads one of `self` and `next` and writes this
+    /// rank's rows of the other, then sends edge rows to the neighbouring
+    /// nodes' halos; the first step reads `self`, whose halo rows this
+    /// brings in first. Both arrays need the same shape and halo.
+    ///
+    /// It claims this rank's rows of both arrays once, for the whole sweep
+    /// (the node's first rank also the top halo rows, its last rank the
+    /// bottom ones), and agrees once that every rank could: so a step
+    /// makes no claim, needs no agreement and cannot fail. While it runs,
+    /// other views of these arrays anywhere are refused ([`Error::Busy`](crate::Error::Busy)), and
+    /// if one is live when it starts, every rank gets the error.
+    ///
+    /// ```no_run
+    /// use shmkit::mpi::{Cluster, DistArray, Step};
+    /// let (_universe, cluster) = Cluster::init()?;
+    /// let n = 1024;
+    /// let mut a = DistArray::<f64>::create(&cluster, "a", &[n, n], 1)?;
+    /// let mut b = DistArray::<f64>::create(&cluster, "b", &[n, n], 1)?;
+    /// let mut sweep = a.sweep(&mut b)?;
+    /// for _ in 0..100 {
+    ///     sweep.step(|Step { current, mut next, at, .. }| {
+    ///         for (i, mut row) in next.outer_iter_mut().enumerate() {
+    ///             let (l, up, down) = (current.row(at + i), current.row(at + i - 1), current.row(at + i + 1));
+    ///             row.iter_mut().enumerate().for_each(|(j, x)| *x = (l[j] + up[j] + down[j]) / 3.0);
+    ///         }
+    ///     });
+    /// }
+    /// let total = sweep.finish().sum()?;
+    /// # Ok::<(), shmkit::mpi::MpiError>(())
+    /// ```
+    pub fn sweep<'a>(&'a mut self, next: &'a mut DistArray<'c, T>) -> Result<Sweep<'a, 'c, T>> {
+        Sweep::start(self, next)
     }
 
     /// Sum of all elements (collective), as [`Pool::sum`](crate::Pool::sum)

@@ -41,6 +41,7 @@
 
 mod dist;
 mod replicated;
+mod sweep;
 
 use std::ops::Range;
 
@@ -51,6 +52,7 @@ use ::mpi::topology::{Color, Communicator, SimpleCommunicator};
 
 pub use dist::DistArray;
 pub use replicated::ReplicatedArray;
+pub use sweep::{Step, Sweep};
 
 /// The environment variable that makes consecutive groups of ranks form
 /// simulated nodes.
