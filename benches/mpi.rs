@@ -117,7 +117,7 @@ fn main() {
     writeln!(
         md,
         "\nThe page floor, without shmkit or MPI (this process, same run, median of {REPS}): filling {} MiB of private memory takes {:.1} ms, of a plain shared-memory file (`memfd_create`, `fallocate`, `MADV_POPULATE_WRITE`, then the same fill) {:.1} ms: **{:.2}×**, what any shared segment's setup pays over private pages.",
-        elements * 8 >> 20,
+        (elements * 8) >> 20,
         private * 1e3,
         shared * 1e3,
         shared / private
