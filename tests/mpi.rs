@@ -421,6 +421,11 @@ fn misuse(c: &Cluster) {
         let e = DistArray::<f64>::create(c, "huge", shape, 0).map(drop).unwrap_err();
         assert!(matches!(&e, MpiError::Segment { source: shmkit::Error::SizeOverflow { .. }, .. }), "{shape:?}: {e}");
     }
+    // More than /dev/shm holds: each rank's rows are refused before any
+    // page is taken, on every rank.
+    let total = rustix::fs::statvfs("/dev/shm").map(|s| s.f_blocks * s.f_frsize).unwrap() as usize;
+    let e = DistArray::<u64>::create(c, "too-big", &[total / 8 * 2 * RANKS], 0).map(drop).unwrap_err();
+    assert!(matches!(&e, MpiError::Segment { source: shmkit::Error::NoSpace { .. }, .. }), "{e}");
     let e = DistArray::<u8>::create(c, "halo-huge", &[8, 2], usize::MAX / 2).map(drop).unwrap_err();
     assert!(matches!(e, MpiError::Segment { .. } | MpiError::Invalid(_)), "{e}");
     // A shape that differs between ranks is an error on every rank, not a hang.

@@ -240,11 +240,19 @@ impl Cluster {
             }
             (None, _) => Err(crate::Error::InvalidArgument("the node's leader failed to create it".into())),
         };
-        let mine = mine.and_then(|v| {
-            crate::fault::point("mpi-reserving");
-            then(&v).map(|()| v)
-        });
-        self.agree(mine)
+        // Each rank keeps what it opened until all agree: a leader that
+        // failed in `then` would otherwise remove the segment before the
+        // others have opened it, and they would report that instead of
+        // the leader's error.
+        let (value, outcome) = match mine {
+            Ok(v) => {
+                crate::fault::point("mpi-reserving");
+                let r = then(&v);
+                (Some(v), r)
+            }
+            Err(e) => (None, Err(e)),
+        };
+        self.agree(outcome).map(|()| value.expect("an Ok outcome has its value"))
     }
 
     /// Checks that every rank called with the same arguments (collective):

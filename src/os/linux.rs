@@ -283,6 +283,12 @@ pub(crate) fn reserve_range(fd: impl AsFd, offset: u64, len: u64) -> Result<(), 
     rustix::fs::fallocate(fd, FallocateFlags::empty(), offset, len)
 }
 
+/// Gives back the pages of `offset..offset + len`, keeping the length:
+/// `fallocate(2)` with `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`.
+pub(crate) fn release_range(fd: impl AsFd, offset: u64, len: u64) -> Result<(), Errno> {
+    rustix::fs::fallocate(fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)
+}
+
 /// Sets the length without allocating pages: `ftruncate(2)`.
 pub(crate) fn set_len(fd: impl AsFd, len: u64) -> Result<(), Errno> {
     rustix::fs::ftruncate(fd, len)

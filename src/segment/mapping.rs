@@ -108,6 +108,14 @@ impl Mapping {
         }
     }
 
+    /// Maps bytes `offset..offset + len` (widened to whole pages) for
+    /// writing now, allocating every page not yet allocated
+    /// (`madvise(MADV_POPULATE_WRITE)`, see `madvise(2)`): `EINVAL` before
+    /// Linux 5.14, `EFAULT` for a page the filesystem had no room for.
+    pub fn populate_write_range(&self, offset: usize, len: usize) -> std::io::Result<()> {
+        self.map.advise_range(memmap2::Advice::PopulateWrite, offset, len)
+    }
+
     /// The segment's or file's identity, which a name may stop leading to.
     pub fn id(&self) -> FileId {
         self.id
