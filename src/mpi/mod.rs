@@ -6,12 +6,15 @@
 //! [`Cluster`] groups the ranks of an MPI job by node; on each node one
 //! rank, the *leader*, creates the node's segments and the others open them
 //! by name, so a node holds one copy of its data however many ranks it
-//! runs. Only leaders exchange data between nodes (halo rows, gathers,
-//! scatters, broadcasts); the ranks of a node meet at a node barrier.
+//! runs. Only leaders exchange data between nodes (gathers, scatters,
+//! broadcasts, halo rows), or in a [`Sweep`] the ranks holding a node's
+//! edge rows; the ranks of a node meet at a node barrier.
 //!
 //! - [`DistArray`]: a global array whose rows are block-distributed over
 //!   nodes (and, within a node, over its ranks), with optional halo rows;
 //!   reductions, gather, scatter and halo exchange.
+//! - [`Sweep`]: a double-buffered stencil over two of them that claims
+//!   its rows once, so its steps need no claim and no agreement.
 //! - [`ReplicatedArray`]: one read-only copy per node, not per rank.
 //!
 //! **Nodes.** A node is what `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`
