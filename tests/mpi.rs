@@ -31,8 +31,14 @@ fn main() {
 
 /// `mpirun -n 4 ... EXE ARGS` with `node_size` ranks per simulated node.
 fn mpirun(node_size: usize, exe: &std::path::Path, args: &[&str]) -> Command {
+    mpirun_n(RANKS, node_size, exe, args)
+}
+
+/// `mpirun -n RANKS ... EXE ARGS` with `node_size` ranks per simulated
+/// node (the last node takes what is left).
+fn mpirun_n(ranks: usize, node_size: usize, exe: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("mpirun");
-    cmd.args(["-n", &RANKS.to_string(), "--oversubscribe", "-x", &format!("SHMKIT_MPI_NODE_SIZE={node_size}")]);
+    cmd.args(["-n", &ranks.to_string(), "--oversubscribe", "-x", &format!("SHMKIT_MPI_NODE_SIZE={node_size}")]);
     cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     cmd.arg(exe).args(args);
     cmd
@@ -147,7 +153,6 @@ fn kill_case(victim: usize, what: &str, point: Option<&str>) {
     assert!(!status.success(), "mpirun should report the killed rank");
     let missed = job_file.with_extension("missed");
     let never_fired = std::fs::remove_file(&missed).is_ok();
-    assert!(!never_fired, "{what}: the fault point {point:?} never fired");
     let took = killed.elapsed();
     let left = shm_entries(&prefix);
     if victim % 2 == 0 && point.is_none() {
@@ -155,6 +160,7 @@ fn kill_case(victim: usize, what: &str, point: Option<&str>) {
     }
     let removed = shmkit::admin::Gc::new().prefix(&prefix).run().unwrap();
     assert!(shm_entries(&prefix).is_empty(), "gc left {:?} (it removed {removed:?})", shm_entries(&prefix));
+    assert!(!never_fired, "{what}: the fault point {point:?} never fired");
     println!(
         "mpi: {what} SIGKILLed mid-run: mpirun ended {took:?} later; {} segments were left, gc removed them",
         left.len()
@@ -190,9 +196,13 @@ fn same_checksum_as_heat_diffusion() {
         let across = last(output_within(&mut mpirun(node_size, &mpi_heat, &args), limit));
         assert_eq!(across, single, "mpi_heat on {} nodes", RANKS / node_size);
     }
+    // Nodes of different sizes: 2 ranks and 1 (a one-rank node swaps both
+    // ways next to one whose boundary ranks swap once each).
+    let uneven = last(output_within(&mut mpirun_n(3, 2, &mpi_heat, &args), limit));
+    assert_eq!(uneven, single, "mpi_heat on nodes of 2 ranks and 1");
     let messages = last(output_within(&mut mpirun(2, &mpi_heat, &[&args[..], &["--baseline"]].concat()), limit));
     assert_eq!(messages, single, "mpi_heat as message passing");
-    println!("mpi: heat_diffusion, mpi_heat on 2 and 4 nodes and as message passing all print `{single}`");
+    println!("mpi: heat_diffusion, mpi_heat on 2 and 4 nodes, on nodes of 2 ranks and 1, and as message passing all print `{single}`");
 }
 
 /// `SHMKIT_MPI_NODE_SIZE` good on two ranks and bad on two (mpirun's
@@ -329,9 +339,10 @@ fn serial_sweep(mut cur: Array2<u64>, h: usize, steps: usize) -> Array2<u64> {
 /// and last rank hold the edge rows (they send at once) or not (a node
 /// barrier first), on 2 and 4 nodes, with halos of 1 to 5 rows.
 fn sweeps(c: &Cluster) {
-    let mut cases = vec![(12, 3, 1, 7), (12, 3, 2, 4), (13, 2, 3, 5)];
+    let mut cases = vec![(12, 3, 1, 7), (12, 3, 2, 4), (13, 2, 3, 5), (4, 2, 1, 3)];
     if c.nodes() == 2 {
         cases.push((16, 2, 5, 3)); // 4 rows per rank, 8 per node: edges span two ranks
+        cases.push((3, 3, 1, 4)); // the second node's last rank holds no row
     }
     for (rows, cols, h, steps) in cases {
         let start = Array2::from_shape_fn((rows, cols), |(g, j)| (g * cols + j + 1) as u64);
@@ -387,6 +398,13 @@ fn sweep_misuse(c: &Cluster) {
         _ => assert!(matches!(e, MpiError::OtherNode), "{e}"),
     }
     drop(held);
+    // Ranks that sweep the arrays in different orders would read what the
+    // others write: refused on every rank.
+    let e = match c.world_rank() {
+        1 => b.sweep(&mut a).map(drop).unwrap_err(),
+        _ => a.sweep(&mut b).map(drop).unwrap_err(),
+    };
+    assert!(matches!(&e, MpiError::Invalid(m) if m.contains("same two arrays")), "{e}");
     let mut sweep = a.sweep(&mut b).expect("usable once the view is gone");
     sweep.step(|_| {
         // Every byte of both node blocks is claimed by some rank of the sweep.
@@ -424,6 +442,7 @@ fn misuse(c: &Cluster) {
     // More than /dev/shm holds: each rank's rows are refused before any
     // page is taken, on every rank.
     let total = rustix::fs::statvfs("/dev/shm").map(|s| s.f_blocks * s.f_frsize).unwrap() as usize;
+    assert!(total > 0, "/dev/shm has no size limit here: this check needs one");
     let e = DistArray::<u64>::create(c, "too-big", &[total / 8 * 2 * RANKS], 0).map(drop).unwrap_err();
     assert!(matches!(&e, MpiError::Segment { source: shmkit::Error::NoSpace { .. }, .. }), "{e}");
     let e = DistArray::<u8>::create(c, "halo-huge", &[8, 2], usize::MAX / 2).map(drop).unwrap_err();

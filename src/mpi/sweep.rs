@@ -20,8 +20,11 @@
 //!    segments (no copies); when those ranks hold the edge rows
 //!    themselves (at least `halo` rows each), they send right after their
 //!    own stencil, without waiting for the rest of the node;
-//! 3. the node's ranks meet at a node barrier: every row and halo row of
-//!    the next array is written, and nobody reads the current one any more;
+//! 3. the node's ranks meet at a node barrier: every row of the next
+//!    array is written, and every halo row that borders another node
+//!    (the first node's top halo and the last node's bottom one are never
+//!    written: they keep what `create` put there, zeros), and nobody reads
+//!    the current one any more;
 //! 4. the arrays trade roles.
 //!
 //! Soundness: each rank holds an exclusive claim on its own rows of both
@@ -38,7 +41,7 @@ use std::ops::Range;
 use ::mpi::collective::CommunicatorCollectives;
 use ::mpi::datatype::Equivalence;
 use ::mpi::point_to_point as p2p;
-use ::mpi::topology::Communicator;
+use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, Slice};
 
 use super::{block, DistArray, MpiError, Result};
@@ -49,6 +52,11 @@ use crate::Element;
 /// [`step`](Self::step) reads one and writes the other, then they trade
 /// roles. Made by [`DistArray::sweep`]; holds both arrays (and the claims
 /// on this rank's rows of them) until [`finish`](Self::finish) or drop.
+///
+/// Collective throughout: every rank calls `step` the same number of
+/// times, then `finish`. A rank that drops its sweep instead releases its
+/// claims without waiting for the others, so a view it takes next may
+/// find a neighbour's rows still claimed ([`Error::Busy`](crate::Error::Busy)).
 pub struct Sweep<'a, 'c, T: Element + Equivalence> {
     grids: [&'a DistArray<'c, T>; 2],
     _claims: [Claim<'a>; 2],
@@ -56,13 +64,21 @@ pub struct Sweep<'a, 'c, T: Element + Equivalence> {
     current: usize,
     steps: usize,
     plan: Plan,
+    /// A duplicate of the world, for the swaps alone.
+    comm: SimpleCommunicator,
 }
+
+/// `u64`s per rank in the all-gather that starts a sweep: failed, node,
+/// rank in node, both segments' device and inode, the tags' hash.
+const RECORD: usize = 8;
 
 /// What one step gives the stencil.
 pub struct Step<'s, T> {
     /// The current array's node block, halo rows included: its row `k`
     /// is global row `node_rows().start + k - halo` (see
     /// [`DistArray::local_row`]). Read-only: nobody writes it this step.
+    /// The halo rows above the first node and below the last are never
+    /// written: they stay zero.
     pub current: ArrayView2<'s, T>,
     /// This rank's rows of the next array, to write (every one of them:
     /// what is left unwritten keeps the value of two steps ago).
@@ -75,7 +91,7 @@ pub struct Step<'s, T> {
 }
 
 /// Who swaps edge rows with whom; fixed for the sweep, the same on every
-/// rank of a node where it must be (`edges_first`, `crosses`).
+/// rank of a node where it must be (`own_edges`, `crosses`).
 struct Plan {
     /// The world rank holding the node above's bottom edge (its last
     /// rank), if this is its node's first rank and a node lies above.
@@ -101,19 +117,40 @@ impl<'a, 'c, T: Element + Equivalence> Sweep<'a, 'c, T> {
         let cluster = first.cluster;
         let claims = Self::check(first, second).and_then(|()| Ok([claim(first)?, claim(second)?]));
         crate::fault::point("mpi-sweep-claimed");
-        // One all-gather: every rank's outcome (the agreement) and place
-        // (who holds which node's edges).
-        let mine = [u64::from(claims.is_err()), cluster.node_index() as u64, cluster.node_rank() as u64];
-        let mut all = vec![0u64; 3 * cluster.world_size()];
+        // One all-gather: every rank's outcome (the agreement), place (who
+        // holds which node's edges) and arrays: the ranks of a node must
+        // sweep the same two segments in the same order, or one would read
+        // what another writes (their claims cover only their own rows).
+        let (a, b) = (first.seg.id(), second.seg.id());
+        let tags = tag_hash(first) ^ tag_hash(second).rotate_left(1);
+        let mine = [
+            u64::from(claims.is_err()),
+            cluster.node_index() as u64,
+            cluster.node_rank() as u64,
+            a.dev,
+            a.ino,
+            b.dev,
+            b.ino,
+            tags,
+        ];
+        let mut all = vec![0u64; RECORD * cluster.world_size()];
         cluster.world.all_gather_into(&mine[..], &mut all[..]);
-        let places: Vec<&[u64]> = all.chunks(3).collect();
+        let places: Vec<&[u64]> = all.chunks(RECORD).collect();
         let claims = match claims {
             Err(source) => return Err(MpiError::Segment { node: cluster.node_index(), source }),
+            Ok(_) if mismatched(&places) => {
+                return Err(MpiError::Invalid(
+                    "every rank must sweep the same two arrays, in the same order (a.sweep(&mut b) on all)".into(),
+                ))
+            }
             Ok(_) if places.iter().any(|p| p[0] != 0) => return Err(MpiError::OtherNode),
             Ok(c) => c,
         };
+        // Swaps go through a communicator of their own: a message of the
+        // caller's between the same ranks can never be taken for halo rows.
+        let comm = cluster.world.duplicate();
         let plan = Plan::new(first, &places);
-        let sweep = Sweep { grids: [first, second], _claims: claims, current: 0, steps: 0, plan };
+        let sweep = Sweep { grids: [first, second], _claims: claims, current: 0, steps: 0, plan, comm };
         sweep.exchange(first, true); // the caller's rows may have been written just now
         Ok(sweep)
     }
@@ -184,12 +221,26 @@ impl<'a, 'c, T: Element + Equivalence> Sweep<'a, 'c, T> {
             let down = self.plan.down.map(|peer| (peer, len - 2 * h..len - h, len - h..len));
             let order = if self.plan.up_first { [up, down] } else { [down, up] };
             for (peer, edge, halo) in order.into_iter().flatten() {
-                swap(grid, peer, edge, halo);
+                swap(grid, &self.comm, peer, edge, halo);
                 crate::fault::point("mpi-sweep");
             }
         }
         meet();
     }
+}
+
+/// True if some rank sweeps other arrays than the rest of its node, or
+/// other tags than the rest of the world: the same answer on every rank.
+fn mismatched(places: &[&[u64]]) -> bool {
+    let node_first = |n: u64| places.iter().find(|q| q[1] == n).expect("a rank's own node");
+    places.iter().any(|p| p[7] != places[0][7] || p[3..7] != node_first(p[1])[3..7])
+}
+
+/// A hash of `grid`'s tag (its segment name after the job and node).
+fn tag_hash<T: Element + Equivalence>(grid: &DistArray<'_, T>) -> u64 {
+    let name = grid.seg.name();
+    let tag = name.strip_prefix(&grid.cluster.segment_name("")).unwrap_or(name);
+    tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 impl Plan {
@@ -219,9 +270,15 @@ fn claim<'a, T: Element + Equivalence>(grid: &'a DistArray<'_, T>) -> crate::Res
     grid.seg.claim_rows(start..end, true)
 }
 
-/// Sends `grid`'s rows `edge` to world rank `peer` and receives its rows
-/// into `halo`, in place.
-fn swap<T: Element + Equivalence>(grid: &DistArray<'_, T>, peer: i32, edge: Range<usize>, halo: Range<usize>) {
+/// Sends `grid`'s rows `edge` to rank `peer` of `comm` (the sweep's
+/// duplicate of the world) and receives its rows into `halo`, in place.
+fn swap<T: Element + Equivalence>(
+    grid: &DistArray<'_, T>,
+    comm: &SimpleCommunicator,
+    peer: i32,
+    edge: Range<usize>,
+    halo: Range<usize>,
+) {
     let row = grid.row_len;
     let base = grid.seg.as_ptr();
     // SAFETY: both ranges lie within the node block (edge and halo rows of
@@ -236,6 +293,10 @@ fn swap<T: Element + Equivalence>(grid: &DistArray<'_, T>, peer: i32, edge: Rang
         let recv = std::slice::from_raw_parts_mut(base.add(halo.start * row), halo.len() * row);
         (send, recv)
     };
-    let peer = grid.cluster.world.process_at_rank(peer);
-    p2p::send_receive_into(send, &peer, recv, &peer);
+    let peer = comm.process_at_rank(peer);
+    let status = p2p::send_receive_into(send, &peer, recv, &peer);
+    // Only the peer's swap uses this communicator, and it sends as many
+    // rows as this rank receives (both derive them from the same shape).
+    let got = status.count(T::equivalent_datatype());
+    assert_eq!(got as usize, recv.len(), "a halo swap received {got} elements, not {}", recv.len());
 }

@@ -135,10 +135,12 @@ impl Segment {
     fn reserve_by_mapping(&self, at: usize, len: usize) -> Result<bool> {
         let no_space =
             |(available, size)| Error::NoSpace { name: self.name().to_owned(), requested: len as u64, available, size };
-        // Refused before any page is taken, as `fallocate` refuses a range
-        // larger than the filesystem.
+        // Refused before any page is taken when more than is free now
+        // (`fallocate` would take pages until the filesystem is full, then
+        // give them back). A size of 0 is a tmpfs without a limit, or no
+        // answer: nothing to check against then.
         let room = os::space(self.map.fd());
-        if len as u64 > room.0 {
+        if room.1 > 0 && len as u64 > room.0 {
             return Err(no_space(room));
         }
         match self.map.populate_write_range(at, len) {
@@ -148,8 +150,10 @@ impl Segment {
                 // Some pages were taken (others filled /dev/shm meanwhile):
                 // give them back, as a failed `fallocate` does.
                 let _ = os::release_range(self.map.fd(), at as u64, len as u64);
+                // A page tmpfs had no room for is EFAULT; anything else
+                // (ENOMEM: a memory cgroup's limit) says so itself.
                 match e.raw_os_error() {
-                    Some(libc::EFAULT | libc::ENOMEM) => Err(no_space(os::space(self.map.fd()))),
+                    Some(libc::EFAULT) => Err(no_space(os::space(self.map.fd()))),
                     _ => Err(Error::from_io("madvise(MADV_POPULATE_WRITE)", self.name(), e)),
                 }
             }
