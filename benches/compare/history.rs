@@ -27,6 +27,7 @@ const ROWS: &[(&str, Measure, Target)] = &[
     ("latency_median_s", Measure::Ours, Target::AtMost(3.0)),
     ("latency_p99_s", Measure::Ours, Target::AtMost(10.0)),
     ("pool_ready_s", Measure::Ours, Target::AtMost(1.5)),
+    ("exec_floor_s", Measure::Ours, Target::None),
 ];
 
 #[derive(Clone, Copy)]

@@ -120,6 +120,15 @@ fn create_fill(n: usize) -> Result<SharedArray<f64, Ix1>> {
     Ok(a)
 }
 
+/// Starts this program with `--exit` (it returns from `main` at once) and
+/// waits for it: exec, loading and Rust's runtime start, the part of a
+/// helper's start that no pool can skip.
+fn exec_floor() -> Result<()> {
+    let status = std::process::Command::new(std::env::current_exe()?).arg("--exit").status()?;
+    ensure!(status.success(), "this program with --exit: {status}");
+    Ok(())
+}
+
 fn check(results: Vec<Result<u64, shmkit::pool::TaskError>>) -> Result<()> {
     ensure!(results.iter().all(Result::is_ok), "a tiny task failed");
     Ok(())
@@ -191,7 +200,8 @@ impl<'s> Rig<'s> {
         push(out, "latency_median_s", median);
         push(out, "latency_p99_s", p99);
         push(out, "pool_ready_s", time(|| Pool::builder().tasks(tasks).helpers(s.helpers).build())?.0); // drop untimed
-                                                                                                        // The median of 21 attaches (each dropped after), as the Python sides measure.
+        push(out, "exec_floor_s", time(exec_floor)?.0);
+        // The median of 21 attaches (each dropped after), as the Python sides measure.
         push(out, "attach_s", latency(21, || SharedArray::<f64, Ix1>::open(self.a.name()))?.0);
         push(out, "create_fill_s", time(|| create_fill(s.elements))?.0); // removed untimed
         push(out, "manager_ops", self.manager_shmkit()?);

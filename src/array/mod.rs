@@ -304,6 +304,7 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// own views of them while the claim lives (an MPI sweep holds its
     /// rows' claims across all its steps). [`Error::Busy`] if a view that
     /// conflicts is live anywhere.
+    #[cfg(feature = "mpi")]
     pub(crate) fn claim_rows(&self, range: Range<usize>, exclusive: bool) -> Result<Claim<'_>> {
         self.check_rows(&range)?;
         let what = format_args!("rows {range:?} for a sweep");

@@ -473,6 +473,39 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// field 22, see `proc_pid_stat(5)`); 0 if `/proc` cannot tell. Recorded
 /// in segments for people reading `shmkit ls`; liveness never rests on it.
 pub(crate) fn own_start_time() -> u64 {
+    static CACHE: PerProcess = PerProcess::new();
+    CACHE.get(read_start_time)
+}
+
+/// A value read once per process (from `/proc`: tens of microseconds on
+/// every segment's creation otherwise), kept with the pid it was read in,
+/// so a forked child reads its own. Atomics, not a lock: a fork while
+/// another thread held a lock would leave it held in the child for good.
+struct PerProcess {
+    pid: std::sync::atomic::AtomicU32,
+    value: std::sync::atomic::AtomicU64,
+}
+
+impl PerProcess {
+    const fn new() -> PerProcess {
+        PerProcess { pid: std::sync::atomic::AtomicU32::new(0), value: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn get(&self, read: fn() -> u64) -> u64 {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        let pid = current_pid();
+        if self.pid.load(Acquire) == pid {
+            return self.value.load(Relaxed); // stored before the pid was
+        }
+        // Threads that race here read the same value for the same process.
+        let v = read();
+        self.value.store(v, Relaxed);
+        self.pid.store(pid, Release);
+        v
+    }
+}
+
+fn read_start_time() -> u64 {
     let Ok(stat) = fs::read_to_string("/proc/self/stat") else { return 0 };
     // The command name (field 2) may hold spaces and parentheses; the
     // fields after its closing parenthesis are plain numbers.
@@ -515,7 +548,10 @@ pub(crate) fn peer_pid(fd: std::os::fd::RawFd) -> Option<u32> {
 /// `pid_namespaces(7)`); 0 if unknown. A pid means something only in the
 /// namespace it was recorded in.
 pub(crate) fn pid_namespace() -> u64 {
-    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    // A process never changes its own PID namespace (`unshare` and `setns`
+    // move only its children), but a child forked after them is in another.
+    static CACHE: PerProcess = PerProcess::new();
+    CACHE.get(|| fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()))
 }
 
 /// A `poll(2)` or `futex(2)` timeout: `None` for no limit; a limit past
