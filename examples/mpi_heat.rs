@@ -79,11 +79,15 @@ fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
     let mut sweep = a.sweep(&mut b)?;
     for _ in 0..steps {
         sweep.step(|Step { current, mut next, rows, at }| {
-            let row = |r: usize| current.row(r).to_slice().expect("C-order rows");
+            // Both are C-order blocks of whole rows: plain slices, as the
+            // message-passing version's rows are.
+            let cur = current.as_slice().expect("a C-order block");
+            let row = |r: usize| &cur[r * n..(r + 1) * n];
             let last = current.nrows() - 1;
-            for ((g, l), mut o) in rows.zip(at..).zip(next.outer_iter_mut()) {
+            let out = next.as_slice_mut().expect("C-order rows").chunks_exact_mut(n);
+            for ((g, l), o) in rows.zip(at..).zip(out) {
                 let (up, down) = (l.saturating_sub(1), (l + 1).min(last));
-                heat::step_row(g, n, row(up), row(l), row(down), o.as_slice_mut().expect("C-order rows"));
+                heat::step_row(g, n, row(up), row(l), row(down), o);
             }
         });
     }
