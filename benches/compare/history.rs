@@ -133,7 +133,10 @@ pub fn summarise() -> Result<()> {
     writeln!(md, "| row | {} | median | worst | target | met |", heads.join(" | "))?;
     writeln!(md, "|---|{}---|---|---|---|", "---|".repeat(runs.len()))?;
     for &(key, m, target) in ROWS {
-        let values: Vec<f64> = runs.iter().filter_map(|r| value(r, key, m)).collect();
+        // A run without the row (kept before the row existed) shows "—":
+        // every run keeps its column.
+        let per_run: Vec<Option<f64>> = runs.iter().map(|r| value(r, key, m)).collect();
+        let values: Vec<f64> = per_run.iter().flatten().copied().collect();
         if values.is_empty() {
             continue;
         }
@@ -151,7 +154,7 @@ pub fn summarise() -> Result<()> {
             Target::AtMost(most) => (format!("median ≤ {most}"), yes(mid <= most)),
             Target::None => ("—".into(), "—"),
         };
-        let cells: Vec<String> = values.iter().map(|&x| show(x)).collect();
+        let cells: Vec<String> = per_run.iter().map(|x| x.map_or("—".into(), show)).collect();
         let worst = match m {
             Measure::VsThreads => show(worst),
             Measure::Ours => "—".into(),
@@ -159,7 +162,7 @@ pub fn summarise() -> Result<()> {
         writeln!(
             md,
             "| {} | {} | {} | {worst} | {goal} | {met} |",
-            label(&runs[0], key, m),
+            label(runs.iter().find(|r| value(r, key, m).is_some()).unwrap_or(&runs[0]), key, m),
             cells.join(" | "),
             show(mid)
         )?;

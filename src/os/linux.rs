@@ -435,6 +435,7 @@ pub(crate) fn current_pid() -> u32 {
     static HANDLER: AtomicBool = AtomicBool::new(false);
     extern "C" fn forget() {
         PID.store(0, Ordering::Relaxed);
+        FORKS.fetch_add(1, Ordering::Relaxed);
     }
     match PID.load(Ordering::Relaxed) {
         0 => {
@@ -477,30 +478,42 @@ pub(crate) fn own_start_time() -> u64 {
     CACHE.get(read_start_time)
 }
 
+/// Forks this process has seen in its line (`current_pid`'s fork handler
+/// counts them in each child): a process's values are kept under the count
+/// they were read at, which no pid can stand for (a child may get its
+/// parent's pid back, in a new PID namespace or by reuse).
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A value read once per process (from `/proc`: tens of microseconds on
-/// every segment's creation otherwise), kept with the pid it was read in,
-/// so a forked child reads its own. Atomics, not a lock: a fork while
-/// another thread held a lock would leave it held in the child for good.
+/// every segment's creation otherwise), kept with the fork count it was
+/// read at (plus one: 0 is empty), so a forked child reads its own.
+/// Atomics, not a lock: a fork while another thread held a lock would
+/// leave it held in the child for good.
 struct PerProcess {
-    pid: std::sync::atomic::AtomicU32,
+    at: std::sync::atomic::AtomicU64,
     value: std::sync::atomic::AtomicU64,
 }
 
 impl PerProcess {
     const fn new() -> PerProcess {
-        PerProcess { pid: std::sync::atomic::AtomicU32::new(0), value: std::sync::atomic::AtomicU64::new(0) }
+        PerProcess { at: std::sync::atomic::AtomicU64::new(0), value: std::sync::atomic::AtomicU64::new(0) }
     }
 
+    /// `read()`'s value for this process; 0 (unknown) is never kept, so a
+    /// `/proc` that failed once is asked again.
     fn get(&self, read: fn() -> u64) -> u64 {
         use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-        let pid = current_pid();
-        if self.pid.load(Acquire) == pid {
-            return self.value.load(Relaxed); // stored before the pid was
+        current_pid(); // registers the fork handler before anything is kept
+        let at = FORKS.load(Relaxed) + 1;
+        if self.at.load(Acquire) == at {
+            return self.value.load(Relaxed); // stored before `at` was
         }
         // Threads that race here read the same value for the same process.
         let v = read();
-        self.value.store(v, Relaxed);
-        self.pid.store(pid, Release);
+        if v != 0 {
+            self.value.store(v, Relaxed);
+            self.at.store(at, Release);
+        }
         v
     }
 }
