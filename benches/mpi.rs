@@ -7,7 +7,7 @@
 //! cargo bench --features mpi --bench mpi -- --quick
 //! ```
 //!
-//! Each configuration runs both sides in alternating order, `REPS` times;
+//! Each configuration runs both sides in alternating order, `REPS` (9) times;
 //! the table shows medians. Writes `target/bench/mpi.md` and, unless
 //! `--quick`, its section of `benches/README.md`.
 
@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const REPS: usize = 5;
+const REPS: usize = 9;
 
 /// The examples under test, built in release first.
 fn example(name: &str) -> PathBuf {
