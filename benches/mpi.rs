@@ -77,6 +77,20 @@ fn both(exe: &Path, ranks: usize, node_size: usize, args: &[String], labels: &[&
     (shm.into_iter().map(median).collect(), base.into_iter().map(median).collect(), checksum)
 }
 
+/// Median seconds of `REPS` runs of `mpi_heat --views` (the stencil
+/// through views and `exchange_halos`, as before `Sweep`), measured right
+/// after the two sides; each must print `checksum`.
+fn views(exe: &Path, ranks: usize, node_size: usize, args: &[String], checksum: &str) -> f64 {
+    let mut args = args.to_vec();
+    args.push("--views".into());
+    let times = (0..REPS).map(|_| {
+        let text = mpirun(exe, ranks, node_size, &args);
+        assert!(text.lines().any(|l| l == checksum), "--views printed another checksum:\n{text}");
+        seconds(&text, "time ")
+    });
+    median(times.collect())
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (size, steps, elements) = if quick { (256, 500, 1 << 22) } else { (512, 2000, 1 << 25) };
@@ -87,10 +101,10 @@ fn main() {
     let mut md = String::new();
     writeln!(
         md,
-        "| ranks | nodes | mpi_heat {size}² × {steps}: shmkit | message passing | global sum of {elements} u64: shmkit | message passing | setup (allocate, fill): shmkit | message passing |"
+        "| ranks | nodes | mpi_heat {size}² × {steps}: shmkit | message passing | shmkit through views + exchange_halos (before `Sweep`) | global sum of {elements} u64: shmkit | message passing | setup (allocate, fill): shmkit | message passing |"
     )
     .unwrap();
-    writeln!(md, "|---|---|---|---|---|---|---|---|").unwrap();
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|").unwrap();
     let mut checksums = Vec::new();
     for (ranks, nodes) in configs {
         let node_size = ranks / nodes;
@@ -98,13 +112,15 @@ fn main() {
         let heat_args = vec!["--size".into(), size.to_string(), "--steps".into(), steps.to_string()];
         let (hs, hb, checksum) = both(&heat, ranks, node_size, &heat_args, &["time "]);
         checksums.push(checksum);
+        let hv = views(&heat, ranks, node_size, &heat_args, &checksums[0]);
         let sum_args = ["--elements".into(), elements.to_string()];
         let (ss, sb, _) = both(&sum, ranks, node_size, &sum_args, &["global sum ", "setup (allocate and fill) "]);
         writeln!(
             md,
-            "| {ranks} | {nodes} | {:.3} s | {:.3} s | {:.2} ms | {:.2} ms | {:.3} s | {:.3} s |",
+            "| {ranks} | {nodes} | {:.3} s | {:.3} s | {:.3} s | {:.2} ms | {:.2} ms | {:.3} s | {:.3} s |",
             hs[0],
             hb[0],
+            hv,
             ss[0] * 1e3,
             sb[0] * 1e3,
             ss[1],

@@ -4,6 +4,9 @@
 //! exchange edge rows with the nodes above and below. The last line is the
 //! same `checksum` `heat_diffusion` prints for the same size and steps.
 //!
+//! With `--views`, the same through views and `exchange_halos` per step
+//! (what a sweep saves, measured by the MPI bench).
+//!
 //! With `--baseline`, the same stencil as plain message passing: every rank
 //! keeps private rows and exchanges halo rows with its neighbour ranks,
 //! inside a node too (what the comparison in the README measures).
@@ -35,17 +38,23 @@ fn flag(name: &str, default: usize) -> Result<usize> {
 fn main() -> Result<()> {
     let (n, steps) = (flag("--size", 512)?, flag("--steps", 4000)?);
     let baseline = std::env::args().any(|a| a == "--baseline");
+    let views = std::env::args().any(|a| a == "--views");
     let (_universe, cluster) = Cluster::init()?;
     // Checked on every rank alike, before any collective call.
     ensure!(n >= cluster.world_size().max(3), "--size {n}: need at least one row per rank, and 3 rows");
     let start = Instant::now();
-    let sum = match baseline {
-        false => with_nodes(&cluster, n, steps)?,
-        true => with_messages(&cluster, n, steps),
+    let sum = match (baseline, views) {
+        (true, _) => with_messages(&cluster, n, steps),
+        (false, true) => with_views(&cluster, n, steps)?,
+        (false, false) => with_nodes(&cluster, n, steps)?,
     };
     let secs = start.elapsed().as_secs_f64();
     if let Some(sum) = sum {
-        let mode = if baseline { "message passing" } else { "shmkit nodes" };
+        let mode = match (baseline, views) {
+            (true, _) => "message passing",
+            (false, true) => "shmkit nodes, views and exchange_halos",
+            (false, false) => "shmkit nodes",
+        };
         println!(
             "{n}x{n} plate, {steps} steps, {} ranks on {} nodes ({mode}): time {secs:.3} s",
             cluster.world_size(),
@@ -92,6 +101,41 @@ fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
         });
     }
     let grid = sweep.finish().gather()?;
+    Ok(grid.map(|g| heat::checksum(g.outer_iter().map(|r| r.to_slice().expect("C-order rows")))))
+}
+
+/// The same through views and `exchange_halos`, as before `Sweep` (with
+/// `--views`, for the comparison in the MPI bench): each step takes a
+/// view of the current node block and of this rank's next rows (a claim
+/// each), and the exchange meets at a node barrier, lets the leaders swap,
+/// and agrees in a world allreduce.
+fn with_views(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> {
+    let mut grids =
+        [DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?, DistArray::create(cluster, "heat-b", &[n, n], 1)?];
+    let first = grids[0].rank_rows().start;
+    for (k, mut row) in or_abort(cluster, grids[0].my_rows_mut()).outer_iter_mut().enumerate() {
+        row.fill(heat::initial(first + k));
+    }
+    grids[0].exchange_halos()?;
+    for k in 0..steps {
+        let (a, b) = grids.split_at_mut(1);
+        let (cur, next) = if k % 2 == 0 { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
+        {
+            let rows = next.rank_rows();
+            let at = cur.local_row(rows.start).expect("a row of this node");
+            let node = or_abort(cluster, cur.node_view());
+            let cur_rows = node.as_slice().expect("a C-order block");
+            let row = |r: usize| &cur_rows[r * n..(r + 1) * n];
+            let mut out = or_abort(cluster, next.my_rows_mut());
+            let out = out.as_slice_mut().expect("C-order rows").chunks_exact_mut(n);
+            for ((g, l), o) in rows.zip(at..).zip(out) {
+                let (up, down) = (l.saturating_sub(1), (l + 1).min(node.nrows() - 1));
+                heat::step_row(g, n, row(up), row(l), row(down), o);
+            }
+        }
+        next.exchange_halos()?;
+    }
+    let grid = grids[steps % 2].gather()?;
     Ok(grid.map(|g| heat::checksum(g.outer_iter().map(|r| r.to_slice().expect("C-order rows")))))
 }
 

@@ -200,9 +200,11 @@ fn same_checksum_as_heat_diffusion() {
     // ways next to one whose boundary ranks swap once each).
     let uneven = last(output_within(&mut mpirun_n(3, 2, &mpi_heat, &args), limit));
     assert_eq!(uneven, single, "mpi_heat on nodes of 2 ranks and 1");
+    let views = last(output_within(&mut mpirun(2, &mpi_heat, &[&args[..], &["--views"]].concat()), limit));
+    assert_eq!(views, single, "mpi_heat through views and exchange_halos");
     let messages = last(output_within(&mut mpirun(2, &mpi_heat, &[&args[..], &["--baseline"]].concat()), limit));
     assert_eq!(messages, single, "mpi_heat as message passing");
-    println!("mpi: heat_diffusion, mpi_heat on 2 and 4 nodes, on nodes of 2 ranks and 1, and as message passing all print `{single}`");
+    println!("mpi: heat_diffusion, mpi_heat on 2 and 4 nodes, on nodes of 2 ranks and 1, through views, and as message passing all print `{single}`");
 }
 
 /// `SHMKIT_MPI_NODE_SIZE` good on two ranks and bad on two (mpirun's
