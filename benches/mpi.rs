@@ -153,7 +153,12 @@ fn main() {
     let (shm_mib, base_mib) =
         (mib(&mpirun(&sum, 4, 2, &table_args(false))), mib(&mpirun(&sum, 4, 2, &table_args(true))));
     writeln!(md, "\nA replicated read-only table of {table_mib} MiB on 4 ranks, 2 per node: {shm_mib:.0} MiB per node with shmkit (one copy per node), {base_mib:.0} MiB per node as plain message passing (one copy per rank).").unwrap();
-    writeln!(md, "\nEvery configuration and every side (the views column too) printed the same heat checksum: `{}`.", checksums[0]).unwrap();
+    writeln!(
+        md,
+        "\nEvery configuration and every side (the views column too) printed the same heat checksum: `{}`.",
+        checksums[0]
+    )
+    .unwrap();
     println!("{md}");
     let dir = shmkit_bench::target_dir().join("bench");
     std::fs::create_dir_all(&dir).unwrap();
