@@ -202,6 +202,61 @@ fn a_creator_in_another_pid_namespace_is_alive_to_gc_until_it_exits() {
     assert!(!shm_exists(&name));
 }
 
+/// A process forked after its parent made a segment records itself, not
+/// its parent, as the creator of the segments it makes: shmkit keeps a
+/// process's start time and PID namespace once read, and a fork must make
+/// the child read its own.
+#[test]
+fn a_forked_child_records_itself_as_creator() {
+    let test = "a_forked_child_records_itself_as_creator";
+    if let Some(arg) = child_arg() {
+        let (first, second) = arg.split_once(':').unwrap();
+        let parent = SharedArray::<u8, Ix1>::create(first, 8).unwrap(); // reads and keeps them
+        let mine = shmkit::admin::inspect(first).unwrap().creator.unwrap();
+        // Start times count clock ticks (10 ms): a child started in the
+        // same tick would record the same value, right or wrong.
+        std::thread::sleep(Duration::from_millis(50));
+        // SAFETY: this process runs this test alone; the child makes and
+        // removes one segment, reports through its exit status and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match SharedArray::<u8, Ix1>::create(second, 8) {
+                Ok(a) => {
+                    let c = shmkit::admin::inspect(second).unwrap().creator.unwrap();
+                    drop(a);
+                    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+                    let own: u64 =
+                        stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap();
+                    i32::from(c.pid != std::process::id())
+                        + 2 * i32::from(c.start_time != own)
+                        + 4 * i32::from(c.start_time == mine.start_time)
+                }
+                Err(_) => 8,
+            };
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        drop(parent);
+        assert!(libc::WIFEXITED(status), "the forked child died: {status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1: parent's pid, 2: not its own start time, 4: parent's start time, 8: no segment"
+        );
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let (first, second) = (unique("fork-creator-a"), unique("fork-creator-b"));
+    let _cleanup = (ShmFile(first.clone()), ShmFile(second.clone()));
+    let status =
+        wait_with_watchdog(spawn_child(test, &format!("{first}:{second}"), Stdio::null()), Duration::from_secs(30));
+    assert!(status.success(), "the child's checks failed: {status}");
+    assert!(!shm_exists(&first) && !shm_exists(&second));
+}
+
 /// Runs this test as a child told `arg`, dying (SIGKILL) at fault point
 /// `point` if given; returns once it has ended, and how.
 fn run_dying_at(test: &str, arg: &str, point: Option<&str>) -> std::process::ExitStatus {
