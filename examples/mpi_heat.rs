@@ -81,27 +81,17 @@ fn or_abort<T>(cluster: &Cluster, r: shmkit::Result<T>) -> T {
 fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> {
     let mut a = DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?;
     let mut b = DistArray::<f64>::create(cluster, "heat-b", &[n, n], 1)?;
-    let first = a.rank_rows().start;
-    for (k, mut row) in or_abort(cluster, a.my_rows_mut()).outer_iter_mut().enumerate() {
-        row.fill(heat::initial(first + k));
-    }
+    fill_initial(cluster, &mut a);
     let mut sweep = a.sweep(&mut b)?;
     for _ in 0..steps {
         sweep.step(|Step { current, mut next, rows, at }| {
             // Both are C-order blocks of whole rows: plain slices, as the
             // message-passing version's rows are.
-            let cur = current.as_slice().expect("a C-order block");
-            let row = |r: usize| &cur[r * n..(r + 1) * n];
-            let last = current.nrows() - 1;
-            let out = next.as_slice_mut().expect("C-order rows").chunks_exact_mut(n);
-            for ((g, l), o) in rows.zip(at..).zip(out) {
-                let (up, down) = (l.saturating_sub(1), (l + 1).min(last));
-                heat::step_row(g, n, row(up), row(l), row(down), o);
-            }
+            let next = next.as_slice_mut().expect("C-order rows");
+            step_rows(n, rows, at, current.as_slice().expect("a C-order block"), next);
         });
     }
-    let grid = sweep.finish().gather()?;
-    Ok(grid.map(|g| heat::checksum(g.outer_iter().map(|r| r.to_slice().expect("C-order rows")))))
+    checksum(sweep.finish())
 }
 
 /// The same through views and `exchange_halos`, as before `Sweep` (with
@@ -112,10 +102,7 @@ fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
 fn with_views(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> {
     let mut grids =
         [DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?, DistArray::create(cluster, "heat-b", &[n, n], 1)?];
-    let first = grids[0].rank_rows().start;
-    for (k, mut row) in or_abort(cluster, grids[0].my_rows_mut()).outer_iter_mut().enumerate() {
-        row.fill(heat::initial(first + k));
-    }
+    fill_initial(cluster, &mut grids[0]);
     grids[0].exchange_halos()?;
     for k in 0..steps {
         let (a, b) = grids.split_at_mut(1);
@@ -124,18 +111,38 @@ fn with_views(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
             let rows = next.rank_rows();
             let at = cur.local_row(rows.start).expect("a row of this node");
             let node = or_abort(cluster, cur.node_view());
-            let cur_rows = node.as_slice().expect("a C-order block");
-            let row = |r: usize| &cur_rows[r * n..(r + 1) * n];
             let mut out = or_abort(cluster, next.my_rows_mut());
-            let out = out.as_slice_mut().expect("C-order rows").chunks_exact_mut(n);
-            for ((g, l), o) in rows.zip(at..).zip(out) {
-                let (up, down) = (l.saturating_sub(1), (l + 1).min(node.nrows() - 1));
-                heat::step_row(g, n, row(up), row(l), row(down), o);
-            }
+            let out = out.as_slice_mut().expect("C-order rows");
+            step_rows(n, rows, at, node.as_slice().expect("a C-order block"), out);
         }
         next.exchange_halos()?;
     }
-    let grid = grids[steps % 2].gather()?;
+    checksum(&grids[steps % 2])
+}
+
+/// Fills this rank's rows with the plate's starting values.
+fn fill_initial(cluster: &Cluster, grid: &mut DistArray<'_, f64>) {
+    let first = grid.rank_rows().start;
+    for (k, mut row) in or_abort(cluster, grid.my_rows_mut()).outer_iter_mut().enumerate() {
+        row.fill(heat::initial(first + k));
+    }
+}
+
+/// One step for global rows `rows`, written to `next` (their rows, in
+/// order), from `cur`, a node block of `n`-element rows whose row `at`
+/// holds global row `rows.start`.
+fn step_rows(n: usize, rows: std::ops::Range<usize>, at: usize, cur: &[f64], next: &mut [f64]) {
+    let row = |r: usize| &cur[r * n..(r + 1) * n];
+    let last = cur.len() / n - 1;
+    for ((g, l), o) in rows.zip(at..).zip(next.chunks_exact_mut(n)) {
+        let (up, down) = (l.saturating_sub(1), (l + 1).min(last));
+        heat::step_row(g, n, row(up), row(l), row(down), o);
+    }
+}
+
+/// The whole plate's checksum, on world rank 0 (`None` elsewhere).
+fn checksum(grid: &DistArray<'_, f64>) -> Result<Option<f64>> {
+    let grid = grid.gather()?;
     Ok(grid.map(|g| heat::checksum(g.outer_iter().map(|r| r.to_slice().expect("C-order rows")))))
 }
 

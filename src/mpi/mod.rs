@@ -266,7 +266,7 @@ impl Cluster {
         // values: equal arguments, equal hashes.
         let text = what.bytes().chain(tag.bytes());
         let bytes = text.chain(values.iter().flat_map(|v| (*v as u64).to_le_bytes()));
-        let hash = bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let hash = fnv1a(bytes);
         let mut extremes = [0u64; 2];
         self.world.all_reduce_into(&[hash, !hash][..], &mut extremes[..], SystemOperation::max());
         match extremes[0] == !extremes[1] {
@@ -333,6 +333,12 @@ pub fn block(total: usize, parts: usize, i: usize) -> Range<usize> {
     let (base, extra) = (total / parts, total % parts);
     let start = i * base + i.min(extra);
     start..start + base + usize::from(i < extra)
+}
+
+/// FNV-1a of `bytes`: what ranks compare to learn whether they were all
+/// given the same arguments.
+pub(crate) fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// A count as MPI takes it.

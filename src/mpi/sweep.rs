@@ -44,7 +44,7 @@ use ::mpi::point_to_point as p2p;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, Slice};
 
-use super::{block, DistArray, MpiError, Result};
+use super::{block, fnv1a, DistArray, MpiError, Result};
 use crate::array::Claim;
 use crate::Element;
 
@@ -240,7 +240,7 @@ fn mismatched(places: &[&[u64]]) -> bool {
 fn tag_hash<T: Element + Equivalence>(grid: &DistArray<'_, T>) -> u64 {
     let name = grid.seg.name();
     let tag = name.strip_prefix(&grid.cluster.segment_name("")).unwrap_or(name);
-    tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    fnv1a(tag.bytes())
 }
 
 impl Plan {
