@@ -90,12 +90,15 @@ fn main() -> Result<()> {
     let mut rig = measure::Rig::new(&sizes)?;
     let (mut shm, mut thr) = (HashMap::new(), HashMap::new());
     rig.round(true, &mut HashMap::new(), &mut HashMap::new())?; // warm-up, discarded
+    rig.passes(true, &mut HashMap::new(), &mut HashMap::new())?;
     let mut python = python::Python::find();
     let mut py: HashMap<String, Samples> = HashMap::new();
     let mut kills: HashMap<String, String> = HashMap::new();
     for rep in 0..sizes.reps {
         eprintln!("compare: round {}/{}: shmkit and threads ...", rep + 1, sizes.reps);
         rig.round(rep % 2 == 0, &mut shm, &mut thr)?;
+        eprintln!("compare: round {}/{}: array passes, side by side ...", rep + 1, sizes.reps);
+        rig.passes(rep % 2 == 0, &mut shm, &mut thr)?;
         eprintln!("compare: round {}/{}: cold pass, and a busy neighbour ...", rep + 1, sizes.reps);
         rig.noisy_and_cold(rep % 2 == 1, &mut shm, &mut thr)?;
         let Ok(p) = &python else { continue };

@@ -120,12 +120,17 @@ fn create_fill(n: usize) -> Result<SharedArray<f64, Ix1>> {
     Ok(a)
 }
 
-/// Starts this program with `--exit` (it returns from `main` at once) and
-/// waits for it: exec, loading and Rust's runtime start, the part of a
-/// helper's start that no pool can skip.
-fn exec_floor() -> Result<()> {
-    let status = std::process::Command::new(std::env::current_exe()?).arg("--exit").status()?;
-    ensure!(status.success(), "this program with --exit: {status}");
+/// Starts `n` copies of this program with `--exit` (each returns from
+/// `main` at once) at the same moment, as a pool starts its helpers, and
+/// waits for all: exec, loading and Rust's runtime start, the part of a
+/// pool's start that no pool can skip.
+fn exec_floor(n: usize) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let started: Vec<_> = (0..n).map(|_| std::process::Command::new(&exe).arg("--exit").spawn()).collect();
+    for child in started {
+        let status = child?.wait()?;
+        ensure!(status.success(), "this program with --exit: {status}");
+    }
     Ok(())
 }
 
@@ -164,25 +169,52 @@ impl<'s> Rig<'s> {
         }
     }
 
+    /// The 1 GiB pass and sum, each timed [`PAIRS`] times per side in
+    /// adjacent pairs (in alternating order, starting with `first`), each
+    /// after a [`QUIET`] pause: side by side within milliseconds, and
+    /// neither side's idle threads (rayon's spin before they sleep, a
+    /// driver's poll) still running in the other's pass.
+    pub fn passes(&mut self, shmkit_first: bool, shm: &mut Figures, thr: &mut Figures) -> Result<()> {
+        for k in 0..PAIRS {
+            for side in order(shmkit_first ^ (k % 2 == 1)) {
+                let out = if side { &mut *shm } else { &mut *thr };
+                std::thread::sleep(QUIET);
+                push(out, "double_s", double_pass(&self.pool, &self.threads, side, &mut self.a)?);
+            }
+        }
+        for k in 0..PAIRS {
+            for side in order(shmkit_first ^ (k % 2 == 1)) {
+                let out = if side { &mut *shm } else { &mut *thr };
+                std::thread::sleep(QUIET);
+                push(out, "sum_s", sum_pass(&self.pool, &self.threads, side, &self.a)?);
+            }
+        }
+        Ok(())
+    }
+
     /// The 1 GiB pass and sum while another process keeps one core busy
     /// (a noisy neighbour on a shared VM), and the pass over a fresh,
     /// never-touched array (cold: every page is mapped during the pass,
     /// by the helpers or by this process's threads); both sides, in
     /// `first`-side order.
     pub fn noisy_and_cold(&mut self, shmkit_first: bool, shm: &mut Figures, thr: &mut Figures) -> Result<()> {
-        for side in [shmkit_first, !shmkit_first] {
+        for side in order(shmkit_first) {
             let out = if side { &mut *shm } else { &mut *thr };
             let mut fresh = SharedArray::<f64, Ix1>::create_unique(self.s.elements)?;
+            std::thread::sleep(QUIET);
             push(out, "double_cold_s", double_pass(&self.pool, &self.threads, side, &mut fresh)?);
         }
         // Idle helpers unmap the dropped fresh arrays within 100 ms (tens of
         // ms for a populated GiB): not inside the next timed pass.
         std::thread::sleep(std::time::Duration::from_millis(300));
         let busy = Busy::start()?;
-        for side in [shmkit_first, !shmkit_first] {
-            let out = if side { &mut *shm } else { &mut *thr };
-            push(out, "double_noisy_s", double_pass(&self.pool, &self.threads, side, &mut self.a)?);
-            push(out, "sum_noisy_s", sum_pass(&self.pool, &self.threads, side, &self.a)?);
+        for k in 0..PAIRS {
+            for side in order(shmkit_first ^ (k % 2 == 1)) {
+                let out = if side { &mut *shm } else { &mut *thr };
+                std::thread::sleep(QUIET);
+                push(out, "double_noisy_s", double_pass(&self.pool, &self.threads, side, &mut self.a)?);
+                push(out, "sum_noisy_s", sum_pass(&self.pool, &self.threads, side, &self.a)?);
+            }
         }
         drop(busy);
         Ok(())
@@ -190,17 +222,21 @@ impl<'s> Rig<'s> {
 
     fn shmkit(&mut self, out: &mut Figures) -> Result<()> {
         let (s, pool) = (self.s, &self.pool);
+        // Memory in a pass of its own: the sampler's reads cost CPU, which
+        // the timed passes (`passes`) must not pay.
         let mem = MemorySampler::start(pool.helper_pids());
-        push(out, "double_s", double_pass(pool, &self.threads, true, &mut self.a)?);
+        double_pass(pool, &self.threads, true, &mut self.a)?;
         push(out, "double_extra_bytes", mem.finish());
-        push(out, "sum_s", sum_pass(pool, &self.threads, true, &self.a)?);
         push(out, "tiny_1_s", time(|| check(pool.map_chunked(square, 0..s.tiny as u64, 1)))?.0);
         push(out, "tiny_1000_s", time(|| check(pool.map_chunked(square, 0..s.tiny as u64, 1000)))?.0);
         let (median, p99) = latency(s.latency, || pool.submit(square, 3).wait())?;
         push(out, "latency_median_s", median);
         push(out, "latency_p99_s", p99);
+        // Both from the same quiet machine: neither warms the other's caches.
+        std::thread::sleep(QUIET);
         push(out, "pool_ready_s", time(|| Pool::builder().tasks(tasks).helpers(s.helpers).build())?.0); // drop untimed
-        push(out, "exec_floor_s", time(exec_floor)?.0);
+        std::thread::sleep(QUIET);
+        push(out, "exec_floor_s", time(|| exec_floor(s.helpers))?.0);
         // The median of 21 attaches (each dropped after), as the Python sides measure.
         push(out, "attach_s", latency(21, || SharedArray::<f64, Ix1>::open(self.a.name()))?.0);
         push(out, "create_fill_s", time(|| create_fill(s.elements))?.0); // removed untimed
@@ -226,9 +262,8 @@ impl<'s> Rig<'s> {
     fn rayon(&mut self, out: &mut Figures) -> Result<()> {
         let (s, tp) = (self.s, &self.threads);
         let mem = MemorySampler::start(Vec::new()); // no helpers: only this process's growth
-        push(out, "double_s", double_pass(&self.pool, tp, false, &mut self.a)?);
+        double_pass(&self.pool, tp, false, &mut self.a)?;
         push(out, "double_extra_bytes", mem.finish());
-        push(out, "sum_s", sum_pass(&self.pool, tp, false, &self.a)?);
         for (key, cs) in [("tiny_1_s", 1), ("tiny_1000_s", 1000)] {
             let run = || {
                 tp.install(|| {
@@ -251,6 +286,7 @@ impl<'s> Rig<'s> {
             tp.broadcast(|_| ()); // every thread has run
             Ok(tp)
         };
+        std::thread::sleep(QUIET); // as shmkit's
         push(out, "pool_ready_s", time(ready)?.0);
         push(out, "manager_ops", self.manager_rayon());
         Ok(())
@@ -274,6 +310,19 @@ impl<'s> Rig<'s> {
         assert_eq!((d.lock().expect("map").len(), l.lock().expect("list").len()), (n as usize, n as usize));
         2.0 * n as f64 / t
     }
+}
+
+/// Timed 1 GiB passes per side and round (and per busy neighbour).
+pub const PAIRS: usize = 3;
+
+/// The pause before each timed 1 GiB pass: what ran before has gone
+/// quiet (rayon's idle threads yield for a while before they sleep; so
+/// does a pool's driver).
+pub const QUIET: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Both sides, `true` (shmkit) first or second.
+fn order(shmkit_first: bool) -> [bool; 2] {
+    [shmkit_first, !shmkit_first]
 }
 
 /// Seconds to double `a` in place, in the pool's helpers or in threads.

@@ -130,7 +130,7 @@ fn workloads() -> Vec<Workload> {
         },
         Workload {
             key: "exec_floor_s",
-            label: "this program started until it exits (a helper's floor)",
+            label: "N copies of this program started at once until all exit (a pool's floor)",
             unit: "ms",
             higher_better: false,
             target: Target::Shown,
@@ -211,8 +211,8 @@ pub fn write(
     let python = python.map_or("Python: not run", |p| p.2.as_str());
     let header = format!("{}, {}; {python}; a {mib} MiB f64 array", shmkit_bench::today(), shmkit_bench::machine());
     let mut md = format!(
-        "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} interleaved rounds after a warm-up.\n\n",
-        s.helpers, s.reps
+        "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} interleaved rounds after a warm-up; the warm passes over the whole array, alone and beside a busy neighbour, are timed {} times per round and side, in adjacent pairs of alternating order, each after a {} ms pause (the cold one once).\n\n",
+        s.helpers, s.reps, crate::measure::PAIRS, crate::measure::QUIET.as_millis()
     );
     md.push_str("| work | unit | shmkit | threads (rayon) | Python mp + numpy | shmkit vs threads | shmkit vs Python | target | met |\n|---|---|---|---|---|---|---|---|---|\n");
     let (mut rows, mut bars) = (Vec::new(), Vec::new());
