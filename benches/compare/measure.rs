@@ -313,7 +313,7 @@ impl<'s> Rig<'s> {
 }
 
 /// Timed 1 GiB passes per side and round (and per busy neighbour).
-pub const PAIRS: usize = 3;
+pub const PAIRS: usize = 5;
 
 /// The pause before each timed 1 GiB pass: what ran before has gone
 /// quiet (rayon's idle threads yield for a while before they sleep; so

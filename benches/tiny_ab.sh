@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Tiny tasks through a pool of 2, this tree against an earlier commit,
+# built side by side and run alternately in one go: issue 22's "tiny
+# tasks chunk 1 and chunk 1000 no worse than before this change".
+#
+#   benches/tiny_ab.sh [BASE [RUNS]]    # defaults: 9a33895 (main before issue 22), 9
+#
+# Each run of each build times `map_chunked(square, 0..200000, c)` for
+# c = 1 and 1000 (5 times each after a warm-up, median) in a fresh
+# process; the table gives the median over RUNS runs per build, in
+# thousands of tasks per second (higher is better). Needs nothing but
+# cargo and git; writes under target/tiny-ab.
+set -euo pipefail
+base=${1:-9a33895}
+runs=${2:-9}
+root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+work=$root/target/tiny-ab
+base_src=$work/src-$(git -C "$root" rev-parse --short "$base")
+if [ ! -d "$base_src" ]; then
+    mkdir -p "$base_src.part"
+    git -C "$root" archive "$base" | tar -x -C "$base_src.part"
+    mv "$base_src.part" "$base_src"
+fi
+
+probe() { # $1: probe crate dir, $2: shmkit's path
+    mkdir -p "$1/src"
+    cat >"$1/Cargo.toml" <<EOF
+[package]
+name = "tiny-ab"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+shmkit = { path = "$2" }
+
+[workspace]
+EOF
+    cat >"$1/src/main.rs" <<'EOF'
+use std::time::Instant;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn tasks(r: &mut shmkit::Registry) {
+    r.add(square);
+}
+
+fn main() {
+    shmkit::init(tasks);
+    let pool = shmkit::Pool::builder().tasks(tasks).helpers(2).build().expect("pool");
+    let n = 200_000u64;
+    let _ = pool.map_chunked(square, 0..n, 1000); // warm-up
+    let rate = |chunk: usize| {
+        let mut t: Vec<f64> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                let done = pool.map_chunked(square, 0..n, chunk);
+                assert!(done.iter().all(Result::is_ok), "a tiny task failed");
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        n as f64 / t[2] / 1e3
+    };
+    println!("{:.0} {:.0}", rate(1), rate(1000));
+}
+EOF
+    cargo build --release --quiet --manifest-path "$1/Cargo.toml" --target-dir "$1/target"
+}
+
+probe "$base_src-probe" "$base_src"
+probe "$work/head-probe" "$root"
+for i in $(seq "$runs"); do
+    echo "base $("$base_src-probe/target/release/tiny-ab")"
+    echo "head $("$work/head-probe/target/release/tiny-ab")"
+done | tee "$work/runs.txt" | python3 -c '
+import sys, statistics as st
+runs = {}
+for line in sys.stdin:
+    side, one, thousand = line.split()
+    runs.setdefault(side, []).append((float(one), float(thousand)))
+b, h = runs["base"], runs["head"]
+med = lambda rows, k: st.median(r[k] for r in rows)
+print(f"| chunk | {sys.argv[1]} (k tasks/s) | this tree (k tasks/s) | this tree / {sys.argv[1]} |")
+print("|---|---|---|---|")
+for k, c in ((0, 1), (1, 1000)):
+    print(f"| {c} | {med(b, k):.0f} | {med(h, k):.0f} | {med(h, k) / med(b, k):.2f}x |")
+print(f"\nmedian of {len(h)} alternating runs per build, each the median of 5 maps of 200000 tasks")
+' "$base"
