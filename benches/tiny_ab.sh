@@ -8,12 +8,14 @@
 # Each run of each build times `map_chunked(square, 0..200000, c)` for
 # c = 1 and 1000 (5 times each after a warm-up, median) in a fresh
 # process; the table gives the median over RUNS runs per build, in
-# thousands of tasks per second (higher is better). Needs nothing but
-# cargo and git; writes under target/tiny-ab.
+# thousands of tasks per second (higher is better); "this tree" is the
+# working tree, uncommitted changes included (the table says which).
+# Needs cargo, git, tar and python3; writes under target/tiny-ab.
 set -euo pipefail
 base=${1:-9a33895}
 runs=${2:-9}
 root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+cd "$root" # the repository's .cargo/config.toml applies to both builds
 work=$root/target/tiny-ab
 base_src=$work/src-$(git -C "$root" rev-parse --short "$base")
 if [ ! -d "$base_src" ]; then
@@ -67,15 +69,23 @@ fn main() {
     println!("{:.0} {:.0}", rate(1), rate(1000));
 }
 EOF
+    cp "$2/Cargo.lock" "$1/Cargo.lock" # the versions each tree pinned
     cargo build --release --quiet --manifest-path "$1/Cargo.toml" --target-dir "$1/target"
 }
 
 probe "$base_src-probe" "$base_src"
 probe "$work/head-probe" "$root"
-for i in $(seq "$runs"); do
-    echo "base $("$base_src-probe/target/release/tiny-ab")"
-    echo "head $("$work/head-probe/target/release/tiny-ab")"
-done | tee "$work/runs.txt" | python3 -c '
+one() { # $1: base or head; fails the script if the run fails
+    local bin=$work/head-probe/target/release/tiny-ab
+    [ "$1" = base ] && bin=$base_src-probe/target/release/tiny-ab
+    local got
+    got=$("$bin")
+    echo "$1 $got"
+}
+for i in $(seq "$runs"); do # alternating which goes first
+    if [ $((i % 2)) = 1 ]; then one base; one head; else one head; one base; fi
+done >"$work/runs.txt"
+python3 -c '
 import sys, statistics as st
 runs = {}
 for line in sys.stdin:
@@ -87,5 +97,5 @@ print(f"| chunk | {sys.argv[1]} (k tasks/s) | this tree (k tasks/s) | this tree 
 print("|---|---|---|---|")
 for k, c in ((0, 1), (1, 1000)):
     print(f"| {c} | {med(b, k):.0f} | {med(h, k):.0f} | {med(h, k) / med(b, k):.2f}x |")
-print(f"\nmedian of {len(h)} alternating runs per build, each the median of 5 maps of 200000 tasks")
-' "$base"
+print(f"\nthis tree: {sys.argv[2]}; median of {len(h)} alternating runs per build, each the median of 5 maps of 200000 tasks")
+' "$base" "$(git describe --always --dirty)" <"$work/runs.txt"

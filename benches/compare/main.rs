@@ -5,7 +5,7 @@
 //! `multiprocessing.Manager` and UltraDict (`benches/compare_python.py`).
 //!
 //! ```text
-//! cargo bench --bench compare            # about 4 minutes on 2 cores
+//! cargo bench --bench compare            # about 6 minutes on 2 cores
 //! cargo bench --bench compare -- --quick # smaller sizes, for development
 //! cargo bench --bench compare -- --runs-only # the five-run summary from the kept runs
 //! ```

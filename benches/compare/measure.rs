@@ -127,8 +127,10 @@ fn create_fill(n: usize) -> Result<SharedArray<f64, Ix1>> {
 fn exec_floor(n: usize) -> Result<()> {
     let exe = std::env::current_exe()?;
     let started: Vec<_> = (0..n).map(|_| std::process::Command::new(&exe).arg("--exit").spawn()).collect();
-    for child in started {
-        let status = child?.wait()?;
+    // Every child started is waited for before any error is returned.
+    let ended: Vec<_> = started.into_iter().map(|c| c.and_then(|mut c| c.wait())).collect();
+    for status in ended {
+        let status = status?;
         ensure!(status.success(), "this program with --exit: {status}");
     }
     Ok(())
@@ -203,16 +205,18 @@ impl<'s> Rig<'s> {
             let mut fresh = SharedArray::<f64, Ix1>::create_unique(self.s.elements)?;
             std::thread::sleep(QUIET);
             push(out, "double_cold_s", double_pass(&self.pool, &self.threads, side, &mut fresh)?);
+            drop(fresh);
+            // Idle helpers unmap a dropped array within 100 ms (tens of ms
+            // for a populated GiB): not inside the next timed pass.
+            std::thread::sleep(UNMAPPED);
         }
-        // Idle helpers unmap the dropped fresh arrays within 100 ms (tens of
-        // ms for a populated GiB): not inside the next timed pass.
-        std::thread::sleep(std::time::Duration::from_millis(300));
         let busy = Busy::start()?;
         for k in 0..PAIRS {
             for side in order(shmkit_first ^ (k % 2 == 1)) {
                 let out = if side { &mut *shm } else { &mut *thr };
                 std::thread::sleep(QUIET);
                 push(out, "double_noisy_s", double_pass(&self.pool, &self.threads, side, &mut self.a)?);
+                std::thread::sleep(QUIET);
                 push(out, "sum_noisy_s", sum_pass(&self.pool, &self.threads, side, &self.a)?);
             }
         }
@@ -319,6 +323,10 @@ pub const PAIRS: usize = 5;
 /// quiet (rayon's idle threads yield for a while before they sleep; so
 /// does a pool's driver).
 pub const QUIET: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The pause after dropping an array the helpers mapped: idle helpers
+/// let it go within 100 ms.
+const UNMAPPED: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Both sides, `true` (shmkit) first or second.
 fn order(shmkit_first: bool) -> [bool; 2] {

@@ -211,8 +211,8 @@ pub fn write(
     let python = python.map_or("Python: not run", |p| p.2.as_str());
     let header = format!("{}, {}; {python}; a {mib} MiB f64 array", shmkit_bench::today(), shmkit_bench::machine());
     let mut md = format!(
-        "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} interleaved rounds after a warm-up; the warm passes over the whole array, alone and beside a busy neighbour, are timed {} times per round and side, in adjacent pairs of alternating order, each after a {} ms pause (the cold one once).\n\n",
-        s.helpers, s.reps, crate::measure::PAIRS, crate::measure::QUIET.as_millis()
+        "Measured {header}; N = {} helpers / threads / workers; median (min–max) of {} interleaved rounds after a warm-up; the warm passes over the whole array, alone and beside a busy neighbour, are timed {} times per round and side (so their medians are of {} samples), in adjacent pairs of alternating order, each after a {} ms pause; the cold one once per round.\n\n",
+        s.helpers, s.reps, crate::measure::PAIRS, crate::measure::PAIRS * s.reps, crate::measure::QUIET.as_millis()
     );
     md.push_str("| work | unit | shmkit | threads (rayon) | Python mp + numpy | shmkit vs threads | shmkit vs Python | target | met |\n|---|---|---|---|---|---|---|---|---|\n");
     let (mut rows, mut bars) = (Vec::new(), Vec::new());

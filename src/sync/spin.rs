@@ -28,8 +28,10 @@ pub(crate) fn spin<T>(window: Duration, mut ready: impl FnMut() -> Option<T>) ->
         // and sixteen of them kept a waiter taking turns with the helper
         // it waited for for milliseconds (measured: ~40 switches per
         // driver during one 30 ms pass). A yield costs far more than the
-        // clock (vDSO).
-        if start.elapsed() >= window {
+        // clock (vDSO). At least one yield, and a look after it, even for
+        // a zero window: a caller polling in a loop lets the thread it
+        // waits for run.
+        if i > 2 && start.elapsed() >= window {
             break;
         }
         std::thread::yield_now();
@@ -54,5 +56,15 @@ mod tests {
         let start = Instant::now();
         assert_eq!(spin::<()>(Duration::from_millis(2), || None), None);
         assert!(start.elapsed() >= Duration::from_millis(2));
+        // A zero window still yields once and looks again after it.
+        let mut looks = 0;
+        assert_eq!(
+            spin::<()>(Duration::ZERO, || {
+                looks += 1;
+                None
+            }),
+            None
+        );
+        assert_eq!(looks, 4);
     }
 }

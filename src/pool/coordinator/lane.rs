@@ -361,7 +361,10 @@ impl Lane {
         } else if self.lent.load(Ordering::SeqCst) == id {
             self.lease.fetch_max(self.now() + window.as_nanos() as u64, Ordering::SeqCst);
             // A step aside took most of the window: one more, once.
-            if spin::spin(window, &mut look).is_none() && stepped.get() {
+            if spin::spin(window, &mut look).is_none() && stepped.get() && self.lent.load(Ordering::SeqCst) == id {
+                // The step aside outlasted the lease it took (timer slack):
+                // renewed, or the driver takes the job over mid-spin.
+                self.lease.fetch_max(self.now() + window.as_nanos() as u64, Ordering::SeqCst);
                 spin::spin(window, look);
             }
         }
