@@ -9,7 +9,8 @@
 # c = 1 and 1000 (5 times each after a warm-up, median) in a fresh
 # process; the table gives the median over RUNS runs per build, in
 # thousands of tasks per second (higher is better); "this tree" is the
-# working tree, uncommitted changes included (the table says which).
+# working tree, uncommitted changes included (the table says which). A
+# committed tree's table replaces the tiny-ab section of benches/README.md.
 # Needs cargo, git, tar and python3; writes under target/tiny-ab.
 set -euo pipefail
 base=${1:-9a33895}
@@ -87,15 +88,21 @@ for i in $(seq "$runs"); do # alternating which goes first
 done >"$work/runs.txt"
 python3 -c '
 import sys, statistics as st
+base, tree, readme = sys.argv[1:4]
 runs = {}
-for line in sys.stdin:
+for line in open(sys.argv[4]):
     side, one, thousand = line.split()
     runs.setdefault(side, []).append((float(one), float(thousand)))
 b, h = runs["base"], runs["head"]
 med = lambda rows, k: st.median(r[k] for r in rows)
-print(f"| chunk | {sys.argv[1]} (k tasks/s) | this tree (k tasks/s) | this tree / {sys.argv[1]} |")
-print("|---|---|---|---|")
+md = f"Tiny tasks through a pool of 2 (`map_chunked(square, 0..200000, chunk)`), `{tree}` against `{base}`, built side by side and run alternately, median of {len(h)} runs per build (each the median of 5 maps):\n\n"
+md += f"| chunk | `{base}` (k tasks/s) | `{tree}` (k tasks/s) | `{tree}` / `{base}` |\n|---|---|---|---|\n"
 for k, c in ((0, 1), (1, 1000)):
-    print(f"| {c} | {med(b, k):.0f} | {med(h, k):.0f} | {med(h, k) / med(b, k):.2f}x |")
-print(f"\nthis tree: {sys.argv[2]}; median of {len(h)} alternating runs per build, each the median of 5 maps of 200000 tasks")
-' "$base" "$(git describe --always --dirty)" <"$work/runs.txt"
+    md += f"| {c} | {med(b, k):.0f} | {med(h, k):.0f} | {med(h, k) / med(b, k):.2f}× |\n"
+print(md)
+if not tree.endswith("-dirty"):  # numbers of a committed tree only go in the README
+    text = open(readme).read()
+    begin, end = "<!-- BEGIN tiny-ab -->\n", "<!-- END tiny-ab -->"
+    i, j = text.index(begin) + len(begin), text.index(end)
+    open(readme, "w").write(text[:i] + md + text[j:])
+' "$base" "$(git describe --always --dirty)" "$root/benches/README.md" "$work/runs.txt"

@@ -43,7 +43,7 @@ fn main() -> Result<()> {
     // Checked on every rank alike, before any collective call.
     ensure!(n >= cluster.world_size().max(3), "--size {n}: need at least one row per rank, and 3 rows");
     let start = Instant::now();
-    let sum = match (baseline, views) {
+    let (sum, stepping) = match (baseline, views) {
         (true, _) => with_messages(&cluster, n, steps),
         (false, true) => with_views(&cluster, n, steps)?,
         (false, false) => with_nodes(&cluster, n, steps)?,
@@ -56,7 +56,7 @@ fn main() -> Result<()> {
             (false, false) => "shmkit nodes",
         };
         println!(
-            "{n}x{n} plate, {steps} steps, {} ranks on {} nodes ({mode}): time {secs:.3} s",
+            "{n}x{n} plate, {steps} steps, {} ranks on {} nodes ({mode}): time {secs:.3} s, of which steps {stepping:.3} s",
             cluster.world_size(),
             cluster.nodes()
         );
@@ -77,11 +77,14 @@ fn or_abort<T>(cluster: &Cluster, r: shmkit::Result<T>) -> T {
 
 /// Node segments with halos; ranks compute their rows in place. A sweep
 /// claims each rank's rows once: a step is the stencil, the edge rows
-/// crossing to the neighbouring nodes, and one node barrier.
-fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> {
+/// crossing to the neighbouring nodes, and one node barrier. With the
+/// checksum, the seconds from the filled grid to the last step (setup and
+/// the gather left out).
+fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<(Option<f64>, f64)> {
     let mut a = DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?;
     let mut b = DistArray::<f64>::create(cluster, "heat-b", &[n, n], 1)?;
     fill_initial(cluster, &mut a);
+    let start = Instant::now();
     let mut sweep = a.sweep(&mut b)?;
     for _ in 0..steps {
         sweep.step(|Step { current, mut next, rows, at }| {
@@ -91,7 +94,9 @@ fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
             step_rows(n, rows, at, current.as_slice().expect("a C-order block"), next);
         });
     }
-    checksum(sweep.finish())
+    let done = sweep.finish();
+    let stepping = start.elapsed().as_secs_f64();
+    Ok((checksum(done)?, stepping))
 }
 
 /// The same through views and `exchange_halos`, as before `Sweep` (with
@@ -99,10 +104,11 @@ fn with_nodes(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
 /// view of the current node block and of this rank's next rows (a claim
 /// each), and the exchange meets at a node barrier, lets the leaders swap,
 /// and agrees in a world allreduce.
-fn with_views(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> {
+fn with_views(cluster: &Cluster, n: usize, steps: usize) -> Result<(Option<f64>, f64)> {
     let mut grids =
         [DistArray::<f64>::create(cluster, "heat-a", &[n, n], 1)?, DistArray::create(cluster, "heat-b", &[n, n], 1)?];
     fill_initial(cluster, &mut grids[0]);
+    let start = Instant::now();
     grids[0].exchange_halos()?;
     for k in 0..steps {
         let (a, b) = grids.split_at_mut(1);
@@ -117,7 +123,8 @@ fn with_views(cluster: &Cluster, n: usize, steps: usize) -> Result<Option<f64>> 
         }
         next.exchange_halos()?;
     }
-    checksum(&grids[steps % 2])
+    let stepping = start.elapsed().as_secs_f64();
+    Ok((checksum(&grids[steps % 2])?, stepping))
 }
 
 /// Fills this rank's rows with the plate's starting values.
@@ -148,7 +155,7 @@ fn checksum(grid: &DistArray<'_, f64>) -> Result<Option<f64>> {
 
 /// Plain message passing: private rows plus halos per rank, neighbour
 /// ranks swap edge rows every step, whether or not they share a node.
-fn with_messages(cluster: &Cluster, n: usize, steps: usize) -> Option<f64> {
+fn with_messages(cluster: &Cluster, n: usize, steps: usize) -> (Option<f64>, f64) {
     let world = cluster.world();
     let (me, size) = (world.rank() as usize, world.size() as usize);
     let rows = block(n, size, me);
@@ -157,6 +164,7 @@ fn with_messages(cluster: &Cluster, n: usize, steps: usize) -> Option<f64> {
     let mut cur: Vec<Vec<f64>> =
         (0..h).map(|l| if l == 0 || l == h - 1 { vec![0.0; n] } else { init(rows.start + l - 1) }).collect();
     let mut next = cur.clone();
+    let start = Instant::now();
     for k in 0..=steps {
         // Halos of `cur`: my edge rows go to my neighbours, in two rounds
         // (even ranks swap downwards first, odd ones upwards), so that the
@@ -177,6 +185,7 @@ fn with_messages(cluster: &Cluster, n: usize, steps: usize) -> Option<f64> {
         }
         std::mem::swap(&mut cur, &mut next);
     }
+    let stepping = start.elapsed().as_secs_f64();
     let mine: Vec<f64> = cur[1..h - 1].concat();
     let root = world.process_at_rank(0);
     if me == 0 {
@@ -185,10 +194,10 @@ fn with_messages(cluster: &Cluster, n: usize, steps: usize) -> Option<f64> {
         let displs: Vec<i32> = (0..size).map(|r| (block(n, size, r).start * n) as i32).collect();
         let mut part = shmkit::mpi::rsmpi::datatype::PartitionMut::new(&mut all[..], counts, displs);
         root.gather_varcount_into_root(&mine[..], &mut part);
-        Some(heat::checksum(all.chunks(n)))
+        (Some(heat::checksum(all.chunks(n))), stepping)
     } else {
         root.gather_varcount_into(&mine[..]);
-        None
+        (None, stepping)
     }
 }
 
