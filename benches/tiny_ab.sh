@@ -10,7 +10,9 @@
 # process; the table gives the median over RUNS runs per build, in
 # thousands of tasks per second (higher is better); "this tree" is the
 # working tree, uncommitted changes included (the table says which). A
-# committed tree's table replaces the tiny-ab section of benches/README.md.
+# committed tree's table replaces the tiny-ab section of benches/README.md
+# (which leaves the tree dirty until that is committed: a second run then
+# only prints).
 # Needs cargo, git, tar and python3; writes under target/tiny-ab.
 set -euo pipefail
 base=${1:-9a33895}
@@ -87,7 +89,7 @@ for i in $(seq "$runs"); do # alternating which goes first
     if [ $((i % 2)) = 1 ]; then one base; one head; else one head; one base; fi
 done >"$work/runs.txt"
 python3 -c '
-import sys, statistics as st
+import os, sys, statistics as st
 base, tree, readme = sys.argv[1:4]
 runs = {}
 for line in open(sys.argv[4]):
@@ -101,8 +103,12 @@ for k, c in ((0, 1), (1, 1000)):
     md += f"| {c} | {med(b, k):.0f} | {med(h, k):.0f} | {med(h, k) / med(b, k):.2f}× |\n"
 print(md)
 if not tree.endswith("-dirty"):  # numbers of a committed tree only go in the README
-    text = open(readme).read()
+    text = open(readme, encoding="utf-8").read()
     begin, end = "<!-- BEGIN tiny-ab -->\n", "<!-- END tiny-ab -->"
-    i, j = text.index(begin) + len(begin), text.index(end)
-    open(readme, "w").write(text[:i] + md + text[j:])
+    i, j = text.find(begin), text.find(end)
+    if i < 0 or j < i:
+        sys.exit(f"{readme}: no tiny-ab section (its BEGIN and END markers, in order)")
+    tmp = readme + ".tmp"
+    open(tmp, "w", encoding="utf-8").write(text[: i + len(begin)] + md + text[j:])
+    os.replace(tmp, readme)
 ' "$base" "$(git describe --always --dirty)" "$root/benches/README.md" "$work/runs.txt"
