@@ -101,10 +101,10 @@ fn main() {
     let mut md = String::new();
     writeln!(
         md,
-        "| ranks | nodes | mpi_heat {size}² × {steps}: shmkit | message passing | shmkit through views + exchange_halos (before `Sweep`) | mpi_heat's steps alone (no setup, no gather): shmkit | message passing | global sum of {elements} u64: shmkit | message passing | setup (allocate, fill): shmkit | message passing |"
+        "| ranks | nodes | mpi_heat {size}² × {steps}: shmkit | message passing | shmkit through views + exchange_halos (before `Sweep`) | mpi_heat's steps alone (no setup, no gather): shmkit | message passing | global sum of {elements} u64: shmkit | message passing | setup (allocate, fill): shmkit | message passing | page floor in this shape: shared / private |"
     )
     .unwrap();
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
     let mut checksums = Vec::new();
     for (ranks, nodes) in configs {
         let node_size = ranks / nodes;
@@ -115,9 +115,10 @@ fn main() {
         let hv = views(&heat, ranks, node_size, &heat_args, &checksums[0]);
         let sum_args = ["--elements".into(), elements.to_string()];
         let (ss, sb, _) = both(&sum, ranks, node_size, &sum_args, &["global sum ", "setup (allocate and fill) "]);
+        let (private, shared) = page_floor_at(elements * 8, ranks, nodes);
         writeln!(
             md,
-            "| {ranks} | {nodes} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2} ms | {:.2} ms | {:.3} s | {:.3} s |",
+            "| {ranks} | {nodes} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2} ms | {:.2} ms | {:.3} s | {:.3} s | {:.2}× |",
             hs[0],
             hb[0],
             hv,
@@ -126,7 +127,8 @@ fn main() {
             ss[0] * 1e3,
             sb[0] * 1e3,
             ss[1],
-            sb[1]
+            sb[1],
+            shared / private
         )
         .unwrap();
     }
@@ -207,4 +209,87 @@ fn page_floor(bytes: usize) -> (f64, f64) {
         b.push(shared());
     }
     (median(a), median(b))
+}
+
+/// The page floor in a configuration's shape: `ranks` processes at once,
+/// each filling its share of `bytes`, in private memory or in its part of
+/// its node's one shared file (sized, each process reserving and mapping
+/// its part, as node segments are); seconds until all have finished, the
+/// median of `REPS` alternating runs of each.
+fn page_floor_at(bytes: usize, ranks: usize, nodes: usize) -> (f64, f64) {
+    let share = bytes / ranks / 4096 * 4096; // mmap offsets are whole pages
+    let run = |shared: bool| {
+        let per_node = ranks / nodes;
+        // SAFETY: fresh memfds sized here; each child maps its node's file,
+        // touches only its own share of it, and leaves with `_exit` (no
+        // destructor or atexit handler of this process runs twice); this
+        // bench has no other thread, so the children inherit no held lock.
+        unsafe {
+            let fds: Vec<i32> = (0..nodes)
+                .map(|_| {
+                    let fd = libc::memfd_create(c"page-floor".as_ptr(), libc::MFD_CLOEXEC);
+                    assert!(fd >= 0 && libc::ftruncate(fd, (share * per_node) as libc::off_t) == 0, "memfd");
+                    fd
+                })
+                .collect();
+            let t = std::time::Instant::now();
+            let kids: Vec<i32> = (0..ranks)
+                .map(|k| {
+                    let pid = libc::fork();
+                    assert!(pid >= 0, "fork");
+                    if pid == 0 {
+                        fill_share(shared.then(|| (fds[k / per_node], (k % per_node) * share)), share);
+                        libc::_exit(0);
+                    }
+                    pid
+                })
+                .collect();
+            for pid in kids {
+                let mut status = 0;
+                assert!(libc::waitpid(pid, &mut status, 0) == pid && status == 0, "a page-floor child failed");
+            }
+            let took = t.elapsed().as_secs_f64();
+            for fd in fds {
+                libc::close(fd);
+            }
+            took
+        }
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..REPS {
+        a.push(run(false));
+        b.push(run(true));
+    }
+    (median(a), median(b))
+}
+
+/// A page-floor child's work: `bytes` of private memory filled, or of the
+/// shared file `fd` from `offset`, reserved and mapped first.
+///
+/// # Safety
+/// Only in a child of `page_floor_at`, which `_exit`s after it.
+unsafe fn fill_share(file: Option<(i32, usize)>, bytes: usize) {
+    let fill = |p: &mut [u64]| p.iter_mut().enumerate().for_each(|(i, x)| *x = i as u64);
+    match file {
+        None => {
+            let v: Vec<u64> = (0..bytes as u64 / 8).collect();
+            std::hint::black_box(&v);
+        }
+        // SAFETY: `offset` is a whole number of page-sized shares, within
+        // the file `page_floor_at` sized for this node;
+        // the mapping is checked and only this process's share is touched.
+        Some((fd, offset)) => unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                offset as libc::off_t,
+            );
+            assert!(p != libc::MAP_FAILED, "mmap");
+            libc::madvise(p, bytes, libc::MADV_POPULATE_WRITE);
+            fill(std::slice::from_raw_parts_mut(p.cast::<u64>(), bytes / 8));
+        },
+    }
 }
