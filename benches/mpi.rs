@@ -238,8 +238,10 @@ fn page_floor_at(bytes: usize, ranks: usize, nodes: usize) -> (f64, f64) {
                     let pid = libc::fork();
                     assert!(pid >= 0, "fork");
                     if pid == 0 {
-                        fill_share(shared.then(|| (fds[k / per_node], (k % per_node) * share)), share);
-                        libc::_exit(0);
+                        // A panic here must not unwind into the bench's own code.
+                        let file = shared.then(|| (fds[k / per_node], (k % per_node) * share));
+                        let filled = std::panic::catch_unwind(|| fill_share(file, share)).is_ok();
+                        libc::_exit(if filled { 0 } else { 1 });
                     }
                     pid
                 })
