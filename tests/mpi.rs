@@ -99,6 +99,7 @@ fn launcher() {
         (2, "a node leader inside a halo exchange", "mpi-halo"),
         (3, "a rank starting a sweep, its rows claimed", "mpi-sweep-claimed"),
         (2, "a node's first rank inside a sweep's edge swap", "mpi-sweep"),
+        (3, "a rank finishing a sweep, its claims released", "mpi-sweep-finish"),
     ];
     for (victim, what, point) in inside {
         kill_case(victim, what, Some(point));

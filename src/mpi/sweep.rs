@@ -202,6 +202,7 @@ impl<'a, 'c, T: Element + Equivalence> Sweep<'a, 'c, T> {
     pub fn finish(self) -> &'a DistArray<'c, T> {
         let latest = self.grids[self.current];
         drop(self); // the claims go before the barrier: views are free after it
+        crate::fault::point("mpi-sweep-finish");
         latest.cluster.node_barrier();
         latest
     }
