@@ -172,26 +172,20 @@ impl<'s> Rig<'s> {
     }
 
     /// The 1 GiB pass and sum, each timed [`PAIRS`] times per side in
-    /// adjacent pairs (in alternating order, starting with `first`), each
+    /// adjacent pairs (see [`pairs`]), each
     /// after a [`QUIET`] pause: side by side within milliseconds, and
     /// neither side's idle threads (rayon's spin before they sleep, a
     /// driver's poll) still running in the other's pass.
     pub fn passes(&mut self, shmkit_first: bool, shm: &mut Figures, thr: &mut Figures) -> Result<()> {
-        for k in 0..PAIRS {
-            for side in order(shmkit_first ^ (k % 2 == 1)) {
-                let out = if side { &mut *shm } else { &mut *thr };
-                std::thread::sleep(QUIET);
-                push(out, "double_s", double_pass(&self.pool, &self.threads, side, &mut self.a)?);
-            }
-        }
-        for k in 0..PAIRS {
-            for side in order(shmkit_first ^ (k % 2 == 1)) {
-                let out = if side { &mut *shm } else { &mut *thr };
-                std::thread::sleep(QUIET);
-                push(out, "sum_s", sum_pass(&self.pool, &self.threads, side, &self.a)?);
-            }
-        }
-        Ok(())
+        let (pool, threads, a) = (&self.pool, &self.threads, &mut self.a);
+        pairs(shmkit_first, shm, thr, |side, out| {
+            push(out, "double_s", double_pass(pool, threads, side, a)?);
+            Ok(())
+        })?;
+        pairs(shmkit_first, shm, thr, |side, out| {
+            push(out, "sum_s", sum_pass(pool, threads, side, a)?);
+            Ok(())
+        })
     }
 
     /// The 1 GiB pass and sum while another process keeps one core busy
@@ -211,15 +205,13 @@ impl<'s> Rig<'s> {
             std::thread::sleep(UNMAPPED);
         }
         let busy = Busy::start()?;
-        for k in 0..PAIRS {
-            for side in order(shmkit_first ^ (k % 2 == 1)) {
-                let out = if side { &mut *shm } else { &mut *thr };
-                std::thread::sleep(QUIET);
-                push(out, "double_noisy_s", double_pass(&self.pool, &self.threads, side, &mut self.a)?);
-                std::thread::sleep(QUIET);
-                push(out, "sum_noisy_s", sum_pass(&self.pool, &self.threads, side, &self.a)?);
-            }
-        }
+        let (pool, threads, a) = (&self.pool, &self.threads, &mut self.a);
+        pairs(shmkit_first, shm, thr, |side, out| {
+            push(out, "double_noisy_s", double_pass(pool, threads, side, a)?);
+            std::thread::sleep(QUIET);
+            push(out, "sum_noisy_s", sum_pass(pool, threads, side, a)?);
+            Ok(())
+        })?;
         drop(busy);
         Ok(())
     }
@@ -331,6 +323,24 @@ const UNMAPPED: std::time::Duration = std::time::Duration::from_millis(300);
 /// Both sides, `true` (shmkit) first or second.
 fn order(shmkit_first: bool) -> [bool; 2] {
     [shmkit_first, !shmkit_first]
+}
+
+/// Runs `each(side, its figures)` [`PAIRS`] times per side, in adjacent
+/// pairs of alternating order (the first pair `shmkit_first`), each after
+/// a [`QUIET`] pause.
+fn pairs(
+    shmkit_first: bool,
+    shm: &mut Figures,
+    thr: &mut Figures,
+    mut each: impl FnMut(bool, &mut Figures) -> Result<()>,
+) -> Result<()> {
+    for k in 0..PAIRS {
+        for side in order(shmkit_first ^ (k % 2 == 1)) {
+            std::thread::sleep(QUIET);
+            each(side, if side { &mut *shm } else { &mut *thr })?;
+        }
+    }
+    Ok(())
 }
 
 /// Seconds to double `a` in place, in the pool's helpers or in threads.
