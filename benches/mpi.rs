@@ -106,6 +106,7 @@ fn main() {
     .unwrap();
     writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
     let mut checksums = Vec::new();
+    let mut one_process = (0.0, 0.0); // the 1/1 row's page floor, in seconds
     for (ranks, nodes) in configs {
         let node_size = ranks / nodes;
         eprintln!("mpi bench: {ranks} ranks on {nodes} nodes ...");
@@ -116,6 +117,9 @@ fn main() {
         let sum_args = ["--elements".into(), elements.to_string()];
         let (ss, sb, _) = both(&sum, ranks, node_size, &sum_args, &["global sum ", "setup (allocate and fill) "]);
         let (private, shared) = page_floor_at(elements * 8, ranks, nodes);
+        if ranks == 1 {
+            one_process = (private, shared);
+        }
         writeln!(
             md,
             "| {ranks} | {nodes} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2} ms | {:.2} ms | {:.3} s | {:.3} s | {:.2}× |",
@@ -133,10 +137,10 @@ fn main() {
         .unwrap();
     }
     assert!(checksums.windows(2).all(|w| w[0] == w[1]), "checksums differ between configurations: {checksums:?}");
-    let (private, shared) = page_floor(elements * 8);
+    let (private, shared) = one_process;
     writeln!(
         md,
-        "\nThe page floor, without shmkit or MPI (this process, same run, median of {REPS}): filling {} MiB of private memory takes {:.1} ms, of a plain shared-memory file (`memfd_create`, `fallocate`, `MADV_POPULATE_WRITE`, then the same fill) {:.1} ms: **{:.2}×**, what any shared segment's setup pays over private pages.",
+        "\nThe page floor, without shmkit or MPI (one process, same run, median of {REPS}): filling {} MiB of private memory takes {:.1} ms, of a plain shared-memory file (`memfd_create`, `ftruncate`, `MADV_POPULATE_WRITE`, then the same fill) {:.1} ms: **{:.2}×**, what any shared segment's setup pays over private pages; the last column is the same in each configuration's shape.",
         (elements * 8) >> 20,
         private * 1e3,
         shared * 1e3,
@@ -171,44 +175,6 @@ fn main() {
         let header = format!("Measured {} on {}.\n\n", shmkit_bench::today(), shmkit_bench::machine());
         shmkit_bench::update_readme("mpi", &(header + &md)).unwrap();
     }
-}
-
-/// Seconds to fill `bytes` of private memory, and of a plain shared-memory
-/// file reserved and mapped up front, each the median of `REPS`
-/// alternating runs: the cost of shared pages themselves, which bounds
-/// what node segments can reach in the setup column.
-fn page_floor(bytes: usize) -> (f64, f64) {
-    let fill = |p: &mut [u64]| p.iter_mut().enumerate().for_each(|(i, x)| *x = i as u64);
-    let private = || {
-        let t = std::time::Instant::now();
-        let v: Vec<u64> = (0..bytes as u64 / 8).collect();
-        std::hint::black_box(&v);
-        t.elapsed().as_secs_f64()
-    };
-    let shared = || {
-        let t = std::time::Instant::now();
-        // SAFETY: a fresh memfd of `bytes`, mapped shared, filled and unmapped
-        // here; every call is checked; nothing else sees the file.
-        unsafe {
-            let fd = libc::memfd_create(c"page-floor".as_ptr(), libc::MFD_CLOEXEC);
-            assert!(fd >= 0 && libc::fallocate(fd, 0, 0, bytes as libc::off_t) == 0, "memfd");
-            let p =
-                libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
-            assert!(p != libc::MAP_FAILED, "mmap");
-            libc::madvise(p, bytes, libc::MADV_POPULATE_WRITE);
-            fill(std::slice::from_raw_parts_mut(p.cast::<u64>(), bytes / 8));
-            let took = t.elapsed().as_secs_f64();
-            libc::munmap(p, bytes);
-            libc::close(fd);
-            took
-        }
-    };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..REPS {
-        a.push(private());
-        b.push(shared());
-    }
-    (median(a), median(b))
 }
 
 /// The page floor in a configuration's shape: `ranks` processes at once,
